@@ -1,0 +1,258 @@
+//! The running installation: configuration, keys, `system.db` and the open tenant files.
+//! The CLI and the web server are two doors onto one `App`.
+
+use crate::audit::{Actor, JournalConfig, NewEntry};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::keyring::{self, Keyring, KeyringError};
+use crate::store::tenants::{StoreSettings, TenantStores};
+use crate::store::{system, FileKind, OpenSpec, Store, StoreError};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("data directory {0} is not initialized (no system.db); run `strongroom init --data-dir {0}`")]
+    NotInitialized(String),
+    #[error("data directory {0} is already initialized")]
+    AlreadyInitialized(String),
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("the root key does not open system.db (this key has id {key_id}); use the key this data directory was created with")]
+    WrongRootKey { key_id: String },
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotInitialized(_) => "APP-0001",
+            Self::AlreadyInitialized(_) => "APP-0002",
+            Self::DataDir { .. } => "APP-0003",
+            Self::WrongRootKey { .. } => "APP-0004",
+            Self::Keyring(e) => e.code(),
+            Self::Store(e) => e.code(),
+        }
+    }
+}
+
+pub struct App {
+    config: Config,
+    data_dir: PathBuf,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+    system: Store,
+    tenants: TenantStores,
+}
+
+/// The systemd credentials directory, if the service manager passed one.
+pub fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
+pub fn settings_from(config: &Config) -> StoreSettings {
+    StoreSettings {
+        busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+        max_open_tenants: config.store.max_open_tenants,
+        tenant_idle: Duration::from_secs(config.store.tenant_idle_secs),
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+    }
+}
+
+/// `<data_dir>/root.key` unless the configuration names another file.
+pub fn root_key_file(config: &Config, data_dir: &Path) -> PathBuf {
+    config
+        .keys
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("root.key"))
+}
+
+fn system_spec<'a>(
+    path: &'a Path,
+    key: &'a keyring::Key32,
+    settings: &StoreSettings,
+    create: bool,
+) -> OpenSpec<'a> {
+    OpenSpec {
+        path,
+        label: "system.db",
+        key,
+        key_version: 1,
+        kind: FileKind::System,
+        create,
+        busy_timeout: settings.busy_timeout,
+    }
+}
+
+/// What `init` made, for the operator.
+#[derive(Debug, serde::Serialize)]
+pub struct InitReport {
+    pub data_dir: PathBuf,
+    pub root_key: String,
+    pub root_key_id: String,
+    pub created_key_file: bool,
+}
+
+impl App {
+    /// Creates a data directory (mode 0700), a root key file (mode 0600) unless a systemd
+    /// credential provides the key, and `system.db` with its journal's first entry.
+    ///
+    /// # Errors
+    /// Already initialized, directory not creatable, key or store faults.
+    pub fn init(config: &Config, data_dir: &Path, actor: &Actor) -> Result<InitReport, AppError> {
+        let dd = data_dir.display().to_string();
+        let dir_err = |e: std::io::Error| AppError::DataDir {
+            path: dd.clone(),
+            reason: e.kind().to_string(),
+        };
+        if data_dir.join("system.db").exists() {
+            return Err(AppError::AlreadyInitialized(dd));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(dir_err)?;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(dir_err)?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(data_dir.join("tenants"))
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(dir_err)?;
+        let creds = credentials_dir();
+        let key_file = root_key_file(config, data_dir);
+        let credential_present = creds
+            .as_ref()
+            .is_some_and(|d| d.join(keyring::ROOT_KEY_CREDENTIAL).exists());
+        let mut created_key_file = false;
+        if !credential_present && !key_file.exists() {
+            let key = keyring::Key32::random()?;
+            keyring::write_root_key_file(&key_file, &key).map_err(dir_err)?;
+            created_key_file = true;
+        }
+        let app = Self::open_inner(config, data_dir, true)?;
+        let params = serde_json::json!({ "root_key_id": app.keyring.root_key_id() });
+        let actor = actor.clone();
+        let id = app.keyring.root_key_id().to_string();
+        app.system
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                system::meta_set(tx.conn(), "root_key_id", &id).map_err(|e| tx.err(&e))?;
+                tx.audit(NewEntry::new(actor, "system.init", "system").params(params))?;
+                Ok(())
+            })
+            .wait()?;
+        let report = InitReport {
+            data_dir: data_dir.to_path_buf(),
+            root_key: app.keyring.source().to_string(),
+            root_key_id: app.keyring.root_key_id().to_string(),
+            created_key_file,
+        };
+        app.close();
+        Ok(report)
+    }
+
+    /// Opens an initialized data directory: loads the root key (fail closed: no key, no
+    /// service) and opens `system.db`.
+    ///
+    /// # Errors
+    /// Not initialized, key problems, a root key that does not open `system.db`.
+    pub fn open(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
+        if !data_dir.join("system.db").exists() {
+            return Err(AppError::NotInitialized(data_dir.display().to_string()));
+        }
+        Self::open_inner(config, data_dir, false)
+    }
+
+    fn open_inner(config: &Config, data_dir: &Path, create: bool) -> Result<Self, AppError> {
+        let (root, source) =
+            keyring::load_root_key(credentials_dir().as_deref(), &root_key_file(config, data_dir))?;
+        let keyring = Arc::new(Keyring::new(root, source)?);
+        Self::with_keyring(config, data_dir, keyring, Arc::new(SystemClock), create)
+    }
+
+    /// Opens with a given keyring and clock (benchmarks and tests).
+    ///
+    /// # Errors
+    /// As [`App::open`].
+    pub fn with_keyring(
+        config: &Config,
+        data_dir: &Path,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        create: bool,
+    ) -> Result<Self, AppError> {
+        let settings = settings_from(config);
+        let key = keyring.system_db_key();
+        let path = data_dir.join("system.db");
+        let spec = system_spec(&path, &key, &settings, create);
+        let journal = JournalConfig {
+            journal_id: "system".into(),
+            keyring: keyring.clone(),
+            clock: clock.clone(),
+            checkpoint_every: settings.checkpoint_every,
+            checkpoint_interval: settings.checkpoint_interval,
+        };
+        let system = Store::open(&spec, journal).map_err(|e| match e {
+            StoreError::Decrypt { .. } => AppError::WrongRootKey {
+                key_id: keyring.root_key_id().to_string(),
+            },
+            other => AppError::Store(other),
+        })?;
+        let tenants = TenantStores::new(data_dir, keyring.clone(), clock.clone(), settings);
+        Ok(Self {
+            config: config.clone(),
+            data_dir: data_dir.to_path_buf(),
+            keyring,
+            clock,
+            system,
+            tenants,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    pub fn system(&self) -> &Store {
+        &self.system
+    }
+
+    pub fn tenant_stores(&self) -> &TenantStores {
+        &self.tenants
+    }
+
+    /// Flushes and closes every file: queued writes commit, journals get a final checkpoint.
+    pub fn close(self) {
+        self.tenants.close_everything();
+        if let Err(e) = self.system.close() {
+            tracing::warn!(error = %e, "closing system.db failed");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Verify and export for the journals of an installation: `system.db` and each tenant file.
+//! These open their own connections, never the writer, so they work on a file that a running
+//! server holds, and on a damaged file that would not open for writing.
+
+use super::export::{self, ExportError, ExportFormat};
+use super::verify::{self, ChainReport, TrustedKey};
+use crate::app::App;
+use crate::keyring::Key32;
+use crate::store::tenants::{tenant_label, tenant_path};
+use crate::store::{self, FileKind, OpenSpec};
+use crate::tenants::{self, TenantError, TenantId};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The verdict on one file: its journal and its pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// `system` or the tenant id.
+    pub journal: String,
+    pub label: String,
+    pub file: PathBuf,
+    pub chain: Option<ChainReport>,
+    /// Page-level problems (SQLCipher HMAC and SQLite structure), one line each.
+    pub integrity: Vec<String>,
+    /// Why the journal could not be read at all, if it could not.
+    pub error: Option<String>,
+}
+
+impl FileReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && self.integrity.is_empty()
+            && self.chain.as_ref().is_some_and(|c| c.problem.is_none())
+    }
+}
+
+fn trusted_keys(app: &App) -> Vec<TrustedKey> {
+    vec![TrustedKey {
+        id: app.keyring().signing_key_id(),
+        public_key: app.keyring().signing_public_key(),
+    }]
+}
+
+struct Target {
+    journal: String,
+    label: String,
+    path: PathBuf,
+    key: Key32,
+    version: u32,
+    kind: FileKind,
+}
+
+impl Target {
+    fn spec(&self, app: &App) -> OpenSpec<'_> {
+        OpenSpec {
+            path: &self.path,
+            label: &self.label,
+            key: &self.key,
+            key_version: self.version,
+            kind: self.kind,
+            create: false,
+            busy_timeout: crate::app::settings_from(app.config()).busy_timeout,
+        }
+    }
+}
+
+fn system_target(app: &App) -> Target {
+    Target {
+        journal: "system".into(),
+        label: "system.db".into(),
+        path: app.data_dir().join("system.db"),
+        key: app.keyring().system_db_key(),
+        version: 1,
+        kind: FileKind::System,
+    }
+}
+
+fn tenant_target(app: &App, id: &TenantId) -> Result<Target, TenantError> {
+    let (_, keys) = tenants::tenant_keys(app, id)?;
+    Ok(Target {
+        journal: id.to_string(),
+        label: tenant_label(id),
+        path: tenant_path(app.data_dir(), id),
+        key: keys.dek().duplicate(),
+        version: keys.version,
+        kind: FileKind::Tenant,
+    })
+}
+
+fn verify_target(app: &App, t: &Target) -> FileReport {
+    let spec = t.spec(app);
+    let mut report = FileReport {
+        journal: t.journal.clone(),
+        label: t.label.clone(),
+        file: t.path.clone(),
+        chain: None,
+        integrity: Vec::new(),
+        error: None,
+    };
+    if !t.path.exists() {
+        report.error = Some(format!("{}: file {} does not exist", t.label, t.path.display()));
+        return report;
+    }
+    report.integrity = store::integrity_problems(&spec);
+    match store::open_connection(&spec, false) {
+        Ok(conn) => match verify::verify_chain(&conn, &t.journal, &trusted_keys(app)) {
+            Ok(chain) => report.chain = Some(chain),
+            Err(e) => {
+                report.error = Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
+            }
+        },
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    report
+}
+
+/// Verifies the system journal and `system.db`'s pages.
+pub fn verify_system(app: &App) -> FileReport {
+    verify_target(app, &system_target(app))
+}
+
+/// Verifies one tenant's journal and pages.
+///
+/// # Errors
+/// Unknown tenant or a key that does not unwrap (problems in the file are in the report).
+pub fn verify_tenant(app: &App, id: &TenantId) -> Result<FileReport, TenantError> {
+    Ok(verify_target(app, &tenant_target(app, id)?))
+}
+
+/// Verifies `system.db` and every live tenant.
+///
+/// # Errors
+/// The tenant list cannot be read.
+pub fn verify_all(app: &App) -> Result<Vec<FileReport>, TenantError> {
+    let mut out = vec![verify_system(app)];
+    for t in tenants::list(app, false)? {
+        out.push(match tenant_target(app, &t.id) {
+            Ok(target) => verify_target(app, &target),
+            Err(e) => FileReport {
+                journal: t.id.to_string(),
+                label: tenant_label(&t.id),
+                file: tenant_path(app.data_dir(), &t.id),
+                chain: None,
+                integrity: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+impl OpsError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Tenant(e) => e.code(),
+            Self::Store(e) => e.code(),
+            Self::Export(_) => "AUD-0001",
+        }
+    }
+}
+
+/// Streams a journal (`None` = the system journal) to `out`.
+///
+/// # Errors
+/// Unknown tenant, unreadable file, or a write failure on `out`.
+pub fn export_journal(
+    app: &App,
+    tenant: Option<&TenantId>,
+    format: ExportFormat,
+    since: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, OpsError> {
+    let target = match tenant {
+        Some(id) => tenant_target(app, id)?,
+        None => system_target(app),
+    };
+    let conn = store::open_connection(&target.spec(app), false)?;
+    Ok(export::export(&conn, &target.journal, format, since, out)?)
+}
+
+/// A journal's signed checkpoints, for keeping outside the installation.
+#[derive(Debug, Serialize)]
+pub struct CheckpointRecord {
+    pub journal: String,
+    pub seq: u64,
+    pub time_us: i64,
+    pub hash: String,
+    pub key_id: String,
+    pub signature: String,
+    pub public_key: String,
+}
+
+/// Lists a journal's checkpoints with the public key that verifies them.
+///
+/// # Errors
+/// Unknown tenant or unreadable file.
+pub fn checkpoints(app: &App, tenant: Option<&TenantId>) -> Result<Vec<CheckpointRecord>, OpsError> {
+    let target = match tenant {
+        Some(id) => tenant_target(app, id)?,
+        None => system_target(app),
+    };
+    let conn = store::open_connection(&target.spec(app), false)?;
+    let err = |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
+    let public_key = hex::encode(app.keyring().signing_public_key());
+    let mut st = conn
+        .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(CheckpointRecord {
+                journal: target.journal.clone(),
+                seq: r.get::<_, i64>(0)? as u64,
+                time_us: r.get(1)?,
+                hash: hex::encode(r.get::<_, Vec<u8>>(2)?),
+                key_id: r.get(3)?,
+                signature: hex::encode(r.get::<_, Vec<u8>>(4)?),
+                public_key: public_key.clone(),
+            })
+        })
+        .map_err(err)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>().map_err(err)?)
+}

@@ -1,0 +1,471 @@
+//! Typed configuration. Precedence: built-in defaults < the config file
+//! (`/etc/strongroom/config.toml`, or `--config`) < `STRONGROOM_*` environment variables <
+//! command-line flags. Unknown keys are errors, and every error names the key and the fix.
+//!
+//! Environment variables map onto keys with `__` between section and key:
+//! `STRONGROOM_SERVER__LISTEN=127.0.0.1:9443` sets `server.listen`. Values are read as TOML
+//! (`true`, `42`, `"text"`); anything that is not valid TOML is taken as a string.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/strongroom/config.toml";
+/// The documented default configuration, as installed by the package.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../packaging/config.toml");
+
+/// Environment variables with this prefix are configuration (except those below).
+const ENV_PREFIX: &str = "STRONGROOM_";
+/// Read by the command line itself, not by the config loader.
+const ENV_HANDLED_BY_FLAGS: [&str; 2] = ["STRONGROOM_CONFIG", "STRONGROOM_DATA_DIR"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} cannot be read: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("configuration key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unreadable { .. } => "CFG-0001",
+            Self::Parse { .. } => "CFG-0002",
+            Self::Env { .. } => "CFG-0003",
+            Self::Invalid { .. } => "CFG-0004",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where `system.db`, `tenants/`, the key file and the certificate live.
+    pub data_dir: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub keys: KeysConfig,
+    pub store: StoreConfig,
+    pub audit: AuditConfig,
+    pub log: LogConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Must be true to listen on anything but loopback.
+    pub allow_public_listen: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            allow_public_listen: false,
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Defaults to `<data_dir>/root.key`. A systemd credential `root-key` takes precedence.
+    pub root_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub busy_timeout_ms: u64,
+    pub max_open_tenants: usize,
+    pub tenant_idle_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            busy_timeout_ms: 10_000,
+            max_open_tenants: 256,
+            tenant_idle_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub checkpoint_every: u64,
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `strongroom=debug,info`.
+    pub level: String,
+    /// Directory of the daily-rolling log file; defaults to `<data_dir>/logs`.
+    pub dir: Option<PathBuf>,
+    /// Set to false to log to stderr only.
+    pub file: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            dir: None,
+            file: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `Contact:` of `/.well-known/security.txt` (`mailto:` or `https:`); unset serves 404.
+    pub contact: Option<String>,
+    pub policy_url: Option<String>,
+    pub preferred_languages: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            contact: None,
+            policy_url: None,
+            preferred_languages: "en".into(),
+        }
+    }
+}
+
+/// Where the effective configuration came from, for `config check` and logs.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+    pub env_keys: Vec<String>,
+}
+
+/// Loads defaults < file < environment. `explicit` is `--config`: it must exist; without it,
+/// [`DEFAULT_CONFIG_PATH`] is read only if present.
+///
+/// # Errors
+/// Unreadable file, invalid TOML, unknown key, bad value; each names the key.
+pub fn load(
+    explicit: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let default_path = Path::new(DEFAULT_CONFIG_PATH);
+    let file = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None if default_path.exists() => Some(default_path.to_path_buf()),
+        None => None,
+    };
+    let mut table = toml::Table::new();
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })?;
+        table = parse_file(&text, &path.display().to_string())?;
+    }
+    let mut env_keys = Vec::new();
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_HANDLED_BY_FLAGS.contains(&k.as_str()))
+        .collect();
+    env.sort();
+    for (var, value) in env {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::Env {
+                var,
+                message: "malformed name; use STRONGROOM_SECTION__KEY".into(),
+            });
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        set_path(&mut table, &path, parsed).map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message,
+        })?;
+        // Check each variable alone so that a bad one is named, not just "the environment".
+        toml::Value::Table(table.clone())
+            .try_into::<Config>()
+            .map_err(|e| ConfigError::Env {
+                var: var.clone(),
+                message: e.message().to_string(),
+            })?;
+        env_keys.push(path.join("."));
+    }
+    let config: Config =
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(defaults)".into()),
+                message: e.message().to_string(),
+            })?;
+    config.validate()?;
+    Ok(Loaded {
+        config,
+        file,
+        env_keys,
+    })
+}
+
+fn parse_file(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
+    let parse_err = |e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_string(),
+            message: format!("{}{line}", e.message()),
+        }
+    };
+    let table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+    // Deserialize once here so unknown keys are reported against the file, with a line.
+    toml::from_str::<Config>(text).map_err(parse_err)?;
+    Ok(table)
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{first}` is not a section")),
+            }
+        }
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Checks values that types alone cannot.
+    ///
+    /// # Errors
+    /// The first bad key, with the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let addr = self.listen_addr()?;
+        if !addr.ip().is_loopback() && !self.server.allow_public_listen {
+            return Err(invalid(
+                "server.listen",
+                format!("{addr} is not a loopback address; set server.allow_public_listen = true to serve on the network"),
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(invalid(
+                "server.tls_cert",
+                "set both server.tls_cert and server.tls_key, or neither (to use the certificate made by init)",
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.server.max_body_bytes) {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if self.store.max_open_tenants == 0 {
+            return Err(invalid("store.max_open_tenants", "must be at least 1"));
+        }
+        if self.audit.checkpoint_every == 0 {
+            return Err(invalid("audit.checkpoint_every", "must be at least 1"));
+        }
+        if self.audit.checkpoint_interval_secs == 0 {
+            return Err(invalid("audit.checkpoint_interval_secs", "must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a log filter; use e.g. \"info\" or \"strongroom=debug\"", self.log.level),
+            ));
+        }
+        if let Some(c) = &self.security.contact {
+            if !(c.starts_with("mailto:") || c.starts_with("https://")) || c.contains(['\n', '\r']) {
+                return Err(invalid(
+                    "security.contact",
+                    "must be a mailto: or https:// URI on one line",
+                ));
+            }
+        }
+        if let Some(u) = &self.security.policy_url {
+            if !u.starts_with("https://") || u.contains(['\n', '\r']) {
+                return Err(invalid("security.policy_url", "must be an https:// URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listen address; only IP literals, so no name lookup happens at start-up.
+    ///
+    /// # Errors
+    /// Not `IP:PORT`.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!(
+                    "{:?} is not an IP:PORT address (e.g. 127.0.0.1:8443 or [::1]:8443)",
+                    self.server.listen
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn shipped_default_file_is_valid_and_equals_defaults() {
+        let f = write(DEFAULT_CONFIG_TOML);
+        let loaded = load(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn precedence_file_then_env() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n");
+        let loaded = load(
+            Some(f.path()),
+            env(&[
+                ("STRONGROOM_SERVER__LISTEN", "127.0.0.1:9100"),
+                ("STRONGROOM_LOG__FORMAT", "json"),
+                ("STRONGROOM_DATA_DIR", "/ignored/here"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.server.listen, "127.0.0.1:9100");
+        assert_eq!(loaded.config.server.max_body_bytes, 4096);
+        assert_eq!(loaded.config.log.format, LogFormat::Json);
+        assert_eq!(loaded.config.data_dir, None);
+        assert_eq!(loaded.env_keys, vec!["log.format", "server.listen"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\nlisen = 1\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains("line 3"), "{e}");
+
+        let e = load(None, env(&[("STRONGROOM_SERVR__LISTEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STRONGROOM_SERVR__LISTEN") && e.contains("servr"), "{e}");
+    }
+
+    #[test]
+    fn broken_files_and_values_get_clear_errors() {
+        let e = load(Some(Path::new("/nonexistent/strongroom.toml")), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Unreadable { .. }), "{e}");
+
+        let f = write("[server\nlisten = 1");
+        let e = load(Some(f.path()), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+
+        let f = write("[server]\nmax_body_bytes = \"big\"\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("max_body_bytes") || e.contains("invalid type"), "{e}");
+
+        for (var, val, key) in [
+            ("STRONGROOM_SERVER__LISTEN", "0.0.0.0:8443", "allow_public_listen"),
+            ("STRONGROOM_SERVER__LISTEN", "localhost:8443", "IP:PORT"),
+            ("STRONGROOM_SERVER__MAX_BODY_BYTES", "10", "max_body_bytes"),
+            ("STRONGROOM_AUDIT__CHECKPOINT_EVERY", "0", "checkpoint_every"),
+            ("STRONGROOM_LOG__LEVEL", "[[", "log.level"),
+            ("STRONGROOM_SECURITY__CONTACT", "security@example.com", "mailto"),
+            ("STRONGROOM_SERVER__TLS_CERT", "/tmp/c.pem", "tls_key"),
+            ("STRONGROOM___X", "1", "malformed"),
+        ] {
+            let e = load(None, env(&[(var, val)])).unwrap_err().to_string();
+            assert!(e.contains(key), "{var}={val}: {e}");
+        }
+    }
+
+    #[test]
+    fn public_listen_needs_opt_in() {
+        let ok = load(
+            None,
+            env(&[
+                ("STRONGROOM_SERVER__LISTEN", "0.0.0.0:8443"),
+                ("STRONGROOM_SERVER__ALLOW_PUBLIC_LISTEN", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(ok.config.server.allow_public_listen);
+    }
+}

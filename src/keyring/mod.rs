@@ -1,0 +1,286 @@
+//! The keyring owns every key Strongroom holds.
+//!
+//! - The **root key** (32 random bytes) comes from a systemd credential
+//!   (`$CREDENTIALS_DIRECTORY/root-key`) or from a key file (mode 0600). Nothing is ever stored
+//!   in clear next to the data it protects, except that key file, which the operator controls.
+//! - Each tenant has a random 256-bit **data key** (DEK): the SQLCipher raw key of its file.
+//!   DEKs are stored only wrapped with AES-256-GCM under a **key-encryption key** (KEK) derived
+//!   by HKDF-SHA256 from the root key with the tenant id and the key version in `info`; the same
+//!   tenant id and version are the AEAD associated data, so a wrapped DEK moved to another
+//!   tenant or version fails to unwrap.
+//! - A **sealing key** derived from each DEK seals secrets stored inside a tenant file
+//!   (connector credentials), so they stay sealed even in a decrypted export of the file.
+//! - The **system key** (SQLCipher key of `system.db`) and the **audit signing key** (Ed25519,
+//!   for journal checkpoints) are derived from the root key with their own `info` labels.
+//!
+//! Derivation labels are versioned (`strongroom/v1/...`) and must never change meaning.
+
+mod root;
+mod secret;
+mod wrap;
+
+pub use root::{load_root_key, write_root_key_file, RootKeySource, ROOT_KEY_CREDENTIAL};
+pub use secret::{Key32, SecretString};
+pub use wrap::{Sealed, WrappedDek};
+
+use ring::{hkdf, signature};
+
+/// Errors from loading, deriving or unwrapping keys. Codes (`KEY-xxxx`) never change meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("no root key: neither the systemd credential {credential} nor the key file {file} exists; run `strongroom init` or pass the key as a credential")]
+    RootKeyMissing { credential: String, file: String },
+    #[error("root key file {file} is readable by group or others (mode {mode:o}); fix it with `chmod 600 {file}`")]
+    RootKeyFileMode { file: String, mode: u32 },
+    #[error("root key in {source_name} is malformed: expected 32 raw bytes or 64 hex characters")]
+    RootKeyMalformed { source_name: String },
+    #[error("cannot read root key from {source_name}: {reason}")]
+    RootKeyUnreadable { source_name: String, reason: String },
+    #[error("cannot unwrap the data key of {owner} version {version}: wrong root key, or the wrapped key was altered")]
+    Unwrap { owner: String, version: u32 },
+    #[error("cannot open sealed value: wrong key, or the value was altered")]
+    Unseal,
+    #[error("the system random source failed")]
+    Random,
+}
+
+impl KeyringError {
+    /// Stable error code for logs and API responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RootKeyMissing { .. } => "KEY-0001",
+            Self::RootKeyFileMode { .. } => "KEY-0002",
+            Self::RootKeyMalformed { .. } => "KEY-0003",
+            Self::RootKeyUnreadable { .. } => "KEY-0004",
+            Self::Unwrap { .. } => "KEY-0005",
+            Self::Unseal => "KEY-0006",
+            Self::Random => "KEY-0007",
+        }
+    }
+}
+
+const LABEL_KEK: &[u8] = b"strongroom/v1/kek";
+const LABEL_SYSTEM_DB: &[u8] = b"strongroom/v1/system-db";
+const LABEL_AUDIT_SIGNING: &[u8] = b"strongroom/v1/audit-signing";
+const LABEL_SEAL: &[u8] = b"strongroom/v1/seal";
+const LABEL_KEY_ID: &[u8] = b"strongroom/v1/key-id";
+
+struct Len32;
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// HKDF-SHA256 of `ikm` with a fixed, label-specific salt and the given `info` parts.
+fn derive(ikm: &Key32, label: &[u8], info: &[&[u8]]) -> Key32 {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, label);
+    let prk = salt.extract(ikm.expose());
+    let mut out = [0u8; 32];
+    // Expanding 32 bytes from SHA-256 cannot exceed HKDF's 255*32 limit, so neither call fails.
+    if let Ok(okm) = prk.expand(info, Len32) {
+        let _ = okm.fill(&mut out);
+    }
+    let key = Key32::from_bytes(out);
+    zeroize::Zeroize::zeroize(&mut out);
+    key
+}
+
+/// Encodes a tenant id and key version unambiguously, for HKDF `info` and AEAD associated data.
+fn owner_context(owner: &str, version: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(owner.len() + 9);
+    v.extend_from_slice(&(owner.len() as u32).to_be_bytes());
+    v.extend_from_slice(owner.as_bytes());
+    v.extend_from_slice(&version.to_be_bytes());
+    v
+}
+
+/// The root key and everything derived from it. Built once at start-up; cheap to share by `Arc`.
+pub struct Keyring {
+    root: Key32,
+    source: RootKeySource,
+    signing: signature::Ed25519KeyPair,
+    key_id: String,
+}
+
+impl Keyring {
+    pub fn new(root: Key32, source: RootKeySource) -> Result<Self, KeyringError> {
+        let seed = derive(&root, LABEL_AUDIT_SIGNING, &[b"ed25519"]);
+        let signing = signature::Ed25519KeyPair::from_seed_unchecked(seed.expose())
+            .map_err(|_| KeyringError::Random)?;
+        let id = derive(&root, LABEL_KEY_ID, &[]);
+        let key_id = hex::encode(&id.expose()[..8]);
+        Ok(Self {
+            root,
+            source,
+            signing,
+            key_id,
+        })
+    }
+
+    /// A non-secret fingerprint of the root key (8 bytes of an HKDF output), safe to print.
+    pub fn root_key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn source(&self) -> &RootKeySource {
+        &self.source
+    }
+
+    /// SQLCipher raw key of `system.db`.
+    pub fn system_db_key(&self) -> Key32 {
+        derive(&self.root, LABEL_SYSTEM_DB, &[])
+    }
+
+    /// Wraps a fresh DEK for `owner` (a tenant id) at `version`.
+    pub fn wrap_dek(
+        &self,
+        owner: &str,
+        version: u32,
+        dek: &Key32,
+    ) -> Result<WrappedDek, KeyringError> {
+        let ctx = owner_context(owner, version);
+        let kek = derive(&self.root, LABEL_KEK, &[&ctx]);
+        wrap::seal(&kek, &ctx, dek.expose()).map(WrappedDek)
+    }
+
+    /// Unwraps the DEK of `owner` at `version`; fails if the root key, owner or version differ.
+    pub fn unwrap_dek(
+        &self,
+        owner: &str,
+        version: u32,
+        wrapped: &WrappedDek,
+    ) -> Result<Key32, KeyringError> {
+        let ctx = owner_context(owner, version);
+        let kek = derive(&self.root, LABEL_KEK, &[&ctx]);
+        let plain = wrap::open(&kek, &ctx, &wrapped.0).map_err(|_| KeyringError::Unwrap {
+            owner: owner.to_string(),
+            version,
+        })?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyringError::Unwrap {
+                owner: owner.to_string(),
+                version,
+            })?;
+        Ok(Key32::from_bytes(bytes))
+    }
+
+    /// Signs a journal checkpoint message.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.signing.sign(message).as_ref().to_vec()
+    }
+
+    /// The Ed25519 public key that verifies checkpoints; safe to publish.
+    pub fn signing_public_key(&self) -> Vec<u8> {
+        signature::KeyPair::public_key(&self.signing).as_ref().to_vec()
+    }
+
+    /// Id of the signing key, recorded beside each checkpoint signature.
+    pub fn signing_key_id(&self) -> String {
+        signing_key_id(&self.signing_public_key())
+    }
+}
+
+/// First 8 bytes (hex) of SHA-256 over an Ed25519 public key.
+pub fn signing_key_id(public_key: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, public_key);
+    hex::encode(&d.as_ref()[..8])
+}
+
+/// Checks an Ed25519 checkpoint signature against a public key.
+pub fn verify_signature(public_key: &[u8], message: &[u8], sig: &[u8]) -> bool {
+    signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
+        .verify(message, sig)
+        .is_ok()
+}
+
+/// Keys of one open tenant: its DEK (the SQLCipher key) and the sealing key derived from it.
+pub struct TenantKeys {
+    pub version: u32,
+    dek: Key32,
+    seal: Key32,
+}
+
+impl TenantKeys {
+    pub fn new(version: u32, dek: Key32) -> Self {
+        let seal = derive(&dek, LABEL_SEAL, &[]);
+        Self { version, dek, seal }
+    }
+
+    pub fn dek(&self) -> &Key32 {
+        &self.dek
+    }
+
+    /// Seals a secret stored inside the tenant file; `context` binds it to its place (e.g. the
+    /// connector id), so a sealed value copied elsewhere fails to open.
+    pub fn seal(&self, context: &[u8], plain: &[u8]) -> Result<Sealed, KeyringError> {
+        wrap::seal(&self.seal, context, plain).map(Sealed)
+    }
+
+    pub fn unseal(
+        &self,
+        context: &[u8],
+        sealed: &Sealed,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyringError> {
+        wrap::open(&self.seal, context, &sealed.0).map_err(|_| KeyringError::Unseal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_with(byte: u8) -> Keyring {
+        Keyring::new(Key32::from_bytes([byte; 32]), RootKeySource::Test).unwrap()
+    }
+
+    #[test]
+    fn dek_round_trips_and_is_bound_to_owner_version_and_root() {
+        let kr = ring_with(1);
+        let dek = Key32::random().unwrap();
+        let w = kr.wrap_dek("t1", 1, &dek).unwrap();
+        assert_eq!(kr.unwrap_dek("t1", 1, &w).unwrap().expose(), dek.expose());
+        assert!(matches!(
+            kr.unwrap_dek("t2", 1, &w),
+            Err(KeyringError::Unwrap { .. })
+        ));
+        assert!(kr.unwrap_dek("t1", 2, &w).is_err());
+        assert!(ring_with(2).unwrap_dek("t1", 1, &w).is_err());
+        let mut bent = w.0.clone();
+        let last = bent.len() - 1;
+        bent[last] ^= 1;
+        assert!(kr.unwrap_dek("t1", 1, &WrappedDek(bent)).is_err());
+        assert!(kr.unwrap_dek("t1", 1, &WrappedDek(vec![1, 2, 3])).is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_distinct_and_deterministic() {
+        let a = ring_with(7);
+        let b = ring_with(7);
+        assert_eq!(a.system_db_key().expose(), b.system_db_key().expose());
+        assert_eq!(a.root_key_id(), b.root_key_id());
+        assert_ne!(a.root_key_id(), ring_with(8).root_key_id());
+        assert_eq!(a.signing_public_key(), b.signing_public_key());
+        assert_ne!(a.system_db_key().expose(), &[7u8; 32]);
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_signed_message() {
+        let kr = ring_with(3);
+        let sig = kr.sign(b"checkpoint");
+        assert!(verify_signature(&kr.signing_public_key(), b"checkpoint", &sig));
+        assert!(!verify_signature(&kr.signing_public_key(), b"checkpoinT", &sig));
+        assert!(!verify_signature(&ring_with(4).signing_public_key(), b"checkpoint", &sig));
+    }
+
+    #[test]
+    fn sealing_binds_context() {
+        let keys = TenantKeys::new(1, Key32::random().unwrap());
+        let s = keys.seal(b"conn-1", b"api-token").unwrap();
+        assert_eq!(keys.unseal(b"conn-1", &s).unwrap().as_slice(), b"api-token");
+        assert!(matches!(keys.unseal(b"conn-2", &s), Err(KeyringError::Unseal)));
+        assert_ne!(keys.seal.expose(), keys.dek.expose());
+    }
+}

@@ -1,0 +1,112 @@
+//! Embedded schema migrations, applied at open inside one transaction per step.
+//! `PRAGMA user_version` holds the number of steps applied; a file with more steps than this
+//! build knows was written by a newer build and is refused rather than misread.
+
+use super::{FileKind, StoreError};
+use rusqlite::Connection;
+
+const JOURNAL_V1: &str = "
+CREATE TABLE audit_entries (
+    seq         INTEGER PRIMARY KEY,
+    format      INTEGER NOT NULL,
+    time_us     INTEGER NOT NULL,
+    actor_kind  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    source_ip   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL
+) STRICT;
+CREATE TABLE audit_checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    time_us   INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    key_id    TEXT NOT NULL,
+    signature BLOB NOT NULL
+) STRICT;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+";
+
+const SYSTEM_V1: &str = "
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    region      TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deleted')),
+    key_version INTEGER NOT NULL,
+    created_us  INTEGER NOT NULL,
+    updated_us  INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX tenants_live_name ON tenants(name) WHERE status != 'deleted';
+CREATE TABLE tenant_keys (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    version     INTEGER NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    created_us  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+) STRICT;
+";
+
+fn steps(kind: FileKind) -> &'static [&'static str] {
+    match kind {
+        FileKind::System => &[JOURNAL_V1, SYSTEM_V1],
+        FileKind::Tenant => &[JOURNAL_V1],
+    }
+}
+
+/// Highest schema version this build knows for `kind`.
+pub fn latest(kind: FileKind) -> i64 {
+    steps(kind).len() as i64
+}
+
+/// Brings the file up to date.
+///
+/// # Errors
+/// [`StoreError::TooNew`] for a file from a newer build; storage errors otherwise.
+pub fn migrate(
+    conn: &Connection,
+    kind: FileKind,
+    label: &str,
+    key_version: u32,
+) -> Result<(), StoreError> {
+    let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
+    let all = steps(kind);
+    // Each step reads the version inside its own write transaction, so a CLI process and the
+    // server opening the same file at once never apply a step twice.
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let step = (|| {
+            let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if current >= all.len() as i64 {
+                return Ok(Some(current));
+            }
+            let version = current + 1;
+            conn.execute_batch(all[current as usize])?;
+            conn.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            Ok(None)
+        })();
+        match step {
+            Ok(Some(current)) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                if current > all.len() as i64 {
+                    return Err(StoreError::TooNew {
+                        what: label.to_string(),
+                        found: current,
+                        known: all.len() as i64,
+                    });
+                }
+                return Ok(());
+            }
+            Ok(None) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
+    }
+}

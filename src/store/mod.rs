@@ -1,0 +1,329 @@
+//! Encrypted storage: `system.db` (tenant registry, wrapped keys, the system journal) and one
+//! `tenants/<id>.db` per tenant, all SQLCipher with a 256-bit raw key.
+//!
+//! - Every file has exactly one writer thread ([`writer`]) that drains its queue into a single
+//!   transaction (group commit) with `synchronous=FULL`, so an acknowledged write is on disk.
+//!   Readers use their own WAL connections. No SQLite call runs on an async worker thread.
+//! - Schema migrations are embedded ([`migrate`]) and run at open; a file written by a newer
+//!   build is refused.
+//! - Faults map to [`StoreError`] variants that name the file and the fix, never SQL or keys.
+
+pub mod migrate;
+pub mod system;
+pub mod tenants;
+pub mod writer;
+
+use crate::keyring::Key32;
+use rusqlite::{ffi, Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+pub use writer::{Pending, WriteTx, Writer};
+
+/// Storage faults. Each names the file it concerns ("system.db", "tenant <id>").
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: file {path} does not exist")]
+    Missing { what: String, path: String },
+    #[error("cannot decrypt {what} with key version {version}: wrong key, or not a Strongroom file of this installation")]
+    Decrypt { what: String, version: u32 },
+    #[error("{what} was written by a newer Strongroom (schema version {found}, this build knows up to {known}); upgrade the strongroom binary")]
+    TooNew { what: String, found: i64, known: i64 },
+    #[error("{what} is corrupt: {detail}; run `strongroom audit verify` and restore from a backup")]
+    Corrupt { what: String, detail: String },
+    #[error("{what}: disk full; the write was not applied. Free space and retry")]
+    DiskFull { what: String },
+    #[error("{what} is locked by another writer for too long; retry")]
+    Busy { what: String },
+    #[error("{what}: the store is closed")]
+    Closed { what: String },
+    #[error("{what}: I/O error: {reason}")]
+    Io { what: String, reason: String },
+    #[error("{what}: storage error: {detail}")]
+    Sqlite { what: String, detail: String },
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "STO-0001",
+            Self::Decrypt { .. } => "STO-0002",
+            Self::TooNew { .. } => "STO-0003",
+            Self::Corrupt { .. } => "STO-0004",
+            Self::DiskFull { .. } => "STO-0005",
+            Self::Busy { .. } => "STO-0006",
+            Self::Closed { .. } => "STO-0007",
+            Self::Io { .. } => "STO-0008",
+            Self::Sqlite { .. } => "STO-0009",
+        }
+    }
+
+    /// Classifies a SQLite error for the file `what`.
+    pub fn from_sqlite(what: &str, version: u32, e: &rusqlite::Error) -> Self {
+        let what = what.to_string();
+        if let rusqlite::Error::SqliteFailure(f, msg) = e {
+            return match f.code {
+                rusqlite::ErrorCode::NotADatabase => Self::Decrypt { what, version },
+                rusqlite::ErrorCode::DiskFull => Self::DiskFull { what },
+                rusqlite::ErrorCode::DatabaseCorrupt => Self::Corrupt {
+                    what,
+                    detail: msg.clone().unwrap_or_else(|| "malformed page".into()),
+                },
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    Self::Busy { what }
+                }
+                rusqlite::ErrorCode::CannotOpen => Self::Io {
+                    what,
+                    reason: "cannot open file".into(),
+                },
+                rusqlite::ErrorCode::SystemIoFailure => Self::Io {
+                    what,
+                    reason: msg.clone().unwrap_or_else(|| "I/O failure".into()),
+                },
+                _ => Self::Sqlite {
+                    what,
+                    detail: format!("{:?}", f.code),
+                },
+            };
+        }
+        Self::Sqlite {
+            what,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Which schema a file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    System,
+    Tenant,
+}
+
+/// How to open one encrypted file.
+pub struct OpenSpec<'a> {
+    pub path: &'a Path,
+    /// "system.db" or "tenant <id>", used in every message about this file.
+    pub label: &'a str,
+    pub key: &'a Key32,
+    pub key_version: u32,
+    pub kind: FileKind,
+    pub create: bool,
+    pub busy_timeout: Duration,
+}
+
+/// Opens a SQLCipher file with its raw key and the durability settings every file uses.
+/// Does not migrate; see [`migrate::migrate`].
+///
+/// # Errors
+/// Missing file (unless `create`), wrong key, corrupt header, I/O.
+pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connection, StoreError> {
+    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    if !spec.create && !spec.path.exists() {
+        return Err(StoreError::Missing {
+            what: spec.label.to_string(),
+            path: spec.path.display().to_string(),
+        });
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else if spec.create {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(spec.path, flags).map_err(err)?;
+    quiet_cipher_log(&conn);
+    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
+    conn.execute_batch(&pragma).map_err(err)?;
+    conn.busy_timeout(spec.busy_timeout).map_err(err)?;
+    // The first read decrypts page 1: a wrong key or a foreign file fails here, clearly.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(err)?;
+    let mode = if read_only {
+        "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;"
+    } else {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
+         PRAGMA foreign_keys = ON;"
+    };
+    conn.execute_batch(mode).map_err(err)?;
+    if spec.kind == FileKind::System && !read_only {
+        // Crypto-shredding: a deleted wrapped DEK must not survive in a free page.
+        conn.execute_batch("PRAGMA secure_delete = ON;")
+            .map_err(err)?;
+    }
+    Ok(conn)
+}
+
+/// SQLCipher logs decryption failures to stderr by itself; Strongroom reports them as typed
+/// errors that name the file, so the library's own log stays off.
+fn quiet_cipher_log(conn: &Connection) {
+    let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
+}
+
+/// Runs SQLCipher's page HMAC check and SQLite's structural check; returns one line per
+/// problem (empty when the file is sound). Works on files whose page 1 cannot be decrypted.
+pub fn integrity_problems(spec: &OpenSpec<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let conn = match Connection::open_with_flags(
+        spec.path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()],
+    };
+    quiet_cipher_log(&conn);
+    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
+    if let Err(e) = conn.execute_batch(&pragma) {
+        return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()];
+    }
+    let _ = conn.busy_timeout(spec.busy_timeout);
+    let rows = conn.prepare("PRAGMA cipher_integrity_check").and_then(|mut st| {
+        st.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match rows {
+        Ok(rows) => problems.extend(rows.into_iter().map(|r| format!("{}: {r}", spec.label))),
+        Err(e) => problems.push(StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()),
+    }
+    if problems.is_empty() {
+        let rows = conn.prepare("PRAGMA quick_check").and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match rows {
+            Ok(rows) => problems.extend(
+                rows.into_iter()
+                    .filter(|r| r != "ok")
+                    .map(|r| format!("{}: {r}", spec.label)),
+            ),
+            Err(e) => {
+                problems.push(StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string())
+            }
+        }
+    }
+    problems
+}
+
+/// One open encrypted file: its writer thread and a small pool of reader connections.
+pub struct Store {
+    path: PathBuf,
+    label: String,
+    key: Key32,
+    key_version: u32,
+    kind: FileKind,
+    busy_timeout: Duration,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// How many idle reader connections a store keeps; more are opened under load and dropped.
+const IDLE_READERS: usize = 4;
+
+impl Store {
+    /// Opens (or creates) the file, migrates it and starts its writer thread.
+    ///
+    /// # Errors
+    /// See [`open_connection`] and [`migrate::migrate`].
+    pub fn open(
+        spec: &OpenSpec<'_>,
+        journal: crate::audit::JournalConfig,
+    ) -> Result<Self, StoreError> {
+        let conn = open_connection(spec, false)?;
+        migrate::migrate(&conn, spec.kind, spec.label, spec.key_version)?;
+        let writer = Writer::spawn(conn, spec.label.to_string(), spec.key_version, journal)?;
+        Ok(Self {
+            path: spec.path.to_path_buf(),
+            label: spec.label.to_string(),
+            key: spec.key.duplicate(),
+            key_version: spec.key_version,
+            kind: spec.kind,
+            busy_timeout: spec.busy_timeout,
+            writer,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Runs `f` on a reader connection (a WAL snapshot). Call from a blocking context.
+    ///
+    /// # Errors
+    /// Whatever `f` returns, or a failure to open a reader.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pooled = self.readers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.spec(false), false)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut v) = self.readers.lock() {
+            if v.len() < IDLE_READERS {
+                v.push(conn);
+            }
+        }
+        out
+    }
+
+    fn spec(&self, create: bool) -> OpenSpec<'_> {
+        OpenSpec {
+            path: &self.path,
+            label: &self.label,
+            key: &self.key,
+            key_version: self.key_version,
+            kind: self.kind,
+            create,
+            busy_timeout: self.busy_timeout,
+        }
+    }
+
+    /// Maps a SQLite error on this file.
+    pub fn err(&self, e: &rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(&self.label, self.key_version, e)
+    }
+
+    /// Moves committed pages from the WAL into the main file now. Best effort: a reader
+    /// holding an old snapshot can delay it until the next checkpoint.
+    pub fn fold_wal(&self) {
+        let r = self.read(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(|e| self.err(&e))
+        });
+        if let Err(e) = r {
+            tracing::warn!(file = %self.label, error = %e, "WAL checkpoint failed");
+        }
+    }
+
+    /// Stops the writer after it has committed everything queued, signs a final checkpoint and
+    /// folds the WAL back into the file. Blocks; call from a blocking context.
+    pub fn close(self) -> Result<(), StoreError> {
+        if let Ok(mut v) = self.readers.lock() {
+            v.clear();
+        }
+        self.writer.shutdown()
+    }
+}
+
+/// True when `e` is the "file is not a database" failure SQLCipher reports for a wrong key.
+pub fn is_decrypt_failure(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_NOTADB)
+}
+
+#[cfg(test)]
+mod tests;

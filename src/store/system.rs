@@ -1,0 +1,124 @@
+//! The tenant registry in `system.db`: tenants, their status and their wrapped data keys.
+//! Plain row access only; the lifecycle rules and audit entries live in [`crate::tenants`].
+
+use crate::keyring::WrappedDek;
+use crate::tenants::{Tenant, TenantId, TenantStatus};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
+    let id: String = r.get(0)?;
+    let status: String = r.get(3)?;
+    Ok(Tenant {
+        id: TenantId::from_trusted(id),
+        name: r.get(1)?,
+        region: r.get(2)?,
+        status: TenantStatus::parse(&status).unwrap_or(TenantStatus::Suspended),
+        key_version: r.get(4)?,
+        created_us: r.get(5)?,
+    })
+}
+
+const COLUMNS: &str = "id, name, region, status, key_version, created_us";
+
+pub fn get(conn: &Connection, id: &TenantId) -> rusqlite::Result<Option<Tenant>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM tenants WHERE id = ?1"),
+        [id.as_str()],
+        tenant_from_row,
+    )
+    .optional()
+}
+
+pub fn list(conn: &Connection, include_deleted: bool) -> rusqlite::Result<Vec<Tenant>> {
+    let filter = if include_deleted {
+        ""
+    } else {
+        "WHERE status != 'deleted'"
+    };
+    let mut st = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM tenants {filter} ORDER BY created_us, id"
+    ))?;
+    let rows = st.query_map([], tenant_from_row)?;
+    rows.collect()
+}
+
+pub fn name_in_use(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM tenants WHERE name = ?1 AND status != 'deleted'",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+pub fn insert(
+    conn: &Connection,
+    t: &Tenant,
+    wrapped: &WrappedDek,
+    now_us: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO tenants (id, name, region, status, key_version, created_us, updated_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            t.id.as_str(),
+            t.name,
+            t.region,
+            t.status.as_str(),
+            t.key_version,
+            t.created_us
+        ],
+    )?;
+    conn.execute(
+        "INSERT INTO tenant_keys (tenant_id, version, wrapped_dek, created_us) \
+         VALUES (?1, ?2, ?3, ?4)",
+        params![t.id.as_str(), t.key_version, wrapped.0, now_us],
+    )?;
+    Ok(())
+}
+
+pub fn set_status(
+    conn: &Connection,
+    id: &TenantId,
+    status: TenantStatus,
+    now_us: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET status = ?2, updated_us = ?3 WHERE id = ?1",
+        params![id.as_str(), status.as_str(), now_us],
+    )
+}
+
+/// Destroys every wrapped DEK of the tenant. With `secure_delete` on, the bytes are
+/// overwritten, not just unlinked from the b-tree.
+pub fn shred_keys(conn: &Connection, id: &TenantId) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM tenant_keys WHERE tenant_id = ?1", [id.as_str()])
+}
+
+pub fn wrapped_dek(
+    conn: &Connection,
+    id: &TenantId,
+    version: u32,
+) -> rusqlite::Result<Option<WrappedDek>> {
+    conn.query_row(
+        "SELECT wrapped_dek FROM tenant_keys WHERE tenant_id = ?1 AND version = ?2",
+        params![id.as_str(), version],
+        |r| r.get::<_, Vec<u8>>(0),
+    )
+    .optional()
+    .map(|o| o.map(WrappedDek))
+}
+
+pub fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+pub fn meta_set(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+    .map(|_| ())
+}

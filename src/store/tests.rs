@@ -1,0 +1,237 @@
+//! Store tests on real SQLCipher files.
+
+use super::*;
+use crate::audit::verify::{verify_chain, ProblemKind, TrustedKey};
+use crate::audit::{Actor, JournalConfig, NewEntry};
+use crate::clock::SystemClock;
+use crate::keyring::{Keyring, RootKeySource};
+use std::sync::Arc;
+
+fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(Key32::from_bytes([5; 32]), RootKeySource::Test).unwrap())
+}
+
+fn journal(kr: &Arc<Keyring>, every: u64) -> JournalConfig {
+    JournalConfig {
+        journal_id: "t".into(),
+        keyring: kr.clone(),
+        clock: Arc::new(SystemClock),
+        checkpoint_every: every,
+        checkpoint_interval: Duration::from_secs(3600),
+    }
+}
+
+fn spec<'a>(path: &'a Path, key: &'a Key32, create: bool) -> OpenSpec<'a> {
+    OpenSpec {
+        path,
+        label: "tenant t",
+        key,
+        key_version: 3,
+        kind: FileKind::Tenant,
+        create,
+        busy_timeout: Duration::from_secs(5),
+    }
+}
+
+fn trusted(kr: &Keyring) -> Vec<TrustedKey> {
+    vec![TrustedKey {
+        id: kr.signing_key_id(),
+        public_key: kr.signing_public_key(),
+    }]
+}
+
+fn append(store: &Store, n: u64) -> Result<u64, StoreError> {
+    store
+        .writer()
+        .submit(move |tx| tx.audit(NewEntry::new(Actor::system(), "test.append", &n.to_string())))
+        .wait()
+}
+
+#[test]
+fn concurrent_appends_are_all_acknowledged_in_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Arc::new(Store::open(&spec(&path, &key, true), journal(&kr, 100)).unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| append(&store, t * 1000 + i).unwrap())
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=800).collect::<Vec<_>>());
+    let store = Arc::try_unwrap(store).ok().unwrap();
+    store.close().unwrap();
+    let conn = open_connection(&spec(&path, &key, false), false).unwrap();
+    let report = verify_chain(&conn, "t", &trusted(&kr)).unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.head_seq, 800);
+    assert_eq!(report.last_checkpoint_seq, 800, "close signs the tail");
+    assert!(report.checkpoints >= 8);
+}
+
+#[test]
+fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 1000)).unwrap();
+    append(&store, 1).unwrap();
+    let failed = store
+        .writer()
+        .submit(|tx| -> Result<(), StoreError> {
+            crate::store::system::meta_set(tx.conn(), "k", "v").map_err(|e| tx.err(&e))?;
+            tx.audit(NewEntry::new(Actor::system(), "test.change", "k"))?;
+            Err(StoreError::Busy { what: "simulated".into() })
+        })
+        .wait();
+    assert!(failed.is_err());
+    let bad_action = store
+        .writer()
+        .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "Not Valid", "x")))
+        .wait();
+    assert!(bad_action.is_err());
+    assert_eq!(append(&store, 2).unwrap(), 2, "failed jobs consumed no sequence number");
+    let meta = store
+        .read(|c| crate::store::system::meta_get(c, "k").map_err(|e| store.err(&e)))
+        .unwrap();
+    assert_eq!(meta, None, "the change of the failed job was rolled back");
+    store.close().unwrap();
+}
+
+#[test]
+fn disk_full_fails_the_write_and_leaves_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 1_000_000)).unwrap();
+    append(&store, 0).unwrap();
+    // A page budget is SQLite's own SQLITE_FULL path, the same one a full disk takes.
+    store
+        .writer()
+        .submit(|tx| {
+            tx.conn()
+                .query_row("PRAGMA max_page_count = 12", [], |_| Ok(()))
+                .map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
+    let big = "x".repeat(3000);
+    let mut acked = 1;
+    let err = loop {
+        let b = big.clone();
+        match store
+            .writer()
+            .submit(move |tx| {
+                tx.audit(
+                    NewEntry::new(Actor::system(), "test.fill", "x")
+                        .params(serde_json::json!({ "blob": b })),
+                )
+            })
+            .wait()
+        {
+            Ok(seq) => acked = seq,
+            Err(e) => break e,
+        }
+        assert!(acked < 100, "the page budget never ran out");
+    };
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    drop(store);
+    let conn = open_connection(&spec(&path, &key, false), false).unwrap();
+    let report = verify_chain(&conn, "t", &trusted(&kr)).unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.head_seq, acked, "every acknowledged entry and nothing else");
+}
+
+#[test]
+fn wrong_key_and_foreign_files_get_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    Store::open(&spec(&path, &key, true), journal(&keyring(), 10))
+        .unwrap()
+        .close()
+        .unwrap();
+    let wrong = Key32::random().unwrap();
+    let err = open_connection(&spec(&path, &wrong, false), false).unwrap_err();
+    assert!(matches!(err, StoreError::Decrypt { version: 3, .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot decrypt tenant t with key version 3: wrong key, or not a Strongroom file of this installation"
+    );
+    let foreign = dir.path().join("foreign.db");
+    std::fs::write(&foreign, b"SQLite format 3\0 but not really".repeat(200)).unwrap();
+    let err = open_connection(&spec(&foreign, &key, false), false).unwrap_err();
+    assert!(matches!(err, StoreError::Decrypt { .. }), "{err:?}");
+    let err = open_connection(&spec(&dir.path().join("absent.db"), &key, false), false).unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
+}
+
+#[test]
+fn a_file_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let conn = open_connection(&spec(&path, &key, true), false).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let err = Store::open(&spec(&path, &key, false), journal(&keyring(), 10)).err().unwrap();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err:?}");
+    assert!(err.to_string().contains("upgrade"), "{err}");
+}
+
+#[test]
+fn flipped_bytes_are_reported_with_their_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 10)).unwrap();
+    for i in 0..300 {
+        append(&store, i).unwrap();
+    }
+    store.close().unwrap();
+    let clean = std::fs::read(&path).unwrap();
+    assert!(integrity_problems(&spec(&path, &key, false)).is_empty());
+    let pages = clean.len() / 4096;
+    assert!(pages >= 5, "{pages}");
+    for page in [1usize, 2, pages / 2, pages] {
+        let mut bent = clean.clone();
+        let offset = (page - 1) * 4096 + 100;
+        bent[offset] ^= 0x40;
+        std::fs::write(&path, &bent).unwrap();
+        let problems = integrity_problems(&spec(&path, &key, false));
+        assert!(!problems.is_empty(), "page {page}: flip not detected");
+        let joined = problems.join("\n");
+        assert!(joined.contains("tenant t"), "{joined}");
+        assert!(
+            joined.contains(&format!("page {page}")) || (page == 1 && joined.contains("decrypt")),
+            "page {page}: {joined}"
+        );
+        let verify = open_connection(&spec(&path, &key, false), false)
+            .map_err(|e| e.to_string())
+            .and_then(|c| verify_chain(&c, "t", &trusted(&kr)).map_err(|e| e.to_string()));
+        if let Ok(r) = verify {
+            // The page may hold no journal rows; then the chain is fine and the page check
+            // above is what catches it.
+            let _ = r;
+        }
+    }
+    std::fs::write(&path, &clean).unwrap();
+    let conn = open_connection(&spec(&path, &key, false), false).unwrap();
+    assert_eq!(verify_chain(&conn, "t", &trusted(&kr)).unwrap().problem, None);
+    let _ = ProblemKind::Changed;
+}

@@ -1,0 +1,412 @@
+//! One writer thread per open file, with group commit.
+//!
+//! Callers submit closures; the thread drains whatever is queued (up to [`MAX_BATCH`]) into a
+//! single `BEGIN IMMEDIATE ... COMMIT`, each closure inside its own savepoint so one failing
+//! job does not take the others down. With `synchronous=FULL`, the commit's fsync is shared by
+//! the whole batch: that is what makes durable appends fast under concurrency. A caller is
+//! answered only after the commit returned, so an acknowledged write is on disk.
+//!
+//! The journal head is read once per transaction, after the write lock is held, so a CLI
+//! process and the server can append to the same file without forking the chain.
+
+use super::StoreError;
+use crate::audit::journal::{self, AppendError, Head, JournalConfig};
+use crate::audit::NewEntry;
+use rusqlite::Connection;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Largest number of jobs folded into one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Queue depth before submitters block: back-pressure instead of unbounded memory.
+const QUEUE_DEPTH: usize = 8192;
+
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A job gets its transaction, or the error that kept the batch from running it.
+type Work = Box<dyn FnOnce(Result<&mut WriteTx<'_>, &StoreError>) -> (bool, Completion) + Send>;
+
+enum Msg {
+    Work(Work),
+    Shutdown,
+}
+
+/// The transaction a job runs in: the connection, plus the file's journal.
+pub struct WriteTx<'a> {
+    conn: &'a Connection,
+    cfg: &'a JournalConfig,
+    head: &'a mut Head,
+    buf: &'a mut Vec<u8>,
+    label: &'a str,
+    version: u32,
+}
+
+impl WriteTx<'_> {
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn now_us(&self) -> i64 {
+        self.cfg.clock.now_us()
+    }
+
+    pub fn journal_id(&self) -> &str {
+        &self.cfg.journal_id
+    }
+
+    /// Maps a SQLite error on this file.
+    pub fn err(&self, e: &rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(self.label, self.version, e)
+    }
+
+    /// Appends an audit entry in this transaction; returns its sequence number. If the job
+    /// later fails, the entry is rolled back with the rest of the job.
+    ///
+    /// # Errors
+    /// A malformed action name or a storage fault; the caller must fail its job.
+    pub fn audit(&mut self, entry: NewEntry) -> Result<u64, StoreError> {
+        journal::append(self.conn, self.cfg, self.head, entry, self.buf).map_err(|e| match e {
+            AppendError::BadAction(a) => StoreError::Sqlite {
+                what: self.label.to_string(),
+                detail: format!("invalid audit action {a:?}"),
+            },
+            AppendError::Sql(f) => fault(self.label, self.version, &f),
+        })
+    }
+
+    /// Current chain head (seq, hash) inside this transaction.
+    pub fn head(&self) -> Head {
+        *self.head
+    }
+}
+
+fn fault(label: &str, version: u32, f: &journal::SqlFault) -> StoreError {
+    let what = label.to_string();
+    match f.1 {
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull { what },
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            what,
+            detail: f.0.clone(),
+        },
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::Decrypt { what, version },
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Busy { what }
+        }
+        _ => StoreError::Sqlite {
+            what,
+            detail: f.0.clone(),
+        },
+    }
+}
+
+/// An answer that arrives once the writer has committed (or failed) the job.
+pub struct Pending<T, E> {
+    rx: oneshot::Receiver<Result<T, E>>,
+    label: String,
+}
+
+impl<T, E: From<StoreError>> Pending<T, E> {
+    /// Blocks until the job committed. Call from a blocking context, not an async task.
+    ///
+    /// # Errors
+    /// The job's error, the commit's error, or [`StoreError::Closed`].
+    pub fn wait(self) -> Result<T, E> {
+        let label = self.label;
+        self.rx
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Closed { what: label }.into()))
+    }
+
+    /// Awaits the commit from async code without blocking a worker thread.
+    ///
+    /// # Errors
+    /// As [`Pending::wait`].
+    pub async fn recv(self) -> Result<T, E> {
+        let label = self.label;
+        self.rx
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Closed { what: label }.into()))
+    }
+}
+
+/// Handle to a file's writer thread.
+pub struct Writer {
+    tx: SyncSender<Msg>,
+    handle: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
+    label: String,
+}
+
+impl Writer {
+    /// Starts the writer thread, which owns `conn` from now on.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn spawn(
+        conn: Connection,
+        label: String,
+        version: u32,
+        cfg: JournalConfig,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let thread_label = label.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("writer {}", short(&label)))
+            .spawn(move || run(conn, &thread_label, version, &cfg, rx))
+            .map_err(|e| StoreError::Io {
+                what: label.clone(),
+                reason: format!("cannot start writer thread: {e}"),
+            })?;
+        Ok(Self {
+            tx,
+            handle: Mutex::new(Some(handle)),
+            label,
+        })
+    }
+
+    /// Queues `f` to run inside the next group-commit transaction.
+    pub fn submit<T, E, F>(&self, f: F) -> Pending<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel::<Result<T, E>>();
+        let work: Work = Box::new(move |wtx| {
+            let result = match wtx {
+                Ok(wtx) => f(wtx),
+                Err(e) => Err(E::from(e.clone())),
+            };
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |commit_err| {
+                let answer = match (result, commit_err) {
+                    (Ok(v), None) => Ok(v),
+                    (Ok(_), Some(e)) => Err(E::from(e.clone())),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = reply.send(answer);
+            });
+            (ok, done)
+        });
+        // A dead writer drops the job, and with it `reply`: the caller then sees `Closed`.
+        let _ = self.tx.send(Msg::Work(work));
+        Pending {
+            rx,
+            label: self.label.clone(),
+        }
+    }
+
+    /// Commits everything queued before this call, signs a final checkpoint and stops.
+    ///
+    /// # Errors
+    /// The final checkpoint or WAL fold failed.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        let Some(handle) = handle else {
+            return Ok(());
+        };
+        let _ = self.tx.send(Msg::Shutdown);
+        handle.join().unwrap_or_else(|_| {
+            Err(StoreError::Closed {
+                what: self.label.clone(),
+            })
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn short(label: &str) -> String {
+    label.chars().take(12).collect()
+}
+
+fn run(
+    conn: Connection,
+    label: &str,
+    version: u32,
+    cfg: &JournalConfig,
+    rx: mpsc::Receiver<Msg>,
+) -> Result<(), StoreError> {
+    let mut buf = Vec::with_capacity(512);
+    // When entries are waiting for a checkpoint, wake up in time to sign them.
+    let mut unsigned_since: Option<Instant> = None;
+    loop {
+        let wait = match unsigned_since {
+            Some(t) => cfg.checkpoint_interval.saturating_sub(t.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(Msg::Work(w)) => w,
+            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if unsigned_since.is_some() {
+                    match checkpoint_now(&conn, cfg) {
+                        Ok(()) => unsigned_since = None,
+                        Err(e) => {
+                            tracing::warn!(file = label, error = %e, "checkpoint failed; will retry");
+                            unsigned_since = Some(Instant::now());
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        let mut stop = false;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Work(w)) => batch.push(w),
+                Ok(Msg::Shutdown) => {
+                    stop = true;
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if let Some(head) = run_batch(&conn, label, version, cfg, batch, &mut buf) {
+            if head.seq == head.checkpoint_seq {
+                unsigned_since = None;
+            } else if unsigned_since.is_none() {
+                unsigned_since = Some(Instant::now());
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    let result = checkpoint_now(&conn, cfg)
+        .and_then(|()| {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(journal::SqlFault::from)
+        })
+        .map_err(|f| fault(label, version, &f));
+    drop(conn);
+    result
+}
+
+/// Signs a checkpoint at the head if entries are unsigned, in its own transaction.
+fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<(), journal::SqlFault> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| {
+        let mut head = journal::load_head(conn)?;
+        journal::write_checkpoint(conn, cfg, &mut head, cfg.clock.now_us())
+    })();
+    match r {
+        Ok(true) => conn.execute_batch("COMMIT").map_err(Into::into),
+        Ok(false) => conn.execute_batch("ROLLBACK").map_err(Into::into),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// Runs one group-commit transaction; returns the head after commit, or `None` if it failed.
+fn run_batch(
+    conn: &Connection,
+    label: &str,
+    version: u32,
+    cfg: &JournalConfig,
+    batch: Vec<Work>,
+    buf: &mut Vec<u8>,
+) -> Option<Head> {
+    let fail_all = |batch: Vec<Work>, completions: Vec<Completion>, e: &StoreError| {
+        tracing::warn!(file = label, jobs = batch.len() + completions.len(), error = %e,
+            "write batch failed; nothing in it was committed");
+        for done in completions {
+            done(Some(e));
+        }
+        for work in batch {
+            let (_, done) = work(Err(e));
+            done(Some(e));
+        }
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = StoreError::from_sqlite(label, version, &e);
+        fail_all(batch, Vec::new(), &err);
+        return None;
+    }
+    let mut head = match journal::load_head(conn) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(batch, Vec::new(), &StoreError::from_sqlite(label, version, &e));
+            return None;
+        }
+    };
+    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(work) = jobs.next() {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let err = StoreError::from_sqlite(label, version, &e);
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(jobs.collect(), completions, &err);
+            return None;
+        }
+        let saved = head;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut wtx = WriteTx {
+                conn,
+                cfg,
+                head: &mut head,
+                buf,
+                label,
+                version,
+            };
+            work(Ok(&mut wtx))
+        }));
+        let (ok, done) = match outcome {
+            Ok(pair) => pair,
+            Err(_) => {
+                tracing::error!(file = label, "a write job panicked; it was rolled back");
+                (false, Box::new(|_: Option<&StoreError>| {}) as Completion)
+            }
+        };
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back on its own (disk full, I/O error):
+            // every job in this batch is lost, so none may be acknowledged.
+            let err = StoreError::Io {
+                what: label.to_string(),
+                reason: "the transaction was aborted by the storage engine".into(),
+            };
+            completions.push(done);
+            fail_all(jobs.collect(), completions, &err);
+            return None;
+        }
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            head = saved;
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            let err = StoreError::from_sqlite(label, version, &e);
+            let _ = conn.execute_batch("ROLLBACK");
+            completions.push(done);
+            fail_all(jobs.collect(), completions, &err);
+            return None;
+        }
+        completions.push(done);
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for done in completions {
+                done(None);
+            }
+            Some(head)
+        }
+        Err(e) => {
+            let err = StoreError::from_sqlite(label, version, &e);
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(Vec::new(), completions, &err);
+            None
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Tenant lifecycle: create, list, suspend, resume and delete (crypto-shred).
+//!
+//! Each operation writes its audit entry in the same `system.db` transaction as its change.
+//! Creation builds the tenant file first and registers it second: a crash in between leaves
+//! an orphan file whose key was never stored, which is unreadable and harmless.
+
+use crate::app::App;
+use crate::audit::{Actor, NewEntry};
+use crate::keyring::{Key32, KeyringError, TenantKeys};
+use crate::store::tenants::{tenant_label, tenant_path};
+use crate::store::{system, Store, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("invalid tenant id {0:?}: expected 32 lower-case hex characters")]
+    InvalidId(String),
+    #[error("invalid tenant name: {0}")]
+    InvalidName(String),
+    #[error("invalid region {0:?}: use 1-32 lower-case letters, digits and dashes, e.g. eu-central")]
+    InvalidRegion(String),
+    #[error("a tenant named {0:?} already exists")]
+    NameTaken(String),
+    #[error("no tenant with id {0}")]
+    NotFound(String),
+    #[error("tenant {0} is suspended")]
+    Suspended(String),
+    #[error("tenant {id} is already {status}")]
+    AlreadyInState { id: String, status: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+impl TenantError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidId(_) => "TEN-0001",
+            Self::InvalidName(_) => "TEN-0002",
+            Self::InvalidRegion(_) => "TEN-0003",
+            Self::NameTaken(_) => "TEN-0004",
+            Self::NotFound(_) => "TEN-0005",
+            Self::Suspended(_) => "TEN-0006",
+            Self::AlreadyInState { .. } => "TEN-0007",
+            Self::Store(e) => e.code(),
+            Self::Keyring(e) => e.code(),
+        }
+    }
+}
+
+/// A tenant id: 128 random bits as 32 lower-case hex characters. Parsed at the edge, so a
+/// `TenantId` is always safe to put in a file name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// # Errors
+    /// Anything but 32 lower-case hex characters.
+    pub fn parse(s: &str) -> Result<Self, TenantError> {
+        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(TenantError::InvalidId(s.chars().take(64).collect()))
+        }
+    }
+
+    /// For values read back from our own registry, which only ever stores parsed ids.
+    pub(crate) fn from_trusted(s: String) -> Self {
+        Self(s)
+    }
+
+    fn random() -> Result<Self, KeyringError> {
+        let mut b = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+            .map_err(|_| KeyringError::Random)?;
+        Ok(Self(hex::encode(b)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub region: Option<String>,
+    pub status: TenantStatus,
+    pub key_version: u32,
+    pub created_us: i64,
+}
+
+fn validate_name(name: &str) -> Result<String, TenantError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(TenantError::InvalidName("it is empty".into()));
+    }
+    if trimmed.chars().count() > 100 {
+        return Err(TenantError::InvalidName("it is longer than 100 characters".into()));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(TenantError::InvalidName("it contains control characters".into()));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn validate_region(region: &str) -> Result<String, TenantError> {
+    let ok = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(region.to_string())
+    } else {
+        Err(TenantError::InvalidRegion(region.chars().take(64).collect()))
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Creates a tenant: a new DEK, a new encrypted file with its journal, a registry row.
+///
+/// # Errors
+/// Bad name or region, a name in use, or a storage or key fault (nothing is left registered).
+pub fn create(
+    app: &App,
+    actor: &Actor,
+    name: &str,
+    region: Option<&str>,
+) -> Result<Tenant, TenantError> {
+    let name = validate_name(name)?;
+    let region = region.map(validate_region).transpose()?;
+    if app.system().read(|c| system::name_in_use(c, &name).map_err(|e| app.system().err(&e)))? {
+        return Err(TenantError::NameTaken(name));
+    }
+    let id = TenantId::random()?;
+    let dek = Key32::random()?;
+    let wrapped = app.keyring().wrap_dek(id.as_str(), 1, &dek)?;
+    let tenant = Tenant {
+        id: id.clone(),
+        name: name.clone(),
+        region: region.clone(),
+        status: TenantStatus::Active,
+        key_version: 1,
+        created_us: app.clock().now_us(),
+    };
+    let params = serde_json::json!({ "name": name, "region": region, "key_version": 1 });
+
+    let store = app
+        .tenant_stores()
+        .get::<TenantError>(&id, true, || Ok(TenantKeys::new(1, dek)))?;
+    let genesis = {
+        let (actor, params, name) = (actor.clone(), params.clone(), name.clone());
+        let id = id.clone();
+        store
+            .writer()
+            .submit(move |tx| -> Result<(), TenantError> {
+                let err = |e: rusqlite::Error| tx.err(&e);
+                system::meta_set(tx.conn(), "tenant_id", id.as_str()).map_err(err)?;
+                system::meta_set(tx.conn(), "tenant_name", &name).map_err(err)?;
+                tx.audit(NewEntry::new(actor, "tenant.create", id.as_str()).params(params))?;
+                Ok(())
+            })
+            .wait()
+    };
+    if let Err(e) = genesis {
+        drop(store);
+        discard_file(app, &id);
+        return Err(e);
+    }
+    drop(store);
+
+    let row = tenant.clone();
+    let actor = actor.clone();
+    let registered = app
+        .system()
+        .writer()
+        .submit(move |tx| -> Result<(), TenantError> {
+            system::insert(tx.conn(), &row, &wrapped, tx.now_us()).map_err(|e| {
+                if is_unique_violation(&e) {
+                    TenantError::NameTaken(row.name.clone())
+                } else {
+                    tx.err(&e).into()
+                }
+            })?;
+            tx.audit(NewEntry::new(actor, "tenant.create", row.id.as_str()).params(params))?;
+            Ok(())
+        })
+        .wait();
+    if let Err(e) = registered {
+        discard_file(app, &id);
+        return Err(e);
+    }
+    Ok(tenant)
+}
+
+fn discard_file(app: &App, id: &TenantId) {
+    app.tenant_stores().close(id);
+    remove_files(app, id);
+}
+
+fn remove_files(app: &App, id: &TenantId) {
+    let path = tenant_path(app.data_dir(), id);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", path.display());
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(tenant = %id, error = %e.kind(), "cannot remove tenant file"),
+        }
+    }
+}
+
+/// Looks a tenant up, deleted ones included.
+///
+/// # Errors
+/// Unknown id, or a storage fault.
+pub fn get(app: &App, id: &TenantId) -> Result<Tenant, TenantError> {
+    app.system()
+        .read(|c| system::get(c, id).map_err(|e| app.system().err(&e)))?
+        .ok_or_else(|| TenantError::NotFound(id.to_string()))
+}
+
+/// Lists tenants, oldest first.
+///
+/// # Errors
+/// A storage fault.
+pub fn list(app: &App, include_deleted: bool) -> Result<Vec<Tenant>, TenantError> {
+    Ok(app
+        .system()
+        .read(|c| system::list(c, include_deleted).map_err(|e| app.system().err(&e)))?)
+}
+
+/// Suspends (`active = false`) or resumes a tenant.
+///
+/// # Errors
+/// Unknown or deleted tenant, already in that state, or a storage fault.
+pub fn set_active(
+    app: &App,
+    actor: &Actor,
+    id: &TenantId,
+    active: bool,
+) -> Result<Tenant, TenantError> {
+    let (status, action) = if active {
+        (TenantStatus::Active, "tenant.resume")
+    } else {
+        (TenantStatus::Suspended, "tenant.suspend")
+    };
+    let (id, actor) = (id.clone(), actor.clone());
+    app.system()
+        .writer()
+        .submit(move |tx| -> Result<Tenant, TenantError> {
+            let mut t = system::get(tx.conn(), &id)
+                .map_err(|e| tx.err(&e))?
+                .filter(|t| t.status != TenantStatus::Deleted)
+                .ok_or_else(|| TenantError::NotFound(id.to_string()))?;
+            if t.status == status {
+                return Err(TenantError::AlreadyInState {
+                    id: id.to_string(),
+                    status: status.as_str(),
+                });
+            }
+            system::set_status(tx.conn(), &id, status, tx.now_us()).map_err(|e| tx.err(&e))?;
+            tx.audit(NewEntry::new(actor, action, id.as_str()).params(
+                serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }),
+            ))?;
+            t.status = status;
+            Ok(t)
+        })
+        .wait()
+}
+
+/// Deletes a tenant by destroying its wrapped data keys (crypto-shredding), then removes its
+/// file. The registry row stays, marked deleted, and the system journal keeps the record.
+///
+/// # Errors
+/// Unknown or already deleted tenant, or a storage fault (then nothing changed).
+pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError> {
+    app.tenant_stores().close(id);
+    let (tid, actor) = (id.clone(), actor.clone());
+    app.system()
+        .writer()
+        .submit(move |tx| -> Result<(), TenantError> {
+            let t = system::get(tx.conn(), &tid)
+                .map_err(|e| tx.err(&e))?
+                .filter(|t| t.status != TenantStatus::Deleted)
+                .ok_or_else(|| TenantError::NotFound(tid.to_string()))?;
+            let shredded = system::shred_keys(tx.conn(), &tid).map_err(|e| tx.err(&e))?;
+            system::set_status(tx.conn(), &tid, TenantStatus::Deleted, tx.now_us())
+                .map_err(|e| tx.err(&e))?;
+            tx.audit(NewEntry::new(actor, "tenant.delete", tid.as_str()).params(
+                serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }),
+            ))?;
+            Ok(())
+        })
+        .wait()?;
+    // Push the overwritten pages from the WAL into the main file now, not at some later
+    // checkpoint, so the wrapped key's old page is gone from disk promptly.
+    app.system().fold_wal();
+    remove_files(app, id);
+    Ok(())
+}
+
+/// Opens a live tenant's store, unwrapping its DEK from the registry if it is not open yet.
+///
+/// # Errors
+/// Unknown or deleted tenant, a key that does not unwrap, or a file that does not open.
+pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
+    app.tenant_stores()
+        .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))
+}
+
+/// The tenant's current keys, unwrapped from the registry.
+///
+/// # Errors
+/// Unknown or deleted tenant, or a wrapped key that does not unwrap under this root key.
+pub fn tenant_keys(app: &App, id: &TenantId) -> Result<(Tenant, TenantKeys), TenantError> {
+    let t = get(app, id)?;
+    if t.status == TenantStatus::Deleted {
+        return Err(TenantError::NotFound(id.to_string()));
+    }
+    let wrapped = app
+        .system()
+        .read(|c| system::wrapped_dek(c, id, t.key_version).map_err(|e| app.system().err(&e)))?
+        .ok_or_else(|| StoreError::Decrypt {
+            what: tenant_label(id),
+            version: t.key_version,
+        })?;
+    let dek = app
+        .keyring()
+        .unwrap_dek(id.as_str(), t.key_version, &wrapped)?;
+    let version = t.key_version;
+    Ok((t, TenantKeys::new(version, dek)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(TenantId::parse(&"a".repeat(32)).is_ok());
+        for bad in ["", "../etc/passwd", &"A".repeat(32), &"a".repeat(31), &"g".repeat(32)] {
+            assert!(matches!(TenantId::parse(bad), Err(TenantError::InvalidId(_))), "{bad}");
+        }
+        let id = TenantId::random().unwrap();
+        assert!(TenantId::parse(id.as_str()).is_ok());
+    }
+
+    #[test]
+    fn names_and_regions_are_validated() {
+        assert_eq!(validate_name("  Acme Logistics ").unwrap(), "Acme Logistics");
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("a\u{0}b").is_err());
+        assert!(validate_name(&"x".repeat(101)).is_err());
+        assert!(validate_region("eu-central-1").is_ok());
+        for bad in ["", "EU", "eu central", &"a".repeat(33)] {
+            assert!(validate_region(bad).is_err(), "{bad}");
+        }
+    }
+}
