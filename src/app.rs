@@ -88,6 +88,7 @@ fn system_spec<'a>(
         kind: FileKind::System,
         create,
         busy_timeout: settings.busy_timeout,
+        plaintext: false,
     }
 }
 

@@ -260,25 +260,51 @@ pub fn valid_action(action: &str) -> bool {
         })
 }
 
-const SECRET_KEY_PARTS: [&str; 7] = [
-    "password",
-    "passphrase",
-    "secret",
-    "token",
-    "key",
-    "credential",
-    "authorization",
+/// Words that make a parameter name secret wherever they appear in it.
+const SECRET_WORDS: [&str; 10] = [
+    "password", "passphrase", "passwd", "secret", "token", "credential", "credentials",
+    "authorization", "cookie", "dek",
 ];
+/// Words that make a name secret when they end it (`api_key`, `private_key`), but not in the
+/// middle (`key_version`, `root_key_id` are not secrets).
+const SECRET_LAST_WORDS: [&str; 3] = ["key", "pin", "seed"];
+
+fn names_a_secret(name: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        // camelCase splits too: apiKey -> api, key.
+        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        || words
+            .last()
+            .is_some_and(|w| SECRET_LAST_WORDS.contains(&w.as_str()))
+}
 
 /// Replaces the value of every object key that names a secret (`password`, `api_key`,
-/// `token`, ...) with `"[redacted]"`, at any depth. Defence in depth: callers already pass
-/// redacted parameters, but a journal that is kept for years must never hold a secret.
+/// `refreshToken`, ...) with `"[redacted]"`, at any depth. Defence in depth: callers already
+/// pass redacted parameters, but a journal kept for years must never hold a secret.
 pub fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let lower = k.to_ascii_lowercase();
-                if SECRET_KEY_PARTS.iter().any(|p| lower.contains(p)) {
+                if names_a_secret(k) {
                     *v = serde_json::Value::String("[redacted]".into());
                 } else {
                     redact(v);
@@ -374,5 +400,11 @@ mod tests {
         let s = v.to_string();
         assert!(!s.contains("sk-123") && !s.contains("\"p\"") && !s.contains("\"r\""), "{s}");
         assert!(s.contains("acme") && s.contains("\"ok\":1"));
+        for secret in ["apiKey", "private_key", "key", "X-Auth-Token", "client_secret", "pin"] {
+            assert!(names_a_secret(secret), "{secret}");
+        }
+        for plain in ["key_version", "root_key_id", "keyboard", "monkey", "name", "tokens_used_total"] {
+            assert!(!names_a_secret(plain), "{plain}");
+        }
     }
 }

@@ -60,6 +60,7 @@ impl Target {
             kind: self.kind,
             create: false,
             busy_timeout: crate::app::settings_from(app.config()).busy_timeout,
+            plaintext: false,
         }
     }
 }

@@ -1,1 +1,141 @@
-//! cli
+//! The operator CLI: a second door onto the same domain functions as the web server.
+//! One file per subcommand; each has a `run` that parses nothing itself and calls the domain.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod audit;
+mod bench;
+mod config;
+mod init;
+mod logging;
+mod serve;
+mod tenant;
+
+use crate::config::Loaded;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Strongroom: AI assistance over your own operational data, on your own hardware.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (system.db, tenants/, root.key, tls/).
+    /// Default: /var/lib/strongroom, or ./strongroom-data with `serve --dev`.
+    #[arg(long, global = true, env = "STRONGROOM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Configuration file. Default: /etc/strongroom/config.toml if it exists.
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory: root key file (0600), system.db, self-signed certificate.
+    Init(init::Args),
+    /// Create, list, suspend, resume and delete tenants.
+    #[command(subcommand)]
+    Tenant(tenant::Command),
+    /// Verify and export the audit journals.
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Serve HTTPS.
+    Serve(serve::Args),
+    /// Check or show the effective configuration.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Measure throughput (prints JSON lines).
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+/// A failure as the operator sees it: a message that names the fix, and a stable code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: &'static str,
+    pub message: String,
+}
+
+macro_rules! failure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                Self { code: e.code(), message: e.to_string() }
+            }
+        }
+    )*};
+}
+failure_from!(
+    crate::app::AppError,
+    crate::config::ConfigError,
+    crate::tenants::TenantError,
+    crate::store::StoreError,
+    crate::keyring::KeyringError,
+    crate::audit::ops::OpsError,
+    crate::web::tls::TlsError
+);
+
+impl Failure {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the parsed command line; the exit code is non-zero on any failure.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Init(ref a) => init::run(&cli, a),
+        Command::Tenant(ref c) => tenant::run(&cli, c),
+        Command::Audit(ref c) => audit::run(&cli, c),
+        Command::Serve(ref a) => serve::run(&cli, a),
+        Command::Config(ref c) => config::run(&cli, c),
+        Command::Bench(ref c) => bench::run(&cli, c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {} [{}]", f.message, f.code);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads defaults < file < environment for this invocation.
+fn load_config(cli: &Cli) -> Result<Loaded, Failure> {
+    Ok(crate::config::load(cli.config.as_deref(), std::env::vars())?)
+}
+
+/// `--data-dir` / `STRONGROOM_DATA_DIR`, else `data_dir` from the file, else the default.
+fn data_dir(cli: &Cli, loaded: &Loaded, dev: bool) -> PathBuf {
+    cli.data_dir
+        .clone()
+        .or_else(|| loaded.config.data_dir.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(if dev {
+                "./strongroom-data"
+            } else {
+                "/var/lib/strongroom"
+            })
+        })
+}
+
+/// Opens the installation for a one-shot command, with warnings logged to stderr.
+fn open_app(cli: &Cli) -> Result<crate::app::App, Failure> {
+    let loaded = load_config(cli)?;
+    logging::init_cli();
+    let dir = data_dir(cli, &loaded, false);
+    Ok(crate::app::App::open(&loaded.config, &dir)?)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new("CLI-0001", format!("cannot encode output: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -112,6 +112,8 @@ pub struct OpenSpec<'a> {
     pub kind: FileKind,
     pub create: bool,
     pub busy_timeout: Duration,
+    /// Skip encryption. Only the benchmark that compares SQLCipher with plain SQLite sets it.
+    pub plaintext: bool,
 }
 
 /// Opens a SQLCipher file with its raw key and the durability settings every file uses.
@@ -136,9 +138,23 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
     let conn = Connection::open_with_flags(spec.path, flags).map_err(err)?;
+    if spec.create {
+        // SQLite creates files 0644 and gives -wal/-shm the main file's mode: fix it before
+        // they exist. The data directory is 0700 as well; this is the second wall.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(spec.path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |e| StoreError::Io {
+                what: spec.label.to_string(),
+                reason: e.kind().to_string(),
+            },
+        )?;
+    }
     quiet_cipher_log(&conn);
-    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
-    conn.execute_batch(&pragma).map_err(err)?;
+    if !spec.plaintext {
+        let pragma =
+            Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
+        conn.execute_batch(&pragma).map_err(err)?;
+    }
     conn.busy_timeout(spec.busy_timeout).map_err(err)?;
     // The first read decrypts page 1: a wrong key or a foreign file fails here, clearly.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
@@ -216,6 +232,7 @@ pub struct Store {
     key_version: u32,
     kind: FileKind,
     busy_timeout: Duration,
+    plaintext: bool,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
 }
@@ -242,6 +259,7 @@ impl Store {
             key_version: spec.key_version,
             kind: spec.kind,
             busy_timeout: spec.busy_timeout,
+            plaintext: spec.plaintext,
             writer,
             readers: Mutex::new(Vec::new()),
         })
@@ -290,6 +308,7 @@ impl Store {
             kind: self.kind,
             create,
             busy_timeout: self.busy_timeout,
+            plaintext: self.plaintext,
         }
     }
 

@@ -116,6 +116,7 @@ impl TenantStores {
             kind: FileKind::Tenant,
             create,
             busy_timeout: self.settings.busy_timeout,
+            plaintext: false,
         };
         let store = Arc::new(Store::open(&spec, self.journal_config(id.as_str()))?);
         open.insert(

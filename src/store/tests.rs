@@ -30,6 +30,7 @@ fn spec<'a>(path: &'a Path, key: &'a Key32, create: bool) -> OpenSpec<'a> {
         kind: FileKind::Tenant,
         create,
         busy_timeout: Duration::from_secs(5),
+        plaintext: false,
     }
 }
 

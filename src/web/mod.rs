@@ -1,1 +1,104 @@
-//! web
+//! The HTTPS door: an axum router served over rustls.
+//!
+//! Every response carries the security headers (HSTS, CSP with `frame-ancestors 'none'`,
+//! nosniff, referrer policy) and a request id; request bodies are capped; handlers stay thin
+//! and reach SQLite only through `spawn_blocking` or a store's writer.
+
+pub mod error;
+mod health;
+pub mod server;
+mod status;
+pub mod tls;
+mod wellknown;
+
+use crate::app::App;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: Arc<App>,
+    pub started: Instant,
+    /// False once shutdown has begun, so load balancers drain this node.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(app: Arc<App>) -> Self {
+        Self {
+            app,
+            started: Instant::now(),
+            accepting: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+/// The whole router: every area's routes, then the layers that apply to all of them.
+pub fn app(state: AppState) -> Router {
+    let limit = state.app.config().server.max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .merge(status::routes())
+        .merge(wellknown::routes())
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(request_log))
+        .with_state(state)
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains");
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    set(h, HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=(), interest-cohort=()");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    res
+}
+
+/// A random id per request, returned as `x-request-id` and put on every log line of the
+/// request, so a user's error report can be matched to the server's log.
+async fn request_log(mut req: Request, next: Next) -> Response {
+    let id = error::RequestId::new();
+    req.extensions_mut().insert(id.clone());
+    let method = req.method().clone();
+    // The path only: query strings may carry tokens and never go to the log.
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let mut res = next.run(req).await;
+    let status = res.status().as_u16();
+    tracing::info!(
+        request_id = %id.0,
+        %method,
+        path = %path,
+        status,
+        duration_ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    res
+}

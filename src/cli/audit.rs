@@ -1,0 +1,126 @@
+//! `strongroom audit verify|export|checkpoints`.
+
+use super::{open_app, print_json, Cli, Failure};
+use crate::audit::export::ExportFormat;
+use crate::audit::ops::{self, FileReport};
+use crate::tenants::TenantId;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Walk hash chains and checkpoints, and check every page; non-zero exit on any problem.
+    /// Without --tenant or --system, verifies everything (as --all).
+    Verify {
+        #[arg(long, conflicts_with_all = ["all", "system"])]
+        tenant: Option<String>,
+        /// system.db and every tenant.
+        #[arg(long)]
+        all: bool,
+        /// Only the system journal.
+        #[arg(long, conflicts_with = "all")]
+        system: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream a journal's entries with their hashes to stdout.
+    Export {
+        #[arg(long, required_unless_present = "system")]
+        tenant: Option<String>,
+        /// Export the system journal instead of a tenant's.
+        #[arg(long, conflicts_with = "tenant")]
+        system: bool,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        /// First sequence number to export.
+        #[arg(long, default_value_t = 1)]
+        since: u64,
+    },
+    /// Print a journal's signed checkpoints (NDJSON), with the public key that verifies them.
+    Checkpoints {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    let tenant_arg = match cmd {
+        Command::Verify { tenant, .. }
+        | Command::Export { tenant, .. }
+        | Command::Checkpoints { tenant } => tenant.as_deref().map(TenantId::parse).transpose()?,
+    };
+    let app = open_app(cli)?;
+    let result = match cmd {
+        Command::Verify { system, json, .. } => {
+            let reports = match (&tenant_arg, system) {
+                (Some(id), _) => Ok(vec![ops::verify_tenant(&app, id)?]),
+                (None, true) => Ok(vec![ops::verify_system(&app)]),
+                (None, false) => ops::verify_all(&app),
+            };
+            reports.map_err(Failure::from).and_then(|reports| {
+                let all_ok = reports.iter().all(FileReport::ok);
+                if *json {
+                    print_json(&serde_json::json!({ "ok": all_ok, "files": reports }))?;
+                } else {
+                    reports.iter().for_each(print_report);
+                }
+                Ok(if all_ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            })
+        }
+        Command::Export {
+            format, since, ..
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            ops::export_journal(&app, tenant_arg.as_ref(), *format, *since, &mut out)
+                .map_err(Failure::from)
+                .and_then(|_| {
+                    out.flush()
+                        .map_err(|e| Failure::new("CLI-0005", format!("cannot write: {e}")))
+                })
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Checkpoints { .. } => ops::checkpoints(&app, tenant_arg.as_ref())
+            .map_err(Failure::from)
+            .and_then(|list| {
+                for cp in list {
+                    let line = serde_json::to_string(&cp)
+                        .map_err(|e| Failure::new("CLI-0001", e.to_string()))?;
+                    println!("{line}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }),
+    };
+    app.close();
+    result
+}
+
+fn print_report(r: &FileReport) {
+    let verdict = if r.ok() { "OK  " } else { "FAIL" };
+    let mut line = format!("{verdict}  {}", r.label);
+    if let Some(c) = &r.chain {
+        line.push_str(&format!(
+            ": {} entries, {} checkpoints, signed up to {}",
+            c.entries, c.checkpoints, c.last_checkpoint_seq
+        ));
+        if c.unsigned_tail > 0 {
+            line.push_str(&format!(" ({} not yet signed)", c.unsigned_tail));
+        }
+    }
+    println!("{line}");
+    if let Some(c) = &r.chain {
+        if let Some(p) = &c.problem {
+            println!("      first bad entry: {} ({}): {}", p.seq, p.kind.as_str(), p.detail);
+        }
+    }
+    for p in &r.integrity {
+        println!("      page check: {p}");
+    }
+    if let Some(e) = &r.error {
+        println!("      {e}");
+    }
+}

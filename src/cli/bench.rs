@@ -1,0 +1,262 @@
+//! `strongroom bench audit`: durable append and verify throughput, one JSON line per figure:
+//! `{"figure": "...", "value": N, "unit": "..."}`. Every loop is bounded in count and time.
+//! Runs in a fresh temporary data directory with an ephemeral root key, removed afterwards.
+
+use super::{Cli, Failure};
+use crate::app::App;
+use crate::audit::verify::{verify_chain, TrustedKey};
+use crate::audit::{Actor, JournalConfig, NewEntry};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::keyring::{Key32, Keyring, RootKeySource};
+use crate::store::{self, FileKind, OpenSpec, Store, StoreError};
+use crate::tenants::{self, TenantId};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Durable audit appends/s (1 writer, 64 writers, 100 tenants), verify entries/s, and
+    /// SQLCipher against plain SQLite on the same workload.
+    Audit {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Smaller counts, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Appends to a tenant's journal until killed, printing each acknowledged sequence
+    /// number on its own line. Used by the crash test.
+    #[command(hide = true)]
+    AppendLoop {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// Stop after this many entries (bounded even if nobody kills it).
+        #[arg(long, default_value_t = 1_000_000)]
+        max: u64,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    match cmd {
+        Command::Audit { dir, quick } => bench_audit(dir.as_deref(), *quick),
+        Command::AppendLoop {
+            tenant,
+            threads,
+            max,
+        } => append_loop(cli, tenant, *threads, *max),
+    }
+}
+
+fn figure(name: &str, value: f64, unit: &str) {
+    let v = (value * 100.0).round() / 100.0;
+    println!(
+        "{}",
+        serde_json::json!({ "figure": name, "value": v, "unit": unit })
+    );
+}
+
+fn entry(n: u64) -> NewEntry {
+    NewEntry::new(Actor::system(), "bench.append", "bench").params(serde_json::json!({
+        "n": n,
+        "note": "benchmark entry with a realistic amount of parameter text"
+    }))
+}
+
+/// Runs `threads` client threads, each appending `per_thread` entries (or until `limit`),
+/// each waiting for its durable acknowledgement; returns (entries, seconds).
+fn hammer(
+    threads: usize,
+    per_thread: u64,
+    limit: Duration,
+    store_for: impl Fn(usize, u64) -> Arc<Store> + Send + Sync + 'static,
+) -> Result<(u64, f64), Failure> {
+    let store_for = Arc::new(store_for);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store_for = store_for.clone();
+            std::thread::spawn(move || -> Result<u64, StoreError> {
+                let mut done = 0;
+                while done < per_thread && start.elapsed() < limit {
+                    let store = store_for(t, done);
+                    store
+                        .writer()
+                        .submit(move |tx| tx.audit(entry(done)))
+                        .wait()?;
+                    done += 1;
+                }
+                Ok(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h
+            .join()
+            .map_err(|_| Failure::new("BEN-0001", "a benchmark thread panicked"))??;
+    }
+    Ok((total, start.elapsed().as_secs_f64()))
+}
+
+fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
+    super::logging::init_cli();
+    let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("strongroom-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let scale = if quick { 10 } else { 1 };
+    let limit = Duration::from_secs(if quick { 3 } else { 20 });
+    let keyring = Arc::new(Keyring::new(Key32::random()?, RootKeySource::Test)?);
+    let mut config = Config::default();
+    // Checkpoints at their default cadence, so the figure includes signing.
+    config.store.max_open_tenants = 200;
+    let app = App::with_keyring(
+        &config,
+        work.path(),
+        keyring.clone(),
+        Arc::new(SystemClock),
+        true,
+    )?;
+    std::fs::create_dir_all(work.path().join("tenants"))
+        .map_err(|e| Failure::new("BEN-0002", e.to_string()))?;
+    let actor = Actor::system();
+    let app = Arc::new(app);
+
+    // One writer: every append waits for its own fsync.
+    let one = tenants::create(&app, &actor, "bench-one", None)?;
+    let store = tenants::open_store(&app, &one.id)?;
+    let (n, secs) = hammer(1, 3000 / scale, limit, move |_, _| store.clone())?;
+    figure("audit_append_1_writer", n as f64 / secs, "appends/s");
+
+    // 64 writers on one tenant: group commit shares each fsync.
+    let many = tenants::create(&app, &actor, "bench-64", None)?;
+    let store = tenants::open_store(&app, &many.id)?;
+    let s2 = store.clone();
+    let (n, secs) = hammer(64, 3000 / scale, limit, move |_, _| s2.clone())?;
+    figure("audit_append_64_writers", n as f64 / secs, "appends/s");
+
+    // 100 tenants, 64 writers spread over them.
+    let mut ids: Vec<TenantId> = Vec::new();
+    for i in 0..100 {
+        ids.push(tenants::create(&app, &actor, &format!("bench-t{i}"), None)?.id);
+    }
+    let stores: Vec<Arc<Store>> = ids
+        .iter()
+        .map(|id| tenants::open_store(&app, id))
+        .collect::<Result<_, _>>()?;
+    let stores = Arc::new(stores);
+    let (n, secs) = hammer(64, 1500 / scale, limit, move |t, i| {
+        stores[(t + i as usize * 64) % stores.len()].clone()
+    })?;
+    figure("audit_append_100_tenants_64_writers", n as f64 / secs, "appends/s");
+
+    // Verify the big journal.
+    let conn = store::open_connection(
+        &OpenSpec {
+            path: &store::tenants::tenant_path(work.path(), &many.id),
+            label: "bench",
+            key: tenants::tenant_keys(&app, &many.id)?.1.dek(),
+            key_version: 1,
+            kind: FileKind::Tenant,
+            create: false,
+            busy_timeout: Duration::from_secs(10),
+            plaintext: false,
+        },
+        true,
+    )?;
+    let keys = [TrustedKey {
+        id: keyring.signing_key_id(),
+        public_key: keyring.signing_public_key(),
+    }];
+    let start = Instant::now();
+    let mut verified = 0u64;
+    let mut rounds = 0;
+    while rounds < 5 && (rounds == 0 || start.elapsed() < Duration::from_secs(5)) {
+        let r = verify_chain(&conn, many.id.as_str(), &keys)
+            .map_err(|e| Failure::new("BEN-0003", e.to_string()))?;
+        if let Some(p) = r.problem {
+            return Err(Failure::new("BEN-0003", format!("benchmark journal failed to verify: {}", p.detail)));
+        }
+        verified += r.entries;
+        rounds += 1;
+    }
+    figure("audit_verify", verified as f64 / start.elapsed().as_secs_f64(), "entries/s");
+    figure("audit_verify_journal_size", (verified / rounds) as f64, "entries");
+    drop(conn);
+
+    // The same 64-writer workload on SQLCipher and on plain SQLite.
+    let cipher = cipher_vs_plain(work.path(), &keyring, false, scale)?;
+    let plain = cipher_vs_plain(work.path(), &keyring, true, scale)?;
+    figure("sqlcipher_append_64_writers", cipher, "appends/s");
+    figure("plain_sqlite_append_64_writers", plain, "appends/s");
+    figure("sqlcipher_time_ratio", plain / cipher, "x");
+
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.close(),
+        Err(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cipher_vs_plain(
+    dir: &Path,
+    keyring: &Arc<Keyring>,
+    plaintext: bool,
+    scale: u64,
+) -> Result<f64, Failure> {
+    let path = dir.join(if plaintext { "plain.db" } else { "cipher.db" });
+    let key = Key32::random()?;
+    let spec = OpenSpec {
+        path: &path,
+        label: "bench",
+        key: &key,
+        key_version: 1,
+        kind: FileKind::Tenant,
+        create: true,
+        busy_timeout: Duration::from_secs(10),
+        plaintext,
+    };
+    let journal = JournalConfig {
+        journal_id: "bench".into(),
+        keyring: keyring.clone(),
+        clock: Arc::new(SystemClock),
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(60),
+    };
+    let store = Arc::new(Store::open(&spec, journal)?);
+    let s = store.clone();
+    let (n, secs) = hammer(64, 3000 / scale, Duration::from_secs(20), move |_, _| s.clone())?;
+    drop(store);
+    Ok(n as f64 / secs)
+}
+
+fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<ExitCode, Failure> {
+    let id = TenantId::parse(tenant)?;
+    let app = Arc::new(super::open_app(cli)?);
+    let store = tenants::open_store(&app, &id)?;
+    let per_thread = max.div_ceil(threads.max(1) as u64);
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || -> Result<(), StoreError> {
+                for i in 0..per_thread {
+                    let seq = store.writer().submit(move |tx| tx.audit(entry(i))).wait()?;
+                    println!("{seq}");
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| Failure::new("BEN-0001", "an append thread panicked"))??;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,107 @@
+//! `strongroom serve`: HTTPS until SIGTERM, then a graceful drain and a flush of every writer.
+
+use super::{data_dir, load_config, Cli, Failure};
+use crate::app::App;
+use crate::config::LogFormat;
+use crate::web::{self, tls, AppState};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (IP:PORT). Default from config: 127.0.0.1:8443.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Development mode: data directory ./strongroom-data, created on first start.
+    #[arg(long)]
+    dev: bool,
+    /// Log format on stderr and in the log file.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
+    let loaded = load_config(cli)?;
+    let mut config = loaded.config;
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(f) = args.log_format {
+        config.log.format = f;
+    }
+    config.validate()?;
+    let addr = config.listen_addr()?;
+    let dir = data_dir(cli, &loaded_with(&config), args.dev);
+
+    if args.dev && !dir.join("system.db").exists() {
+        let report = super::init::initialize(&config, &dir)?;
+        super::init::print_report(&report);
+    }
+    let log_dir = config.log.dir.clone().unwrap_or_else(|| dir.join("logs"));
+    let _guard = super::logging::init_server(&config.log, &log_dir)?;
+
+    // Fail closed: without the root key and a readable system.db there is no service.
+    let app = Arc::new(App::open(&config, &dir)?);
+    let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => tls::default_cert_paths(&dir),
+    };
+    let tls_config = tls::server_config(&cert, &key)?;
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strongroom-rt")
+        .build()
+        .map_err(|e| Failure::new("SRV-0001", format!("cannot start the runtime: {e}")))?;
+    let state = AppState::new(app.clone());
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Failure::new("SRV-0002", format!("cannot listen on {addr}: {e}"))
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Failure::new("SRV-0002", format!("cannot read listen address: {e}")))?;
+        tracing::info!(address = %local, data_dir = %dir.display(), root_key = %app.keyring().source(), "listening");
+        println!("strongroom: listening on https://{local}");
+
+        let closer = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    let app = app.clone();
+                    let _ = tokio::task::spawn_blocking(move || app.tenant_stores().close_idle()).await;
+                }
+            })
+        };
+        let accepting = state.accepting.clone();
+        let shutdown = async move {
+            web::server::shutdown_signal().await;
+            accepting.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: draining connections");
+        };
+        web::server::serve(listener, tls_config, web::app(state), shutdown, grace).await;
+        closer.abort();
+        Ok::<(), Failure>(())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    // Every request task is gone: flush and close the stores (final checkpoints included).
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.close(),
+        Err(app) => app.tenant_stores().close_everything(),
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn loaded_with(config: &crate::config::Config) -> crate::config::Loaded {
+    crate::config::Loaded {
+        config: config.clone(),
+        ..Default::default()
+    }
+}

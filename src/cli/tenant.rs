@@ -1,0 +1,127 @@
+//! `strongroom tenant create|list|suspend|resume|delete`.
+
+use super::{open_app, print_json, Cli, Failure};
+use crate::audit::Actor;
+use crate::tenants::{self, TenantId};
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a tenant with its own encrypted file and key; prints the new id alone.
+    Create {
+        name: String,
+        /// Data-residency region label, e.g. eu-central.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        /// Include deleted tenants.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant for good: its key is destroyed (crypto-shredding) and its file removed.
+    Delete {
+        id: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    // Parse ids before touching any file, so a typo fails fast and changes nothing.
+    let parse = |s: &str| TenantId::parse(s).map_err(Failure::from);
+    let app = open_app(cli)?;
+    let actor = Actor::cli();
+    let result = (|| -> Result<(), Failure> {
+        match cmd {
+            Command::Create { name, region, json } => {
+                let t = tenants::create(&app, &actor, name, region.as_deref())?;
+                if *json {
+                    print_json(&t)?;
+                } else {
+                    println!("{}", t.id);
+                }
+            }
+            Command::List { all, json } => {
+                let list = tenants::list(&app, *all)?;
+                if *json {
+                    print_json(&list)?;
+                } else {
+                    println!("{:<32}  {:<10}  {:<12}  {:>3}  {:<20}  NAME", "ID", "STATUS", "REGION", "KEY", "CREATED");
+                    for t in list {
+                        let created = crate::clock::format_rfc3339(t.created_us);
+                        println!(
+                            "{:<32}  {:<10}  {:<12}  {:>3}  {:<20}  {}",
+                            t.id,
+                            t.status.as_str(),
+                            t.region.as_deref().unwrap_or("-"),
+                            t.key_version,
+                            &created[..created.len().min(19)],
+                            t.name
+                        );
+                    }
+                }
+            }
+            Command::Suspend { id, json } | Command::Resume { id, json } => {
+                let active = matches!(cmd, Command::Resume { .. });
+                let t = tenants::set_active(&app, &actor, &parse(id)?, active)?;
+                if *json {
+                    print_json(&t)?;
+                } else {
+                    println!("{} {}", t.id, t.status.as_str());
+                }
+            }
+            Command::Delete { id, yes, json } => {
+                let id = parse(id)?;
+                let t = tenants::get(&app, &id)?;
+                if !yes && std::io::stdin().is_terminal() && !confirm(&t)? {
+                    return Err(Failure::new("CLI-0003", "not deleted: confirmation did not match"));
+                }
+                tenants::delete(&app, &actor, &id)?;
+                if *json {
+                    print_json(&serde_json::json!({ "id": id, "status": "deleted" }))?;
+                } else {
+                    println!("{id} deleted");
+                }
+            }
+        }
+        Ok(())
+    })();
+    app.close();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn confirm(t: &tenants::Tenant) -> Result<bool, Failure> {
+    eprint!(
+        "Deleting tenant {:?} destroys its key; its data cannot be recovered.\nType the tenant id to confirm: ",
+        t.name
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new("CLI-0004", format!("cannot read confirmation: {e}")))?;
+    Ok(line.trim() == t.id.as_str())
+}

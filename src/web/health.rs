@@ -1,0 +1,61 @@
+//! `/healthz` (the process answers) and `/readyz` (keys loaded, `system.db` readable, not
+//! shutting down): the first for restarts, the second for load balancers.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Runs the readiness checks; shared with the status page.
+pub async fn readiness(state: &AppState) -> Vec<(&'static str, bool)> {
+    let app = state.app.clone();
+    let store_ok = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || {
+            app.system()
+                .read(|c| {
+                    c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+                        .map_err(|e| app.system().err(&e))
+                })
+                .is_ok()
+        }),
+    )
+    .await
+    .map(|r| r.unwrap_or(false))
+    .unwrap_or(false);
+    vec![
+        ("keys_loaded", !state.app.keyring().root_key_id().is_empty()),
+        ("system_store", store_ok),
+        ("accepting", state.accepting.load(Ordering::SeqCst)),
+    ]
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let checks = readiness(&state).await;
+    let ready = checks.iter().all(|(_, ok)| *ok);
+    let body = serde_json::json!({
+        "ready": ready,
+        "checks": checks.iter().map(|(k, v)| (k.to_string(), serde_json::Value::Bool(*v)))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,70 @@
+//! `/status`: a small public page (and `/status.json`) saying whether the service is up and
+//! ready. It shows no tenant, no count and no path: it is readable without signing in.
+
+use super::health::readiness;
+use super::AppState;
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
+        .route("/static/style.css", get(stylesheet))
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    version: &'static str,
+    operational: bool,
+    uptime: String,
+    checks: Vec<(&'static str, bool)>,
+}
+
+fn uptime(state: &AppState) -> String {
+    let s = state.started.elapsed().as_secs();
+    format!("{}d {}h {}m", s / 86_400, (s / 3600) % 24, (s / 60) % 60)
+}
+
+async fn status_page(State(state): State<AppState>) -> Response {
+    let checks = readiness(&state).await;
+    let page = StatusPage {
+        version: env!("CARGO_PKG_VERSION"),
+        operational: checks.iter().all(|(_, ok)| *ok),
+        uptime: uptime(&state),
+        checks,
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "status page failed to render");
+            super::error::WebError::internal("WEB-0500").into_response()
+        }
+    }
+}
+
+async fn status_json(State(state): State<AppState>) -> impl IntoResponse {
+    let checks = readiness(&state).await;
+    let operational = checks.iter().all(|(_, ok)| *ok);
+    Json(serde_json::json!({
+        "status": if operational { "operational" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+}

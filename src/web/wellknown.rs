@@ -1,0 +1,37 @@
+//! `/.well-known/security.txt` (RFC 9116), from the `security` section of the configuration.
+//! Without a configured contact it answers 404 rather than publish a made-up address.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::time::{Duration, SystemTime};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/.well-known/security.txt", get(security_txt))
+}
+
+async fn security_txt(State(state): State<AppState>) -> Response {
+    let sec = &state.app.config().security;
+    let Some(contact) = &sec.contact else {
+        return super::error::not_found().await.into_response();
+    };
+    // RFC 9116 asks for an expiry less than a year ahead; the file is generated, so it is
+    // always fresh.
+    let expires = humantime::format_rfc3339_seconds(
+        SystemTime::now() + Duration::from_secs(180 * 86_400),
+    );
+    let mut body = format!("Contact: {contact}\nExpires: {expires}\n");
+    if let Some(policy) = &sec.policy_url {
+        body.push_str(&format!("Policy: {policy}\n"));
+    }
+    body.push_str(&format!("Preferred-Languages: {}\n", sec.preferred_languages));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
