@@ -180,8 +180,10 @@ impl App {
     }
 
     fn open_inner(config: &Config, data_dir: &Path, create: bool) -> Result<Self, AppError> {
-        let (root, source) =
-            keyring::load_root_key(credentials_dir().as_deref(), &root_key_file(config, data_dir))?;
+        let (root, source) = keyring::load_root_key(
+            credentials_dir().as_deref(),
+            &root_key_file(config, data_dir),
+        )?;
         let keyring = Arc::new(Keyring::new(root, source)?);
         Self::with_keyring(config, data_dir, keyring, Arc::new(SystemClock), create)
     }

@@ -238,16 +238,15 @@ pub fn load(
             })?;
         env_keys.push(path.join("."));
     }
-    let config: Config =
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "(defaults)".into()),
-                message: e.message().to_string(),
-            })?;
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(defaults)".into()),
+            message: e.message().to_string(),
+        })?;
     config.validate()?;
     Ok(Loaded {
         config,
@@ -331,16 +330,23 @@ impl Config {
             return Err(invalid("audit.checkpoint_every", "must be at least 1"));
         }
         if self.audit.checkpoint_interval_secs == 0 {
-            return Err(invalid("audit.checkpoint_interval_secs", "must be at least 1"));
+            return Err(invalid(
+                "audit.checkpoint_interval_secs",
+                "must be at least 1",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
-                format!("{:?} is not a log filter; use e.g. \"info\" or \"strongroom=debug\"", self.log.level),
+                format!(
+                    "{:?} is not a log filter; use e.g. \"info\" or \"strongroom=debug\"",
+                    self.log.level
+                ),
             ));
         }
         if let Some(c) = &self.security.contact {
-            if !(c.starts_with("mailto:") || c.starts_with("https://")) || c.contains(['\n', '\r']) {
+            if !(c.starts_with("mailto:") || c.starts_with("https://")) || c.contains(['\n', '\r'])
+            {
                 return Err(invalid(
                     "security.contact",
                     "must be a mailto: or https:// URI on one line",
@@ -425,7 +431,10 @@ mod tests {
         let e = load(None, env(&[("STRONGROOM_SERVR__LISTEN", "x")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("STRONGROOM_SERVR__LISTEN") && e.contains("servr"), "{e}");
+        assert!(
+            e.contains("STRONGROOM_SERVR__LISTEN") && e.contains("servr"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -439,15 +448,30 @@ mod tests {
 
         let f = write("[server]\nmax_body_bytes = \"big\"\n");
         let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
-        assert!(e.contains("max_body_bytes") || e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("max_body_bytes") || e.contains("invalid type"),
+            "{e}"
+        );
 
         for (var, val, key) in [
-            ("STRONGROOM_SERVER__LISTEN", "0.0.0.0:8443", "allow_public_listen"),
+            (
+                "STRONGROOM_SERVER__LISTEN",
+                "0.0.0.0:8443",
+                "allow_public_listen",
+            ),
             ("STRONGROOM_SERVER__LISTEN", "localhost:8443", "IP:PORT"),
             ("STRONGROOM_SERVER__MAX_BODY_BYTES", "10", "max_body_bytes"),
-            ("STRONGROOM_AUDIT__CHECKPOINT_EVERY", "0", "checkpoint_every"),
+            (
+                "STRONGROOM_AUDIT__CHECKPOINT_EVERY",
+                "0",
+                "checkpoint_every",
+            ),
             ("STRONGROOM_LOG__LEVEL", "[[", "log.level"),
-            ("STRONGROOM_SECURITY__CONTACT", "security@example.com", "mailto"),
+            (
+                "STRONGROOM_SECURITY__CONTACT",
+                "security@example.com",
+                "mailto",
+            ),
             ("STRONGROOM_SERVER__TLS_CERT", "/tmp/c.pem", "tls_key"),
             ("STRONGROOM___X", "1", "malformed"),
         ] {

@@ -3,21 +3,21 @@
 //!
 //! The crate's map, one line per part:
 
+/// One open installation: config, keys, stores; shared by the CLI and the web server.
+pub mod app;
+/// The hash-chained journal: encoding, append, checkpoints, verify, export.
+pub mod audit;
+/// The operator CLI: one file per subcommand.
+pub mod cli;
+/// Time as a parameter.
+pub mod clock;
+/// Typed configuration with precedence and validation.
+pub mod config;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.
 pub mod keyring;
 /// SQLCipher files, migrations, one writer thread per file with group commit.
 pub mod store;
-/// The hash-chained journal: encoding, append, checkpoints, verify, export.
-pub mod audit;
 /// Tenant lifecycle on top of the registry in `system.db`.
 pub mod tenants;
-/// One open installation: config, keys, stores; shared by the CLI and the web server.
-pub mod app;
-/// Typed configuration with precedence and validation.
-pub mod config;
-/// Time as a parameter.
-pub mod clock;
 /// The HTTPS server: router, pages, TLS, security headers.
 pub mod web;
-/// The operator CLI: one file per subcommand.
-pub mod cli;

@@ -18,7 +18,9 @@ pub enum TenantError {
     InvalidId(String),
     #[error("invalid tenant name: {0}")]
     InvalidName(String),
-    #[error("invalid region {0:?}: use 1-32 lower-case letters, digits and dashes, e.g. eu-central")]
+    #[error(
+        "invalid region {0:?}: use 1-32 lower-case letters, digits and dashes, e.g. eu-central"
+    )]
     InvalidRegion(String),
     #[error("a tenant named {0:?} already exists")]
     NameTaken(String),
@@ -133,10 +135,14 @@ fn validate_name(name: &str) -> Result<String, TenantError> {
         return Err(TenantError::InvalidName("it is empty".into()));
     }
     if trimmed.chars().count() > 100 {
-        return Err(TenantError::InvalidName("it is longer than 100 characters".into()));
+        return Err(TenantError::InvalidName(
+            "it is longer than 100 characters".into(),
+        ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(TenantError::InvalidName("it contains control characters".into()));
+        return Err(TenantError::InvalidName(
+            "it contains control characters".into(),
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -150,7 +156,9 @@ fn validate_region(region: &str) -> Result<String, TenantError> {
     if ok {
         Ok(region.to_string())
     } else {
-        Err(TenantError::InvalidRegion(region.chars().take(64).collect()))
+        Err(TenantError::InvalidRegion(
+            region.chars().take(64).collect(),
+        ))
     }
 }
 
@@ -171,7 +179,10 @@ pub fn create(
 ) -> Result<Tenant, TenantError> {
     let name = validate_name(name)?;
     let region = region.map(validate_region).transpose()?;
-    if app.system().read(|c| system::name_in_use(c, &name).map_err(|e| app.system().err(&e)))? {
+    if app
+        .system()
+        .read(|c| system::name_in_use(c, &name).map_err(|e| app.system().err(&e)))?
+    {
         return Err(TenantError::NameTaken(name));
     }
     let id = TenantId::random()?;
@@ -302,9 +313,11 @@ pub fn set_active(
                 });
             }
             system::set_status(tx.conn(), &id, status, tx.now_us()).map_err(|e| tx.err(&e))?;
-            tx.audit(NewEntry::new(actor, action, id.as_str()).params(
-                serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }),
-            ))?;
+            tx.audit(
+                NewEntry::new(actor, action, id.as_str()).params(
+                    serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }),
+                ),
+            )?;
             t.status = status;
             Ok(t)
         })
@@ -381,8 +394,17 @@ mod tests {
     #[test]
     fn ids_are_validated() {
         assert!(TenantId::parse(&"a".repeat(32)).is_ok());
-        for bad in ["", "../etc/passwd", &"A".repeat(32), &"a".repeat(31), &"g".repeat(32)] {
-            assert!(matches!(TenantId::parse(bad), Err(TenantError::InvalidId(_))), "{bad}");
+        for bad in [
+            "",
+            "../etc/passwd",
+            &"A".repeat(32),
+            &"a".repeat(31),
+            &"g".repeat(32),
+        ] {
+            assert!(
+                matches!(TenantId::parse(bad), Err(TenantError::InvalidId(_))),
+                "{bad}"
+            );
         }
         let id = TenantId::random().unwrap();
         assert!(TenantId::parse(id.as_str()).is_ok());
@@ -390,7 +412,10 @@ mod tests {
 
     #[test]
     fn names_and_regions_are_validated() {
-        assert_eq!(validate_name("  Acme Logistics ").unwrap(), "Acme Logistics");
+        assert_eq!(
+            validate_name("  Acme Logistics ").unwrap(),
+            "Acme Logistics"
+        );
         assert!(validate_name("   ").is_err());
         assert!(validate_name("a\u{0}b").is_err());
         assert!(validate_name(&"x".repeat(101)).is_err());

@@ -64,7 +64,9 @@ impl Actor {
     /// command has before platform accounts exist).
     pub fn cli() -> Self {
         use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
         Self {
             kind: ActorKind::Cli,
             id: format!("uid:{uid}"),
@@ -262,8 +264,16 @@ pub fn valid_action(action: &str) -> bool {
 
 /// Words that make a parameter name secret wherever they appear in it.
 const SECRET_WORDS: [&str; 10] = [
-    "password", "passphrase", "passwd", "secret", "token", "credential", "credentials",
-    "authorization", "cookie", "dek",
+    "password",
+    "passphrase",
+    "passwd",
+    "secret",
+    "token",
+    "credential",
+    "credentials",
+    "authorization",
+    "cookie",
+    "dek",
 ];
 /// Words that make a name secret when they end it (`api_key`, `private_key`), but not in the
 /// middle (`key_version`, `root_key_id` are not secrets).
@@ -349,7 +359,22 @@ mod tests {
         assert_ne!(a.hash(&mut buf), b.hash(&mut buf));
         a.encode_into(&mut buf);
         assert_eq!(&buf[..4], b"SRJ1");
-        assert_eq!(buf.len(), 4 + (4 + 6) + 8 + 8 + (4 + 3) + (4 + 5) + (4 + 8) + 4 + (4 + 13) + (4 + 2) + (4 + 2) + (4 + 7) + 8 + 32);
+        assert_eq!(
+            buf.len(),
+            4 + (4 + 6)
+                + 8
+                + 8
+                + (4 + 3)
+                + (4 + 5)
+                + (4 + 8)
+                + 4
+                + (4 + 13)
+                + (4 + 2)
+                + (4 + 2)
+                + (4 + 7)
+                + 8
+                + 32
+        );
     }
 
     #[test]
@@ -362,13 +387,20 @@ mod tests {
         assert_eq!(h, again);
         let mut manual = Vec::new();
         manual.extend_from_slice(b"SRJ1");
-        for s in ["system"] {
-            manual.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            manual.extend_from_slice(s.as_bytes());
-        }
+        manual.extend_from_slice(&6u32.to_be_bytes());
+        manual.extend_from_slice(b"system");
         manual.extend_from_slice(&1u64.to_be_bytes());
         manual.extend_from_slice(&5i64.to_be_bytes());
-        for s in ["cli", "uid:0", "operator", "", "tenant.create", "t1", "{\"name\":\"acme\"}", "success"] {
+        for s in [
+            "cli",
+            "uid:0",
+            "operator",
+            "",
+            "tenant.create",
+            "t1",
+            "{\"name\":\"acme\"}",
+            "success",
+        ] {
             manual.extend_from_slice(&(s.len() as u32).to_be_bytes());
             manual.extend_from_slice(s.as_bytes());
         }
@@ -382,7 +414,15 @@ mod tests {
         for ok in ["tenant.create", "audit.checkpoint", "a", "backup.restore_2"] {
             assert!(valid_action(ok), "{ok}");
         }
-        for bad in ["", "Tenant.create", "tenant..create", ".x", "x.", "tenant create", "é"] {
+        for bad in [
+            "",
+            "Tenant.create",
+            "tenant..create",
+            ".x",
+            "x.",
+            "tenant create",
+            "é",
+        ] {
             assert!(!valid_action(bad), "{bad}");
         }
         assert!(!valid_action(&"a".repeat(65)));
@@ -398,12 +438,29 @@ mod tests {
         });
         redact(&mut v);
         let s = v.to_string();
-        assert!(!s.contains("sk-123") && !s.contains("\"p\"") && !s.contains("\"r\""), "{s}");
+        assert!(
+            !s.contains("sk-123") && !s.contains("\"p\"") && !s.contains("\"r\""),
+            "{s}"
+        );
         assert!(s.contains("acme") && s.contains("\"ok\":1"));
-        for secret in ["apiKey", "private_key", "key", "X-Auth-Token", "client_secret", "pin"] {
+        for secret in [
+            "apiKey",
+            "private_key",
+            "key",
+            "X-Auth-Token",
+            "client_secret",
+            "pin",
+        ] {
             assert!(names_a_secret(secret), "{secret}");
         }
-        for plain in ["key_version", "root_key_id", "keyboard", "monkey", "name", "tokens_used_total"] {
+        for plain in [
+            "key_version",
+            "root_key_id",
+            "keyboard",
+            "monkey",
+            "name",
+            "tokens_used_total",
+        ] {
             assert!(!names_a_secret(plain), "{plain}");
         }
     }

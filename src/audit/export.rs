@@ -50,8 +50,21 @@ struct Actor<'a> {
 }
 
 const CSV_HEADER: [&str; 15] = [
-    "journal", "seq", "format", "time", "time_us", "actor_kind", "actor_id", "actor_role",
-    "source_ip", "action", "target", "params", "outcome", "duration_us", "hash",
+    "journal",
+    "seq",
+    "format",
+    "time",
+    "time_us",
+    "actor_kind",
+    "actor_id",
+    "actor_role",
+    "source_ip",
+    "action",
+    "target",
+    "params",
+    "outcome",
+    "duration_us",
+    "hash",
 ];
 
 fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
@@ -63,7 +76,7 @@ fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 enum Sink<'w> {
-    Csv(csv::Writer<&'w mut dyn Write>),
+    Csv(Box<csv::Writer<&'w mut dyn Write>>),
     Json(&'w mut dyn Write),
 }
 
@@ -94,7 +107,7 @@ pub fn export(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_HEADER)
                 .map_err(|e| ExportError::Write(e.to_string()))?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
         ExportFormat::Ndjson => Sink::Json(out),
     };
@@ -119,8 +132,21 @@ pub fn export(
                 let dur_s = r.get::<_, i64>(11).map_err(rd)?.to_string();
                 let hash_s = hex::encode(&hash);
                 let cells = [
-                    journal_id, &seq_s, &fmt_s, &time_s, &time_us_s, s(3)?, s(4)?, s(5)?, s(6)?,
-                    s(7)?, s(8)?, params_text, s(10)?, &dur_s, &hash_s,
+                    journal_id,
+                    &seq_s,
+                    &fmt_s,
+                    &time_s,
+                    &time_us_s,
+                    s(3)?,
+                    s(4)?,
+                    s(5)?,
+                    s(6)?,
+                    s(7)?,
+                    s(8)?,
+                    params_text,
+                    s(10)?,
+                    &dur_s,
+                    &hash_s,
                 ];
                 w.write_record(cells.iter().map(|c| csv_cell(c).into_owned()))
                     .map_err(|e| ExportError::Write(e.to_string()))?;

@@ -99,7 +99,11 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         error: None,
     };
     if !t.path.exists() {
-        report.error = Some(format!("{}: file {} does not exist", t.label, t.path.display()));
+        report.error = Some(format!(
+            "{}: file {} does not exist",
+            t.label,
+            t.path.display()
+        ));
         return report;
     }
     report.integrity = store::integrity_problems(&spec);
@@ -107,7 +111,8 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         Ok(conn) => match verify::verify_chain(&conn, &t.journal, &trusted_keys(app)) {
             Ok(chain) => report.chain = Some(chain),
             Err(e) => {
-                report.error = Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
+                report.error =
+                    Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
             }
         },
         Err(e) => report.error = Some(e.to_string()),
@@ -205,13 +210,17 @@ pub struct CheckpointRecord {
 ///
 /// # Errors
 /// Unknown tenant or unreadable file.
-pub fn checkpoints(app: &App, tenant: Option<&TenantId>) -> Result<Vec<CheckpointRecord>, OpsError> {
+pub fn checkpoints(
+    app: &App,
+    tenant: Option<&TenantId>,
+) -> Result<Vec<CheckpointRecord>, OpsError> {
     let target = match tenant {
         Some(id) => tenant_target(app, id)?,
         None => system_target(app),
     };
     let conn = store::open_connection(&target.spec(app), false)?;
-    let err = |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
+    let err =
+        |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
     let public_key = hex::encode(app.keyring().signing_public_key());
     let mut st = conn
         .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")

@@ -95,8 +95,8 @@ fn walk(
     let mut report = ChainReport::default();
     let mut checkpoints = BTreeMap::new();
     {
-        let mut st = conn
-            .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints")?;
+        let mut st =
+            conn.prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             checkpoints.insert(

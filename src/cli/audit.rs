@@ -71,9 +71,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 })
             })
         }
-        Command::Export {
-            format, since, ..
-        } => {
+        Command::Export { format, since, .. } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             ops::export_journal(&app, tenant_arg.as_ref(), *format, *since, &mut out)
@@ -114,7 +112,12 @@ fn print_report(r: &FileReport) {
     println!("{line}");
     if let Some(c) = &r.chain {
         if let Some(p) = &c.problem {
-            println!("      first bad entry: {} ({}): {}", p.seq, p.kind.as_str(), p.detail);
+            println!(
+                "      first bad entry: {} ({}): {}",
+                p.seq,
+                p.kind.as_str(),
+                p.detail
+            );
         }
     }
     for p in &r.integrity {

@@ -106,7 +106,9 @@ fn hammer(
 
 fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     super::logging::init_cli();
-    let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
         .prefix("strongroom-bench-")
         .tempdir_in(&base)
@@ -155,7 +157,11 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     let (n, secs) = hammer(64, 1500 / scale, limit, move |t, i| {
         stores[(t + i as usize * 64) % stores.len()].clone()
     })?;
-    figure("audit_append_100_tenants_64_writers", n as f64 / secs, "appends/s");
+    figure(
+        "audit_append_100_tenants_64_writers",
+        n as f64 / secs,
+        "appends/s",
+    );
 
     // Verify the big journal.
     let conn = store::open_connection(
@@ -182,13 +188,24 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
         let r = verify_chain(&conn, many.id.as_str(), &keys)
             .map_err(|e| Failure::new("BEN-0003", e.to_string()))?;
         if let Some(p) = r.problem {
-            return Err(Failure::new("BEN-0003", format!("benchmark journal failed to verify: {}", p.detail)));
+            return Err(Failure::new(
+                "BEN-0003",
+                format!("benchmark journal failed to verify: {}", p.detail),
+            ));
         }
         verified += r.entries;
         rounds += 1;
     }
-    figure("audit_verify", verified as f64 / start.elapsed().as_secs_f64(), "entries/s");
-    figure("audit_verify_journal_size", (verified / rounds) as f64, "entries");
+    figure(
+        "audit_verify",
+        verified as f64 / start.elapsed().as_secs_f64(),
+        "entries/s",
+    );
+    figure(
+        "audit_verify_journal_size",
+        (verified / rounds) as f64,
+        "entries",
+    );
     drop(conn);
 
     // The same 64-writer workload on SQLCipher and on plain SQLite.
@@ -198,9 +215,8 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     figure("plain_sqlite_append_64_writers", plain, "appends/s");
     figure("sqlcipher_time_ratio", plain / cipher, "x");
 
-    match Arc::try_unwrap(app) {
-        Ok(app) => app.close(),
-        Err(_) => {}
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.close();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -232,7 +248,9 @@ fn cipher_vs_plain(
     };
     let store = Arc::new(Store::open(&spec, journal)?);
     let s = store.clone();
-    let (n, secs) = hammer(64, 3000 / scale, Duration::from_secs(20), move |_, _| s.clone())?;
+    let (n, secs) = hammer(64, 3000 / scale, Duration::from_secs(20), move |_, _| {
+        s.clone()
+    })?;
     drop(store);
     Ok(n as f64 / secs)
 }

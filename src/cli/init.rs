@@ -37,7 +37,10 @@ pub fn initialize(
 
 pub fn print_report(report: &crate::app::InitReport) {
     println!("Initialized {}", report.data_dir.display());
-    println!("  root key:    {} (id {})", report.root_key, report.root_key_id);
+    println!(
+        "  root key:    {} (id {})",
+        report.root_key, report.root_key_id
+    );
     println!(
         "  certificate: {} (self-signed)",
         report.data_dir.join("tls/cert.pem").display()

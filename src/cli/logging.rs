@@ -46,7 +46,11 @@ pub fn init_server(cfg: &LogConfig, dir: &Path) -> Result<Option<WorkerGuard>, s
             .map_err(|e| {
                 super::Failure::new(
                     "CLI-0002",
-                    format!("cannot create log directory {}: {}", dir.display(), e.kind()),
+                    format!(
+                        "cannot create log directory {}: {}",
+                        dir.display(),
+                        e.kind()
+                    ),
                 )
             })?;
         let appender = tracing_appender::rolling::daily(dir, "strongroom.log");
@@ -81,7 +85,10 @@ fn restrict_log_files(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("strongroom.log") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("strongroom.log")
+            {
                 let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600));
             }
         }

@@ -108,7 +108,10 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Loads defaults < file < environment for this invocation.
 fn load_config(cli: &Cli) -> Result<Loaded, Failure> {
-    Ok(crate::config::load(cli.config.as_deref(), std::env::vars())?)
+    Ok(crate::config::load(
+        cli.config.as_deref(),
+        std::env::vars(),
+    )?)
 }
 
 /// `--data-dir` / `STRONGROOM_DATA_DIR`, else `data_dir` from the file, else the default.

@@ -68,7 +68,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 if *json {
                     print_json(&list)?;
                 } else {
-                    println!("{:<32}  {:<10}  {:<12}  {:>3}  {:<20}  NAME", "ID", "STATUS", "REGION", "KEY", "CREATED");
+                    println!(
+                        "{:<32}  {:<10}  {:<12}  {:>3}  {:<20}  NAME",
+                        "ID", "STATUS", "REGION", "KEY", "CREATED"
+                    );
                     for t in list {
                         let created = crate::clock::format_rfc3339(t.created_us);
                         println!(
@@ -96,7 +99,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 let id = parse(id)?;
                 let t = tenants::get(&app, &id)?;
                 if !yes && std::io::stdin().is_terminal() && !confirm(&t)? {
-                    return Err(Failure::new("CLI-0003", "not deleted: confirmation did not match"));
+                    return Err(Failure::new(
+                        "CLI-0003",
+                        "not deleted: confirmation did not match",
+                    ));
                 }
                 tenants::delete(&app, &actor, &id)?;
                 if *json {

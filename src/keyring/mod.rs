@@ -174,7 +174,9 @@ impl Keyring {
 
     /// The Ed25519 public key that verifies checkpoints; safe to publish.
     pub fn signing_public_key(&self) -> Vec<u8> {
-        signature::KeyPair::public_key(&self.signing).as_ref().to_vec()
+        signature::KeyPair::public_key(&self.signing)
+            .as_ref()
+            .to_vec()
     }
 
     /// Id of the signing key, recorded beside each checkpoint signature.
@@ -270,9 +272,21 @@ mod tests {
     fn signatures_verify_only_for_the_signed_message() {
         let kr = ring_with(3);
         let sig = kr.sign(b"checkpoint");
-        assert!(verify_signature(&kr.signing_public_key(), b"checkpoint", &sig));
-        assert!(!verify_signature(&kr.signing_public_key(), b"checkpoinT", &sig));
-        assert!(!verify_signature(&ring_with(4).signing_public_key(), b"checkpoint", &sig));
+        assert!(verify_signature(
+            &kr.signing_public_key(),
+            b"checkpoint",
+            &sig
+        ));
+        assert!(!verify_signature(
+            &kr.signing_public_key(),
+            b"checkpoinT",
+            &sig
+        ));
+        assert!(!verify_signature(
+            &ring_with(4).signing_public_key(),
+            b"checkpoint",
+            &sig
+        ));
     }
 
     #[test]
@@ -280,7 +294,10 @@ mod tests {
         let keys = TenantKeys::new(1, Key32::random().unwrap());
         let s = keys.seal(b"conn-1", b"api-token").unwrap();
         assert_eq!(keys.unseal(b"conn-1", &s).unwrap().as_slice(), b"api-token");
-        assert!(matches!(keys.unseal(b"conn-2", &s), Err(KeyringError::Unseal)));
+        assert!(matches!(
+            keys.unseal(b"conn-2", &s),
+            Err(KeyringError::Unseal)
+        ));
         assert_ne!(keys.seal.expose(), keys.dek.expose());
     }
 }

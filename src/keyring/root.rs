@@ -126,7 +126,10 @@ mod tests {
         let p = dir.path().join("root.key");
         let k = Key32::random().unwrap();
         write_root_key_file(&p, &k).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (loaded, src) = load_root_key(None, &p).unwrap();
         assert_eq!(loaded.expose(), k.expose());
         assert_eq!(src, RootKeySource::KeyFile(p.clone()));
@@ -134,7 +137,10 @@ mod tests {
 
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         let err = load_root_key(None, &p).unwrap_err();
-        assert!(matches!(err, KeyringError::RootKeyFileMode { mode: 0o640, .. }));
+        assert!(matches!(
+            err,
+            KeyringError::RootKeyFileMode { mode: 0o640, .. }
+        ));
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
@@ -156,13 +162,21 @@ mod tests {
         assert!(matches!(missing, KeyringError::RootKeyMissing { .. }));
         assert!(missing.to_string().contains("strongroom init"));
 
-        for bad in [&b"short"[..], &[b'z'; 64][..], &[b'a'; 63][..], &[0u8; 33][..]] {
+        for bad in [
+            &b"short"[..],
+            &[b'z'; 64][..],
+            &[b'a'; 63][..],
+            &[0u8; 33][..],
+        ] {
             let p = dir.path().join("bad.key");
             let _ = fs::remove_file(&p);
             fs::write(&p, bad).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
             let err = load_root_key(None, &p).unwrap_err();
-            assert!(matches!(err, KeyringError::RootKeyMalformed { .. }), "{err}");
+            assert!(
+                matches!(err, KeyringError::RootKeyMalformed { .. }),
+                "{err}"
+            );
             assert!(!err.to_string().contains("zzzz"));
         }
     }

@@ -30,8 +30,14 @@ pub enum StoreError {
     #[error("cannot decrypt {what} with key version {version}: wrong key, or not a Strongroom file of this installation")]
     Decrypt { what: String, version: u32 },
     #[error("{what} was written by a newer Strongroom (schema version {found}, this build knows up to {known}); upgrade the strongroom binary")]
-    TooNew { what: String, found: i64, known: i64 },
-    #[error("{what} is corrupt: {detail}; run `strongroom audit verify` and restore from a backup")]
+    TooNew {
+        what: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "{what} is corrupt: {detail}; run `strongroom audit verify` and restore from a backup"
+    )]
     Corrupt { what: String, detail: String },
     #[error("{what}: disk full; the write was not applied. Free space and retry")]
     DiskFull { what: String },
@@ -151,14 +157,18 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
     }
     quiet_cipher_log(&conn);
     if !spec.plaintext {
-        let pragma =
-            Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
+        let pragma = Zeroizing::new(format!(
+            "PRAGMA key = \"x'{}'\";",
+            spec.key.to_hex().as_str()
+        ));
         conn.execute_batch(&pragma).map_err(err)?;
     }
     conn.busy_timeout(spec.busy_timeout).map_err(err)?;
     // The first read decrypts page 1: a wrong key or a foreign file fails here, clearly.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-        .map_err(err)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(err)?;
     let mode = if read_only {
         "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;"
     } else {
@@ -189,21 +199,30 @@ pub fn integrity_problems(spec: &OpenSpec<'_>) -> Vec<String> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     ) {
         Ok(c) => c,
-        Err(e) => return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()],
+        Err(e) => {
+            return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]
+        }
     };
     quiet_cipher_log(&conn);
-    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", spec.key.to_hex().as_str()));
+    let pragma = Zeroizing::new(format!(
+        "PRAGMA key = \"x'{}'\";",
+        spec.key.to_hex().as_str()
+    ));
     if let Err(e) = conn.execute_batch(&pragma) {
         return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()];
     }
     let _ = conn.busy_timeout(spec.busy_timeout);
-    let rows = conn.prepare("PRAGMA cipher_integrity_check").and_then(|mut st| {
-        st.query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let rows = conn
+        .prepare("PRAGMA cipher_integrity_check")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        });
     match rows {
         Ok(rows) => problems.extend(rows.into_iter().map(|r| format!("{}: {r}", spec.label))),
-        Err(e) => problems.push(StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()),
+        Err(e) => {
+            problems.push(StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string())
+        }
     }
     if problems.is_empty() {
         let rows = conn.prepare("PRAGMA quick_check").and_then(|mut st| {

@@ -92,7 +92,10 @@ pub fn set_status(
 /// Destroys every wrapped DEK of the tenant. With `secure_delete` on, the bytes are
 /// overwritten, not just unlinked from the b-tree.
 pub fn shred_keys(conn: &Connection, id: &TenantId) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM tenant_keys WHERE tenant_id = ?1", [id.as_str()])
+    conn.execute(
+        "DELETE FROM tenant_keys WHERE tenant_id = ?1",
+        [id.as_str()],
+    )
 }
 
 pub fn wrapped_dek(

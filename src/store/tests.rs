@@ -44,7 +44,13 @@ fn trusted(kr: &Keyring) -> Vec<TrustedKey> {
 fn append(store: &Store, n: u64) -> Result<u64, StoreError> {
     store
         .writer()
-        .submit(move |tx| tx.audit(NewEntry::new(Actor::system(), "test.append", &n.to_string())))
+        .submit(move |tx| {
+            tx.audit(NewEntry::new(
+                Actor::system(),
+                "test.append",
+                &n.to_string(),
+            ))
+        })
         .wait()
 }
 
@@ -94,7 +100,9 @@ fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
         .submit(|tx| -> Result<(), StoreError> {
             crate::store::system::meta_set(tx.conn(), "k", "v").map_err(|e| tx.err(&e))?;
             tx.audit(NewEntry::new(Actor::system(), "test.change", "k"))?;
-            Err(StoreError::Busy { what: "simulated".into() })
+            Err(StoreError::Busy {
+                what: "simulated".into(),
+            })
         })
         .wait();
     assert!(failed.is_err());
@@ -103,7 +111,11 @@ fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
         .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "Not Valid", "x")))
         .wait();
     assert!(bad_action.is_err());
-    assert_eq!(append(&store, 2).unwrap(), 2, "failed jobs consumed no sequence number");
+    assert_eq!(
+        append(&store, 2).unwrap(),
+        2,
+        "failed jobs consumed no sequence number"
+    );
     let meta = store
         .read(|c| crate::store::system::meta_get(c, "k").map_err(|e| store.err(&e)))
         .unwrap();
@@ -154,7 +166,10 @@ fn disk_full_fails_the_write_and_leaves_nothing_half_written() {
     let conn = open_connection(&spec(&path, &key, false), false).unwrap();
     let report = verify_chain(&conn, "t", &trusted(&kr)).unwrap();
     assert_eq!(report.problem, None);
-    assert_eq!(report.head_seq, acked, "every acknowledged entry and nothing else");
+    assert_eq!(
+        report.head_seq, acked,
+        "every acknowledged entry and nothing else"
+    );
 }
 
 #[test]
@@ -168,7 +183,10 @@ fn wrong_key_and_foreign_files_get_a_clear_error() {
         .unwrap();
     let wrong = Key32::random().unwrap();
     let err = open_connection(&spec(&path, &wrong, false), false).unwrap_err();
-    assert!(matches!(err, StoreError::Decrypt { version: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Decrypt { version: 3, .. }),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "cannot decrypt tenant t with key version 3: wrong key, or not a Strongroom file of this installation"
@@ -177,7 +195,8 @@ fn wrong_key_and_foreign_files_get_a_clear_error() {
     std::fs::write(&foreign, b"SQLite format 3\0 but not really".repeat(200)).unwrap();
     let err = open_connection(&spec(&foreign, &key, false), false).unwrap_err();
     assert!(matches!(err, StoreError::Decrypt { .. }), "{err:?}");
-    let err = open_connection(&spec(&dir.path().join("absent.db"), &key, false), false).unwrap_err();
+    let err =
+        open_connection(&spec(&dir.path().join("absent.db"), &key, false), false).unwrap_err();
     assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
 }
 
@@ -189,8 +208,13 @@ fn a_file_from_a_newer_build_is_refused() {
     let conn = open_connection(&spec(&path, &key, true), false).unwrap();
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(conn);
-    let err = Store::open(&spec(&path, &key, false), journal(&keyring(), 10)).err().unwrap();
-    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err:?}");
+    let err = Store::open(&spec(&path, &key, false), journal(&keyring(), 10))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("upgrade"), "{err}");
 }
 
@@ -233,6 +257,9 @@ fn flipped_bytes_are_reported_with_their_page() {
     }
     std::fs::write(&path, &clean).unwrap();
     let conn = open_connection(&spec(&path, &key, false), false).unwrap();
-    assert_eq!(verify_chain(&conn, "t", &trusted(&kr)).unwrap().problem, None);
+    assert_eq!(
+        verify_chain(&conn, "t", &trusted(&kr)).unwrap().problem,
+        None
+    );
     let _ = ProblemKind::Changed;
 }

@@ -337,7 +337,11 @@ fn run_batch(
         Ok(h) => h,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            fail_all(batch, Vec::new(), &StoreError::from_sqlite(label, version, &e));
+            fail_all(
+                batch,
+                Vec::new(),
+                &StoreError::from_sqlite(label, version, &e),
+            );
             return None;
         }
     };

@@ -81,7 +81,11 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<bool, TlsError> {
         f.write_all(body.as_bytes()).map_err(|e| gen(&e))?;
         f.sync_all().map_err(|e| gen(&e))
     };
-    write(&key_path, &zeroize::Zeroizing::new(key.serialize_pem()), 0o600)?;
+    write(
+        &key_path,
+        &zeroize::Zeroizing::new(key.serialize_pem()),
+        0o600,
+    )?;
     write(&cert_path, &cert.pem(), 0o644)?;
     Ok(true)
 }
@@ -112,7 +116,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .map_err(|e| TlsError::Key {
+            path: key.display().to_string(),
+            reason: format!("unusable, or does not match the certificate ({e})"),
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -130,7 +137,10 @@ mod tests {
         assert!(!ensure_self_signed(dir.path()).unwrap());
         assert_eq!(before, std::fs::read(&c).unwrap());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         server_config(&c, &k).unwrap();
     }
 
@@ -142,7 +152,10 @@ mod tests {
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
         let e = server_config(&junk, &k).unwrap_err();
-        assert!(matches!(e, TlsError::Cert { .. }) && e.to_string().contains("junk.pem"), "{e}");
+        assert!(
+            matches!(e, TlsError::Cert { .. }) && e.to_string().contains("junk.pem"),
+            "{e}"
+        );
         let e = server_config(&c, &junk).unwrap_err();
         assert!(matches!(e, TlsError::Key { .. }), "{e}");
         let e = server_config(&c, &dir.path().join("absent.pem")).unwrap_err();

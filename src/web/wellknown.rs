@@ -20,14 +20,16 @@ async fn security_txt(State(state): State<AppState>) -> Response {
     };
     // RFC 9116 asks for an expiry less than a year ahead; the file is generated, so it is
     // always fresh.
-    let expires = humantime::format_rfc3339_seconds(
-        SystemTime::now() + Duration::from_secs(180 * 86_400),
-    );
+    let expires =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(180 * 86_400));
     let mut body = format!("Contact: {contact}\nExpires: {expires}\n");
     if let Some(policy) = &sec.policy_url {
         body.push_str(&format!("Policy: {policy}\n"));
     }
-    body.push_str(&format!("Preferred-Languages: {}\n", sec.preferred_languages));
+    body.push_str(&format!(
+        "Preferred-Languages: {}\n",
+        sec.preferred_languages
+    ));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

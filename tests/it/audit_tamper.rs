@@ -1,0 +1,241 @@
+//! Tampering with a journal, each way, and `audit verify` catching it with the first bad
+//! sequence number and the reason, and a non-zero exit.
+
+use crate::support::Env;
+use rusqlite::Connection;
+use std::sync::OnceLock;
+use strongroom::audit::{Actor, NewEntry};
+use strongroom::store::{self, FileKind, OpenSpec};
+use strongroom::tenants::{self, TenantId};
+
+/// A tenant with 50 entries and a checkpoint every 10: built once, copied per test.
+fn pristine() -> &'static (Env, String) {
+    static P: OnceLock<(Env, String)> = OnceLock::new();
+    P.get_or_init(|| {
+        let env = Env::init();
+        std::fs::write(&env.config, "[audit]\ncheckpoint_every = 10\n").unwrap();
+        let id = env.create_tenant("Tampered");
+        let mut cfg = strongroom::config::Config::default();
+        cfg.audit.checkpoint_every = 10;
+        let app = strongroom::app::App::open(&cfg, &env.dir).unwrap();
+        let tid = TenantId::parse(&id).unwrap();
+        let store = tenants::open_store(&app, &tid).unwrap();
+        for i in 2..=50 {
+            store
+                .writer()
+                .submit(move |tx| {
+                    tx.audit(
+                        NewEntry::new(Actor::system(), "record.update", &format!("r{i}"))
+                            .params(serde_json::json!({ "i": i })),
+                    )
+                })
+                .wait()
+                .unwrap();
+        }
+        drop(store);
+        app.close();
+        let out = env.ok(&["audit", "verify", "--tenant", &id, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["files"][0]["chain"]["entries"], 50);
+        assert_eq!(v["files"][0]["chain"]["last_checkpoint_seq"], 50);
+        // `tenant create` signed entry 1 on exit; then one every 10 entries, and the tail
+        // when the store closed. The tests below rely on these positions.
+        let cps: Vec<u64> = env
+            .ok(&["audit", "checkpoints", "--tenant", &id])
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(cps, [1, 11, 21, 31, 41, 50]);
+        (env, id)
+    })
+}
+
+/// Opens a copy of the pristine installation's tenant file with its real key, as an
+/// attacker who has the key (or a bug) would, runs `tamper`, and returns verify's report.
+fn tamper(f: impl FnOnce(&Connection)) -> (String, serde_json::Value) {
+    let (env, id) = pristine();
+    let copy = env.clone_dir();
+    std::fs::write(&copy.config, "[audit]\ncheckpoint_every = 10\n").unwrap();
+    let tid = TenantId::parse(id).unwrap();
+    {
+        let app = copy.app();
+        let (_, keys) = tenants::tenant_keys(&app, &tid).unwrap();
+        let path = store::tenants::tenant_path(&copy.dir, &tid);
+        let label = store::tenants::tenant_label(&tid);
+        let conn = store::open_connection(
+            &OpenSpec {
+                path: &path,
+                label: &label,
+                key: keys.dek(),
+                key_version: 1,
+                kind: FileKind::Tenant,
+                create: false,
+                busy_timeout: std::time::Duration::from_secs(5),
+                plaintext: false,
+            },
+            false,
+        )
+        .unwrap();
+        f(&conn);
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        drop(conn);
+        app.close();
+    }
+    let out = copy.run(&["audit", "verify", "--tenant", id, "--json"]);
+    assert!(!out.status.success(), "verify passed a tampered journal");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let text = copy.run(&["audit", "verify", "--tenant", id]);
+    (
+        crate::support::stdout(&text),
+        v["files"][0]["chain"]["problem"].clone(),
+    )
+}
+
+fn expect(problem: &serde_json::Value, seq: u64, kind: &str) {
+    assert_eq!(problem["seq"], seq, "{problem}");
+    assert_eq!(problem["kind"], kind, "{problem}");
+}
+
+#[test]
+fn an_edited_field_is_caught() {
+    let (text, p) = tamper(|c| {
+        c.execute(
+            "UPDATE audit_entries SET target = 'someone-else' WHERE seq = 17",
+            [],
+        )
+        .unwrap();
+    });
+    expect(&p, 17, "changed");
+    assert!(text.contains("first bad entry: 17 (changed)"), "{text}");
+}
+
+#[test]
+fn an_edited_parameter_is_caught() {
+    let (_, p) = tamper(|c| {
+        c.execute(
+            "UPDATE audit_entries SET params = '{\"i\":999}' WHERE seq = 33",
+            [],
+        )
+        .unwrap();
+    });
+    expect(&p, 33, "changed");
+}
+
+#[test]
+fn a_deleted_entry_is_caught() {
+    let (_, p) = tamper(|c| {
+        c.execute("DELETE FROM audit_entries WHERE seq = 17", [])
+            .unwrap();
+    });
+    expect(&p, 17, "missing");
+}
+
+#[test]
+fn swapped_entries_are_caught() {
+    let (text, p) = tamper(|c| {
+        // Move entry 17 to position 18 and back the other way, seq numbers staying in place.
+        c.execute_batch(
+            "UPDATE audit_entries SET seq = -1 WHERE seq = 17;
+             UPDATE audit_entries SET seq = 17 WHERE seq = 18;
+             UPDATE audit_entries SET seq = 18 WHERE seq = -1;",
+        )
+        .unwrap();
+    });
+    expect(&p, 17, "reordered");
+    assert!(text.contains("reordered"), "{text}");
+}
+
+#[test]
+fn a_cut_tail_is_caught_by_the_checkpoint() {
+    let (_, p) = tamper(|c| {
+        c.execute("DELETE FROM audit_entries WHERE seq > 45", [])
+            .unwrap();
+    });
+    expect(&p, 46, "truncated");
+}
+
+#[test]
+fn a_forged_checkpoint_is_caught() {
+    let (_, p) = tamper(|c| {
+        c.execute(
+            "UPDATE audit_checkpoints SET signature = randomblob(64) WHERE seq = 21",
+            [],
+        )
+        .unwrap();
+    });
+    expect(&p, 21, "bad_signature");
+}
+
+#[test]
+fn a_rebuilt_chain_is_caught_by_the_signatures() {
+    // The attacker edits entry 12 and recomputes every hash after it, so the chain itself is
+    // consistent again; only the signed checkpoints can tell.
+    let (_, p) = tamper(|c| {
+        c.execute(
+            "UPDATE audit_entries SET target = 'forged' WHERE seq = 12",
+            [],
+        )
+        .unwrap();
+        let mut prev = vec![0u8; 32];
+        let rows: Vec<strongroom::audit::Entry> = c
+            .prepare("SELECT seq, format, time_us, actor_kind, actor_id, actor_role, source_ip, action, target, params, outcome, duration_us, prev_hash, hash FROM audit_entries ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| {
+                Ok(strongroom::audit::Entry {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    format: r.get(1)?,
+                    time_us: r.get(2)?,
+                    actor_kind: r.get(3)?,
+                    actor_id: r.get(4)?,
+                    actor_role: r.get(5)?,
+                    source_ip: r.get(6)?,
+                    action: r.get(7)?,
+                    target: r.get(8)?,
+                    params: r.get(9)?,
+                    outcome: r.get(10)?,
+                    duration_us: r.get::<_, i64>(11)? as u64,
+                    prev_hash: r.get(12)?,
+                    hash: r.get(13)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let (_, id) = pristine();
+        for mut e in rows {
+            e.prev_hash = prev.clone();
+            let h = e.fields(id).hash(&mut Vec::new());
+            c.execute(
+                "UPDATE audit_entries SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                rusqlite::params![e.prev_hash, &h[..], e.seq as i64],
+            )
+            .unwrap();
+            prev = h.to_vec();
+        }
+    });
+    expect(&p, 21, "changed");
+}
+
+#[test]
+fn a_flipped_byte_is_reported_with_file_and_page() {
+    let (env, id) = pristine();
+    let copy = env.clone_dir();
+    let path = copy.dir.join(format!("tenants/{id}.db"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / 4096;
+    let page = pages; // the last page holds the newest entries
+    bytes[(page - 1) * 4096 + 777] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let out = copy.run(&["audit", "verify", "--tenant", id]);
+    assert!(!out.status.success());
+    let text = crate::support::stdout(&out);
+    assert!(text.contains(&format!("tenant {id}")), "{text}");
+    assert!(text.contains(&format!("page {page}")), "{text}");
+    assert!(!crate::support::stderr(&out).contains("panicked"));
+}

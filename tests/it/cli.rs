@@ -1,0 +1,291 @@
+//! The operator CLI end to end: init, tenants, configuration, and every kind of bad input.
+
+use crate::support::Env;
+use std::os::unix::fs::PermissionsExt;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_creates_a_locked_down_data_directory_once() {
+    let env = Env::init();
+    assert_eq!(mode(&env.dir), 0o700);
+    assert_eq!(mode(&env.dir.join("root.key")), 0o600);
+    assert_eq!(mode(&env.dir.join("system.db")), 0o600);
+    assert_eq!(mode(&env.dir.join("tls/key.pem")), 0o600);
+    assert!(env.cert().exists());
+    let key = std::fs::read_to_string(env.dir.join("root.key")).unwrap();
+    assert_eq!(key.trim().len(), 64);
+
+    let again = env.fails(&["init"]);
+    assert!(again.contains("already initialized"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("root.key")).unwrap(),
+        key
+    );
+
+    let out = env.ok(&["audit", "verify", "--system", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["files"][0]["chain"]["entries"], 1);
+}
+
+#[test]
+fn tenant_lifecycle_is_journaled() {
+    let env = Env::init();
+    let out = env.ok(&[
+        "tenant",
+        "create",
+        "Acme Logistics",
+        "--region",
+        "eu-central",
+    ]);
+    assert_eq!(out.lines().count(), 1, "only the id on stdout: {out:?}");
+    let id = out.trim().to_string();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tenant", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["name"], "Acme Logistics");
+    assert_eq!(list[0]["region"], "eu-central");
+    assert_eq!(list[0]["status"], "active");
+
+    let dup = env.fails(&["tenant", "create", "Acme Logistics"]);
+    assert!(dup.contains("already exists"), "{dup}");
+
+    env.ok(&["tenant", "suspend", &id]);
+    let again = env.fails(&["tenant", "suspend", &id]);
+    assert!(again.contains("already suspended"), "{again}");
+    env.ok(&["tenant", "resume", &id]);
+    env.ok(&["tenant", "delete", &id]);
+    assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
+    let gone = env.fails(&["tenant", "delete", &id]);
+    assert!(gone.contains("no tenant"), "{gone}");
+    assert_eq!(env.ok(&["tenant", "list", "--json"]).trim(), "[]");
+    assert!(env.ok(&["tenant", "list", "--all"]).contains("deleted"));
+
+    // The name is free again after deletion; the old id stays dead.
+    env.create_tenant("Acme Logistics");
+
+    let export = env.ok(&["audit", "export", "--system"]);
+    let actions: Vec<String> = export
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "system.init",
+            "tenant.create",
+            "tenant.suspend",
+            "tenant.resume",
+            "tenant.delete",
+            "tenant.create"
+        ]
+    );
+    let delete: serde_json::Value = serde_json::from_str(export.lines().nth(4).unwrap()).unwrap();
+    assert_eq!(delete["target"], id.as_str());
+    assert_eq!(delete["actor"]["kind"], "cli");
+    assert_eq!(delete["params"]["key_versions_destroyed"], 1);
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn deleting_a_tenant_destroys_its_key() {
+    let env = Env::init();
+    let id = env.create_tenant("Shredded");
+    let file = env.dir.join(format!("tenants/{id}.db"));
+    let saved = std::fs::read(&file).unwrap();
+    env.ok(&["tenant", "delete", &id]);
+    // Even with the file put back, nothing can open it: the wrapped key is gone.
+    std::fs::write(&file, saved).unwrap();
+    let app = env.app();
+    let tid = strongroom::tenants::TenantId::parse(&id).unwrap();
+    let err = strongroom::tenants::open_store(&app, &tid).err().unwrap();
+    assert!(
+        matches!(err, strongroom::tenants::TenantError::NotFound(_)),
+        "{err}"
+    );
+    let keys: i64 = app
+        .system()
+        .read(|c| {
+            c.query_row(
+                "SELECT count(*) FROM tenant_keys WHERE tenant_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .map_err(|e| app.system().err(&e))
+        })
+        .unwrap();
+    assert_eq!(keys, 0);
+    app.close();
+}
+
+#[test]
+fn export_formats_and_since() {
+    let env = Env::init();
+    let id = env.create_tenant("Exporter");
+    env.create_tenant("Other");
+    let all = env.ok(&["audit", "export", "--system", "--format", "ndjson"]);
+    assert_eq!(all.lines().count(), 3);
+    let since = env.ok(&["audit", "export", "--system", "--since", "2"]);
+    assert_eq!(since.lines().count(), 2);
+    let first: serde_json::Value = serde_json::from_str(since.lines().next().unwrap()).unwrap();
+    assert_eq!(first["seq"], 2);
+    assert_eq!(first["hash"].as_str().unwrap().len(), 64);
+    let csv = env.ok(&["audit", "export", "--tenant", &id, "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("journal,seq,format,time"));
+    assert!(lines.next().unwrap().starts_with(&format!("{id},1,1,")));
+    let cps = env.ok(&["audit", "checkpoints", "--tenant", &id]);
+    let cp: serde_json::Value = serde_json::from_str(cps.lines().next().unwrap()).unwrap();
+    assert_eq!(cp["seq"], 1);
+    assert_eq!(cp["public_key"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_changes_nothing() {
+    let env = Env::init();
+    let before = env.ok(&["audit", "export", "--system"]);
+    for (args, expect) in [
+        (vec!["tenant", "create", "   "], "invalid tenant name"),
+        (
+            vec!["tenant", "create", "x", "--region", "EU Central"],
+            "invalid region",
+        ),
+        (
+            vec!["tenant", "suspend", "../../etc/passwd"],
+            "invalid tenant id",
+        ),
+        (
+            vec!["tenant", "delete", "0123456789abcdef0123456789abcdef"],
+            "no tenant",
+        ),
+        (
+            vec!["audit", "verify", "--tenant", "nope"],
+            "invalid tenant id",
+        ),
+        (
+            vec![
+                "audit",
+                "export",
+                "--tenant",
+                "0123456789abcdef0123456789abcdef",
+            ],
+            "no tenant",
+        ),
+        (
+            vec!["audit", "export", "--system", "--format", "xml"],
+            "invalid value",
+        ),
+        (vec!["audit", "export"], "--tenant"),
+        (vec!["tenant", "frobnicate"], "unrecognized subcommand"),
+    ] {
+        let text = env.fails(&args);
+        assert!(text.contains(expect), "{args:?}: {text}");
+    }
+    assert_eq!(
+        env.ok(&["audit", "export", "--system"]),
+        before,
+        "nothing was journaled"
+    );
+}
+
+#[test]
+fn missing_uninitialized_and_wrong_keys_fail_closed() {
+    let env = Env::new();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(
+        text.contains("not initialized") && text.contains("strongroom init"),
+        "{text}"
+    );
+
+    let env = Env::init();
+    let key = env.dir.join("root.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("chmod 600"), "{text}");
+    let text = env.fails(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(text.contains("chmod 600"), "{text}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let original = std::fs::read(&key).unwrap();
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("root key does not open system.db"), "{text}");
+    assert!(
+        !text.contains(&"ab".repeat(32)),
+        "the key must not be printed: {text}"
+    );
+
+    std::fs::write(&key, "garbage").unwrap();
+    assert!(env.fails(&["tenant", "list"]).contains("malformed"));
+    std::fs::remove_file(&key).unwrap();
+    let text = env.fails(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(text.contains("no root key"), "{text}");
+
+    // A systemd credential takes the place of the key file.
+    let creds = env.tmp.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("root-key"), &original).unwrap();
+    let out = env
+        .command(&["tenant", "list"])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+}
+
+#[test]
+fn config_check_names_bad_keys() {
+    let env = Env::new();
+    std::fs::write(&env.config, "[server]\nlisten = \"127.0.0.1:9443\"\n").unwrap();
+    let out = env.ok(&["config", "check"]);
+    assert!(out.contains("configuration is valid"), "{out}");
+    let shown = env.ok(&["config", "show"]);
+    assert!(shown.contains("listen = \"127.0.0.1:9443\""), "{shown}");
+
+    std::fs::write(
+        &env.config,
+        "[server]\nlisten = \"127.0.0.1:9443\"\nport = 1\n",
+    )
+    .unwrap();
+    let text = env.fails(&["config", "check"]);
+    assert!(text.contains("port") && text.contains("line 3"), "{text}");
+
+    std::fs::write(&env.config, "[server\n").unwrap();
+    assert!(env.fails(&["config", "check"]).contains("config.toml"));
+
+    std::fs::write(&env.config, "").unwrap();
+    let out = env
+        .command(&["config", "check"])
+        .env("STRONGROOM_STORE__MAX_OPEN_TENANTS", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(crate::support::stderr(&out).contains("store.max_open_tenants"));
+    let out = env
+        .command(&["config", "check"])
+        .env("STRONGROOM_SERVER__LISTN", "1")
+        .output()
+        .unwrap();
+    assert!(crate::support::stderr(&out).contains("STRONGROOM_SERVER__LISTN"));
+
+    let mut absent = Env::new();
+    absent.config = absent.tmp.path().join("absent.toml");
+    let text = absent.fails(&["config", "check"]);
+    assert!(
+        text.contains("absent.toml") && text.contains("cannot be read"),
+        "{text}"
+    );
+}

@@ -1,0 +1,101 @@
+//! Data at rest: no clear text in any file of the data directory, and a clear error for a
+//! file opened with the wrong key.
+
+use crate::support::{all_files, contains, Env};
+use strongroom::audit::{Actor, NewEntry};
+use strongroom::tenants::{self, TenantId};
+
+const SENTENCE: &str = "The consignment of insulin for Ward 7 leaves dock 4 at 06:15.";
+const NAME: &str = "Zebrafish Pharmaceutical Holdings";
+
+#[test]
+fn no_file_in_the_data_directory_holds_clear_text() {
+    let env = Env::init();
+    let id = env.create_tenant(NAME);
+    let app = env.app();
+    let tid = TenantId::parse(&id).unwrap();
+    let store = tenants::open_store(&app, &tid).unwrap();
+    for i in 0..200 {
+        store
+            .writer()
+            .submit(move |tx| {
+                tx.audit(
+                    NewEntry::new(Actor::system(), "record.note", &format!("note-{i}"))
+                        .params(serde_json::json!({ "text": SENTENCE, "tenant": NAME })),
+                )
+            })
+            .wait()
+            .unwrap();
+    }
+    let check = |when: &str| {
+        let files = all_files(&env.dir);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with(".db-wal"))
+                || when == "closed"
+        );
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            for needle in [SENTENCE, NAME, "Zebrafish", "insulin"] {
+                assert!(
+                    !contains(&bytes, needle.as_bytes()),
+                    "{when}: {} contains {needle:?} in clear",
+                    f.display()
+                );
+            }
+            assert!(
+                !contains(&bytes, b"SQLite format 3"),
+                "{} is not encrypted",
+                f.display()
+            );
+        }
+    };
+    // While open, the WAL holds the newest pages: they must be encrypted too.
+    check("open");
+    drop(store);
+    app.close();
+    check("closed");
+
+    // And the sentence really is in there, for whoever holds the key.
+    let out = env.ok(&["audit", "export", "--tenant", &id]);
+    assert!(out.contains(SENTENCE));
+}
+
+#[test]
+fn a_tenant_file_under_the_wrong_key_gets_a_clear_error() {
+    let env = Env::init();
+    let a = env.create_tenant("Alpha");
+    let b = env.create_tenant("Bravo");
+    // Put tenant A's file where tenant B's belongs: B's key cannot open it.
+    let dir = env.dir.join("tenants");
+    std::fs::copy(dir.join(format!("{a}.db")), dir.join(format!("{b}.db"))).unwrap();
+    let text = env.fails(&["audit", "verify", "--tenant", &b]);
+    assert!(
+        text.contains(&format!("cannot decrypt tenant {b} with key version 1")),
+        "{text}"
+    );
+    let app = env.app();
+    let err = tenants::open_store(&app, &TenantId::parse(&b).unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!("cannot decrypt tenant {b} with key version 1: wrong key, or not a Strongroom file of this installation")
+    );
+    // Tenant A is untouched by B's trouble.
+    assert!(tenants::open_store(&app, &TenantId::parse(&a).unwrap()).is_ok());
+    app.close();
+}
+
+#[test]
+fn a_missing_tenant_file_is_named() {
+    let env = Env::init();
+    let id = env.create_tenant("Vanishing");
+    std::fs::remove_file(env.dir.join(format!("tenants/{id}.db"))).unwrap();
+    let text = env.fails(&["audit", "verify"]);
+    assert!(
+        text.contains(&format!("tenant {id}")) && text.contains("does not exist"),
+        "{text}"
+    );
+}

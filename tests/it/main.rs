@@ -1,0 +1,10 @@
+//! Integration tests: one binary, a module per area. They run the real `strongroom` binary
+//! against real SQLCipher files in temporary directories and talk TLS to it on loopback.
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
+
+mod audit_tamper;
+mod cli;
+mod crash;
+mod encryption;
+mod server;
+mod support;

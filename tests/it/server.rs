@@ -1,0 +1,207 @@
+//! The real server over real TLS on loopback.
+
+use crate::support::{client_config, https, https_with, Env, Server};
+
+#[test]
+fn serves_health_status_and_security_headers_over_tls() {
+    let mut env = Env::init();
+    env.extra_env.push((
+        "STRONGROOM_SECURITY__CONTACT".into(),
+        "mailto:security@example.com".into(),
+    ));
+    let server = Server::start(&env, &[]);
+
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, "ok\n");
+    for (h, v) in [
+        (
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(health.header(h), Some(v), "{h}");
+    }
+    assert!(health
+        .header("content-security-policy")
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(health.header("x-request-id").map(str::len), Some(16));
+
+    let ready = server.get("/readyz");
+    assert_eq!(ready.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["checks"]["system_store"], true);
+
+    let status = server.get("/status");
+    assert_eq!(status.status, 200);
+    assert!(status
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        status.body.contains("All systems operational"),
+        "{}",
+        status.body
+    );
+    assert!(
+        !status.body.contains(env.dir.to_str().unwrap()),
+        "no paths on a public page"
+    );
+    let css = server.get("/static/style.css");
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+
+    let sec = server.get("/.well-known/security.txt");
+    assert_eq!(sec.status, 200);
+    assert!(
+        sec.body
+            .starts_with("Contact: mailto:security@example.com\nExpires: "),
+        "{}",
+        sec.body
+    );
+
+    let missing = server.get("/no/such/page?token=abc");
+    assert_eq!(missing.status, 404);
+    let v: serde_json::Value = serde_json::from_str(&missing.body).unwrap();
+    assert_eq!(v["error"]["code"], "WEB-0404");
+    assert!(missing.header("strict-transport-security").is_some());
+
+    // Body limit: refused from the declared length, before reading it.
+    let big = https(
+        server.addr,
+        &server.cert,
+        "POST",
+        "/healthz",
+        &[("Content-Length", "5000000")],
+        b"",
+    );
+    assert_eq!(big.status, 413);
+
+    // TLS 1.2 alone is still accepted (older clients); the certificate verifies as localhost.
+    let tls12 = https_with(
+        server.addr,
+        client_config(&server.cert, &[&rustls::version::TLS12]),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(tls12.status, 200);
+
+    let status = server.terminate();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    // The log file got the request lines, and the token in the query string stayed out.
+    let logs: String = crate::support::all_files(&env.dir.join("logs"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(logs.contains("/no/such/page"), "{logs}");
+    assert!(!logs.contains("token=abc"), "{logs}");
+}
+
+#[test]
+fn a_plain_http_client_gets_no_answer_in_clear() {
+    use std::io::{Read, Write};
+    let env = Env::init();
+    let server = Server::start(&env, &[]);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("ok\n"));
+    assert!(
+        server.get("/healthz").status == 200,
+        "the server survives garbage"
+    );
+}
+
+#[test]
+fn refuses_public_listen_without_opt_in_and_json_logs_work() {
+    let env = Env::init();
+    let text = env.fails(&["serve", "--listen", "0.0.0.0:0"]);
+    assert!(text.contains("allow_public_listen"), "{text}");
+    let text = env.fails(&["serve", "--listen", "localhost:8443"]);
+    assert!(text.contains("IP:PORT"), "{text}");
+
+    let server = Server::start(&env, &["--log-format", "json"]);
+    assert_eq!(server.get("/healthz").status, 200);
+    server.terminate();
+    let logs: Vec<String> = crate::support::all_files(&env.dir.join("logs"))
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!logs.is_empty());
+    let request = logs.iter().find(|l| l.contains("/healthz")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(request).unwrap();
+    assert_eq!(v["fields"]["status"], 200);
+}
+
+#[test]
+fn cli_works_while_the_server_runs_and_shutdown_flushes() {
+    let env = Env::init();
+    let server = Server::start(&env, &[]);
+    let id = env.create_tenant("Concurrent");
+    env.ok(&["tenant", "suspend", &id]);
+    assert_eq!(server.get("/readyz").status, 200);
+    env.ok(&["audit", "verify"]);
+    assert!(server.terminate().success());
+    let out = env.ok(&["audit", "verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["files"][0]["chain"]["entries"], 3);
+}
+
+#[test]
+fn a_configured_certificate_is_served_and_a_broken_one_refused() {
+    let env = Env::init();
+    // Use a second installation's certificate as "the configured one".
+    let other = Env::init();
+    let cert = other.dir.join("tls/cert.pem");
+    let key = other.dir.join("tls/key.pem");
+    std::fs::write(
+        &env.config,
+        format!("[server]\ntls_cert = {:?}\ntls_key = {:?}\n", cert, key),
+    )
+    .unwrap();
+    let mut server = Server::start(&env, &[]);
+    server.cert = cert.clone();
+    assert_eq!(server.get("/healthz").status, 200);
+    // A client trusting only this installation's own self-signed cert must now fail.
+    let wrong = https_with(
+        server.addr,
+        client_config(&env.cert(), &[&rustls::version::TLS13]),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    assert!(wrong.is_err());
+    server.terminate();
+
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let text = env.fails(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(
+        text.contains("TLS private key") && text.contains("key.pem"),
+        "{text}"
+    );
+    assert!(!text.contains("nope"));
+}
