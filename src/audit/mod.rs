@@ -14,3 +14,6 @@ pub mod verify;
 
 pub use entry::{Actor, ActorKind, Entry, NewEntry, Outcome};
 pub use journal::JournalConfig;
+
+#[cfg(test)]
+mod tests;

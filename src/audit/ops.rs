@@ -107,14 +107,18 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         return report;
     }
     report.integrity = store::integrity_problems(&spec);
-    match store::open_connection(&spec, false) {
-        Ok(conn) => match verify::verify_chain(&conn, &t.journal, &trusted_keys(app)) {
-            Ok(chain) => report.chain = Some(chain),
-            Err(e) => {
-                report.error =
-                    Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
+    let opened = store::open_connection(&spec, false)
+        .and_then(|c| Ok((c, store::open_connection(&spec, false)?)));
+    match opened {
+        Ok((conn, second)) => {
+            match verify::verify_chain_parallel(&conn, &t.journal, &trusted_keys(app), second) {
+                Ok(chain) => report.chain = Some(chain),
+                Err(e) => {
+                    report.error =
+                        Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
+                }
             }
-        },
+        }
         Err(e) => report.error = Some(e.to_string()),
     }
     report

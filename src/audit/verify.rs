@@ -72,7 +72,10 @@ pub struct TrustedKey {
     pub public_key: Vec<u8>,
 }
 
-/// Walks the journal in `conn` (one read transaction, so a live writer does not disturb it).
+/// Below this many entries a second thread costs more than it saves.
+const PARALLEL_THRESHOLD: u64 = 50_000;
+
+/// Walks the journal in `conn` in one read transaction, so a live writer does not disturb it.
 ///
 /// # Errors
 /// The file cannot be read at all; problems in the chain are in the report, not errors.
@@ -81,137 +84,289 @@ pub fn verify_chain(
     journal_id: &str,
     keys: &[TrustedKey],
 ) -> Result<ChainReport, rusqlite::Error> {
-    conn.execute_batch("BEGIN")?;
-    let r = walk(conn, journal_id, keys);
-    let _ = conn.execute_batch("COMMIT");
-    r
+    verify_chain_with(conn, journal_id, keys, None)
 }
 
-fn walk(
+/// As [`verify_chain`], but a long journal is split in two halves walked on two threads, the
+/// second on `second`, a separate connection to the same file. The halves are joined by checking that the second
+/// half's first link points at the first half's last hash.
+///
+/// # Errors
+/// As [`verify_chain`].
+pub fn verify_chain_parallel(
     conn: &Connection,
     journal_id: &str,
     keys: &[TrustedKey],
+    second: Connection,
 ) -> Result<ChainReport, rusqlite::Error> {
-    let mut report = ChainReport::default();
-    let mut checkpoints = BTreeMap::new();
-    {
-        let mut st =
-            conn.prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            checkpoints.insert(
-                r.get::<_, i64>(0)? as u64,
-                Checkpoint {
-                    time_us: r.get(1)?,
-                    hash: r.get(2)?,
-                    key_id: r.get(3)?,
-                    signature: r.get(4)?,
-                },
-            );
-        }
-    }
-    report.checkpoints = checkpoints.len() as u64;
-    report.last_checkpoint_seq = checkpoints.keys().next_back().copied().unwrap_or(0);
+    verify_chain_with(conn, journal_id, keys, Some(second))
+}
 
-    let mut st = conn.prepare(
-        "SELECT seq, format, time_us, actor_kind, actor_id, actor_role, source_ip, action, \
-         target, params, outcome, duration_us, prev_hash, hash FROM audit_entries ORDER BY seq",
-    )?;
+fn verify_chain_with(
+    conn: &Connection,
+    journal_id: &str,
+    keys: &[TrustedKey],
+    second: Option<Connection>,
+) -> Result<ChainReport, rusqlite::Error> {
+    // The plan (last entry, checkpoints) comes from one snapshot. Entries up to that last one
+    // are never legitimately removed, so later snapshots of the workers see all of them; a
+    // checkpoint in this snapshot past the last entry means the tail was cut.
+    conn.execute_batch("BEGIN")?;
+    let plan = (|| {
+        let last: i64 =
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_entries", [], |r| {
+                r.get(0)
+            })?;
+        Ok::<_, rusqlite::Error>((last.max(0) as u64, load_checkpoints(conn)?))
+    })();
+    let (last, checkpoints) = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = conn.execute_batch("COMMIT");
+            return Err(e);
+        }
+    };
+    let ctx = Walk {
+        journal_id,
+        keys,
+        checkpoints: &checkpoints,
+    };
+    let result = match second {
+        Some(c2) if last >= PARALLEL_THRESHOLD => {
+            let mid = last / 2;
+            let ctx = &ctx;
+            std::thread::scope(|scope| {
+                let second = scope.spawn(move || -> Result<Range, rusqlite::Error> {
+                    c2.execute_batch("BEGIN")?;
+                    let r = ctx.range(&c2, mid + 1, last, None);
+                    let _ = c2.execute_batch("COMMIT");
+                    r
+                });
+                let first = ctx.range(conn, 1, mid, Some([0u8; 32]));
+                let second = second
+                    .join()
+                    .unwrap_or_else(|_| Err(rusqlite::Error::InvalidQuery));
+                Ok::<_, rusqlite::Error>((first?, Some(second?)))
+            })
+        }
+        _ => ctx.range(conn, 1, last, Some([0u8; 32])).map(|r| (r, None)),
+    };
+    let report = result.and_then(|(first, second)| ctx.finish(conn, last, first, second));
+    let _ = conn.execute_batch("COMMIT");
+    report
+}
+
+fn load_checkpoints(conn: &Connection) -> Result<BTreeMap<u64, Checkpoint>, rusqlite::Error> {
+    let mut checkpoints = BTreeMap::new();
+    let mut st =
+        conn.prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints")?;
     let mut rows = st.query([])?;
-    let mut expected = 1u64;
-    let mut prev = [0u8; 32];
-    let mut buf = Vec::with_capacity(512);
-    let problem = |seq, kind, detail: String| Some(Problem { seq, kind, detail });
     while let Some(r) = rows.next()? {
-        let seq = r.get::<_, i64>(0)? as u64;
-        if seq != expected {
-            report.problem = problem(
+        checkpoints.insert(
+            r.get::<_, i64>(0)? as u64,
+            Checkpoint {
+                time_us: r.get(1)?,
+                hash: r.get(2)?,
+                key_id: r.get(3)?,
+                signature: r.get(4)?,
+            },
+        );
+    }
+    Ok(checkpoints)
+}
+
+struct Walk<'a> {
+    journal_id: &'a str,
+    keys: &'a [TrustedKey],
+    checkpoints: &'a BTreeMap<u64, Checkpoint>,
+}
+
+/// What one walked range of sequence numbers yielded.
+struct Range {
+    /// `prev_hash` of the range's first entry, to be joined with the previous range.
+    first_prev: Option<[u8; 32]>,
+    last_hash: [u8; 32],
+    entries: u64,
+    problem: Option<Problem>,
+}
+
+fn problem(seq: u64, kind: ProblemKind, detail: String) -> Option<Problem> {
+    Some(Problem { seq, kind, detail })
+}
+
+fn hash32(b: &[u8]) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if b.len() == 32 {
+        h.copy_from_slice(b);
+    }
+    h
+}
+
+impl Walk<'_> {
+    /// Walks entries `from..=to`. With `known_prev`, the first entry must link to it; without,
+    /// its link is returned for the caller to join.
+    fn range(
+        &self,
+        conn: &Connection,
+        from: u64,
+        to: u64,
+        known_prev: Option<[u8; 32]>,
+    ) -> Result<Range, rusqlite::Error> {
+        let mut out = Range {
+            first_prev: None,
+            last_hash: known_prev.unwrap_or([0u8; 32]),
+            entries: 0,
+            problem: None,
+        };
+        let mut st = conn.prepare(
+            "SELECT seq, format, time_us, actor_kind, actor_id, actor_role, source_ip, action, \
+             target, params, outcome, duration_us, prev_hash, hash FROM audit_entries \
+             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+        )?;
+        let mut rows = st.query([from as i64, to as i64])?;
+        let mut expected = from;
+        let mut prev = known_prev;
+        let mut buf = Vec::with_capacity(512);
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)? as u64;
+            if seq != expected {
+                out.problem = problem(
+                    expected,
+                    ProblemKind::Missing,
+                    if seq == expected + 1 {
+                        format!("entry {expected} is missing")
+                    } else {
+                        format!("entries {expected} to {} are missing", seq - 1)
+                    },
+                );
+                return Ok(out);
+            }
+            let format: i64 = r.get(1)?;
+            let stored_prev = r.get_ref(12)?.as_blob()?;
+            let stored_hash = r.get_ref(13)?.as_blob()?;
+            match prev {
+                None => out.first_prev = Some(hash32(stored_prev)),
+                Some(p) if p.as_slice() != stored_prev => {
+                    let (sp, sh) = (stored_prev.to_vec(), stored_hash.to_vec());
+                    drop(rows);
+                    out.problem = Some(classify_broken_link(conn, seq, &sp, &sh)?);
+                    return Ok(out);
+                }
+                Some(_) => {}
+            }
+            if format != entry::FORMAT_V1 {
+                out.problem = problem(
+                    seq,
+                    ProblemKind::Changed,
+                    format!("entry {seq} has unknown format {format}"),
+                );
+                return Ok(out);
+            }
+            let fields = Fields {
+                journal: self.journal_id,
+                seq,
+                time_us: r.get(2)?,
+                actor_kind: r.get_ref(3)?.as_str()?,
+                actor_id: r.get_ref(4)?.as_str()?,
+                actor_role: r.get_ref(5)?.as_str()?,
+                source_ip: r.get_ref(6)?.as_str()?,
+                action: r.get_ref(7)?.as_str()?,
+                target: r.get_ref(8)?.as_str()?,
+                params: r.get_ref(9)?.as_str()?,
+                outcome: r.get_ref(10)?.as_str()?,
+                duration_us: r.get::<_, i64>(11)? as u64,
+                prev_hash: stored_prev,
+            };
+            let hash = fields.hash(&mut buf);
+            if stored_hash != hash {
+                out.problem = problem(
+                    seq,
+                    ProblemKind::Changed,
+                    format!("entry {seq} does not match its hash: its content was changed"),
+                );
+                return Ok(out);
+            }
+            if let Some(cp) = self.checkpoints.get(&seq) {
+                if let Some(p) = check_checkpoint(self.journal_id, seq, cp, &hash, self.keys) {
+                    out.problem = Some(p);
+                    return Ok(out);
+                }
+            }
+            prev = Some(hash);
+            out.last_hash = hash;
+            out.entries += 1;
+            expected += 1;
+        }
+        if expected <= to {
+            out.problem = problem(
                 expected,
                 ProblemKind::Missing,
-                if seq == expected + 1 {
-                    format!("entry {expected} is missing")
-                } else {
-                    format!("entries {expected} to {} are missing", seq - 1)
-                },
+                format!("entries {expected} to {to} are missing"),
             );
-            return Ok(report);
         }
-        let format: i64 = r.get(1)?;
-        let stored_prev = r.get_ref(12)?.as_blob()?;
-        let stored_hash = r.get_ref(13)?.as_blob()?;
-        let fields = Fields {
-            journal: journal_id,
-            seq,
-            time_us: r.get(2)?,
-            actor_kind: r.get_ref(3)?.as_str()?,
-            actor_id: r.get_ref(4)?.as_str()?,
-            actor_role: r.get_ref(5)?.as_str()?,
-            source_ip: r.get_ref(6)?.as_str()?,
-            action: r.get_ref(7)?.as_str()?,
-            target: r.get_ref(8)?.as_str()?,
-            params: r.get_ref(9)?.as_str()?,
-            outcome: r.get_ref(10)?.as_str()?,
-            duration_us: r.get::<_, i64>(11)? as u64,
-            prev_hash: stored_prev,
+        Ok(out)
+    }
+
+    /// Joins the ranges, then looks for signed checkpoints past the end.
+    fn finish(
+        &self,
+        conn: &Connection,
+        last: u64,
+        first: Range,
+        second: Option<Range>,
+    ) -> Result<ChainReport, rusqlite::Error> {
+        let mut report = ChainReport {
+            checkpoints: self.checkpoints.len() as u64,
+            last_checkpoint_seq: self.checkpoints.keys().next_back().copied().unwrap_or(0),
+            ..Default::default()
         };
-        if stored_prev != prev {
-            let (stored_prev, stored_hash) = (stored_prev.to_vec(), stored_hash.to_vec());
-            drop(rows);
-            report.problem = Some(classify_broken_link(conn, seq, &stored_prev, &stored_hash)?);
+        report.entries = first.entries;
+        if first.problem.is_some() {
+            report.problem = first.problem;
             return Ok(report);
         }
-        if format != entry::FORMAT_V1 {
-            report.problem = problem(
-                seq,
-                ProblemKind::Changed,
-                format!("entry {seq} has unknown format {format}"),
-            );
-            return Ok(report);
-        }
-        let hash = fields.hash(&mut buf);
-        if stored_hash != hash {
-            report.problem = problem(
-                seq,
-                ProblemKind::Changed,
-                format!("entry {seq} does not match its hash: its content was changed"),
-            );
-            return Ok(report);
-        }
-        if let Some(cp) = checkpoints.get(&seq) {
-            if let Some(p) = check_checkpoint(journal_id, seq, cp, &hash, keys) {
-                report.problem = Some(p);
+        if let Some(second) = second {
+            let join_seq = first.entries + 1;
+            if second.first_prev.is_some_and(|p| p != first.last_hash) {
+                let (sp, sh): (Vec<u8>, Vec<u8>) = conn.query_row(
+                    "SELECT prev_hash, hash FROM audit_entries WHERE seq = ?1",
+                    [join_seq as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                report.problem = Some(classify_broken_link(conn, join_seq, &sp, &sh)?);
+                return Ok(report);
+            }
+            report.entries += second.entries;
+            if second.problem.is_some() {
+                report.problem = second.problem;
                 return Ok(report);
             }
         }
-        prev = hash;
-        report.entries += 1;
-        expected += 1;
+        report.head_seq = last;
+        if let Some((&seq, cp)) = self.checkpoints.range(last + 1..).next() {
+            // A signed checkpoint past the end: entries were cut off. Only trust it if its
+            // signature holds; a forged one is reported as such.
+            let msg = entry::checkpoint_message(self.journal_id, seq, &cp.hash, cp.time_us);
+            report.problem = if signature_ok(self.keys, &cp.key_id, &msg, &cp.signature) {
+                problem(
+                    last + 1,
+                    ProblemKind::Truncated,
+                    format!(
+                        "the journal ends at entry {last}, but a signed checkpoint covers entries up to {seq}"
+                    ),
+                )
+            } else {
+                problem(
+                    seq,
+                    ProblemKind::BadSignature,
+                    format!("checkpoint at entry {seq} has an invalid signature"),
+                )
+            };
+            return Ok(report);
+        }
+        report.unsigned_tail = last - report.last_checkpoint_seq.min(last);
+        Ok(report)
     }
-    report.head_seq = expected - 1;
-    if let Some((&seq, cp)) = checkpoints.range(expected..).next() {
-        // A signed checkpoint past the end: entries were cut off. Only trust it if its
-        // signature holds; a forged one is reported as such.
-        let msg = entry::checkpoint_message(journal_id, seq, &cp.hash, cp.time_us);
-        report.problem = if signature_ok(keys, &cp.key_id, &msg, &cp.signature) {
-            problem(
-                report.head_seq + 1,
-                ProblemKind::Truncated,
-                format!(
-                    "the journal ends at entry {}, but a signed checkpoint covers entries up to {seq}",
-                    report.head_seq
-                ),
-            )
-        } else {
-            problem(
-                seq,
-                ProblemKind::BadSignature,
-                format!("checkpoint at entry {seq} has an invalid signature"),
-            )
-        };
-        return Ok(report);
-    }
-    report.unsigned_tail = report.head_seq - report.last_checkpoint_seq.min(report.head_seq);
-    Ok(report)
 }
 
 fn signature_ok(keys: &[TrustedKey], key_id: &str, msg: &[u8], sig: &[u8]) -> bool {

@@ -4,7 +4,7 @@
 
 use super::{Cli, Failure};
 use crate::app::App;
-use crate::audit::verify::{verify_chain, TrustedKey};
+use crate::audit::verify::{verify_chain_parallel, TrustedKey};
 use crate::audit::{Actor, JournalConfig, NewEntry};
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -164,19 +164,19 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     );
 
     // Verify the big journal.
-    let conn = store::open_connection(
-        &OpenSpec {
-            path: &store::tenants::tenant_path(work.path(), &many.id),
-            label: "bench",
-            key: tenants::tenant_keys(&app, &many.id)?.1.dek(),
-            key_version: 1,
-            kind: FileKind::Tenant,
-            create: false,
-            busy_timeout: Duration::from_secs(10),
-            plaintext: false,
-        },
-        true,
-    )?;
+    let (_, many_keys) = tenants::tenant_keys(&app, &many.id)?;
+    let many_path = store::tenants::tenant_path(work.path(), &many.id);
+    let verify_spec = OpenSpec {
+        path: &many_path,
+        label: "bench",
+        key: many_keys.dek(),
+        key_version: 1,
+        kind: FileKind::Tenant,
+        create: false,
+        busy_timeout: Duration::from_secs(10),
+        plaintext: false,
+    };
+    let conn = store::open_connection(&verify_spec, true)?;
     let keys = [TrustedKey {
         id: keyring.signing_key_id(),
         public_key: keyring.signing_public_key(),
@@ -185,7 +185,8 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     let mut verified = 0u64;
     let mut rounds = 0;
     while rounds < 5 && (rounds == 0 || start.elapsed() < Duration::from_secs(5)) {
-        let r = verify_chain(&conn, many.id.as_str(), &keys)
+        let second = store::open_connection(&verify_spec, true)?;
+        let r = verify_chain_parallel(&conn, many.id.as_str(), &keys, second)
             .map_err(|e| Failure::new("BEN-0003", e.to_string()))?;
         if let Some(p) = r.problem {
             return Err(Failure::new(
