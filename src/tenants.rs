@@ -177,6 +177,7 @@ pub fn create(
     name: &str,
     region: Option<&str>,
 ) -> Result<Tenant, TenantError> {
+    let start = std::time::Instant::now();
     let name = validate_name(name)?;
     let region = region.map(validate_region).transpose()?;
     if app
@@ -210,7 +211,11 @@ pub fn create(
                 let err = |e: rusqlite::Error| tx.err(&e);
                 system::meta_set(tx.conn(), "tenant_id", id.as_str()).map_err(err)?;
                 system::meta_set(tx.conn(), "tenant_name", &name).map_err(err)?;
-                tx.audit(NewEntry::new(actor, "tenant.create", id.as_str()).params(params))?;
+                tx.audit(
+                    NewEntry::new(actor, "tenant.create", id.as_str())
+                        .params(params)
+                        .since(start),
+                )?;
                 Ok(())
             })
             .wait()
@@ -235,7 +240,11 @@ pub fn create(
                     tx.err(&e).into()
                 }
             })?;
-            tx.audit(NewEntry::new(actor, "tenant.create", row.id.as_str()).params(params))?;
+            tx.audit(
+                NewEntry::new(actor, "tenant.create", row.id.as_str())
+                    .params(params)
+                    .since(start),
+            )?;
             Ok(())
         })
         .wait();
@@ -293,6 +302,7 @@ pub fn set_active(
     id: &TenantId,
     active: bool,
 ) -> Result<Tenant, TenantError> {
+    let start = std::time::Instant::now();
     let (status, action) = if active {
         (TenantStatus::Active, "tenant.resume")
     } else {
@@ -314,9 +324,9 @@ pub fn set_active(
             }
             system::set_status(tx.conn(), &id, status, tx.now_us()).map_err(|e| tx.err(&e))?;
             tx.audit(
-                NewEntry::new(actor, action, id.as_str()).params(
-                    serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }),
-                ),
+                NewEntry::new(actor, action, id.as_str())
+                    .params(serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }))
+                    .since(start),
             )?;
             t.status = status;
             Ok(t)
@@ -330,6 +340,7 @@ pub fn set_active(
 /// # Errors
 /// Unknown or already deleted tenant, or a storage fault (then nothing changed).
 pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError> {
+    let start = std::time::Instant::now();
     app.tenant_stores().close(id);
     let (tid, actor) = (id.clone(), actor.clone());
     app.system()
@@ -342,9 +353,13 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             let shredded = system::shred_keys(tx.conn(), &tid).map_err(|e| tx.err(&e))?;
             system::set_status(tx.conn(), &tid, TenantStatus::Deleted, tx.now_us())
                 .map_err(|e| tx.err(&e))?;
-            tx.audit(NewEntry::new(actor, "tenant.delete", tid.as_str()).params(
-                serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }),
-            ))?;
+            tx.audit(
+                NewEntry::new(actor, "tenant.delete", tid.as_str())
+                    .params(
+                        serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }),
+                    )
+                    .since(start),
+            )?;
             Ok(())
         })
         .wait()?;

@@ -133,6 +133,12 @@ impl NewEntry {
         self
     }
 
+    /// Records how long the operation took, measured from `start`.
+    pub fn since(mut self, start: std::time::Instant) -> Self {
+        self.duration_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self
+    }
+
     pub fn outcome(mut self, outcome: Outcome) -> Self {
         self.outcome = outcome;
         self

@@ -61,8 +61,8 @@ fn figure(name: &str, value: f64, unit: &str) {
     );
 }
 
-fn entry(n: u64) -> NewEntry {
-    NewEntry::new(Actor::system(), "bench.append", "bench").params(serde_json::json!({
+fn entry(actor: &Actor, n: u64) -> NewEntry {
+    NewEntry::new(actor.clone(), "bench.append", "bench").params(serde_json::json!({
         "n": n,
         "note": "benchmark entry with a realistic amount of parameter text"
     }))
@@ -87,7 +87,7 @@ fn hammer(
                     let store = store_for(t, done);
                     store
                         .writer()
-                        .submit(move |tx| tx.audit(entry(done)))
+                        .submit(move |tx| tx.audit(entry(&Actor::system(), done)))
                         .wait()?;
                     done += 1;
                 }
@@ -261,12 +261,15 @@ fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<Exit
     let app = Arc::new(super::open_app(cli)?);
     let store = tenants::open_store(&app, &id)?;
     let per_thread = max.div_ceil(threads.max(1) as u64);
+    // Attributed to the operator who ran it, like every other CLI write.
+    let actor = Actor::cli();
     let handles: Vec<_> = (0..threads.max(1))
         .map(|_| {
-            let store = store.clone();
+            let (store, actor) = (store.clone(), actor.clone());
             std::thread::spawn(move || -> Result<(), StoreError> {
                 for i in 0..per_thread {
-                    let seq = store.writer().submit(move |tx| tx.audit(entry(i))).wait()?;
+                    let e = entry(&actor, i);
+                    let seq = store.writer().submit(move |tx| tx.audit(e)).wait()?;
                     println!("{seq}");
                 }
                 Ok(())

@@ -106,11 +106,19 @@ fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
         })
         .wait();
     assert!(failed.is_err());
+    // Fail closed: the entry cannot be written, so the change made before it is undone too.
     let bad_action = store
         .writer()
-        .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "Not Valid", "x")))
+        .submit(|tx| -> Result<u64, StoreError> {
+            crate::store::system::meta_set(tx.conn(), "k2", "v").map_err(|e| tx.err(&e))?;
+            tx.audit(NewEntry::new(Actor::system(), "Not Valid", "x"))
+        })
         .wait();
     assert!(bad_action.is_err());
+    let k2 = store
+        .read(|c| crate::store::system::meta_get(c, "k2").map_err(|e| store.err(&e)))
+        .unwrap();
+    assert_eq!(k2, None, "no journal entry, no change");
     assert_eq!(
         append(&store, 2).unwrap(),
         2,
@@ -262,4 +270,41 @@ fn flipped_bytes_are_reported_with_their_page() {
         None
     );
     let _ = ProblemKind::Changed;
+}
+
+#[test]
+fn unsigned_entries_get_a_checkpoint_after_the_interval_without_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let mut cfg = journal(&kr, 1000);
+    cfg.checkpoint_interval = Duration::from_millis(100);
+    let store = Store::open(&spec(&path, &key, true), cfg).unwrap();
+    for i in 0..3 {
+        append(&store, i).unwrap();
+    }
+    let signed = || {
+        store
+            .read(|c| {
+                c.query_row(
+                    "SELECT coalesce(max(seq), 0) FROM audit_checkpoints",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| store.err(&e))
+            })
+            .unwrap()
+    };
+    // Poll, bounded: the writer wakes by itself once the oldest unsigned entry is due.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while signed() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no time-based checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(signed(), 3);
+    store.close().unwrap();
 }

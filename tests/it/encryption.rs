@@ -99,3 +99,41 @@ fn a_missing_tenant_file_is_named() {
         "{text}"
     );
 }
+
+#[test]
+fn tenant_files_open_lazily_and_close_when_idle_or_over_the_bound() {
+    let env = Env::init();
+    let ids: Vec<TenantId> = (0..4)
+        .map(|i| TenantId::parse(&env.create_tenant(&format!("Lazy {i}"))).unwrap())
+        .collect();
+    let mut cfg = strongroom::config::Config::default();
+    cfg.store.max_open_tenants = 2;
+    cfg.store.tenant_idle_secs = 0;
+    let app = strongroom::app::App::open(&cfg, &env.dir).unwrap();
+    assert_eq!(
+        app.tenant_stores().open_count(),
+        0,
+        "nothing opens before it is used"
+    );
+    for id in &ids {
+        let store = tenants::open_store(&app, id).unwrap();
+        store
+            .writer()
+            .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "record.touch", "x")))
+            .wait()
+            .unwrap();
+        assert!(app.tenant_stores().open_count() <= 2, "bound exceeded");
+    }
+    assert_eq!(app.tenant_stores().open_count(), 2);
+    assert_eq!(app.tenant_stores().close_idle(), 2);
+    assert_eq!(app.tenant_stores().open_count(), 0);
+    // Closing signed every tail: each tenant's journal verifies with nothing unsigned.
+    app.close();
+    let out = env.ok(&["audit", "verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    for f in v["files"].as_array().unwrap().iter().skip(1) {
+        assert_eq!(f["chain"]["entries"], 2);
+        assert_eq!(f["chain"]["unsigned_tail"], 0);
+    }
+}

@@ -103,6 +103,11 @@ fn serves_health_status_and_security_headers_over_tls() {
         .collect();
     assert!(logs.contains("/no/such/page"), "{logs}");
     assert!(!logs.contains("token=abc"), "{logs}");
+    let root_key = std::fs::read_to_string(env.dir.join("root.key")).unwrap();
+    assert!(
+        !logs.contains(root_key.trim()),
+        "the root key must never be logged"
+    );
 }
 
 #[test]
