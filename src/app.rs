@@ -4,7 +4,8 @@
 use crate::audit::{Actor, JournalConfig, NewEntry};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::keyring::{self, Keyring, KeyringError};
+use crate::keyring::system_key::{SystemKeyError, SystemKeyFile};
+use crate::keyring::{self, Key32, Keyring, KeyringError, Signer};
 use crate::store::tenants::{StoreSettings, TenantStores};
 use crate::store::{system, FileKind, OpenSpec, Store, StoreError};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -20,10 +21,10 @@ pub enum AppError {
     AlreadyInitialized(String),
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
-    #[error("the root key does not open system.db (this key has id {key_id}); use the key this data directory was created with")]
-    WrongRootKey { key_id: String },
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    SystemKey(#[from] SystemKeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,8 +35,8 @@ impl AppError {
             Self::NotInitialized(_) => "APP-0001",
             Self::AlreadyInitialized(_) => "APP-0002",
             Self::DataDir { .. } => "APP-0003",
-            Self::WrongRootKey { .. } => "APP-0004",
             Self::Keyring(e) => e.code(),
+            Self::SystemKey(e) => e.code(),
             Self::Store(e) => e.code(),
         }
     }
@@ -45,6 +46,8 @@ pub struct App {
     config: Config,
     data_dir: PathBuf,
     keyring: Arc<Keyring>,
+    system_dek: Key32,
+    signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
     system: Store,
     tenants: TenantStores,
@@ -72,6 +75,11 @@ pub fn root_key_file(config: &Config, data_dir: &Path) -> PathBuf {
         .root_key_file
         .clone()
         .unwrap_or_else(|| data_dir.join("root.key"))
+}
+
+/// `<data_dir>/system.key`: the system DEK wrapped under the root key.
+pub fn system_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("system.key")
 }
 
 fn system_spec<'a>(
@@ -188,7 +196,8 @@ impl App {
         Self::with_keyring(config, data_dir, keyring, Arc::new(SystemClock), create)
     }
 
-    /// Opens with a given keyring and clock (benchmarks and tests).
+    /// Opens with a given keyring and clock (benchmarks and tests). With `create`, a new
+    /// system DEK is made and sealed into `system.key` unless that file exists.
     ///
     /// # Errors
     /// As [`App::open`].
@@ -200,27 +209,32 @@ impl App {
         create: bool,
     ) -> Result<Self, AppError> {
         let settings = settings_from(config);
-        let key = keyring.system_db_key();
+        let key_path = system_key_path(data_dir);
+        let system_dek = if create && !key_path.exists() {
+            let dek = Key32::random()?;
+            SystemKeyFile::seal(&keyring, &dek)?.write(&key_path)?;
+            dek
+        } else {
+            SystemKeyFile::read(&key_path)?.unwrap(&keyring)?
+        };
+        let signer = Arc::new(Signer::from_system_dek(&system_dek)?);
         let path = data_dir.join("system.db");
-        let spec = system_spec(&path, &key, &settings, create);
+        let spec = system_spec(&path, &system_dek, &settings, create);
         let journal = JournalConfig {
             journal_id: "system".into(),
-            keyring: keyring.clone(),
+            signer: signer.clone(),
             clock: clock.clone(),
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
         };
-        let system = Store::open(&spec, journal).map_err(|e| match e {
-            StoreError::Decrypt { .. } => AppError::WrongRootKey {
-                key_id: keyring.root_key_id().to_string(),
-            },
-            other => AppError::Store(other),
-        })?;
-        let tenants = TenantStores::new(data_dir, keyring.clone(), clock.clone(), settings);
+        let system = Store::open(&spec, journal)?;
+        let tenants = TenantStores::new(data_dir, signer.clone(), clock.clone(), settings);
         Ok(Self {
             config: config.clone(),
             data_dir: data_dir.to_path_buf(),
             keyring,
+            system_dek,
+            signer,
             clock,
             system,
             tenants,
@@ -237,6 +251,15 @@ impl App {
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// The SQLCipher key of `system.db`, for opening extra connections (verify, export).
+    pub fn system_dek(&self) -> &Key32 {
+        &self.system_dek
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     pub fn clock(&self) -> &dyn Clock {

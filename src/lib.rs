@@ -13,6 +13,8 @@ pub mod cli;
 pub mod clock;
 /// Typed configuration with precedence and validation.
 pub mod config;
+/// Durable file replacement.
+pub mod fsutil;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.
 pub mod keyring;
 /// SQLCipher files, migrations, one writer thread per file with group commit.

@@ -189,6 +189,7 @@ pub fn create(
     let id = TenantId::random()?;
     let dek = Key32::random()?;
     let wrapped = app.keyring().wrap_dek(id.as_str(), 1, &dek)?;
+    let root_key_id = app.keyring().root_key_id().to_string();
     let tenant = Tenant {
         id: id.clone(),
         name: name.clone(),
@@ -233,7 +234,7 @@ pub fn create(
         .system()
         .writer()
         .submit(move |tx| -> Result<(), TenantError> {
-            system::insert(tx.conn(), &row, &wrapped, tx.now_us()).map_err(|e| {
+            system::insert(tx.conn(), &row, &root_key_id, &wrapped, tx.now_us()).map_err(|e| {
                 if is_unique_violation(&e) {
                     TenantError::NameTaken(row.name.clone())
                 } else {
@@ -390,7 +391,10 @@ pub fn tenant_keys(app: &App, id: &TenantId) -> Result<(Tenant, TenantKeys), Ten
     }
     let wrapped = app
         .system()
-        .read(|c| system::wrapped_dek(c, id, t.key_version).map_err(|e| app.system().err(&e)))?
+        .read(|c| {
+            system::wrapped_dek(c, id, t.key_version, app.keyring().root_key_id())
+                .map_err(|e| app.system().err(&e))
+        })?
         .ok_or_else(|| StoreError::Decrypt {
             what: tenant_label(id),
             version: t.key_version,

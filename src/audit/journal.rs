@@ -3,7 +3,7 @@
 
 use super::entry::{self, Fields, NewEntry};
 use crate::clock::Clock;
-use crate::keyring::Keyring;
+use crate::keyring::Signer;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 pub struct JournalConfig {
     /// `system`, or the tenant id.
     pub journal_id: String,
-    pub keyring: Arc<Keyring>,
+    pub signer: Arc<Signer>,
     pub clock: Arc<dyn Clock>,
     /// Sign a checkpoint after this many entries...
     pub checkpoint_every: u64,
@@ -159,7 +159,7 @@ pub fn write_checkpoint(
         return Ok(false);
     }
     let msg = entry::checkpoint_message(&cfg.journal_id, head.seq, &head.hash, time_us);
-    let sig = cfg.keyring.sign(&msg);
+    let sig = cfg.signer.sign(&msg);
     conn.prepare_cached(
         "INSERT INTO audit_checkpoints (seq, time_us, hash, key_id, signature) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -168,7 +168,7 @@ pub fn write_checkpoint(
         head.seq as i64,
         time_us,
         &head.hash[..],
-        cfg.keyring.signing_key_id(),
+        cfg.signer.signing_key_id(),
         sig
     ])?;
     head.checkpoint_seq = head.seq;

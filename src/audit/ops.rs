@@ -36,8 +36,8 @@ impl FileReport {
 
 fn trusted_keys(app: &App) -> Vec<TrustedKey> {
     vec![TrustedKey {
-        id: app.keyring().signing_key_id(),
-        public_key: app.keyring().signing_public_key(),
+        id: app.signer().signing_key_id(),
+        public_key: app.signer().signing_public_key(),
     }]
 }
 
@@ -70,7 +70,7 @@ fn system_target(app: &App) -> Target {
         journal: "system".into(),
         label: "system.db".into(),
         path: app.data_dir().join("system.db"),
-        key: app.keyring().system_db_key(),
+        key: app.system_dek().duplicate(),
         version: 1,
         kind: FileKind::System,
     }
@@ -225,7 +225,7 @@ pub fn checkpoints(
     let conn = store::open_connection(&target.spec(app), false)?;
     let err =
         |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
-    let public_key = hex::encode(app.keyring().signing_public_key());
+    let public_key = hex::encode(app.signer().signing_public_key());
     let mut st = conn
         .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
         .map_err(err)?;

@@ -4,7 +4,7 @@ use super::journal::{self, JournalConfig};
 use super::verify::{verify_chain, verify_chain_parallel, ProblemKind, TrustedKey};
 use super::{Actor, NewEntry};
 use crate::clock::ManualClock;
-use crate::keyring::{Key32, Keyring, RootKeySource};
+use crate::keyring::{Key32, Signer};
 use crate::store::{self, FileKind, OpenSpec};
 use rusqlite::Connection;
 use std::path::Path;
@@ -17,7 +17,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     key: Key32,
-    keyring: Arc<Keyring>,
+    keyring: Arc<Signer>,
 }
 
 impl Fixture {
@@ -61,13 +61,13 @@ fn fixture() -> Fixture {
         path: dir.path().join("j.db"),
         _dir: dir,
         key: Key32::random().unwrap(),
-        keyring: Arc::new(Keyring::new(Key32::from_bytes([9; 32]), RootKeySource::Test).unwrap()),
+        keyring: Arc::new(Signer::from_system_dek(&Key32::from_bytes([9; 32])).unwrap()),
     };
     let conn = store::open_connection(&f.spec(&f.path), false).unwrap();
     store::migrate::migrate(&conn, FileKind::Tenant, "tenant j", 1).unwrap();
     let cfg = JournalConfig {
         journal_id: "j".into(),
-        keyring: f.keyring.clone(),
+        signer: f.keyring.clone(),
         clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(60),

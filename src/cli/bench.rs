@@ -8,7 +8,7 @@ use crate::audit::verify::{verify_chain_parallel, TrustedKey};
 use crate::audit::{Actor, JournalConfig, NewEntry};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::keyring::{Key32, Keyring, RootKeySource};
+use crate::keyring::{Key32, Keyring, RootKeySource, Signer};
 use crate::store::{self, FileKind, OpenSpec, Store, StoreError};
 use crate::tenants::{self, TenantId};
 use std::path::{Path, PathBuf};
@@ -178,8 +178,8 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     };
     let conn = store::open_connection(&verify_spec, true)?;
     let keys = [TrustedKey {
-        id: keyring.signing_key_id(),
-        public_key: keyring.signing_public_key(),
+        id: app.signer().signing_key_id(),
+        public_key: app.signer().signing_public_key(),
     }];
     let start = Instant::now();
     let mut verified = 0u64;
@@ -210,8 +210,9 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     drop(conn);
 
     // The same 64-writer workload on SQLCipher and on plain SQLite.
-    let cipher = cipher_vs_plain(work.path(), &keyring, false, scale)?;
-    let plain = cipher_vs_plain(work.path(), &keyring, true, scale)?;
+    let signer = Arc::new(Signer::from_system_dek(&Key32::random()?)?);
+    let cipher = cipher_vs_plain(work.path(), &signer, false, scale)?;
+    let plain = cipher_vs_plain(work.path(), &signer, true, scale)?;
     figure("sqlcipher_append_64_writers", cipher, "appends/s");
     figure("plain_sqlite_append_64_writers", plain, "appends/s");
     figure("sqlcipher_time_ratio", plain / cipher, "x");
@@ -224,7 +225,7 @@ fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
 
 fn cipher_vs_plain(
     dir: &Path,
-    keyring: &Arc<Keyring>,
+    signer: &Arc<Signer>,
     plaintext: bool,
     scale: u64,
 ) -> Result<f64, Failure> {
@@ -242,7 +243,7 @@ fn cipher_vs_plain(
     };
     let journal = JournalConfig {
         journal_id: "bench".into(),
-        keyring: keyring.clone(),
+        signer: signer.clone(),
         clock: Arc::new(SystemClock),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(60),

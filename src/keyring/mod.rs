@@ -10,13 +10,16 @@
 //!   tenant or version fails to unwrap.
 //! - A **sealing key** derived from each DEK seals secrets stored inside a tenant file
 //!   (connector credentials), so they stay sealed even in a decrypted export of the file.
-//! - The **system key** (SQLCipher key of `system.db`) and the **audit signing key** (Ed25519,
-//!   for journal checkpoints) are derived from the root key with their own `info` labels.
+//! - The **system DEK** (SQLCipher key of `system.db`) is random too, and stored only wrapped
+//!   under the root key in `system.key` ([`system_key`]). The **audit signing key** (Ed25519,
+//!   for journal checkpoints) is derived from the system DEK, so rotating the root key changes
+//!   neither the system file's key nor the key that verifies old checkpoints.
 //!
 //! Derivation labels are versioned (`strongroom/v1/...`) and must never change meaning.
 
 mod root;
 mod secret;
+pub mod system_key;
 mod wrap;
 
 pub use root::{load_root_key, write_root_key_file, RootKeySource, ROOT_KEY_CREDENTIAL};
@@ -60,7 +63,6 @@ impl KeyringError {
 }
 
 const LABEL_KEK: &[u8] = b"strongroom/v1/kek";
-const LABEL_SYSTEM_DB: &[u8] = b"strongroom/v1/system-db";
 const LABEL_AUDIT_SIGNING: &[u8] = b"strongroom/v1/audit-signing";
 const LABEL_SEAL: &[u8] = b"strongroom/v1/seal";
 const LABEL_KEY_ID: &[u8] = b"strongroom/v1/key-id";
@@ -95,25 +97,22 @@ fn owner_context(owner: &str, version: u32) -> Vec<u8> {
     v
 }
 
-/// The root key and everything derived from it. Built once at start-up; cheap to share by `Arc`.
+/// The root key and the KEKs derived from it. Built once at start-up; shared by `Arc`.
 pub struct Keyring {
     root: Key32,
     source: RootKeySource,
-    signing: signature::Ed25519KeyPair,
     key_id: String,
 }
 
+/// Owner name of the system DEK's wrapping; tenant ids are hex, so they never collide with it.
+pub const SYSTEM_OWNER: &str = "system";
+
 impl Keyring {
     pub fn new(root: Key32, source: RootKeySource) -> Result<Self, KeyringError> {
-        let seed = derive(&root, LABEL_AUDIT_SIGNING, &[b"ed25519"]);
-        let signing = signature::Ed25519KeyPair::from_seed_unchecked(seed.expose())
-            .map_err(|_| KeyringError::Random)?;
-        let id = derive(&root, LABEL_KEY_ID, &[]);
-        let key_id = hex::encode(&id.expose()[..8]);
+        let key_id = root_key_id(&root);
         Ok(Self {
             root,
             source,
-            signing,
             key_id,
         })
     }
@@ -125,11 +124,6 @@ impl Keyring {
 
     pub fn source(&self) -> &RootKeySource {
         &self.source
-    }
-
-    /// SQLCipher raw key of `system.db`.
-    pub fn system_db_key(&self) -> Key32 {
-        derive(&self.root, LABEL_SYSTEM_DB, &[])
     }
 
     /// Wraps a fresh DEK for `owner` (a tenant id) at `version`.
@@ -166,22 +160,44 @@ impl Keyring {
             })?;
         Ok(Key32::from_bytes(bytes))
     }
+}
+
+/// A non-secret fingerprint of a root key.
+pub fn root_key_id(root: &Key32) -> String {
+    let id = derive(root, LABEL_KEY_ID, &[]);
+    hex::encode(&id.expose()[..8])
+}
+
+/// The Ed25519 key that signs journal checkpoints, derived from the system DEK.
+pub struct Signer {
+    pair: signature::Ed25519KeyPair,
+    key_id: String,
+}
+
+impl Signer {
+    /// # Errors
+    /// Only if the derived seed is rejected, which does not happen for 32-byte seeds.
+    pub fn from_system_dek(system_dek: &Key32) -> Result<Self, KeyringError> {
+        let seed = derive(system_dek, LABEL_AUDIT_SIGNING, &[b"ed25519"]);
+        let pair = signature::Ed25519KeyPair::from_seed_unchecked(seed.expose())
+            .map_err(|_| KeyringError::Random)?;
+        let key_id = signing_key_id(signature::KeyPair::public_key(&pair).as_ref());
+        Ok(Self { pair, key_id })
+    }
 
     /// Signs a journal checkpoint message.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.signing.sign(message).as_ref().to_vec()
+        self.pair.sign(message).as_ref().to_vec()
     }
 
     /// The Ed25519 public key that verifies checkpoints; safe to publish.
     pub fn signing_public_key(&self) -> Vec<u8> {
-        signature::KeyPair::public_key(&self.signing)
-            .as_ref()
-            .to_vec()
+        signature::KeyPair::public_key(&self.pair).as_ref().to_vec()
     }
 
     /// Id of the signing key, recorded beside each checkpoint signature.
     pub fn signing_key_id(&self) -> String {
-        signing_key_id(&self.signing_public_key())
+        self.key_id.clone()
     }
 }
 
@@ -261,29 +277,35 @@ mod tests {
     fn derived_keys_are_distinct_and_deterministic() {
         let a = ring_with(7);
         let b = ring_with(7);
-        assert_eq!(a.system_db_key().expose(), b.system_db_key().expose());
         assert_eq!(a.root_key_id(), b.root_key_id());
         assert_ne!(a.root_key_id(), ring_with(8).root_key_id());
-        assert_eq!(a.signing_public_key(), b.signing_public_key());
-        assert_ne!(a.system_db_key().expose(), &[7u8; 32]);
+        assert_eq!(a.root_key_id().len(), 16);
+        let s1 = Signer::from_system_dek(&Key32::from_bytes([1; 32])).unwrap();
+        let s2 = Signer::from_system_dek(&Key32::from_bytes([1; 32])).unwrap();
+        assert_eq!(s1.signing_public_key(), s2.signing_public_key());
+        assert_eq!(
+            s1.signing_key_id(),
+            signing_key_id(&s1.signing_public_key())
+        );
     }
 
     #[test]
     fn signatures_verify_only_for_the_signed_message() {
-        let kr = ring_with(3);
-        let sig = kr.sign(b"checkpoint");
+        let s = Signer::from_system_dek(&Key32::from_bytes([3; 32])).unwrap();
+        let other = Signer::from_system_dek(&Key32::from_bytes([4; 32])).unwrap();
+        let sig = s.sign(b"checkpoint");
         assert!(verify_signature(
-            &kr.signing_public_key(),
+            &s.signing_public_key(),
             b"checkpoint",
             &sig
         ));
         assert!(!verify_signature(
-            &kr.signing_public_key(),
+            &s.signing_public_key(),
             b"checkpoinT",
             &sig
         ));
         assert!(!verify_signature(
-            &ring_with(4).signing_public_key(),
+            &other.signing_public_key(),
             b"checkpoint",
             &sig
         ));

@@ -43,12 +43,15 @@ CREATE TABLE tenants (
     updated_us  INTEGER NOT NULL
 ) STRICT;
 CREATE UNIQUE INDEX tenants_live_name ON tenants(name) WHERE status != 'deleted';
+-- One row per DEK version and root key it is wrapped under. Normally one root key; two
+-- while a root-key rotation is under way, so a crash leaves a wrapping that works.
 CREATE TABLE tenant_keys (
     tenant_id   TEXT NOT NULL REFERENCES tenants(id),
     version     INTEGER NOT NULL,
+    root_key_id TEXT NOT NULL,
     wrapped_dek BLOB NOT NULL,
     created_us  INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, version)
+    PRIMARY KEY (tenant_id, version, root_key_id)
 ) STRICT;
 ";
 

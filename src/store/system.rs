@@ -54,6 +54,7 @@ pub fn name_in_use(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
 pub fn insert(
     conn: &Connection,
     t: &Tenant,
+    root_key_id: &str,
     wrapped: &WrappedDek,
     now_us: i64,
 ) -> rusqlite::Result<()> {
@@ -70,9 +71,9 @@ pub fn insert(
         ],
     )?;
     conn.execute(
-        "INSERT INTO tenant_keys (tenant_id, version, wrapped_dek, created_us) \
-         VALUES (?1, ?2, ?3, ?4)",
-        params![t.id.as_str(), t.key_version, wrapped.0, now_us],
+        "INSERT INTO tenant_keys (tenant_id, version, root_key_id, wrapped_dek, created_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![t.id.as_str(), t.key_version, root_key_id, wrapped.0, now_us],
     )?;
     Ok(())
 }
@@ -102,10 +103,12 @@ pub fn wrapped_dek(
     conn: &Connection,
     id: &TenantId,
     version: u32,
+    root_key_id: &str,
 ) -> rusqlite::Result<Option<WrappedDek>> {
     conn.query_row(
-        "SELECT wrapped_dek FROM tenant_keys WHERE tenant_id = ?1 AND version = ?2",
-        params![id.as_str(), version],
+        "SELECT wrapped_dek FROM tenant_keys \
+         WHERE tenant_id = ?1 AND version = ?2 AND root_key_id = ?3",
+        params![id.as_str(), version, root_key_id],
         |r| r.get::<_, Vec<u8>>(0),
     )
     .optional()

@@ -5,7 +5,7 @@
 use super::{FileKind, OpenSpec, Store, StoreError};
 use crate::audit::JournalConfig;
 use crate::clock::Clock;
-use crate::keyring::{Keyring, TenantKeys};
+use crate::keyring::{Signer, TenantKeys};
 use crate::tenants::TenantId;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ struct Slot {
 
 pub struct TenantStores {
     dir: PathBuf,
-    keyring: Arc<Keyring>,
+    signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
     // Held while a file opens, so two requests never start two writers for one file.
@@ -60,13 +60,13 @@ pub fn tenant_label(id: &TenantId) -> String {
 impl TenantStores {
     pub fn new(
         data_dir: &Path,
-        keyring: Arc<Keyring>,
+        signer: Arc<Signer>,
         clock: Arc<dyn Clock>,
         settings: StoreSettings,
     ) -> Self {
         Self {
             dir: data_dir.to_path_buf(),
-            keyring,
+            signer,
             clock,
             settings,
             open: Mutex::new(HashMap::new()),
@@ -76,7 +76,7 @@ impl TenantStores {
     pub fn journal_config(&self, journal_id: &str) -> JournalConfig {
         JournalConfig {
             journal_id: journal_id.to_string(),
-            keyring: self.keyring.clone(),
+            signer: self.signer.clone(),
             clock: self.clock.clone(),
             checkpoint_every: self.settings.checkpoint_every,
             checkpoint_interval: self.settings.checkpoint_interval,

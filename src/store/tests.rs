@@ -4,17 +4,17 @@ use super::*;
 use crate::audit::verify::{verify_chain, ProblemKind, TrustedKey};
 use crate::audit::{Actor, JournalConfig, NewEntry};
 use crate::clock::SystemClock;
-use crate::keyring::{Keyring, RootKeySource};
+use crate::keyring::Signer;
 use std::sync::Arc;
 
-fn keyring() -> Arc<Keyring> {
-    Arc::new(Keyring::new(Key32::from_bytes([5; 32]), RootKeySource::Test).unwrap())
+fn keyring() -> Arc<Signer> {
+    Arc::new(Signer::from_system_dek(&Key32::from_bytes([5; 32])).unwrap())
 }
 
-fn journal(kr: &Arc<Keyring>, every: u64) -> JournalConfig {
+fn journal(kr: &Arc<Signer>, every: u64) -> JournalConfig {
     JournalConfig {
         journal_id: "t".into(),
-        keyring: kr.clone(),
+        signer: kr.clone(),
         clock: Arc::new(SystemClock),
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
@@ -34,7 +34,7 @@ fn spec<'a>(path: &'a Path, key: &'a Key32, create: bool) -> OpenSpec<'a> {
     }
 }
 
-fn trusted(kr: &Keyring) -> Vec<TrustedKey> {
+fn trusted(kr: &Signer) -> Vec<TrustedKey> {
     vec![TrustedKey {
         id: kr.signing_key_id(),
         public_key: kr.signing_public_key(),

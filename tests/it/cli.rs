@@ -13,6 +13,7 @@ fn init_creates_a_locked_down_data_directory_once() {
     assert_eq!(mode(&env.dir), 0o700);
     assert_eq!(mode(&env.dir.join("root.key")), 0o600);
     assert_eq!(mode(&env.dir.join("system.db")), 0o600);
+    assert_eq!(mode(&env.dir.join("system.key")), 0o600);
     assert_eq!(mode(&env.dir.join("tls/key.pem")), 0o600);
     assert!(env.cert().exists());
     let key = std::fs::read_to_string(env.dir.join("root.key")).unwrap();
@@ -222,7 +223,10 @@ fn missing_uninitialized_and_wrong_keys_fail_closed() {
     let original = std::fs::read(&key).unwrap();
     std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
     let text = env.fails(&["tenant", "list"]);
-    assert!(text.contains("root key does not open system.db"), "{text}");
+    assert!(
+        text.contains("is not one this data directory was sealed with"),
+        "{text}"
+    );
     assert!(
         !text.contains(&"ab".repeat(32)),
         "the key must not be printed: {text}"
