@@ -21,6 +21,10 @@ pub enum AppError {
     AlreadyInitialized(String),
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
+    #[error("a key rotation or restore is running on {0}; retry when it has finished")]
+    Exclusive(String),
+    #[error("other strongroom processes are using {0} (the server, or another command); stop them first")]
+    InUse(String),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
     #[error(transparent)]
@@ -35,6 +39,8 @@ impl AppError {
             Self::NotInitialized(_) => "APP-0001",
             Self::AlreadyInitialized(_) => "APP-0002",
             Self::DataDir { .. } => "APP-0003",
+            Self::Exclusive(_) => "APP-0005",
+            Self::InUse(_) => "APP-0006",
             Self::Keyring(e) => e.code(),
             Self::SystemKey(e) => e.code(),
             Self::Store(e) => e.code(),
@@ -51,6 +57,34 @@ pub struct App {
     clock: Arc<dyn Clock>,
     system: Store,
     tenants: TenantStores,
+    /// Shared flock on `strongroom.lock` for as long as this process uses the directory;
+    /// operations that must be alone (root-key rotation, restore) upgrade it to exclusive.
+    lock: std::fs::File,
+}
+
+/// Takes the shared lock every process holds while it uses a data directory.
+fn lock_shared(data_dir: &Path) -> Result<std::fs::File, AppError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dd = data_dir.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(data_dir.join("strongroom.lock"))
+        .map_err(|e| AppError::DataDir {
+            path: dd.clone(),
+            reason: format!("cannot open strongroom.lock: {}", e.kind()),
+        })?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Exclusive(dd)),
+        Err(std::fs::TryLockError::Error(e)) => Err(AppError::DataDir {
+            path: dd,
+            reason: format!("cannot lock strongroom.lock: {}", e.kind()),
+        }),
+    }
 }
 
 /// The systemd credentials directory, if the service manager passed one.
@@ -161,6 +195,8 @@ impl App {
             .writer()
             .submit(move |tx| -> Result<(), StoreError> {
                 system::meta_set(tx.conn(), "root_key_id", &id).map_err(|e| tx.err(&e))?;
+                system::meta_set(tx.conn(), "root_key_since_us", &tx.now_us().to_string())
+                    .map_err(|e| tx.err(&e))?;
                 tx.audit(NewEntry::new(actor, "system.init", "system").params(params))?;
                 Ok(())
             })
@@ -208,6 +244,7 @@ impl App {
         clock: Arc<dyn Clock>,
         create: bool,
     ) -> Result<Self, AppError> {
+        let lock = lock_shared(data_dir)?;
         let settings = settings_from(config);
         let key_path = system_key_path(data_dir);
         let system_dek = if create && !key_path.exists() {
@@ -238,7 +275,25 @@ impl App {
             clock,
             system,
             tenants,
+            lock,
         })
+    }
+
+    /// Makes this process the only one using the data directory, for as long as it runs.
+    ///
+    /// # Errors
+    /// [`AppError::InUse`] if the server or another command has the directory open.
+    pub fn lock_exclusive(&self) -> Result<(), AppError> {
+        match self.lock.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(AppError::InUse(self.data_dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(AppError::DataDir {
+                path: self.data_dir.display().to_string(),
+                reason: format!("cannot lock strongroom.lock: {}", e.kind()),
+            }),
+        }
     }
 
     pub fn config(&self) -> &Config {

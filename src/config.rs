@@ -86,6 +86,8 @@ impl Default for ServerConfig {
 pub struct KeysConfig {
     /// Defaults to `<data_dir>/root.key`. A systemd credential `root-key` takes precedence.
     pub root_key_file: Option<PathBuf>,
+    /// Warn (in `keys status`, `doctor` and `/status`) when a key is older than this.
+    pub max_age_days: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -17,6 +17,8 @@ pub mod config;
 pub mod fsutil;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.
 pub mod keyring;
+/// Key lifecycle: root-key rotation, key status.
+pub mod keys;
 /// SQLCipher files, migrations, one writer thread per file with group commit.
 pub mod store;
 /// Tenant lifecycle on top of the registry in `system.db`.

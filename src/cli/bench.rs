@@ -28,6 +28,14 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Root-key rotation time with 1,000 tenants.
+    Keys {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+    },
     /// Appends to a tenant's journal until killed, printing each acknowledged sequence
     /// number on its own line. Used by the crash test.
     #[command(hide = true)]
@@ -45,6 +53,7 @@ pub enum Command {
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     match cmd {
         Command::Audit { dir, quick } => bench_audit(dir.as_deref(), *quick),
+        Command::Keys { dir, tenants } => bench_keys(dir.as_deref(), *tenants),
         Command::AppendLoop {
             tenant,
             threads,
@@ -281,5 +290,31 @@ fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<Exit
         h.join()
             .map_err(|_| Failure::new("BEN-0001", "an append thread panicked"))??;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_keys(dir: Option<&Path>, count: usize) -> Result<ExitCode, Failure> {
+    super::logging::init_cli();
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("strongroom-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let config = Config::default();
+    let actor = Actor::system();
+    App::init(&config, work.path(), &actor)?;
+    let app = App::open(&config, work.path())?;
+    for i in 0..count {
+        tenants::create(&app, &actor, &format!("bench-{i}"), None)?;
+    }
+    app.tenant_stores().close_everything();
+    let start = Instant::now();
+    let r = crate::keys::rotate_root(&app, &actor)?;
+    let secs = start.elapsed().as_secs_f64();
+    figure(&format!("rotate_root_{count}_tenants"), secs, "s");
+    figure("rotate_root_rewrapped", r.rewrapped as f64, "keys");
+    app.close();
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod config;
 mod init;
+mod keys;
 mod logging;
 mod serve;
 mod tenant;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Rotate keys and show their ages.
+    #[command(subcommand)]
+    Keys(keys::Command),
     /// Serve HTTPS.
     Serve(serve::Args),
     /// Check or show the effective configuration.
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Init(ref a) => init::run(&cli, a),
         Command::Tenant(ref c) => tenant::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
+        Command::Keys(ref c) => keys::run(&cli, c),
         Command::Serve(ref a) => serve::run(&cli, a),
         Command::Config(ref c) => config::run(&cli, c),
         Command::Bench(ref c) => bench::run(&cli, c),

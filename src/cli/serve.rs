@@ -44,6 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
 
     // Fail closed: without the root key and a readable system.db there is no service.
     let app = Arc::new(App::open(&config, &dir)?);
+    let _single = lock_server(&dir)?;
     let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => tls::default_cert_paths(&dir),
@@ -104,4 +105,24 @@ fn loaded_with(config: &crate::config::Config) -> crate::config::Loaded {
         config: config.clone(),
         ..Default::default()
     }
+}
+
+/// One server per data directory: a second one would start a second writer per file.
+fn lock_server(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join("server.lock"))
+        .map_err(|e| Failure::new("SRV-0003", format!("cannot open server.lock: {}", e.kind())))?;
+    file.try_lock().map_err(|_| {
+        Failure::new(
+            "SRV-0004",
+            format!("another strongroom server is running on {}", dir.display()),
+        )
+    })?;
+    Ok(file)
 }

@@ -126,6 +126,11 @@ impl Keyring {
         &self.source
     }
 
+    /// The root key as hex, for writing a new key file during rotation. Zeroized on drop.
+    pub fn root_hex(&self) -> zeroize::Zeroizing<String> {
+        self.root.to_hex()
+    }
+
     /// Wraps a fresh DEK for `owner` (a tenant id) at `version`.
     pub fn wrap_dek(
         &self,

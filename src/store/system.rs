@@ -128,3 +128,51 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<(
     )
     .map(|_| ())
 }
+
+/// One wrapped DEK as stored: which tenant, which version, under which root key.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub tenant_id: TenantId,
+    pub version: u32,
+    pub root_key_id: String,
+    pub wrapped: WrappedDek,
+    pub created_us: i64,
+}
+
+pub fn key_rows(conn: &Connection) -> rusqlite::Result<Vec<KeyRow>> {
+    let mut st = conn.prepare(
+        "SELECT tenant_id, version, root_key_id, wrapped_dek, created_us FROM tenant_keys \
+         ORDER BY tenant_id, version, root_key_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(KeyRow {
+            tenant_id: TenantId::from_trusted(r.get(0)?),
+            version: r.get(1)?,
+            root_key_id: r.get(2)?,
+            wrapped: WrappedDek(r.get(3)?),
+            created_us: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn insert_key_row(conn: &Connection, row: &KeyRow) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO tenant_keys (tenant_id, version, root_key_id, wrapped_dek, created_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(tenant_id, version, root_key_id) DO UPDATE SET wrapped_dek = excluded.wrapped_dek",
+        params![
+            row.tenant_id.as_str(),
+            row.version,
+            row.root_key_id,
+            row.wrapped.0,
+            row.created_us
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Deletes every wrapping under a root key other than `keep`.
+pub fn delete_other_wrappings(conn: &Connection, keep: &str) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM tenant_keys WHERE root_key_id != ?1", [keep])
+}

@@ -6,5 +6,6 @@ mod audit_tamper;
 mod cli;
 mod crash;
 mod encryption;
+mod keys;
 mod server;
 mod support;

@@ -1,0 +1,77 @@
+//! `strongroom keys rotate-root|status`.
+
+use super::{open_app, print_json, Cli, Failure};
+use crate::audit::Actor;
+use crate::keys;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Replace the root key: every data key is re-wrapped (tenant files are not re-encrypted).
+    /// Stop the server first; restart it afterwards.
+    RotateRoot {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List key versions and ages; warns past keys.max_age_days.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl From<keys::KeysError> for Failure {
+    fn from(e: keys::KeysError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    let app = open_app(cli)?;
+    let result = match cmd {
+        Command::RotateRoot { json } => keys::rotate_root(&app, &Actor::cli())
+            .map_err(Failure::from)
+            .and_then(|r| {
+                if *json {
+                    print_json(&r)?;
+                } else {
+                    println!(
+                        "root key rotated: {} -> {} ({} data keys re-wrapped)",
+                        r.old_root_key_id, r.new_root_key_id, r.rewrapped
+                    );
+                    println!("Restart the server, and replace any copy of the old key file.");
+                }
+                Ok(ExitCode::SUCCESS)
+            }),
+        Command::Status { json } => keys::status(&app).map_err(Failure::from).and_then(|list| {
+            if *json {
+                print_json(&list)?;
+            } else {
+                println!("{:<32}  {:>3}  {:>8}  NOTE", "KEY", "VER", "AGE");
+                for k in &list {
+                    let age = k
+                        .age_days
+                        .map(|d| format!("{d}d"))
+                        .unwrap_or_else(|| "-".into());
+                    let mut note = String::new();
+                    if let (Some(id), Some(src)) = (&k.key_id, &k.source) {
+                        note = format!("id {id}, {src}");
+                    }
+                    if k.too_old {
+                        note.push_str(" OLDER THAN keys.max_age_days: rotate it");
+                    }
+                    println!(
+                        "{:<32}  {:>3}  {:>8}  {}",
+                        k.owner,
+                        k.version,
+                        age,
+                        note.trim()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+    };
+    app.close();
+    result
+}
