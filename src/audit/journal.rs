@@ -46,7 +46,7 @@ pub struct SqlFault(pub String, pub Option<rusqlite::ErrorCode>);
 impl From<rusqlite::Error> for SqlFault {
     fn from(e: rusqlite::Error) -> Self {
         let code = e.sqlite_error_code();
-        Self(e.to_string(), code)
+        Self(crate::store::safe_detail(&e), code)
     }
 }
 
@@ -70,6 +70,7 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
         [],
         |r| r.get(0),
     )?;
+    let checkpoint_seq = checkpoint_seq.max(0) as u64;
     let (seq, hash) = match last {
         Some((seq, h)) => {
             let mut hash = [0u8; 32];
@@ -80,10 +81,20 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
         }
         None => (0, [0u8; 32]),
     };
+    if checkpoint_seq > seq {
+        // Entries that a signed checkpoint covers are gone: appending would build on a cut
+        // chain. Refuse (fail closed) and let `audit verify` explain.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!(
+                "the journal ends at entry {seq} but a checkpoint covers entry {checkpoint_seq}"
+            )),
+        ));
+    }
     Ok(Head {
         seq,
         hash,
-        checkpoint_seq: checkpoint_seq as u64,
+        checkpoint_seq,
     })
 }
 
@@ -142,7 +153,9 @@ pub fn append(
     ])?;
     head.seq = seq;
     head.hash = hash;
-    if cfg.checkpoint_every > 0 && head.seq - head.checkpoint_seq >= cfg.checkpoint_every {
+    if cfg.checkpoint_every > 0
+        && head.seq.saturating_sub(head.checkpoint_seq) >= cfg.checkpoint_every
+    {
         write_checkpoint(conn, cfg, head, time_us)?;
     }
     Ok(seq)

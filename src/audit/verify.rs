@@ -117,15 +117,31 @@ fn verify_chain_with(
             conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_entries", [], |r| {
                 r.get(0)
             })?;
-        Ok::<_, rusqlite::Error>((last.max(0) as u64, load_checkpoints(conn)?))
+        let below: i64 = conn.query_row(
+            "SELECT count(*) FROM audit_entries WHERE seq < 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok::<_, rusqlite::Error>((last.max(0) as u64, below, load_checkpoints(conn)?))
     })();
-    let (last, checkpoints) = match plan {
+    let (last, below, checkpoints) = match plan {
         Ok(p) => p,
         Err(e) => {
             let _ = conn.execute_batch("COMMIT");
             return Err(e);
         }
     };
+    if below > 0 {
+        let _ = conn.execute_batch("COMMIT");
+        return Ok(ChainReport {
+            problem: problem(
+                0,
+                ProblemKind::Changed,
+                format!("{below} entries carry sequence numbers below 1: the journal was changed"),
+            ),
+            ..Default::default()
+        });
+    }
     let ctx = Walk {
         journal_id,
         keys,

@@ -96,8 +96,21 @@ impl StoreError {
         }
         Self::Sqlite {
             what,
-            detail: e.to_string(),
+            detail: safe_detail(e),
         }
+    }
+}
+
+/// A SQLite error as text that never carries the statement: some variants embed the SQL,
+/// and a `PRAGMA key` statement holds a key.
+pub fn safe_detail(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { error, .. } => {
+            format!("invalid statement ({:?})", error.code)
+        }
+        rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({:?})", f.code),
+        rusqlite::Error::SqliteFailure(f, None) => format!("{:?}", f.code),
+        other => other.to_string(),
     }
 }
 

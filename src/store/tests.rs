@@ -308,3 +308,102 @@ fn unsigned_entries_get_a_checkpoint_after_the_interval_without_closing() {
     assert_eq!(signed(), 3);
     store.close().unwrap();
 }
+
+/// Appends `n` entries straight through the journal, with no checkpoint (as a process that
+/// crashed before signing would leave them).
+fn append_unsigned(path: &Path, key: &Key32, kr: &Arc<Signer>, n: u64) {
+    let conn = open_connection(&spec(path, key, true), false).unwrap();
+    migrate::migrate(&conn, FileKind::Tenant, "tenant t", 3).unwrap();
+    let cfg = journal(kr, 1_000_000);
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut head = crate::audit::journal::load_head(&conn).unwrap();
+    for i in 0..n {
+        let e = NewEntry::new(Actor::system(), "test.append", &i.to_string());
+        crate::audit::journal::append(&conn, &cfg, &mut head, e, &mut Vec::new()).unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+fn signed_up_to(path: &Path, key: &Key32) -> i64 {
+    open_connection(&spec(path, key, false), false)
+        .unwrap()
+        .query_row(
+            "SELECT coalesce(max(seq), 0) FROM audit_checkpoints",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_process_that_only_reads_does_not_sign_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    append_unsigned(&path, &key, &kr, 5);
+    let store = Store::open(&spec(&path, &key, false), journal(&kr, 1000)).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        signed_up_to(&path, &key),
+        0,
+        "closing without writing signed the tail"
+    );
+    let store = Store::open(&spec(&path, &key, false), journal(&kr, 1000)).unwrap();
+    append(&store, 9).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        signed_up_to(&path, &key),
+        6,
+        "a writer signs the whole tail on close"
+    );
+}
+
+#[test]
+fn a_long_running_writer_signs_a_tail_left_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    append_unsigned(&path, &key, &kr, 4);
+    let mut cfg = journal(&kr, 1000);
+    cfg.checkpoint_interval = Duration::from_millis(100);
+    let store = Store::open(&spec(&path, &key, false), cfg).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while signed_up_to(&path, &key) < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog was never signed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn appending_after_a_cut_tail_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 5)).unwrap();
+    for i in 0..10 {
+        append(&store, i).unwrap();
+    }
+    store
+        .writer()
+        .submit(|tx| {
+            tx.conn()
+                .execute("DELETE FROM audit_entries WHERE seq > 7", [])
+                .map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
+    let err = append(&store, 99).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("checkpoint covers entry 10"),
+        "{err}"
+    );
+    drop(store);
+}

@@ -42,6 +42,7 @@ pub struct WriteTx<'a> {
     buf: &'a mut Vec<u8>,
     label: &'a str,
     version: u32,
+    appended: u64,
 }
 
 impl WriteTx<'_> {
@@ -68,6 +69,7 @@ impl WriteTx<'_> {
     /// # Errors
     /// A malformed action name or a storage fault; the caller must fail its job.
     pub fn audit(&mut self, entry: NewEntry) -> Result<u64, StoreError> {
+        self.appended += 1;
         journal::append(self.conn, self.cfg, self.head, entry, self.buf).map_err(|e| match e {
             AppendError::BadAction(a) => StoreError::Sqlite {
                 what: self.label.to_string(),
@@ -234,8 +236,16 @@ fn run(
     rx: mpsc::Receiver<Msg>,
 ) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(512);
-    // When entries are waiting for a checkpoint, wake up in time to sign them.
-    let mut unsigned_since: Option<Instant> = None;
+    // When entries are waiting for a checkpoint, wake up in time to sign them. That includes
+    // entries left unsigned by a process that crashed: a long-running writer signs them once
+    // the interval has passed.
+    let mut unsigned_since: Option<Instant> = match journal::load_head(&conn) {
+        Ok(h) if h.seq > h.checkpoint_seq => Some(Instant::now()),
+        _ => None,
+    };
+    // Whether this process appended anything. Only then does closing sign the tail: a
+    // read-only command (verify, export, list) must not sign what it merely looked at.
+    let mut appended = false;
     loop {
         let wait = match unsigned_since {
             Some(t) => cfg.checkpoint_interval.saturating_sub(t.elapsed()),
@@ -270,7 +280,8 @@ fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        if let Some(head) = run_batch(&conn, label, version, cfg, batch, &mut buf) {
+        if let Some((head, n)) = run_batch(&conn, label, version, cfg, batch, &mut buf) {
+            appended |= n > 0;
             if head.seq == head.checkpoint_seq {
                 unsigned_since = None;
             } else if unsigned_since.is_none() {
@@ -281,7 +292,12 @@ fn run(
             break;
         }
     }
-    let result = checkpoint_now(&conn, cfg)
+    let signed = if appended {
+        checkpoint_now(&conn, cfg)
+    } else {
+        Ok(())
+    };
+    let result = signed
         .and_then(|()| {
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(journal::SqlFault::from)
@@ -308,7 +324,8 @@ fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<(), journal:
     }
 }
 
-/// Runs one group-commit transaction; returns the head after commit, or `None` if it failed.
+/// Runs one group-commit transaction; returns the head after commit and how many entries
+/// committed jobs appended, or `None` if it failed.
 fn run_batch(
     conn: &Connection,
     label: &str,
@@ -316,7 +333,7 @@ fn run_batch(
     cfg: &JournalConfig,
     batch: Vec<Work>,
     buf: &mut Vec<u8>,
-) -> Option<Head> {
+) -> Option<(Head, u64)> {
     let fail_all = |batch: Vec<Work>, completions: Vec<Completion>, e: &StoreError| {
         tracing::warn!(file = label, jobs = batch.len() + completions.len(), error = %e,
             "write batch failed; nothing in it was committed");
@@ -346,15 +363,19 @@ fn run_batch(
         }
     };
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    let mut appended = 0u64;
     let mut jobs = batch.into_iter();
     while let Some(work) = jobs.next() {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             let err = StoreError::from_sqlite(label, version, &e);
             let _ = conn.execute_batch("ROLLBACK");
-            fail_all(jobs.collect(), completions, &err);
+            let mut rest = vec![work];
+            rest.extend(jobs);
+            fail_all(rest, completions, &err);
             return None;
         }
         let saved = head;
+        let mut job_appended = 0;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut wtx = WriteTx {
                 conn,
@@ -363,8 +384,11 @@ fn run_batch(
                 buf,
                 label,
                 version,
+                appended: 0,
             };
-            work(Ok(&mut wtx))
+            let r = work(Ok(&mut wtx));
+            job_appended = wtx.appended;
+            r
         }));
         let (ok, done) = match outcome {
             Ok(pair) => pair,
@@ -385,6 +409,7 @@ fn run_batch(
             return None;
         }
         let end = if ok {
+            appended += job_appended;
             "RELEASE job"
         } else {
             head = saved;
@@ -404,7 +429,7 @@ fn run_batch(
             for done in completions {
                 done(None);
             }
-            Some(head)
+            Some((head, appended))
         }
         Err(e) => {
             let err = StoreError::from_sqlite(label, version, &e);

@@ -239,3 +239,12 @@ fn a_flipped_byte_is_reported_with_file_and_page() {
     assert!(text.contains(&format!("page {page}")), "{text}");
     assert!(!crate::support::stderr(&out).contains("panicked"));
 }
+
+#[test]
+fn entries_renumbered_below_one_are_caught() {
+    let (_, p) = tamper(|c| {
+        c.execute("UPDATE audit_entries SET seq = 0 WHERE seq = 1", [])
+            .unwrap();
+    });
+    expect(&p, 0, "changed");
+}
