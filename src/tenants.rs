@@ -30,6 +30,8 @@ pub enum TenantError {
     Suspended(String),
     #[error("tenant {id} is already {status}")]
     AlreadyInState { id: String, status: &'static str },
+    #[error("tenant {0} is open in another strongroom process (the server keeps a tenant open until it has been idle for store.tenant_idle_secs); retry later, or stop the server")]
+    InUse(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -46,6 +48,7 @@ impl TenantError {
             Self::NotFound(_) => "TEN-0005",
             Self::Suspended(_) => "TEN-0006",
             Self::AlreadyInState { .. } => "TEN-0007",
+            Self::InUse(_) => "TEN-0008",
             Self::Store(e) => e.code(),
             Self::Keyring(e) => e.code(),
         }
@@ -259,11 +262,12 @@ pub fn create(
 fn discard_file(app: &App, id: &TenantId) {
     app.tenant_stores().close(id);
     remove_files(app, id);
+    let _ = std::fs::remove_file(crate::store::tenants::tenant_lock_path(app.data_dir(), id));
 }
 
 fn remove_files(app: &App, id: &TenantId) {
     let path = tenant_path(app.data_dir(), id);
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
         let p = format!("{}{suffix}", path.display());
         match std::fs::remove_file(&p) {
             Ok(()) => {}
@@ -342,9 +346,17 @@ pub fn set_active(
 /// Unknown or already deleted tenant, or a storage fault (then nothing changed).
 pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError> {
     let start = std::time::Instant::now();
-    app.tenant_stores().close(id);
+    get(app, id)?;
+    let exclusive = app
+        .tenant_stores()
+        .take_exclusive(id)
+        .map_err(|e| match e {
+            StoreError::Busy { .. } => TenantError::InUse(id.to_string()),
+            other => other.into(),
+        })?;
     let (tid, actor) = (id.clone(), actor.clone());
-    app.system()
+    let done = app
+        .system()
         .writer()
         .submit(move |tx| -> Result<(), TenantError> {
             let t = system::get(tx.conn(), &tid)
@@ -363,11 +375,16 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             )?;
             Ok(())
         })
-        .wait()?;
+        .wait();
+    if let Err(e) = done {
+        app.tenant_stores().reopen_allowed(id);
+        return Err(e);
+    }
     // Push the overwritten pages from the WAL into the main file now, not at some later
     // checkpoint, so the wrapped key's old page is gone from disk promptly.
     app.system().fold_wal();
     remove_files(app, id);
+    exclusive.release_and_remove();
     Ok(())
 }
 

@@ -351,14 +351,27 @@ impl Store {
 
     /// Moves committed pages from the WAL into the main file now. Best effort: a reader
     /// holding an old snapshot can delay it until the next checkpoint.
-    pub fn fold_wal(&self) {
-        let r = self.read(|c| {
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    ///
+    /// Returns whether every committed page reached the main file.
+    pub fn fold_wal(&self) -> bool {
+        for _ in 0..50 {
+            let r = self.read(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .map_err(|e| self.err(&e))
-        });
-        if let Err(e) = r {
-            tracing::warn!(file = %self.label, error = %e, "WAL checkpoint failed");
+            });
+            match r {
+                Ok(0) => return true,
+                Ok(_busy) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    tracing::warn!(file = %self.label, error = %e, "WAL checkpoint failed");
+                    return false;
+                }
+            }
         }
+        tracing::warn!(file = %self.label, "WAL checkpoint kept being blocked by readers; it completes at the next checkpoint");
+        false
     }
 
     /// Stops the writer after it has committed everything queued, signs a final checkpoint and

@@ -7,7 +7,7 @@ use crate::audit::JournalConfig;
 use crate::clock::Clock;
 use crate::keyring::{Signer, TenantKeys};
 use crate::tenants::TenantId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,9 +34,19 @@ impl Default for StoreSettings {
     }
 }
 
+/// One tenant's place in the table. Its mutex is held while that tenant's file opens, so a
+/// slow open blocks only requests for the same tenant.
+#[derive(Default)]
 struct Slot {
+    open: Mutex<Option<OpenTenant>>,
+}
+
+struct OpenTenant {
     store: Arc<Store>,
     last_used: Instant,
+    /// Shared flock on `tenants/<id>.lock`: another process that wants the tenant alone
+    /// (delete, re-key) sees that this one has it open.
+    _lock: std::fs::File,
 }
 
 pub struct TenantStores {
@@ -44,8 +54,9 @@ pub struct TenantStores {
     signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
-    // Held while a file opens, so two requests never start two writers for one file.
-    open: Mutex<HashMap<TenantId, Slot>>,
+    slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
+    /// Tenants being deleted in this process: never (re)opened again.
+    closing: Mutex<HashSet<TenantId>>,
 }
 
 /// Path of a tenant's file under the data directory.
@@ -53,8 +64,42 @@ pub fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
     data_dir.join("tenants").join(format!("{}.db", id.as_str()))
 }
 
+pub fn tenant_lock_path(data_dir: &Path, id: &TenantId) -> PathBuf {
+    data_dir
+        .join("tenants")
+        .join(format!("{}.lock", id.as_str()))
+}
+
 pub fn tenant_label(id: &TenantId) -> String {
     format!("tenant {}", id.as_str())
+}
+
+fn open_lock(path: &Path, label: &str) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Io {
+            what: label.to_string(),
+            reason: format!("cannot open lock file: {}", e.kind()),
+        })
+}
+
+/// Held while one process has a tenant to itself (deletion, re-keying).
+pub struct ExclusiveTenant {
+    _lock: std::fs::File,
+    path: PathBuf,
+}
+
+impl ExclusiveTenant {
+    /// Removes the lock file too, once the tenant is gone for good.
+    pub fn release_and_remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl TenantStores {
@@ -69,7 +114,8 @@ impl TenantStores {
             signer,
             clock,
             settings,
-            open: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -87,26 +133,43 @@ impl TenantStores {
         &self.settings
     }
 
+    fn slot(&self, id: &TenantId) -> Result<Arc<Slot>, StoreError> {
+        let closed = || StoreError::Closed {
+            what: tenant_label(id),
+        };
+        if self.closing.lock().map_err(|_| closed())?.contains(id) {
+            return Err(closed());
+        }
+        let mut slots = self.slots.lock().map_err(|_| closed())?;
+        Ok(slots.entry(id.clone()).or_default().clone())
+    }
+
     /// The open store of a tenant, opening it with `keys` if needed. `keys` is only called
     /// when the file is not open yet. Blocking.
     ///
     /// # Errors
-    /// The key could not be obtained or the file could not be opened.
+    /// The tenant is being deleted, another process has it alone, the key could not be
+    /// obtained, or the file could not be opened.
     pub fn get<E: From<StoreError>>(
         &self,
         id: &TenantId,
         create: bool,
         keys: impl FnOnce() -> Result<TenantKeys, E>,
     ) -> Result<Arc<Store>, E> {
-        let mut open = self.open.lock().map_err(|_| StoreError::Closed {
-            what: tenant_label(id),
+        let label = tenant_label(id);
+        let slot = self.slot(id)?;
+        let mut open = slot.open.lock().map_err(|_| StoreError::Closed {
+            what: label.clone(),
         })?;
-        if let Some(slot) = open.get_mut(id) {
-            slot.last_used = Instant::now();
-            return Ok(slot.store.clone());
+        if let Some(t) = open.as_mut() {
+            t.last_used = Instant::now();
+            return Ok(t.store.clone());
         }
         let keys = keys()?;
-        let label = tenant_label(id);
+        let lock = open_lock(&tenant_lock_path(&self.dir, id), &label)?;
+        if lock.try_lock_shared().is_err() {
+            return Err(StoreError::Busy { what: label }.into());
+        }
         let path = tenant_path(&self.dir, id);
         let spec = OpenSpec {
             path: &path,
@@ -119,92 +182,146 @@ impl TenantStores {
             plaintext: false,
         };
         let store = Arc::new(Store::open(&spec, self.journal_config(id.as_str()))?);
-        open.insert(
-            id.clone(),
-            Slot {
-                store: store.clone(),
-                last_used: Instant::now(),
-            },
-        );
-        let evicted = evict_lru(&mut open, self.settings.max_open_tenants);
+        *open = Some(OpenTenant {
+            store: store.clone(),
+            last_used: Instant::now(),
+            _lock: lock,
+        });
         drop(open);
-        close_all(evicted);
+        self.evict_over_bound();
         Ok(store)
     }
 
-    /// Closes the tenant's file if it is open (before deletion or a key change).
+    /// Takes a tenant away from every process but this one, for deletion or re-keying: this
+    /// process stops using it, and the call fails if another process has it open.
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] when another process (the server) has the tenant open.
+    pub fn take_exclusive(&self, id: &TenantId) -> Result<ExclusiveTenant, StoreError> {
+        let label = tenant_label(id);
+        if let Ok(mut c) = self.closing.lock() {
+            c.insert(id.clone());
+        }
+        self.close(id);
+        let path = tenant_lock_path(&self.dir, id);
+        let lock = open_lock(&path, &label)?;
+        if lock.try_lock().is_err() {
+            if let Ok(mut c) = self.closing.lock() {
+                c.remove(id);
+            }
+            return Err(StoreError::Busy { what: label });
+        }
+        Ok(ExclusiveTenant { _lock: lock, path })
+    }
+
+    /// Lets a tenant be opened again after [`TenantStores::take_exclusive`] (the operation
+    /// did not go through).
+    pub fn reopen_allowed(&self, id: &TenantId) {
+        if let Ok(mut c) = self.closing.lock() {
+            c.remove(id);
+        }
+    }
+
+    /// Closes the tenant's file in this process. Its writer stops at once even if a request
+    /// still holds the store: later writes through that handle fail instead of landing in a
+    /// file that is about to go away.
     pub fn close(&self, id: &TenantId) {
-        let slot = self.open.lock().ok().and_then(|mut o| o.remove(id));
-        if let Some(slot) = slot {
-            close_all(vec![slot.store]);
+        let slot = self.slots.lock().ok().and_then(|s| s.get(id).cloned());
+        let taken = slot.and_then(|s| s.open.lock().ok().and_then(|mut o| o.take()));
+        if let Some(t) = taken {
+            close_store(t.store);
         }
     }
 
     /// Closes files unused for the idle period. The server calls this periodically.
     pub fn close_idle(&self) -> usize {
         let idle = self.settings.tenant_idle;
-        let victims: Vec<Arc<Store>> = match self.open.lock() {
-            Ok(mut open) => {
-                let ids: Vec<TenantId> = open
-                    .iter()
-                    .filter(|(_, s)| {
-                        s.last_used.elapsed() >= idle && Arc::strong_count(&s.store) == 1
-                    })
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                ids.iter()
-                    .filter_map(|id| open.remove(id).map(|s| s.store))
-                    .collect()
-            }
-            Err(_) => Vec::new(),
-        };
+        let victims = self.take_where(|t| t.last_used.elapsed() >= idle, usize::MAX);
         let n = victims.len();
-        close_all(victims);
+        victims.into_iter().for_each(close_store);
         n
     }
 
     pub fn open_count(&self) -> usize {
-        self.open.lock().map(|o| o.len()).unwrap_or(0)
+        self.open_slots()
+            .iter()
+            .filter(|s| s.open.lock().map(|o| o.is_some()).unwrap_or(false))
+            .count()
     }
 
     /// Closes every open file, flushing writers. Used at shutdown.
     pub fn close_everything(&self) {
-        let all: Vec<Arc<Store>> = match self.open.lock() {
-            Ok(mut open) => open.drain().map(|(_, s)| s.store).collect(),
-            Err(_) => Vec::new(),
-        };
-        close_all(all);
-    }
-}
-
-fn evict_lru(open: &mut HashMap<TenantId, Slot>, max: usize) -> Vec<Arc<Store>> {
-    let mut out = Vec::new();
-    while open.len() > max.max(1) {
-        let victim = open
-            .iter()
-            .filter(|(_, s)| Arc::strong_count(&s.store) == 1)
-            .min_by_key(|(_, s)| s.last_used)
-            .map(|(id, _)| id.clone());
-        match victim.and_then(|id| open.remove(&id)) {
-            Some(slot) => out.push(slot.store),
-            // Everything is in use right now; going over the bound briefly beats failing.
-            None => break,
+        for slot in self.open_slots() {
+            let taken = slot.open.lock().ok().and_then(|mut o| o.take());
+            if let Some(t) = taken {
+                close_store(t.store);
+            }
         }
     }
-    out
-}
 
-fn close_all(stores: Vec<Arc<Store>>) {
-    for store in stores {
-        let label = store.label().to_string();
-        match Arc::try_unwrap(store) {
-            Ok(store) => {
-                if let Err(e) = store.close() {
-                    tracing::warn!(file = %label, error = %e, "closing tenant file failed");
+    fn open_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes up to `max` open, unused stores matching `pred`, least recently used first.
+    /// Slots whose lock is held (a file opening right now) are skipped, never waited for.
+    fn take_where(&self, pred: impl Fn(&OpenTenant) -> bool, max: usize) -> Vec<Arc<Store>> {
+        let mut candidates: Vec<(Instant, Arc<Slot>)> = Vec::new();
+        for slot in self.open_slots() {
+            if let Ok(open) = slot.open.try_lock() {
+                if let Some(t) = open.as_ref() {
+                    if Arc::strong_count(&t.store) == 1 && pred(t) {
+                        candidates.push((t.last_used, slot.clone()));
+                    }
                 }
             }
-            // Still borrowed by a request: its writer stops when the last handle drops.
-            Err(_still_used) => {}
+        }
+        candidates.sort_by_key(|(t, _)| *t);
+        candidates
+            .into_iter()
+            .take(max)
+            .filter_map(|(_, slot)| {
+                let mut open = slot.open.try_lock().ok()?;
+                let unused = open
+                    .as_ref()
+                    .is_some_and(|t| Arc::strong_count(&t.store) == 1);
+                if unused {
+                    open.take().map(|t| t.store)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn evict_over_bound(&self) {
+        let open = self.open_count();
+        let max = self.settings.max_open_tenants.max(1);
+        if open > max {
+            // Everything in use right now stays open: going over the bound briefly beats
+            // failing a request.
+            let victims = self.take_where(|_| true, open - max);
+            victims.into_iter().for_each(close_store);
+        }
+    }
+}
+
+/// Stops the writer (committing what is queued) even if other handles remain.
+fn close_store(store: Arc<Store>) {
+    let label = store.label().to_string();
+    match Arc::try_unwrap(store) {
+        Ok(store) => {
+            if let Err(e) = store.close() {
+                tracing::warn!(file = %label, error = %e, "closing tenant file failed");
+            }
+        }
+        Err(shared) => {
+            if let Err(e) = shared.writer().shutdown() {
+                tracing::warn!(file = %label, error = %e, "closing tenant file failed");
+            }
         }
     }
 }

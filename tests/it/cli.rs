@@ -293,3 +293,60 @@ fn config_check_names_bad_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn deleting_an_open_tenant_stops_its_writer_before_the_file_goes() {
+    use strongroom::audit::{Actor, NewEntry};
+    let env = Env::init();
+    let id = env.create_tenant("Busy");
+    let app = env.app();
+    let tid = strongroom::tenants::TenantId::parse(&id).unwrap();
+    let held = strongroom::tenants::open_store(&app, &tid).unwrap();
+    strongroom::tenants::delete(&app, &Actor::cli(), &tid).unwrap();
+    // A handle a request still held cannot acknowledge a write into the deleted file.
+    let late = held
+        .writer()
+        .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "record.late", "x")))
+        .wait();
+    assert!(late.is_err(), "a write was acknowledged after deletion");
+    assert!(strongroom::tenants::open_store(&app, &tid).is_err());
+    assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
+    assert!(!env.dir.join(format!("tenants/{id}.lock")).exists());
+    drop(held);
+    app.close();
+}
+
+#[test]
+fn a_tenant_open_in_another_process_is_not_deleted_under_it() {
+    let env = Env::init();
+    let id = env.create_tenant("Held");
+    let mut child = env
+        .command(&[
+            "bench",
+            "append-loop",
+            "--tenant",
+            &id,
+            "--threads",
+            "1",
+            "--max",
+            "100000000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the child has the tenant open (its first acknowledged append).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.trim().parse::<u64>().is_ok(), "{line}");
+    let text = env.fails(&["tenant", "delete", &id, "--yes"]);
+    assert!(
+        text.contains("open in another strongroom process"),
+        "{text}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(out);
+    env.ok(&["tenant", "delete", &id, "--yes"]);
+    assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
+}
