@@ -55,7 +55,7 @@ pub struct App {
     system_dek: Key32,
     signer: Arc<Signer>,
     clock: Arc<dyn Clock>,
-    system: Store,
+    system: Arc<Store>,
     tenants: TenantStores,
     /// Shared flock on `strongroom.lock` for as long as this process uses the directory;
     /// operations that must be alone (root-key rotation, restore) upgrade it to exclusive.
@@ -263,9 +263,16 @@ impl App {
             clock: clock.clone(),
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
+            on_checkpoint: None,
         };
-        let system = Store::open(&spec, journal)?;
-        let tenants = TenantStores::new(data_dir, signer.clone(), clock.clone(), settings);
+        let system = Arc::new(Store::open(&spec, journal)?);
+        let tenants = TenantStores::new(
+            data_dir,
+            signer.clone(),
+            clock.clone(),
+            settings,
+            Some(anchor_in_registry(&system)),
+        );
         Ok(Self {
             config: config.clone(),
             data_dir: data_dir.to_path_buf(),
@@ -331,9 +338,34 @@ impl App {
 
     /// Flushes and closes every file: queued writes commit, journals get a final checkpoint.
     pub fn close(self) {
+        self.shutdown();
+    }
+
+    /// As [`App::close`], for when other handles to the `App` may remain (the server's
+    /// tasks): every writer stops, so nothing is acknowledged after this returns.
+    pub fn shutdown(&self) {
         self.tenants.close_everything();
-        if let Err(e) = self.system.close() {
+        if let Err(e) = self.system.writer().shutdown() {
             tracing::warn!(error = %e, "closing system.db failed");
         }
     }
+}
+
+/// Records each tenant checkpoint's position in `system.db`, so that cutting a tenant's
+/// journal together with its checkpoints is still detected. The record lags the tenant file
+/// (a separate transaction, not waited for): it only ever claims less than is there.
+fn anchor_in_registry(system: &Arc<Store>) -> crate::store::tenants::AnchorHook {
+    let weak = Arc::downgrade(system);
+    Arc::new(
+        move |id: &crate::tenants::TenantId, seq: u64, hash: [u8; 32]| {
+            if let Some(sys) = weak.upgrade() {
+                let id = id.clone();
+                let _pending = sys.writer().submit(move |tx| -> Result<(), StoreError> {
+                    system::raise_anchor(tx.conn(), &id, seq, &hash)
+                        .map(|_| ())
+                        .map_err(|e| tx.err(&e))
+                });
+            }
+        },
+    )
 }

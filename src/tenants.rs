@@ -211,7 +211,7 @@ pub fn create(
         let id = id.clone();
         store
             .writer()
-            .submit(move |tx| -> Result<(), TenantError> {
+            .submit(move |tx| -> Result<[u8; 32], TenantError> {
                 let err = |e: rusqlite::Error| tx.err(&e);
                 system::meta_set(tx.conn(), "tenant_id", id.as_str()).map_err(err)?;
                 system::meta_set(tx.conn(), "tenant_name", &name).map_err(err)?;
@@ -220,15 +220,18 @@ pub fn create(
                         .params(params)
                         .since(start),
                 )?;
-                Ok(())
+                Ok(tx.head().hash)
             })
             .wait()
     };
-    if let Err(e) = genesis {
-        drop(store);
-        discard_file(app, &id);
-        return Err(e);
-    }
+    let genesis_hash = match genesis {
+        Ok(h) => h,
+        Err(e) => {
+            drop(store);
+            discard_file(app, &id);
+            return Err(e);
+        }
+    };
     drop(store);
 
     let row = tenant.clone();
@@ -244,6 +247,8 @@ pub fn create(
                     tx.err(&e).into()
                 }
             })?;
+            // The tenant journal's first entry, recorded here: an emptied journal is caught.
+            system::raise_anchor(tx.conn(), &row.id, 1, &genesis_hash).map_err(|e| tx.err(&e))?;
             tx.audit(
                 NewEntry::new(actor, "tenant.create", row.id.as_str())
                     .params(params)

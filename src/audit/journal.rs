@@ -19,6 +19,9 @@ pub struct JournalConfig {
     pub checkpoint_every: u64,
     /// ...or when the oldest unsigned entry is this old.
     pub checkpoint_interval: Duration,
+    /// Told (seq, hash) after a checkpoint has committed, so the position can be recorded
+    /// outside this file. Runs on the writer thread; must not block.
+    pub on_checkpoint: Option<Arc<dyn Fn(u64, [u8; 32]) + Send + Sync>>,
 }
 
 /// The end of the chain as seen inside the current write transaction.
@@ -27,6 +30,8 @@ pub struct Head {
     pub seq: u64,
     pub hash: [u8; 32],
     pub checkpoint_seq: u64,
+    /// The hash the last checkpoint signed (the entry hash at `checkpoint_seq`).
+    pub checkpoint_hash: [u8; 32],
 }
 
 /// Errors raised while appending, beyond storage faults.
@@ -65,20 +70,19 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )
         .optional()?;
-    let checkpoint_seq: i64 = conn.query_row(
-        "SELECT coalesce(max(seq), 0) FROM audit_checkpoints",
-        [],
-        |r| r.get(0),
-    )?;
-    let checkpoint_seq = checkpoint_seq.max(0) as u64;
+    let checkpoint = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?;
+    let (checkpoint_seq, checkpoint_hash) = match checkpoint {
+        Some((s, h)) => (s.max(0) as u64, to32(&h)),
+        None => (0, [0u8; 32]),
+    };
     let (seq, hash) = match last {
-        Some((seq, h)) => {
-            let mut hash = [0u8; 32];
-            if h.len() == 32 {
-                hash.copy_from_slice(&h);
-            }
-            (seq as u64, hash)
-        }
+        Some((seq, h)) => (seq as u64, to32(&h)),
         None => (0, [0u8; 32]),
     };
     if checkpoint_seq > seq {
@@ -95,7 +99,16 @@ pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
         seq,
         hash,
         checkpoint_seq,
+        checkpoint_hash,
     })
+}
+
+fn to32(b: &[u8]) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if b.len() == 32 {
+        h.copy_from_slice(b);
+    }
+    h
 }
 
 /// Appends one entry after `head` and advances it; signs a checkpoint when one is due by count.
@@ -185,6 +198,7 @@ pub fn write_checkpoint(
         sig
     ])?;
     head.checkpoint_seq = head.seq;
+    head.checkpoint_hash = head.hash;
     Ok(true)
 }
 

@@ -42,6 +42,8 @@ fn trusted_keys(app: &App) -> Vec<TrustedKey> {
 }
 
 struct Target {
+    /// Where `system.db` says this journal reached (tenants only).
+    anchor: Option<(u64, Vec<u8>)>,
     journal: String,
     label: String,
     path: PathBuf,
@@ -67,6 +69,7 @@ impl Target {
 
 fn system_target(app: &App) -> Target {
     Target {
+        anchor: None,
         journal: "system".into(),
         label: "system.db".into(),
         path: app.data_dir().join("system.db"),
@@ -78,7 +81,11 @@ fn system_target(app: &App) -> Target {
 
 fn tenant_target(app: &App, id: &TenantId) -> Result<Target, TenantError> {
     let (_, keys) = tenants::tenant_keys(app, id)?;
+    let anchor = app
+        .system()
+        .read(|c| crate::store::system::anchor(c, id).map_err(|e| app.system().err(&e)))?;
     Ok(Target {
+        anchor,
         journal: id.to_string(),
         label: tenant_label(id),
         path: tenant_path(app.data_dir(), id),
@@ -111,7 +118,16 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         .and_then(|c| Ok((c, store::open_connection(&spec, false)?)));
     match opened {
         Ok((conn, second)) => {
-            match verify::verify_chain_parallel(&conn, &t.journal, &trusted_keys(app), second) {
+            let walked =
+                verify::verify_chain_parallel(&conn, &t.journal, &trusted_keys(app), second)
+                    .and_then(|mut chain| {
+                        if let (None, Some((seq, hash))) = (&chain.problem, &t.anchor) {
+                            chain.problem =
+                                verify::check_anchor(&conn, chain.head_seq, *seq, hash)?;
+                        }
+                        Ok(chain)
+                    });
+            match walked {
                 Ok(chain) => report.chain = Some(chain),
                 Err(e) => {
                     report.error =

@@ -71,6 +71,7 @@ fn fixture() -> Fixture {
         clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(60),
+        on_checkpoint: None,
     };
     conn.execute_batch("BEGIN").unwrap();
     let mut head = journal::load_head(&conn).unwrap();

@@ -472,3 +472,41 @@ fn classify_broken_link(
         },
     })
 }
+
+/// Checks a journal against a position recorded elsewhere (in `system.db`): it must still
+/// reach `seq`, with the same hash there.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn check_anchor(
+    conn: &Connection,
+    head_seq: u64,
+    seq: u64,
+    hash: &[u8],
+) -> Result<Option<Problem>, rusqlite::Error> {
+    use rusqlite::OptionalExtension;
+    if head_seq < seq {
+        return Ok(problem(
+            head_seq + 1,
+            ProblemKind::Truncated,
+            format!(
+                "system.db recorded that this journal reached entry {seq}, but it ends at {head_seq}"
+            ),
+        ));
+    }
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT hash FROM audit_entries WHERE seq = ?1",
+            [seq as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.as_deref() != Some(hash) {
+        return Ok(problem(
+            seq,
+            ProblemKind::Changed,
+            format!("entry {seq} is not the one system.db recorded: the journal was rewritten"),
+        ));
+    }
+    Ok(None)
+}

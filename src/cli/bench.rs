@@ -256,6 +256,7 @@ fn cipher_vs_plain(
         clock: Arc::new(SystemClock),
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(60),
+        on_checkpoint: None,
     };
     let store = Arc::new(Store::open(&spec, journal)?);
     let s = store.clone();

@@ -55,9 +55,17 @@ CREATE TABLE tenant_keys (
 ) STRICT;
 ";
 
+/// Where each tenant's journal is known to reach (seq and hash of its latest recorded
+/// checkpoint), kept outside the tenant file so that cutting the file's tail together with
+/// its checkpoints is still caught.
+const SYSTEM_V2_ANCHORS: &str = "
+ALTER TABLE tenants ADD COLUMN journal_anchor_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN journal_anchor_hash BLOB;
+";
+
 fn steps(kind: FileKind) -> &'static [&'static str] {
     match kind {
-        FileKind::System => &[JOURNAL_V1, SYSTEM_V1],
+        FileKind::System => &[JOURNAL_V1, SYSTEM_V1, SYSTEM_V2_ANCHORS],
         FileKind::Tenant => &[JOURNAL_V1],
     }
 }

@@ -176,3 +176,28 @@ pub fn insert_key_row(conn: &Connection, row: &KeyRow) -> rusqlite::Result<()> {
 pub fn delete_other_wrappings(conn: &Connection, keep: &str) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM tenant_keys WHERE root_key_id != ?1", [keep])
 }
+
+/// Moves a tenant's journal anchor forward (never back).
+pub fn raise_anchor(
+    conn: &Connection,
+    id: &TenantId,
+    seq: u64,
+    hash: &[u8; 32],
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET journal_anchor_seq = ?2, journal_anchor_hash = ?3 \
+         WHERE id = ?1 AND journal_anchor_seq < ?2",
+        params![id.as_str(), seq as i64, &hash[..]],
+    )
+}
+
+/// The recorded (seq, hash) a tenant's journal must still reach, if any.
+pub fn anchor(conn: &Connection, id: &TenantId) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+    conn.query_row(
+        "SELECT journal_anchor_seq, journal_anchor_hash FROM tenants WHERE id = ?1",
+        [id.as_str()],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
+    )
+    .optional()
+    .map(|o| o.and_then(|(s, h)| h.filter(|_| s > 0).map(|h| (s as u64, h))))
+}

@@ -49,9 +49,13 @@ struct OpenTenant {
     _lock: std::fs::File,
 }
 
+/// Told (tenant, seq, hash) after a tenant checkpoint commits.
+pub type AnchorHook = Arc<dyn Fn(&TenantId, u64, [u8; 32]) + Send + Sync>;
+
 pub struct TenantStores {
     dir: PathBuf,
     signer: Arc<Signer>,
+    anchor: Option<AnchorHook>,
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
     slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
@@ -108,10 +112,12 @@ impl TenantStores {
         signer: Arc<Signer>,
         clock: Arc<dyn Clock>,
         settings: StoreSettings,
+        anchor: Option<AnchorHook>,
     ) -> Self {
         Self {
             dir: data_dir.to_path_buf(),
             signer,
+            anchor,
             clock,
             settings,
             slots: Mutex::new(HashMap::new()),
@@ -119,13 +125,19 @@ impl TenantStores {
         }
     }
 
-    pub fn journal_config(&self, journal_id: &str) -> JournalConfig {
+    fn journal_config(&self, id: &TenantId) -> JournalConfig {
+        let on_checkpoint = self.anchor.clone().map(|hook| {
+            let id = id.clone();
+            Arc::new(move |seq: u64, hash: [u8; 32]| hook(&id, seq, hash))
+                as Arc<dyn Fn(u64, [u8; 32]) + Send + Sync>
+        });
         JournalConfig {
-            journal_id: journal_id.to_string(),
+            journal_id: id.as_str().to_string(),
             signer: self.signer.clone(),
             clock: self.clock.clone(),
             checkpoint_every: self.settings.checkpoint_every,
             checkpoint_interval: self.settings.checkpoint_interval,
+            on_checkpoint,
         }
     }
 
@@ -181,7 +193,7 @@ impl TenantStores {
             busy_timeout: self.settings.busy_timeout,
             plaintext: false,
         };
-        let store = Arc::new(Store::open(&spec, self.journal_config(id.as_str()))?);
+        let store = Arc::new(Store::open(&spec, self.journal_config(id))?);
         *open = Some(OpenTenant {
             store: store.clone(),
             last_used: Instant::now(),

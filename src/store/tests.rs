@@ -18,6 +18,7 @@ fn journal(kr: &Arc<Signer>, every: u64) -> JournalConfig {
         clock: Arc::new(SystemClock),
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
+        on_checkpoint: None,
     }
 }
 

@@ -246,6 +246,8 @@ fn run(
     // Whether this process appended anything. Only then does closing sign the tail: a
     // read-only command (verify, export, list) must not sign what it merely looked at.
     let mut appended = false;
+    // The last checkpoint position told to `on_checkpoint`.
+    let mut reported = 0u64;
     loop {
         let wait = match unsigned_since {
             Some(t) => cfg.checkpoint_interval.saturating_sub(t.elapsed()),
@@ -257,7 +259,10 @@ fn run(
             Err(RecvTimeoutError::Timeout) => {
                 if unsigned_since.is_some() {
                     match checkpoint_now(&conn, cfg) {
-                        Ok(()) => unsigned_since = None,
+                        Ok(head) => {
+                            unsigned_since = None;
+                            report_checkpoint(cfg, &head, &mut reported);
+                        }
                         Err(e) => {
                             tracing::warn!(file = label, error = %e, "checkpoint failed; will retry");
                             unsigned_since = Some(Instant::now());
@@ -282,6 +287,7 @@ fn run(
         }
         if let Some((head, n)) = run_batch(&conn, label, version, cfg, batch, &mut buf) {
             appended |= n > 0;
+            report_checkpoint(cfg, &head, &mut reported);
             if head.seq == head.checkpoint_seq {
                 unsigned_since = None;
             } else if unsigned_since.is_none() {
@@ -293,7 +299,7 @@ fn run(
         }
     }
     let signed = if appended {
-        checkpoint_now(&conn, cfg)
+        checkpoint_now(&conn, cfg).map(|head| report_checkpoint(cfg, &head, &mut reported))
     } else {
         Ok(())
     };
@@ -307,16 +313,32 @@ fn run(
     result
 }
 
+fn report_checkpoint(cfg: &JournalConfig, head: &Head, reported: &mut u64) {
+    if head.checkpoint_seq > *reported {
+        *reported = head.checkpoint_seq;
+        if let Some(hook) = &cfg.on_checkpoint {
+            hook(head.checkpoint_seq, head.checkpoint_hash);
+        }
+    }
+}
+
 /// Signs a checkpoint at the head if entries are unsigned, in its own transaction.
-fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<(), journal::SqlFault> {
+fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<Head, journal::SqlFault> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = (|| {
         let mut head = journal::load_head(conn)?;
-        journal::write_checkpoint(conn, cfg, &mut head, cfg.clock.now_us())
+        let wrote = journal::write_checkpoint(conn, cfg, &mut head, cfg.clock.now_us())?;
+        Ok::<_, rusqlite::Error>((head, wrote))
     })();
     match r {
-        Ok(true) => conn.execute_batch("COMMIT").map_err(Into::into),
-        Ok(false) => conn.execute_batch("ROLLBACK").map_err(Into::into),
+        Ok((head, true)) => conn
+            .execute_batch("COMMIT")
+            .map(|()| head)
+            .map_err(Into::into),
+        Ok((head, false)) => conn
+            .execute_batch("ROLLBACK")
+            .map(|()| head)
+            .map_err(Into::into),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e.into())

@@ -248,3 +248,24 @@ fn entries_renumbered_below_one_are_caught() {
     });
     expect(&p, 0, "changed");
 }
+
+#[test]
+fn a_tail_cut_together_with_its_checkpoints_is_caught_by_the_registry() {
+    let (_, p) = tamper(|c| {
+        c.execute_batch(
+            "DELETE FROM audit_entries WHERE seq > 45; DELETE FROM audit_checkpoints WHERE seq > 45;",
+        )
+        .unwrap();
+    });
+    expect(&p, 46, "truncated");
+}
+
+#[test]
+fn an_emptied_journal_is_caught() {
+    let (text, p) = tamper(|c| {
+        c.execute_batch("DELETE FROM audit_entries; DELETE FROM audit_checkpoints;")
+            .unwrap();
+    });
+    expect(&p, 1, "truncated");
+    assert!(text.contains("system.db recorded"), "{text}");
+}
