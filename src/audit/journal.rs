@@ -21,8 +21,11 @@ pub struct JournalConfig {
     pub checkpoint_interval: Duration,
     /// Told (seq, hash) after a checkpoint has committed, so the position can be recorded
     /// outside this file. Runs on the writer thread; must not block.
-    pub on_checkpoint: Option<Arc<dyn Fn(u64, [u8; 32]) + Send + Sync>>,
+    pub on_checkpoint: Option<CheckpointHook>,
 }
+
+/// Called with (seq, hash) of each committed checkpoint.
+pub type CheckpointHook = Arc<dyn Fn(u64, [u8; 32]) + Send + Sync>;
 
 /// The end of the chain as seen inside the current write transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

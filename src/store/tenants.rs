@@ -129,7 +129,7 @@ impl TenantStores {
         let on_checkpoint = self.anchor.clone().map(|hook| {
             let id = id.clone();
             Arc::new(move |seq: u64, hash: [u8; 32]| hook(&id, seq, hash))
-                as Arc<dyn Fn(u64, [u8; 32]) + Send + Sync>
+                as crate::audit::journal::CheckpointHook
         });
         JournalConfig {
             journal_id: id.as_str().to_string(),
