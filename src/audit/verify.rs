@@ -9,7 +9,12 @@
 //! - `bad_signature`: a checkpoint signature does not verify under any known key.
 //!
 //! The hash chain alone cannot stop someone who can rewrite the whole file from rebuilding a
-//! consistent chain; the Ed25519 checkpoints, whose key never touches the file, can.
+//! consistent chain. The Ed25519 checkpoints can, for anyone who lacks the signing key: it is
+//! derived from the system DEK, so a tenant's own key (or a copy of a tenant file with its
+//! key) is not enough to forge them. Holding the root key is holding everything; against
+//! that, export the checkpoints (`audit checkpoints`) and keep them elsewhere. Cutting a
+//! tenant journal's tail together with its checkpoints is caught by the position `system.db`
+//! records for each tenant journal ([`check_anchor`]).
 
 use super::entry::{self, Fields};
 use rusqlite::Connection;
