@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
+    /// A client must send a request's headers within this many seconds (slowloris guard).
+    pub header_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             tls_key: None,
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
+            header_timeout_secs: 15,
         }
     }
 }
@@ -323,6 +326,12 @@ impl Config {
             return Err(invalid(
                 "server.max_body_bytes",
                 "must be between 1024 and 1073741824",
+            ));
+        }
+        if !(1..=300).contains(&self.server.header_timeout_secs) {
+            return Err(invalid(
+                "server.header_timeout_secs",
+                "must be between 1 and 300",
             ));
         }
         if self.store.max_open_tenants == 0 {

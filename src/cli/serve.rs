@@ -50,7 +50,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         _ => tls::default_cert_paths(&dir),
     };
     let tls_config = tls::server_config(&cert, &key)?;
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let timeouts = web::server::Timeouts {
+        header: Duration::from_secs(config.server.header_timeout_secs),
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,16 +88,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
             accepting.store(false, Ordering::SeqCst);
             tracing::info!("shutting down: draining connections");
         };
-        web::server::serve(listener, tls_config, web::app(state), shutdown, grace).await;
+        web::server::serve(listener, tls_config, web::app(state), shutdown, timeouts).await;
         closer.abort();
         Ok::<(), Failure>(())
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
-    // Every request task is gone: flush and close the stores (final checkpoints included).
-    match Arc::try_unwrap(app) {
-        Ok(app) => app.close(),
-        Err(app) => app.tenant_stores().close_everything(),
-    }
+    // Every request task is gone: flush and close the stores (final checkpoints included),
+    // even if a stray handle to the app survived the runtime.
+    app.shutdown();
     served?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

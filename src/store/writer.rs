@@ -200,6 +200,14 @@ impl Writer {
         }
     }
 
+    /// False once the writer thread has stopped (shut down, or died).
+    pub fn is_running(&self) -> bool {
+        self.handle
+            .lock()
+            .map(|h| h.as_ref().is_some_and(|h| !h.is_finished()))
+            .unwrap_or(false)
+    }
+
     /// Commits everything queued before this call, signs a final checkpoint and stops.
     ///
     /// # Errors

@@ -23,23 +23,27 @@ async fn healthz() -> &'static str {
 /// Runs the readiness checks; shared with the status page.
 pub async fn readiness(state: &AppState) -> Vec<(&'static str, bool)> {
     let app = state.app.clone();
-    let store_ok = tokio::time::timeout(
+    // One blocking read answers two questions: system.db is readable, and the root key this
+    // process holds is still the installation's current one (not rotated under it).
+    let (store_ok, key_current) = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::task::spawn_blocking(move || {
-            app.system()
-                .read(|c| {
-                    c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
-                        .map_err(|e| app.system().err(&e))
-                })
-                .is_ok()
+            let current = app.system().read(|c| {
+                crate::store::system::meta_get(c, "root_key_id").map_err(|e| app.system().err(&e))
+            });
+            match current {
+                Ok(id) => (true, id.as_deref() == Some(app.keyring().root_key_id())),
+                Err(_) => (false, false),
+            }
         }),
     )
     .await
-    .map(|r| r.unwrap_or(false))
-    .unwrap_or(false);
+    .map(|r| r.unwrap_or((false, false)))
+    .unwrap_or((false, false));
     vec![
-        ("keys_loaded", !state.app.keyring().root_key_id().is_empty()),
+        ("root_key_current", key_current),
         ("system_store", store_ok),
+        ("system_writer", state.app.system().writer().is_running()),
         ("accepting", state.accepting.load(Ordering::SeqCst)),
     ]
 }

@@ -4,7 +4,7 @@
 
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -17,14 +17,25 @@ use tower::ServiceExt;
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the server waits, for clients and for itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request's headers must arrive within this.
+    pub header: Duration,
+    /// Open connections get this long to finish at shutdown.
+    pub grace: Duration,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    timeouts: Timeouts,
 ) {
+    let grace = timeouts.grace;
+    let header_timeout = timeouts.header;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -58,7 +69,17 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that trickles its headers (slowloris) is cut off; HTTP/2 streams per
+            // connection are capped.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(100);
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
             if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -36,6 +36,8 @@ fn serves_health_status_and_security_headers_over_tls() {
     let v: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
     assert_eq!(v["ready"], true);
     assert_eq!(v["checks"]["system_store"], true);
+    assert_eq!(v["checks"]["root_key_current"], true);
+    assert_eq!(v["checks"]["system_writer"], true);
 
     let status = server.get("/status");
     assert_eq!(status.status, 200);
@@ -209,4 +211,95 @@ fn a_configured_certificate_is_served_and_a_broken_one_refused() {
         "{text}"
     );
     assert!(!text.contains("nope"));
+}
+
+#[test]
+fn a_client_that_trickles_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let env = Env::init();
+    std::fs::write(&env.config, "[server]\nheader_timeout_secs = 1\n").unwrap();
+    let server = Server::start(&env, &[]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(
+        client_config(&server.cert, &[&rustls::version::TLS13]),
+        name,
+    )
+    .unwrap();
+    let sock = std::net::TcpStream::connect(server.addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: local")
+        .unwrap();
+    tls.flush().unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf);
+    // The server hung up (possibly with a 408) instead of waiting for the rest forever.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(19),
+        "connection was kept open"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("ok\n"));
+    assert_eq!(
+        server.get("/healthz").status,
+        200,
+        "other clients are served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_root_key_is_no_longer_current() {
+    use tower::ServiceExt;
+    let env = Env::init();
+    let app = std::sync::Arc::new(env.app());
+    let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+    let get = |router: axum::Router| async move {
+        let res = router
+            .oneshot(
+                axum::http::Request::get("/readyz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let (status, v) = get(router.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["checks"]["root_key_current"], true);
+
+    // As if the root key had been rotated by another process while this one kept the old.
+    let a = app.clone();
+    tokio::task::spawn_blocking(move || {
+        a.system()
+            .writer()
+            .submit(|tx| {
+                strongroom::store::system::meta_set(tx.conn(), "root_key_id", "0000000000000000")
+                    .map_err(|e| tx.err(&e))
+            })
+            .wait()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (status, v) = get(router.clone()).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["checks"]["root_key_current"], false);
+    assert_eq!(v["checks"]["system_store"], true);
+
+    tokio::task::spawn_blocking(move || app.shutdown())
+        .await
+        .unwrap();
+    let (status, v) = get(router).await;
+    assert_eq!(status, 503);
+    assert_eq!(v["checks"]["system_writer"], false);
 }
