@@ -262,9 +262,16 @@ pub fn load(
 
 fn parse_file(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
     let parse_err = |e: toml::de::Error| {
+        // Name the line and quote it, so a type error points at its key.
         let line = e
             .span()
-            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
+            .filter(|s| s.start <= text.len())
+            .map(|s| {
+                let no = text[..s.start].matches('\n').count() + 1;
+                let quoted = text.lines().nth(no - 1).unwrap_or("").trim();
+                let quoted: String = quoted.chars().take(80).collect();
+                format!(" (line {no}: {quoted})")
+            })
             .unwrap_or_default();
         ConfigError::Parse {
             path: path.to_string(),
@@ -459,10 +466,7 @@ mod tests {
 
         let f = write("[server]\nmax_body_bytes = \"big\"\n");
         let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
-        assert!(
-            e.contains("max_body_bytes") || e.contains("invalid type"),
-            "{e}"
-        );
+        assert!(e.contains("max_body_bytes") && e.contains("line 2"), "{e}");
 
         for (var, val, key) in [
             (

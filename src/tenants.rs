@@ -205,7 +205,7 @@ pub fn create(
 
     let store = app
         .tenant_stores()
-        .get::<TenantError>(&id, true, || Ok(TenantKeys::new(1, dek)))?;
+        .get::<TenantError>(&id, true, || Ok(TenantKeys::new(1, dek)?))?;
     let genesis = {
         let (actor, params, name) = (actor.clone(), params.clone(), name.clone());
         let id = id.clone();
@@ -425,7 +425,7 @@ pub fn tenant_keys(app: &App, id: &TenantId) -> Result<(Tenant, TenantKeys), Ten
         .keyring()
         .unwrap_dek(id.as_str(), t.key_version, &wrapped)?;
     let version = t.key_version;
-    Ok((t, TenantKeys::new(version, dek)))
+    Ok((t, TenantKeys::new(version, dek)?))
 }
 
 #[cfg(test)]

@@ -413,6 +413,12 @@ mod tests {
         manual.extend_from_slice(&7u64.to_be_bytes());
         manual.extend_from_slice(&zero);
         assert_eq!(h, sha256(&manual));
+        // The same value, computed independently of this code (Python's hashlib over the
+        // documented layout): a changed hash function or layout cannot slip through.
+        assert_eq!(
+            hex::encode(h),
+            "2516069740c2fd60547b4262081f41570b244fd487f94afcf472e19908809272"
+        );
     }
 
     #[test]

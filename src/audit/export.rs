@@ -49,7 +49,7 @@ struct Actor<'a> {
     role: &'a str,
 }
 
-const CSV_HEADER: [&str; 15] = [
+const CSV_HEADER: [&str; 16] = [
     "journal",
     "seq",
     "format",
@@ -64,6 +64,7 @@ const CSV_HEADER: [&str; 15] = [
     "params",
     "outcome",
     "duration_us",
+    "prev_hash",
     "hash",
 ];
 
@@ -130,6 +131,7 @@ pub fn export(
                 let time_s = crate::clock::format_rfc3339(time_us);
                 let time_us_s = time_us.to_string();
                 let dur_s = r.get::<_, i64>(11).map_err(rd)?.to_string();
+                let prev_s = hex::encode(&prev);
                 let hash_s = hex::encode(&hash);
                 let cells = [
                     journal_id,
@@ -146,6 +148,7 @@ pub fn export(
                     params_text,
                     s(10)?,
                     &dur_s,
+                    &prev_s,
                     &hash_s,
                 ];
                 w.write_record(cells.iter().map(|c| csv_cell(c).into_owned()))

@@ -113,7 +113,10 @@ pub fn write_root_key_file(path: &Path, key: &Key32) -> std::io::Result<()> {
     let mut text = key.to_hex();
     text.push('\n');
     f.write_all(text.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    // The new directory entry must survive a power loss too, or the data sealed under this
+    // key outlives the key.
+    crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Store tests on real SQLCipher files.
 
 use super::*;
-use crate::audit::verify::{verify_chain, ProblemKind, TrustedKey};
+use crate::audit::verify::{verify_chain, TrustedKey};
 use crate::audit::{Actor, JournalConfig, NewEntry};
 use crate::clock::SystemClock;
 use crate::keyring::Signer;
@@ -251,18 +251,10 @@ fn flipped_bytes_are_reported_with_their_page() {
         assert!(!problems.is_empty(), "page {page}: flip not detected");
         let joined = problems.join("\n");
         assert!(joined.contains("tenant t"), "{joined}");
-        assert!(
-            joined.contains(&format!("page {page}")) || (page == 1 && joined.contains("decrypt")),
-            "page {page}: {joined}"
-        );
-        let verify = open_connection(&spec(&path, &key, false), false)
-            .map_err(|e| e.to_string())
-            .and_then(|c| verify_chain(&c, "t", &trusted(&kr)).map_err(|e| e.to_string()));
-        if let Ok(r) = verify {
-            // The page may hold no journal rows; then the chain is fine and the page check
-            // above is what catches it.
-            let _ = r;
-        }
+        let names_page = joined
+            .match_indices(&format!("page {page}"))
+            .any(|(i, m)| !joined[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(names_page, "page {page}: {joined}");
     }
     std::fs::write(&path, &clean).unwrap();
     let conn = open_connection(&spec(&path, &key, false), false).unwrap();
@@ -270,7 +262,6 @@ fn flipped_bytes_are_reported_with_their_page() {
         verify_chain(&conn, "t", &trusted(&kr)).unwrap().problem,
         None
     );
-    let _ = ProblemKind::Changed;
 }
 
 #[test]
