@@ -7,12 +7,16 @@
 pub mod app;
 /// The hash-chained journal: encoding, append, checkpoints, verify, export.
 pub mod audit;
+/// Version and build facts for `--version`.
+pub mod build_info;
 /// The operator CLI: one file per subcommand.
 pub mod cli;
 /// Time as a parameter.
 pub mod clock;
 /// Typed configuration with precedence and validation.
 pub mod config;
+/// The installation self-check.
+pub mod doctor;
 /// Durable file replacement.
 pub mod fsutil;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.

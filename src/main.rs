@@ -1,7 +1,15 @@
 //! Parses the command line and hands over to the CLI; nothing else lives here.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    strongroom::cli::run(strongroom::cli::Cli::parse())
+    // `--version` carries build facts computed at run time (SQLCipher asks its library).
+    let long: &'static str = Box::leak(strongroom::build_info::long_version().into_boxed_str());
+    let matches = strongroom::cli::Cli::command()
+        .long_version(long)
+        .get_matches();
+    match strongroom::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => strongroom::cli::run(cli),
+        Err(e) => e.exit(),
+    }
 }

@@ -96,6 +96,10 @@ fn tenant_target(app: &App, id: &TenantId) -> Result<Target, TenantError> {
 }
 
 fn verify_target(app: &App, t: &Target) -> FileReport {
+    verify_target_with(app, t, false)
+}
+
+fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
     let spec = t.spec(app);
     let mut report = FileReport {
         journal: t.journal.clone(),
@@ -113,20 +117,25 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         ));
         return report;
     }
-    report.integrity = store::integrity_problems(&spec);
+    if !quick {
+        report.integrity = store::integrity_problems(&spec);
+    }
     let opened = store::open_connection(&spec, false)
         .and_then(|c| Ok((c, store::open_connection(&spec, false)?)));
     match opened {
         Ok((conn, second)) => {
-            let walked =
-                verify::verify_chain_parallel(&conn, &t.journal, &trusted_keys(app), second)
-                    .and_then(|mut chain| {
-                        if let (None, Some((seq, hash))) = (&chain.problem, &t.anchor) {
-                            chain.problem =
-                                verify::check_anchor(&conn, chain.head_seq, *seq, hash)?;
-                        }
-                        Ok(chain)
-                    });
+            let keys = trusted_keys(app);
+            let walked = if quick {
+                verify::verify_quick(&conn, &t.journal, &keys)
+            } else {
+                verify::verify_chain_parallel(&conn, &t.journal, &keys, second)
+            };
+            let walked = walked.and_then(|mut chain| {
+                if let (None, Some((seq, hash))) = (&chain.problem, &t.anchor) {
+                    chain.problem = verify::check_anchor(&conn, chain.head_seq, *seq, hash)?;
+                }
+                Ok(chain)
+            });
             match walked {
                 Ok(chain) => report.chain = Some(chain),
                 Err(e) => {
@@ -138,6 +147,23 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
         Err(e) => report.error = Some(e.to_string()),
     }
     report
+}
+
+/// As [`verify_system`]; with `quick`, only against the newest checkpoint and no page scan.
+pub fn verify_system_with(app: &App, quick: bool) -> FileReport {
+    verify_target_with(app, &system_target(app), quick)
+}
+
+/// As [`verify_tenant`]; with `quick`, only against the newest checkpoint and no page scan.
+///
+/// # Errors
+/// As [`verify_tenant`].
+pub fn verify_tenant_with(
+    app: &App,
+    id: &TenantId,
+    quick: bool,
+) -> Result<FileReport, TenantError> {
+    Ok(verify_target_with(app, &tenant_target(app, id)?, quick))
 }
 
 /// Verifies the system journal and `system.db`'s pages.

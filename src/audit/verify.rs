@@ -515,3 +515,61 @@ pub fn check_anchor(
     }
     Ok(None)
 }
+
+/// A quick check for `doctor --quick`: the newest checkpoint's signature, the entry it signs
+/// (its own hash and the signed one), and no signed entry missing past the end. It does not
+/// walk the chain; `audit verify` does.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn verify_quick(
+    conn: &Connection,
+    journal_id: &str,
+    keys: &[TrustedKey],
+) -> Result<ChainReport, rusqlite::Error> {
+    conn.execute_batch("BEGIN")?;
+    let r = (|| {
+        let last: i64 =
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_entries", [], |r| {
+                r.get(0)
+            })?;
+        let last = last.max(0) as u64;
+        let checkpoints = load_checkpoints(conn)?;
+        let ctx = Walk {
+            journal_id,
+            keys,
+            checkpoints: &checkpoints,
+        };
+        let mut report = ChainReport {
+            entries: last,
+            head_seq: last,
+            checkpoints: checkpoints.len() as u64,
+            last_checkpoint_seq: checkpoints.keys().next_back().copied().unwrap_or(0),
+            ..Default::default()
+        };
+        let newest_within = checkpoints.range(..=last).next_back().map(|(s, _)| *s);
+        if let Some(seq) = newest_within {
+            let one = ctx.range(conn, seq, seq, None)?;
+            if one.problem.is_some() {
+                report.problem = one.problem;
+                return Ok(report);
+            }
+        }
+        let tail = ctx.finish(
+            conn,
+            last,
+            Range {
+                first_prev: None,
+                last_hash: [0u8; 32],
+                entries: last,
+                problem: None,
+            },
+            None,
+        )?;
+        report.problem = tail.problem;
+        report.unsigned_tail = tail.unsigned_tail;
+        Ok(report)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    r
+}

@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod config;
+mod doctor;
 mod init;
 mod keys;
 mod logging;
@@ -51,6 +52,8 @@ pub enum Command {
     /// Check or show the effective configuration.
     #[command(subcommand)]
     Config(config::Command),
+    /// Check the installation: modes, keys, tenant files, journals, disk, certificate, clock.
+    Doctor(doctor::Args),
     /// Measure throughput (prints JSON lines).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -101,6 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(ref a) => serve::run(&cli, a),
         Command::Config(ref c) => config::run(&cli, c),
         Command::Bench(ref c) => bench::run(&cli, c),
+        Command::Doctor(ref a) => doctor::run(&cli, a),
     };
     match result {
         Ok(code) => code,

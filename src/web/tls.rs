@@ -167,3 +167,51 @@ mod tests {
         assert!(server_config(&c, &other_key).is_err());
     }
 }
+
+/// The `notAfter` time of the first certificate in a PEM file, as Unix seconds.
+///
+/// # Errors
+/// Unreadable, not PEM, or not a parsable X.509 certificate.
+pub fn not_after(cert: &Path) -> Result<i64, TlsError> {
+    use x509_cert::der::Decode;
+    let err = |reason: String| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    };
+    let der = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no PEM certificate found".into()))?
+        .map_err(|e| err(e.to_string()))?;
+    let parsed = x509_cert::Certificate::from_der(der.as_ref())
+        .map_err(|e| err(format!("not an X.509 certificate: {e}")))?;
+    let t = parsed.tbs_certificate.validity.not_after.to_unix_duration();
+    Ok(i64::try_from(t.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn the_self_signed_certificate_expires_about_two_years_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_self_signed(dir.path()).unwrap();
+        let (c, _) = default_cert_paths(dir.path());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let days = (not_after(&c).unwrap() - now) / 86_400;
+        assert!((365..=3 * 366).contains(&days), "{days}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(matches!(not_after(&junk), Err(TlsError::Cert { .. })));
+        std::fs::write(&junk, "").unwrap();
+        assert!(not_after(&junk).is_err());
+    }
+}

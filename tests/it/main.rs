@@ -5,6 +5,7 @@
 mod audit_tamper;
 mod cli;
 mod crash;
+mod doctor;
 mod encryption;
 mod keys;
 mod server;

@@ -1,0 +1,41 @@
+//! `strongroom doctor [--quick] [--json]`: exits non-zero when any check fails.
+
+use super::{open_app, print_json, Cli, Failure};
+use crate::doctor::{self, Status};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Check journals against their newest checkpoint instead of walking them, and skip the
+    /// page scan.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
+    let app = open_app(cli)?;
+    let now = app.clock().now_us() / 1_000_000;
+    let checks = doctor::run(&app, args.quick, now);
+    app.close();
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        print_json(&serde_json::json!({ "ok": !failed, "checks": checks }))?;
+    } else {
+        println!("{:<14}  {:<6}  DETAIL", "CHECK", "STATUS");
+        for c in &checks {
+            let status = match c.status {
+                Status::Ok => "ok",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("{:<14}  {:<6}  {}", c.name, status, c.detail);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

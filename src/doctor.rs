@@ -1,0 +1,315 @@
+//! `doctor`: a self-check of an installation, for operators and for support. Each check says
+//! ok, warn or fail, with a detail that names what to fix. It changes nothing.
+
+use crate::app::App;
+use crate::audit::ops;
+use crate::keys;
+use crate::store::tenants::tenant_path;
+use crate::tenants;
+use serde::Serialize;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+    }
+}
+
+/// Runs every check. With `quick`, journals are checked against their last checkpoint
+/// instead of walked in full.
+pub fn run(app: &App, quick: bool, now_secs: i64) -> Vec<Check> {
+    let mut out = vec![
+        check("config", Status::Ok, "configuration is valid"),
+        check(
+            "root_key",
+            Status::Ok,
+            format!(
+                "loaded from {} (id {})",
+                app.keyring().source(),
+                app.keyring().root_key_id()
+            ),
+        ),
+    ];
+    out.push(file_modes(app));
+    out.extend(journals(app, quick));
+    out.push(disk_space(app.data_dir()));
+    out.push(certificate(app, now_secs));
+    out.push(clock(app, now_secs));
+    out.push(key_ages(app));
+    out.push(leftovers(app));
+    out
+}
+
+/// Mode bits that must be clear: nothing under the data directory is for group or others.
+fn too_open(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| format!("{} is mode {mode:o}", path.display()))
+}
+
+fn file_modes(app: &App) -> Check {
+    let dir = app.data_dir();
+    let mut paths: Vec<PathBuf> = vec![
+        dir.to_path_buf(),
+        dir.join("system.db"),
+        dir.join("system.key"),
+        dir.join("tls/key.pem"),
+        dir.join("tenants"),
+    ];
+    if let crate::keyring::RootKeySource::KeyFile(p) = app.keyring().source() {
+        paths.push(p.clone());
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("tenants")) {
+        paths.extend(entries.flatten().map(|e| e.path()));
+    }
+    let bad: Vec<String> = paths.iter().filter_map(|p| too_open(p)).collect();
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let foreign: Vec<String> = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p, m.uid())))
+        .filter(|(_, owner)| Some(*owner) != uid && uid != Some(0))
+        .map(|(p, owner)| format!("{} is owned by uid {owner}", p.display()))
+        .collect();
+    if !bad.is_empty() {
+        check(
+            "file_modes",
+            Status::Fail,
+            format!("{}; fix with chmod go-rwx", bad.join(", ")),
+        )
+    } else if !foreign.is_empty() {
+        check("file_modes", Status::Warn, foreign.join(", "))
+    } else {
+        check(
+            "file_modes",
+            Status::Ok,
+            format!("{} paths readable by their owner only", paths.len()),
+        )
+    }
+}
+
+fn journals(app: &App, quick: bool) -> Vec<Check> {
+    let tenants = match tenants::list(app, false) {
+        Ok(t) => t,
+        Err(e) => return vec![check("tenants_open", Status::Fail, e.to_string())],
+    };
+    let mut unopenable = Vec::new();
+    let mut bad = Vec::new();
+    let mut entries = 0u64;
+    let mut reports = vec![ops::verify_system_with(app, quick)];
+    for t in &tenants {
+        match ops::verify_tenant_with(app, &t.id, quick) {
+            Ok(r) => reports.push(r),
+            Err(e) => unopenable.push(format!("{}: {e}", t.id)),
+        }
+    }
+    for r in &reports {
+        if let Some(e) = &r.error {
+            unopenable.push(e.clone());
+        } else if !r.ok() {
+            let why = r
+                .chain
+                .as_ref()
+                .and_then(|c| c.problem.as_ref())
+                .map(|p| format!("entry {} {}", p.seq, p.kind.as_str()))
+                .or_else(|| r.integrity.first().cloned())
+                .unwrap_or_default();
+            bad.push(format!("{}: {why}", r.label));
+        }
+        entries += r.chain.as_ref().map(|c| c.entries).unwrap_or(0);
+    }
+    let open = if unopenable.is_empty() {
+        check(
+            "tenants_open",
+            Status::Ok,
+            format!("{} tenant files open with their keys", tenants.len()),
+        )
+    } else {
+        check("tenants_open", Status::Fail, unopenable.join("; "))
+    };
+    let audit = if !bad.is_empty() {
+        check(
+            "audit_chains",
+            Status::Fail,
+            format!(
+                "{}; run `strongroom audit verify` for details",
+                bad.join("; ")
+            ),
+        )
+    } else if quick {
+        check(
+            "audit_chains",
+            Status::Ok,
+            format!("{} journals match their last checkpoint", reports.len()),
+        )
+    } else {
+        check(
+            "audit_chains",
+            Status::Ok,
+            format!("{} journals, {entries} entries verified", reports.len()),
+        )
+    };
+    vec![open, audit]
+}
+
+fn disk_space(dir: &Path) -> Check {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => {
+            let free = s.f_bavail.saturating_mul(s.f_frsize);
+            let total = s.f_blocks.saturating_mul(s.f_frsize).max(1);
+            let pct = free as f64 * 100.0 / total as f64;
+            let detail = format!("{} MiB free ({pct:.1} %)", free / (1 << 20));
+            if free < 100 << 20 {
+                check(
+                    "disk_space",
+                    Status::Fail,
+                    format!("{detail}: writes will fail soon"),
+                )
+            } else if free < 1 << 30 || pct < 5.0 {
+                check("disk_space", Status::Warn, detail)
+            } else {
+                check("disk_space", Status::Ok, detail)
+            }
+        }
+        Err(e) => check("disk_space", Status::Warn, format!("cannot read: {e}")),
+    }
+}
+
+fn certificate(app: &App, now_secs: i64) -> Check {
+    let path = app
+        .config()
+        .server
+        .tls_cert
+        .clone()
+        .unwrap_or_else(|| crate::web::tls::default_cert_paths(app.data_dir()).0);
+    match crate::web::tls::not_after(&path) {
+        Ok(not_after) => {
+            let days = (not_after - now_secs) / 86_400;
+            let detail = format!("{} expires in {days} days", path.display());
+            if days < 0 {
+                check(
+                    "certificate",
+                    Status::Fail,
+                    format!("{} has expired", path.display()),
+                )
+            } else if days < 30 {
+                check("certificate", Status::Warn, detail)
+            } else {
+                check("certificate", Status::Ok, detail)
+            }
+        }
+        Err(e) => check("certificate", Status::Fail, e.to_string()),
+    }
+}
+
+fn clock(app: &App, now_secs: i64) -> Check {
+    let built = crate::build_info::build_epoch();
+    if now_secs < built - 86_400 {
+        return check(
+            "clock",
+            Status::Fail,
+            "the system clock is earlier than this build's date: set the time (NTP)",
+        );
+    }
+    let last = app.system().read(|c| {
+        c.query_row(
+            "SELECT coalesce(max(time_us), 0) FROM audit_entries",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| app.system().err(&e))
+    });
+    match last {
+        Ok(last_us) if last_us / 1_000_000 > now_secs + 300 => check(
+            "clock",
+            Status::Fail,
+            "the system clock is behind the newest journal entry: the clock went backwards",
+        ),
+        Ok(_) => check(
+            "clock",
+            Status::Ok,
+            "after the build date and the newest journal entry",
+        ),
+        Err(e) => check("clock", Status::Warn, e.to_string()),
+    }
+}
+
+fn key_ages(app: &App) -> Check {
+    match keys::status(app) {
+        Ok(list) => {
+            let old: Vec<String> = list
+                .iter()
+                .filter(|k| k.too_old)
+                .map(|k| format!("{} ({} days)", k.owner, k.age_days.unwrap_or(0)))
+                .collect();
+            if old.is_empty() {
+                check(
+                    "key_age",
+                    Status::Ok,
+                    format!("{} keys within policy", list.len()),
+                )
+            } else {
+                check(
+                    "key_age",
+                    Status::Warn,
+                    format!(
+                        "older than keys.max_age_days: {}; rotate them",
+                        old.join(", ")
+                    ),
+                )
+            }
+        }
+        Err(e) => check("key_age", Status::Fail, e.to_string()),
+    }
+}
+
+/// Files a crash or an interrupted operation can leave behind.
+fn leftovers(app: &App) -> Check {
+    let mut found = Vec::new();
+    if let crate::keyring::RootKeySource::KeyFile(p) = app.keyring().source() {
+        let next = keys::next_key_path(p);
+        if next.exists() {
+            found.push(format!(
+                "{} (from an interrupted rotation; run `strongroom keys rotate-root` again)",
+                next.display()
+            ));
+        }
+    }
+    let live: std::collections::HashSet<PathBuf> = tenants::list(app, false)
+        .map(|l| {
+            l.iter()
+                .map(|t| tenant_path(app.data_dir(), &t.id))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir(app.data_dir().join("tenants")) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "db") && !live.contains(&p) {
+                found.push(format!("{} (no live tenant; its key is gone)", p.display()));
+            }
+        }
+    }
+    if found.is_empty() {
+        check("leftovers", Status::Ok, "none")
+    } else {
+        check("leftovers", Status::Warn, found.join("; "))
+    }
+}

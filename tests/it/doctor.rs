@@ -1,0 +1,149 @@
+//! `strongroom doctor` and `strongroom --version`.
+
+use crate::support::{Env, BIN};
+use std::os::unix::fs::PermissionsExt;
+
+fn doctor(env: &Env, args: &[&str]) -> (bool, serde_json::Value) {
+    let mut a = vec!["doctor", "--json"];
+    a.extend_from_slice(args);
+    let out = env.run(&a);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", crate::support::stderr(&out)));
+    assert_eq!(
+        v["ok"],
+        out.status.success(),
+        "exit status follows the verdict"
+    );
+    (out.status.success(), v)
+}
+
+fn status<'a>(v: &'a serde_json::Value, name: &str) -> (&'a str, &'a str) {
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {v}"));
+    (c["status"].as_str().unwrap(), c["detail"].as_str().unwrap())
+}
+
+#[test]
+fn a_healthy_installation_passes_every_check() {
+    let env = Env::init();
+    env.create_tenant("Healthy");
+    let (ok, v) = doctor(&env, &[]);
+    assert!(ok, "{v}");
+    for name in [
+        "config",
+        "root_key",
+        "file_modes",
+        "tenants_open",
+        "audit_chains",
+        "disk_space",
+        "certificate",
+        "clock",
+        "key_age",
+        "leftovers",
+    ] {
+        let (s, _) = status(&v, name);
+        assert_ne!(s, "fail", "{name}: {v}");
+    }
+    assert_eq!(status(&v, "tenants_open").0, "ok");
+    assert!(status(&v, "audit_chains").1.contains("2 journals"), "{v}");
+    assert!(status(&v, "certificate").1.contains("expires in"), "{v}");
+    let text = env.ok(&["doctor"]);
+    assert!(
+        text.contains("audit_chains") && text.contains("ok"),
+        "{text}"
+    );
+}
+
+#[test]
+fn each_kind_of_damage_fails_its_check() {
+    let env = Env::init();
+    let id = env.create_tenant("Damaged");
+    let file = env.dir.join(format!("tenants/{id}.db"));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, v) = doctor(&env, &["--quick"]);
+    assert!(!ok);
+    let (s, d) = status(&v, "file_modes");
+    assert_eq!(s, "fail");
+    assert!(
+        d.contains(&format!("{id}.db")) && d.contains("chmod"),
+        "{d}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    std::fs::write(env.dir.join("root.key.next"), "x").unwrap();
+    let (ok, v) = doctor(&env, &["--quick"]);
+    assert!(ok, "a leftover is a warning: {v}");
+    assert_eq!(status(&v, "leftovers").0, "warn");
+    std::fs::remove_file(env.dir.join("root.key.next")).unwrap();
+
+    let saved = std::fs::read(&file).unwrap();
+    let mut bent = saved.clone();
+    let last = bent.len() - 100;
+    bent[last] ^= 0x10;
+    std::fs::write(&file, &bent).unwrap();
+    let (ok, v) = doctor(&env, &[]);
+    assert!(!ok);
+    assert_eq!(status(&v, "audit_chains").0, "fail", "{v}");
+
+    std::fs::remove_file(&file).unwrap();
+    let (ok, v) = doctor(&env, &["--quick"]);
+    assert!(!ok);
+    let (s, d) = status(&v, "tenants_open");
+    assert_eq!(s, "fail");
+    assert!(d.contains("does not exist"), "{d}");
+}
+
+#[test]
+fn old_keys_are_flagged_by_policy() {
+    use std::sync::Arc;
+    let env = Env::init();
+    env.create_tenant("Aged");
+    let (root, source) =
+        strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
+    let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
+    let mut cfg = strongroom::config::Config::default();
+    cfg.keys.max_age_days = Some(90);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let later = now + 400 * 86_400 * 1_000_000;
+    let clock = Arc::new(strongroom::clock::ManualClock::new(later));
+    let app = strongroom::app::App::with_keyring(&cfg, &env.dir, keyring, clock, false).unwrap();
+    let keys = strongroom::keys::status(&app).unwrap();
+    assert!(keys.iter().all(|k| k.too_old), "{keys:?}");
+    assert!(keys.iter().all(|k| k.age_days >= Some(399)), "{keys:?}");
+    let checks = strongroom::doctor::run(&app, true, later / 1_000_000);
+    let age = checks.iter().find(|c| c.name == "key_age").unwrap();
+    assert_eq!(age.status, strongroom::doctor::Status::Warn);
+    assert!(age.detail.contains("rotate"), "{}", age.detail);
+    app.close();
+}
+
+#[test]
+fn version_names_the_build() {
+    let out = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("strongroom {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    for field in [
+        "commit:",
+        "built:",
+        "sqlcipher: 4.",
+        "openssl:   OpenSSL 3.",
+        "static:",
+    ] {
+        assert!(text.contains(field), "{field}: {text}");
+    }
+}
