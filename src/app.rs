@@ -62,10 +62,30 @@ pub struct App {
     lock: std::fs::File,
 }
 
+/// Opens (creating if needed) the data directory's lock file, without locking it.
+///
+/// # Errors
+/// The file cannot be opened.
+pub fn lock_file(data_dir: &Path) -> Result<std::fs::File, AppError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(data_dir.join("strongroom.lock"))
+        .map_err(|e| AppError::DataDir {
+            path: data_dir.display().to_string(),
+            reason: format!("cannot open strongroom.lock: {}", e.kind()),
+        })
+}
+
 /// Takes the shared lock every process holds while it uses a data directory.
 fn lock_shared(data_dir: &Path) -> Result<std::fs::File, AppError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dd = data_dir.display().to_string();
+    let _ = lock_file(data_dir)?;
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

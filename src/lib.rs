@@ -7,6 +7,8 @@
 pub mod app;
 /// The hash-chained journal: encoding, append, checkpoints, verify, export.
 pub mod audit;
+/// Backups: create, verify, restore.
+pub mod backup;
 /// Version and build facts for `--version`.
 pub mod build_info;
 /// The operator CLI: one file per subcommand.

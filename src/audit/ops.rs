@@ -100,38 +100,63 @@ fn verify_target(app: &App, t: &Target) -> FileReport {
 }
 
 fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
-    let spec = t.spec(app);
+    check_file(
+        &t.spec(app),
+        &t.journal,
+        &trusted_keys(app),
+        t.anchor.clone(),
+        quick,
+    )
+}
+
+/// Verifies one file given how to open it: pages, chain, and (for tenants) the position
+/// `system.db` recorded. Used for live files and for files unpacked from a backup.
+pub fn verify_file(
+    spec: &store::OpenSpec<'_>,
+    journal: &str,
+    keys: &[TrustedKey],
+    anchor: Option<(u64, Vec<u8>)>,
+) -> FileReport {
+    check_file(spec, journal, keys, anchor, false)
+}
+
+fn check_file(
+    spec: &store::OpenSpec<'_>,
+    journal: &str,
+    keys: &[TrustedKey],
+    anchor: Option<(u64, Vec<u8>)>,
+    quick: bool,
+) -> FileReport {
     let mut report = FileReport {
-        journal: t.journal.clone(),
-        label: t.label.clone(),
-        file: t.path.clone(),
+        journal: journal.to_string(),
+        label: spec.label.to_string(),
+        file: spec.path.to_path_buf(),
         chain: None,
         integrity: Vec::new(),
         error: None,
     };
-    if !t.path.exists() {
+    if !spec.path.exists() {
         report.error = Some(format!(
             "{}: file {} does not exist",
-            t.label,
-            t.path.display()
+            spec.label,
+            spec.path.display()
         ));
         return report;
     }
     if !quick {
-        report.integrity = store::integrity_problems(&spec);
+        report.integrity = store::integrity_problems(spec);
     }
-    let opened = store::open_connection(&spec, false)
-        .and_then(|c| Ok((c, store::open_connection(&spec, false)?)));
+    let opened = store::open_connection(spec, false)
+        .and_then(|c| Ok((c, store::open_connection(spec, false)?)));
     match opened {
         Ok((conn, second)) => {
-            let keys = trusted_keys(app);
             let walked = if quick {
-                verify::verify_quick(&conn, &t.journal, &keys)
+                verify::verify_quick(&conn, journal, keys)
             } else {
-                verify::verify_chain_parallel(&conn, &t.journal, &keys, second)
+                verify::verify_chain_parallel(&conn, journal, keys, second)
             };
             let walked = walked.and_then(|mut chain| {
-                if let (None, Some((seq, hash))) = (&chain.problem, &t.anchor) {
+                if let (None, Some((seq, hash))) = (&chain.problem, &anchor) {
                     chain.problem = verify::check_anchor(&conn, chain.head_seq, *seq, hash)?;
                 }
                 Ok(chain)
@@ -139,8 +164,10 @@ fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
             match walked {
                 Ok(chain) => report.chain = Some(chain),
                 Err(e) => {
-                    report.error =
-                        Some(store::StoreError::from_sqlite(&t.label, t.version, &e).to_string())
+                    report.error = Some(
+                        store::StoreError::from_sqlite(spec.label, spec.key_version, &e)
+                            .to_string(),
+                    )
                 }
             }
         }

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit;
+mod backup;
 mod bench;
 mod config;
 mod doctor;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Encrypted backups: create, verify, restore.
+    #[command(subcommand)]
+    Backup(backup::Command),
     /// Rotate keys and show their ages.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(ref c) => tenant::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
+        Command::Backup(ref c) => backup::run(&cli, c),
         Command::Serve(ref a) => serve::run(&cli, a),
         Command::Config(ref c) => config::run(&cli, c),
         Command::Bench(ref c) => bench::run(&cli, c),

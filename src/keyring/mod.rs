@@ -22,7 +22,9 @@ mod secret;
 pub mod system_key;
 mod wrap;
 
-pub use root::{load_root_key, write_root_key_file, RootKeySource, ROOT_KEY_CREDENTIAL};
+pub use root::{
+    load_root_key, load_root_key_bytes, write_root_key_file, RootKeySource, ROOT_KEY_CREDENTIAL,
+};
 pub use secret::{Key32, SecretString};
 pub use wrap::{Sealed, WrappedDek};
 
@@ -69,6 +71,7 @@ const LABEL_KEK: &[u8] = b"strongroom/v1/kek";
 const LABEL_AUDIT_SIGNING: &[u8] = b"strongroom/v1/audit-signing";
 const LABEL_SEAL: &[u8] = b"strongroom/v1/seal";
 const LABEL_KEY_ID: &[u8] = b"strongroom/v1/key-id";
+const LABEL_BACKUP: &[u8] = b"strongroom/v1/backup";
 
 struct Len32;
 impl hkdf::KeyType for Len32 {
@@ -126,6 +129,27 @@ impl Keyring {
 
     pub fn source(&self) -> &RootKeySource {
         &self.source
+    }
+
+    /// An independent copy (for a restore that outlives the caller's keyring).
+    ///
+    /// # Errors
+    /// Only if key derivation fails.
+    pub fn duplicate(&self) -> Result<Self, KeyringError> {
+        Self::new(self.root.duplicate(), self.source.clone())
+    }
+
+    /// A copy of the root key itself, for writing a key file during restore.
+    pub fn root_key_copy(&self) -> Key32 {
+        self.root.duplicate()
+    }
+
+    /// The key that seals one backup archive, from the root key and the archive's salt.
+    ///
+    /// # Errors
+    /// Only if key derivation fails.
+    pub fn backup_key(&self, salt: &[u8]) -> Result<Key32, KeyringError> {
+        derive(&self.root, LABEL_BACKUP, &[salt])
     }
 
     /// The root key as hex, for writing a new key file during rotation. Zeroized on drop.

@@ -85,6 +85,11 @@ fn read_key(path: &Path) -> Result<Key32, KeyringError> {
     parse_key(&raw).ok_or(KeyringError::RootKeyMalformed { source_name: name })
 }
 
+/// Parses key bytes as a key file holds them (32 raw bytes, or 64 hex characters).
+pub fn load_root_key_bytes(raw: &[u8]) -> Option<Key32> {
+    parse_key(raw)
+}
+
 fn parse_key(raw: &[u8]) -> Option<Key32> {
     if raw.len() == 32 {
         let mut b = [0u8; 32];

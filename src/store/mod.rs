@@ -8,7 +8,9 @@
 //!   build is refused.
 //! - Faults map to [`StoreError`] variants that name the file and the fix, never SQL or keys.
 
+pub mod archive;
 pub mod migrate;
+pub mod snapshot;
 pub mod system;
 pub mod tenants;
 pub mod writer;
@@ -122,6 +124,7 @@ pub enum FileKind {
 }
 
 /// How to open one encrypted file.
+#[derive(Clone, Copy)]
 pub struct OpenSpec<'a> {
     pub path: &'a Path,
     /// "system.db" or "tenant <id>", used in every message about this file.

@@ -399,3 +399,31 @@ fn appending_after_a_cut_tail_is_refused() {
     );
     drop(store);
 }
+
+#[test]
+fn snapshots_are_consistent_encrypted_copies_under_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 10)).unwrap();
+    for i in 0..50 {
+        append(&store, i).unwrap();
+    }
+    let copy = dir.path().join("copy.db");
+    super::snapshot::snapshot(&spec(&path, &key, false), &copy).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    assert!(
+        !bytes.starts_with(b"SQLite format 3"),
+        "the copy is not encrypted"
+    );
+    assert!(open_connection(&spec(&copy, &Key32::random().unwrap(), false), true).is_err());
+    let conn = open_connection(&spec(&copy, &key, false), true).unwrap();
+    let r = verify_chain(&conn, "t", &trusted(&kr)).unwrap();
+    assert_eq!((r.problem, r.head_seq), (None, 50));
+    assert!(
+        super::snapshot::snapshot(&spec(&path, &key, false), &copy).is_err(),
+        "never overwrites"
+    );
+    store.close().unwrap();
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
 mod audit_tamper;
+mod backup;
 mod cli;
 mod crash;
 mod doctor;

@@ -1,0 +1,206 @@
+//! `strongroom backup create|verify|restore`.
+
+use super::{data_dir, load_config, open_app, print_json, Cli, Failure};
+use crate::audit::Actor;
+use crate::backup::{self, Opening, Scope, Sealing};
+use crate::keyring::Keyring;
+use crate::tenants::TenantId;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write a consistent, encrypted archive of the installation (safe while the server runs).
+    Create {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Only this tenant (system.db comes along: it holds the tenant's key).
+        #[arg(long, conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every tenant (the default).
+        #[arg(long)]
+        all: bool,
+        /// Seal with a passphrase instead of the root key. The archive then carries the root
+        /// key, so it restores with the passphrase alone.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every chunk, every member's hash and every audit chain, without restoring.
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+        root_key_file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore an archive into --data-dir (refuses live data unless --force).
+    Restore {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+        root_key_file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Replace an existing installation (it is moved aside into pre-restore-*/).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl From<backup::BackupError> for Failure {
+    fn from(e: backup::BackupError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+/// The root key for opening an archive: the given file, else the installation's own.
+fn root_keyring(cli: &Cli, file: Option<&Path>) -> Result<Keyring, Failure> {
+    let (key, source) = match file {
+        Some(f) => crate::keyring::load_root_key(None, f)?,
+        None => {
+            let loaded = load_config(cli)?;
+            let dir = data_dir(cli, &loaded, false);
+            crate::keyring::load_root_key(
+                crate::app::credentials_dir().as_deref(),
+                &crate::app::root_key_file(&loaded.config, &dir),
+            )?
+        }
+    };
+    Ok(Keyring::new(key, source)?)
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    match cmd {
+        Command::Create {
+            out,
+            tenant,
+            passphrase_file,
+            json,
+            ..
+        } => {
+            let scope = match tenant {
+                Some(t) => Scope::Tenant(TenantId::parse(t)?),
+                None => Scope::All,
+            };
+            let sealing = match passphrase_file {
+                Some(p) => Sealing::Passphrase(backup::read_passphrase(p)?),
+                None => Sealing::Root,
+            };
+            let app = open_app(cli)?;
+            let r = backup::create(&app, &Actor::cli(), out, &scope, &sealing);
+            app.close();
+            let m = r?;
+            if *json {
+                print_json(&m)?;
+            } else {
+                let bytes: u64 = m.members.iter().map(|m| m.size).sum();
+                println!(
+                    "wrote {}: {} tenants, {} members, {} bytes before encryption",
+                    out.display(),
+                    m.tenants.len(),
+                    m.members.len(),
+                    bytes
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            file,
+            root_key_file,
+            passphrase_file,
+            json,
+        } => {
+            super::logging::init_cli();
+            let keyring;
+            let opening = match passphrase_file {
+                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
+                None => {
+                    keyring = root_keyring(cli, root_key_file.as_deref())?;
+                    Opening::Root(&keyring)
+                }
+            };
+            let staging_parent = std::env::temp_dir();
+            let unpacked = backup::unpack(file, opening, &staging_parent)?;
+            let report = backup::check_unpacked(&unpacked)?;
+            if *json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{}  {}: {} members, {} bytes, {} journals",
+                    if report.ok { "OK  " } else { "FAIL" },
+                    file.display(),
+                    report.members,
+                    report.bytes,
+                    report.files.len()
+                );
+                for f in report.files.iter().filter(|f| !f.ok()) {
+                    let why = f
+                        .error
+                        .clone()
+                        .or_else(|| f.integrity.first().cloned())
+                        .or_else(|| {
+                            f.chain.as_ref().and_then(|c| c.problem.as_ref()).map(|p| {
+                                format!("entry {} {}: {}", p.seq, p.kind.as_str(), p.detail)
+                            })
+                        })
+                        .unwrap_or_default();
+                    println!("      {}: {why}", f.label);
+                }
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Restore {
+            file,
+            root_key_file,
+            passphrase_file,
+            force,
+            json,
+        } => {
+            let loaded = load_config(cli)?;
+            super::logging::init_cli();
+            let dir = data_dir(cli, &loaded, false);
+            let keyring;
+            let opening = match passphrase_file {
+                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
+                None => {
+                    keyring = root_keyring(cli, root_key_file.as_deref())?;
+                    Opening::Root(&keyring)
+                }
+            };
+            let r = backup::restore(
+                file,
+                &dir,
+                &loaded.config,
+                opening,
+                None,
+                *force,
+                &Actor::cli(),
+            )?;
+            if *json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "restored {} tenants into {}",
+                    r.tenants,
+                    r.data_dir.display()
+                );
+                if let Some(a) = &r.moved_aside {
+                    println!("the previous data is in {}", a.display());
+                }
+                if r.wrote_root_key {
+                    println!("the root key was written to the configured key file");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Backups end to end with the real binary: online create, verify, restore onto a fresh
+//! directory (root key or passphrase), and every kind of bad archive.
+
+use crate::support::{contains, Env, Server};
+use std::path::{Path, PathBuf};
+
+const PASS: &str = "correct horse battery staple\n";
+
+fn journal(env: &Env, id: &str) -> Vec<serde_json::Value> {
+    env.ok(&["audit", "export", "--tenant", id])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A restore target: an empty environment whose data directory does not exist yet.
+fn fresh() -> Env {
+    Env::new()
+}
+
+fn archive(env: &Env, name: &str) -> PathBuf {
+    env.tmp.path().join(name)
+}
+
+#[test]
+fn an_online_backup_restores_onto_a_fresh_machine_and_chains_continue() {
+    let env = Env::init();
+    let a = env.create_tenant("Alpha Freight");
+    let b = env.create_tenant("Bravo Clinic");
+    let server = Server::start(&env, &[]);
+    let out = archive(&env, "full.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    assert!(server.terminate().success());
+
+    let bytes = std::fs::read(&out).unwrap();
+    for clear in [
+        "Alpha Freight",
+        "Bravo Clinic",
+        "tenant.create",
+        "SQLite format 3",
+    ] {
+        assert!(
+            !contains(&bytes, clear.as_bytes()),
+            "{clear} in clear in the archive"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "verify", out.to_str().unwrap(), "--json"]))
+            .unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["files"].as_array().unwrap().len(), 3);
+
+    let before_a = journal(&env, &a);
+    let target = fresh();
+    let key = env.dir.join("root.key");
+    target.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_str(&target.ok(&["tenant", "list", "--json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Alpha Freight", "Bravo Clinic"]);
+    let after_a = journal(&target, &a);
+    assert_eq!(
+        &after_a[..before_a.len()],
+        &before_a[..],
+        "history survives byte for byte"
+    );
+    let last = after_a.last().unwrap();
+    assert_eq!(last["action"], "backup.restore");
+    assert_eq!(
+        last["seq"],
+        before_a.len() as u64 + 1,
+        "the chain continues where it was"
+    );
+    assert_eq!(last["prev_hash"], before_a.last().unwrap()["hash"]);
+    target.ok(&["audit", "verify"]);
+    assert_eq!(
+        journal(&target, &b).last().unwrap()["action"],
+        "backup.restore"
+    );
+    let system = target.ok(&["audit", "export", "--system"]);
+    assert!(system.lines().last().unwrap().contains("backup.restore"));
+    assert!(env
+        .ok(&["audit", "export", "--system"])
+        .contains("backup.create"));
+}
+
+#[test]
+fn a_passphrase_archive_restores_with_the_passphrase_alone() {
+    let env = Env::init();
+    let id = env.create_tenant("Passphrase Co");
+    let pw = env.tmp.path().join("pw");
+    std::fs::write(&pw, PASS).unwrap();
+    let out = archive(&env, "pw.srb");
+    env.ok(&[
+        "backup",
+        "create",
+        "--out",
+        out.to_str().unwrap(),
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ]);
+
+    let target = fresh();
+    let wrong = target.tmp.path().join("wrong");
+    std::fs::write(&wrong, "incorrect horse battery staple\n").unwrap();
+    let text = target.fails(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(text.contains("wrong key or passphrase"), "{text}");
+    assert!(!target.dir.exists(), "a failed restore touches nothing");
+    let short = target.tmp.path().join("short");
+    std::fs::write(&short, "hunter2\n").unwrap();
+    assert!(target
+        .fails(&[
+            "backup",
+            "create",
+            "--out",
+            "/nonexistent/x.srb",
+            "--passphrase-file",
+            short.to_str().unwrap()
+        ])
+        .contains("too short"));
+
+    let needs = target.fails(&["backup", "verify", out.to_str().unwrap()]);
+    assert!(
+        needs.contains("passphrase") || needs.contains("no root key"),
+        "{needs}"
+    );
+    target.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(target.dir.join("root.key")).unwrap(),
+        std::fs::read_to_string(env.dir.join("root.key")).unwrap(),
+        "the archive carried the root key"
+    );
+    assert!(target.ok(&["tenant", "list"]).contains("Passphrase Co"));
+    target.ok(&["audit", "verify", "--tenant", &id]);
+}
+
+fn bad_archive(mutate: impl FnOnce(&mut Vec<u8>), expect: &str) {
+    let env = Env::init();
+    env.create_tenant("Fragile");
+    let out = archive(&env, "a.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    let mut bytes = std::fs::read(&out).unwrap();
+    mutate(&mut bytes);
+    std::fs::write(&out, &bytes).unwrap();
+    let text = env.fails(&["backup", "verify", out.to_str().unwrap()]);
+    assert!(text.contains(expect), "verify: {text}");
+    let target = fresh();
+    let key = env.dir.join("root.key");
+    let text = target.fails(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(text.contains(expect), "restore: {text}");
+    assert!(!target.dir.exists(), "a failed restore touches nothing");
+    let leftovers: Vec<_> = std::fs::read_dir(target.tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging was cleaned up");
+}
+
+#[test]
+fn a_truncated_archive_is_refused() {
+    bad_archive(|b| b.truncate(b.len() - 20), "truncated");
+}
+
+#[test]
+fn a_flipped_byte_is_refused() {
+    bad_archive(
+        |b| {
+            let i = b.len() / 2;
+            b[i] ^= 0x04;
+        },
+        "fails authentication",
+    );
+}
+
+#[test]
+fn an_archive_from_a_newer_version_is_refused() {
+    bad_archive(
+        |b| {
+            let text = String::from_utf8_lossy(&b[12..40]).replace("\"format\":1", "\"format\":7");
+            b[12..12 + text.len()].copy_from_slice(text.as_bytes());
+        },
+        "upgrade strongroom",
+    );
+}
+
+#[test]
+fn something_that_is_not_an_archive_is_refused() {
+    bad_archive(
+        |b| b[..8].copy_from_slice(b"PK\x03\x04abcd"),
+        "not a Strongroom backup",
+    );
+}
+
+#[test]
+fn restore_refuses_live_data_unless_forced_and_keeps_it_aside() {
+    let env = Env::init();
+    env.create_tenant("Original");
+    let out = archive(&env, "a.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    env.create_tenant("Created Later");
+    let text = env.fails(&["backup", "restore", out.to_str().unwrap()]);
+    assert!(text.contains("--force"), "{text}");
+    assert!(
+        env.ok(&["tenant", "list"]).contains("Created Later"),
+        "nothing changed"
+    );
+
+    let server = Server::start(&env, &[]);
+    let text = env.fails(&["backup", "restore", out.to_str().unwrap(), "--force"]);
+    assert!(text.contains("stop them first"), "{text}");
+    assert!(server.terminate().success());
+
+    env.ok(&["backup", "restore", out.to_str().unwrap(), "--force"]);
+    let list = env.ok(&["tenant", "list"]);
+    assert!(
+        list.contains("Original") && !list.contains("Created Later"),
+        "{list}"
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(&env.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pre-restore-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(
+        Path::new(&aside[0]).join("system.db").exists(),
+        "the old data is kept, not deleted"
+    );
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_single_tenant_backup_and_another_root_key_are_handled() {
+    let env = Env::init();
+    let a = env.create_tenant("Only Me");
+    env.create_tenant("Not Me");
+    let out = archive(&env, "one.srb");
+    env.ok(&[
+        "backup",
+        "create",
+        "--out",
+        out.to_str().unwrap(),
+        "--tenant",
+        &a,
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "verify", out.to_str().unwrap(), "--json"]))
+            .unwrap();
+    assert_eq!(
+        v["files"].as_array().unwrap().len(),
+        2,
+        "system.db and the one tenant"
+    );
+    let again = env.fails(&["backup", "create", "--out", out.to_str().unwrap()]);
+    assert!(again.contains("exists"), "{again}");
+
+    let other = Env::init();
+    let text = other.fails(&["backup", "verify", out.to_str().unwrap()]);
+    assert!(text.contains("sealed under root key"), "{text}");
+}
+
+#[test]
+fn a_single_tenant_archive_does_not_pose_as_a_whole_installation() {
+    let env = Env::init();
+    let a = env.create_tenant("Solo");
+    env.create_tenant("Other");
+    let out = archive(&env, "one.srb");
+    env.ok(&[
+        "backup",
+        "create",
+        "--out",
+        out.to_str().unwrap(),
+        "--tenant",
+        &a,
+    ]);
+    let target = fresh();
+    let key = env.dir.join("root.key");
+    let text = target.fails(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(text.contains("single tenant"), "{text}");
+    assert!(!target.dir.exists());
+}
