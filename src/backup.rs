@@ -270,6 +270,9 @@ pub fn create(
         file_member("system.key", &sdir.join("system.key"))?,
         file_member("system.db", &sys_copy)?,
     ];
+    // Keys first (the registry connection stays on this thread), then the copies, which
+    // are CPU-bound (decrypt, rebuild, encrypt), on every core.
+    let mut jobs = Vec::new();
     for t in &chosen {
         let wrapped =
             system::wrapped_dek(&sys_conn, &t.id, t.key_version, app.keyring().root_key_id())
@@ -281,27 +284,40 @@ pub fn create(
         let dek = app
             .keyring()
             .unwrap_dek(t.id.as_str(), t.key_version, &wrapped)?;
-        let label = store::tenants::tenant_label(&t.id);
-        let live_path = store::tenants::tenant_path(app.data_dir(), &t.id);
-        let copy = sdir.join(format!("tenants/{}.db", t.id));
-        store::snapshot::snapshot(
-            &spec(&live_path, &label, &dek, t.key_version, FileKind::Tenant),
-            &copy,
-        )?;
-        let conn = store::open_connection(
-            &spec(&copy, &label, &dek, t.key_version, FileKind::Tenant),
-            true,
-        )?;
-        let (seq, hash) =
-            journal_head(&conn).map_err(|e| StoreError::from_sqlite(&label, t.key_version, &e))?;
-        tenants.push(TenantEntry {
-            id: t.id.to_string(),
-            name: t.name.clone(),
-            key_version: t.key_version,
-            journal_head_seq: seq,
-            journal_head_hash: hash,
-        });
-        members.push(file_member(&format!("tenants/{}.db", t.id), &copy)?);
+        jobs.push((t, dek));
+    }
+    let copied = par_map(
+        &jobs,
+        |(t, dek)| -> Result<(TenantEntry, Member), BackupError> {
+            let label = store::tenants::tenant_label(&t.id);
+            let live_path = store::tenants::tenant_path(app.data_dir(), &t.id);
+            let copy = sdir.join(format!("tenants/{}.db", t.id));
+            store::snapshot::snapshot(
+                &spec(&live_path, &label, dek, t.key_version, FileKind::Tenant),
+                &copy,
+            )?;
+            let conn = store::open_connection(
+                &spec(&copy, &label, dek, t.key_version, FileKind::Tenant),
+                true,
+            )?;
+            let (seq, hash) = journal_head(&conn)
+                .map_err(|e| StoreError::from_sqlite(&label, t.key_version, &e))?;
+            Ok((
+                TenantEntry {
+                    id: t.id.to_string(),
+                    name: t.name.clone(),
+                    key_version: t.key_version,
+                    journal_head_seq: seq,
+                    journal_head_hash: hash,
+                },
+                file_member(&format!("tenants/{}.db", t.id), &copy)?,
+            ))
+        },
+    );
+    for r in copied {
+        let (entry, member) = r?;
+        tenants.push(entry);
+        members.push(member);
     }
     drop(sys_conn);
     let root_hex = match sealing {
@@ -604,23 +620,29 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
     }];
     let sys_path = dir.join("system.db");
     let sys_spec = spec(&sys_path, "system.db", &system_dek, 1, FileKind::System);
-    let mut files = vec![ops::verify_file(&sys_spec, "system", &keys, None)];
+    let mut files = vec![ops::verify_file(&sys_spec, "system", &keys, None, false)];
     let sys_conn = store::open_connection(&sys_spec, true)?;
+    let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
+    let mut jobs = Vec::new();
     for t in &u.manifest.tenants {
         let id = TenantId::parse(&t.id)?;
-        let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
         let wrapped = system::wrapped_dek(&sys_conn, &id, t.key_version, u.keyring.root_key_id())
             .map_err(err)?
             .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{}.db", t.id)))?;
         let dek = u.keyring.unwrap_dek(id.as_str(), t.key_version, &wrapped)?;
         let anchor = system::anchor(&sys_conn, &id).map_err(err)?;
+        jobs.push((t, id, dek, anchor));
+    }
+    drop(sys_conn);
+    files.extend(par_map(&jobs, |(t, id, dek, anchor)| {
         let path = dir.join(format!("tenants/{}.db", t.id));
-        let label = store::tenants::tenant_label(&id);
+        let label = store::tenants::tenant_label(id);
         let mut report = ops::verify_file(
-            &spec(&path, &label, &dek, t.key_version, FileKind::Tenant),
+            &spec(&path, &label, dek, t.key_version, FileKind::Tenant),
             &t.id,
             &keys,
-            anchor,
+            anchor.clone(),
+            false,
         );
         if let Some(c) = &report.chain {
             if c.problem.is_none() && c.head_seq != t.journal_head_seq {
@@ -630,8 +652,8 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
                 ));
             }
         }
-        files.push(report);
-    }
+        report
+    }));
     Ok(VerifyReport {
         ok: files.iter().all(ops::FileReport::ok),
         created_us: u.manifest.created_us,
@@ -787,5 +809,28 @@ pub fn restore(
         tenants: n,
         moved_aside,
         wrote_root_key,
+    })
+}
+
+/// Maps `f` over `items` on as many threads as there are cores (at most 4), in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    if items.len() < 2 || threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let size = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }

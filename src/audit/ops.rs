@@ -106,18 +106,23 @@ fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
         &trusted_keys(app),
         t.anchor.clone(),
         quick,
+        !quick,
     )
 }
 
 /// Verifies one file given how to open it: pages, chain, and (for tenants) the position
 /// `system.db` recorded. Used for live files and for files unpacked from a backup.
+///
+/// `pages` adds SQLCipher's page check and SQLite's structural check; a file unpacked from a
+/// backup has its bytes proven by the manifest's hash instead.
 pub fn verify_file(
     spec: &store::OpenSpec<'_>,
     journal: &str,
     keys: &[TrustedKey],
     anchor: Option<(u64, Vec<u8>)>,
+    pages: bool,
 ) -> FileReport {
-    check_file(spec, journal, keys, anchor, false)
+    check_file(spec, journal, keys, anchor, false, pages)
 }
 
 fn check_file(
@@ -126,6 +131,7 @@ fn check_file(
     keys: &[TrustedKey],
     anchor: Option<(u64, Vec<u8>)>,
     quick: bool,
+    pages: bool,
 ) -> FileReport {
     let mut report = FileReport {
         journal: journal.to_string(),
@@ -143,7 +149,7 @@ fn check_file(
         ));
         return report;
     }
-    if !quick {
+    if pages {
         report.integrity = store::integrity_problems(spec);
     }
     let opened = store::open_connection(spec, false)

@@ -36,6 +36,17 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         tenants: usize,
     },
+    /// Backup create, verify and restore throughput over a data set spread across tenants.
+    Backup {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Size of the data set in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
     /// Appends to a tenant's journal until killed, printing each acknowledged sequence
     /// number on its own line. Used by the crash test.
     #[command(hide = true)]
@@ -54,6 +65,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     match cmd {
         Command::Audit { dir, quick } => bench_audit(dir.as_deref(), *quick),
         Command::Keys { dir, tenants } => bench_keys(dir.as_deref(), *tenants),
+        Command::Backup { dir, mib, tenants } => bench_backup(dir.as_deref(), *mib, *tenants),
         Command::AppendLoop {
             tenant,
             threads,
@@ -317,5 +329,84 @@ fn bench_keys(dir: Option<&Path>, count: usize) -> Result<ExitCode, Failure> {
     figure(&format!("rotate_root_{count}_tenants"), secs, "s");
     figure("rotate_root_rewrapped", r.rewrapped as f64, "keys");
     app.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, Failure> {
+    use crate::backup::{self, Opening, Scope, Sealing};
+    super::logging::init_cli();
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("strongroom-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let config = Config::default();
+    let actor = Actor::system();
+    let source = work.path().join("source");
+    App::init(&config, &source, &actor)?;
+    let app = App::open(&config, &source)?;
+    // Entries of 8 KiB of incompressible text, written one transaction per tenant.
+    let per_tenant = (mib << 20) / count.max(1) as u64;
+    let entries = (per_tenant / 8192).max(1);
+    let mut noise = vec![0u8; 4096];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise)
+        .map_err(|_| Failure::new("BEN-0004", "random source failed"))?;
+    let blob = hex::encode(&noise);
+    for i in 0..count {
+        let t = tenants::create(&app, &actor, &format!("bench-{i}"), None)?;
+        let store = tenants::open_store(&app, &t.id)?;
+        let blob = blob.clone();
+        store
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                for n in 0..entries {
+                    tx.audit(
+                        NewEntry::new(Actor::system(), "bench.fill", "bench")
+                            .params(serde_json::json!({ "n": n, "blob": blob })),
+                    )?;
+                }
+                Ok(())
+            })
+            .wait()?;
+    }
+    app.tenant_stores().close_everything();
+    let out = work.path().join("bench.srb");
+    let start = Instant::now();
+    let manifest = backup::create(&app, &actor, &out, &Scope::All, &Sealing::Root)?;
+    let create_s = start.elapsed().as_secs_f64();
+    let bytes: u64 = manifest.members.iter().map(|m| m.size).sum();
+    let mb = bytes as f64 / 1e6;
+    figure("backup_data_set", mb, "MB");
+    figure("backup_create", mb / create_s, "MB/s");
+
+    let keyring = app.keyring().duplicate()?;
+    let start = Instant::now();
+    let unpacked = backup::unpack(&out, Opening::Root(&keyring), work.path())?;
+    let report = backup::check_unpacked(&unpacked)?;
+    let verify_s = start.elapsed().as_secs_f64();
+    if !report.ok {
+        return Err(Failure::new(
+            "BEN-0005",
+            "the benchmark archive did not verify",
+        ));
+    }
+    figure("backup_verify", mb / verify_s, "MB/s");
+    drop(unpacked);
+    app.close();
+
+    let target = work.path().join("restored");
+    let start = Instant::now();
+    backup::restore(
+        &out,
+        &target,
+        &config,
+        Opening::Root(&keyring),
+        None,
+        false,
+        &actor,
+    )?;
+    figure("backup_restore", mb / start.elapsed().as_secs_f64(), "MB/s");
     Ok(ExitCode::SUCCESS)
 }
