@@ -1,4 +1,4 @@
-//! Backups: consistent online snapshots of `system.db` and the tenant files, packed into one
+//! Backups: consistent online snapshots (SQLite's backup API) of `system.db` and the tenant files, packed into one
 //! encrypted archive ([`crate::store::archive`]) with an authenticated manifest; verification
 //! without restoring; restoration onto a fresh machine given the root key or the passphrase.
 //!
@@ -271,7 +271,7 @@ pub fn create(
         file_member("system.db", &sys_copy)?,
     ];
     // Keys first (the registry connection stays on this thread), then the copies, which
-    // are CPU-bound (decrypt, rebuild, encrypt), on every core.
+    // are CPU-bound (decrypt, encrypt), on every core.
     let mut jobs = Vec::new();
     for t in &chosen {
         let wrapped =
