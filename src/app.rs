@@ -8,7 +8,6 @@ use crate::keyring::system_key::{SystemKeyError, SystemKeyFile};
 use crate::keyring::{self, Key32, Keyring, KeyringError, Signer};
 use crate::store::tenants::{StoreSettings, TenantStores};
 use crate::store::{system, FileKind, OpenSpec, Store, StoreError};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,36 +66,18 @@ pub struct App {
 /// # Errors
 /// The file cannot be opened.
 pub fn lock_file(data_dir: &Path) -> Result<std::fs::File, AppError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(data_dir.join("strongroom.lock"))
-        .map_err(|e| AppError::DataDir {
+    crate::fsutil::open_lock_file(&data_dir.join("strongroom.lock")).map_err(|e| {
+        AppError::DataDir {
             path: data_dir.display().to_string(),
             reason: format!("cannot open strongroom.lock: {}", e.kind()),
-        })
+        }
+    })
 }
 
 /// Takes the shared lock every process holds while it uses a data directory.
 fn lock_shared(data_dir: &Path) -> Result<std::fs::File, AppError> {
     let dd = data_dir.display().to_string();
-    let _ = lock_file(data_dir)?;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(data_dir.join("strongroom.lock"))
-        .map_err(|e| AppError::DataDir {
-            path: dd.clone(),
-            reason: format!("cannot open strongroom.lock: {}", e.kind()),
-        })?;
+    let file = lock_file(data_dir)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Exclusive(dd)),
@@ -178,24 +159,8 @@ impl App {
         if data_dir.join("system.db").exists() {
             return Err(AppError::AlreadyInitialized(dd));
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(dir_err)?;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(dir_err)?;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(data_dir.join("tenants"))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(dir_err)?;
+        crate::fsutil::create_private_dir(&data_dir.join("tenants")).map_err(dir_err)?;
+        crate::fsutil::create_private_dir(data_dir).map_err(dir_err)?;
         let creds = credentials_dir();
         let key_file = root_key_file(config, data_dir);
         let credential_present = creds

@@ -716,14 +716,9 @@ pub fn restore(
         )));
     }
     // From here on the archive is known good.
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
+    use std::os::unix::fs::PermissionsExt;
+    crate::fsutil::create_private_dir(data_dir)
         .map_err(io_err(format!("create {}", data_dir.display())))?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(io_err(format!("set the mode of {}", data_dir.display())))?;
     let lock = app::lock_file(data_dir)?;
     lock.try_lock()
         .map_err(|_| app::AppError::InUse(data_dir.display().to_string()))?;
@@ -746,16 +741,7 @@ pub fn restore(
         }
         moved_aside = Some(aside);
     }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(data_dir.join("tenants"))
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
+    crate::fsutil::create_private_dir(&data_dir.join("tenants"))
         .map_err(io_err("create tenants/"))?;
     let staged = unpacked.dir.path();
     for m in &unpacked.manifest.members {

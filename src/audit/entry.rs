@@ -218,7 +218,34 @@ impl Fields<'_> {
     }
 }
 
+/// The columns [`Entry::from_row`] reads, in order.
+pub const ENTRY_COLUMNS: &str = "seq, format, time_us, actor_kind, actor_id, actor_role, \
+     source_ip, action, target, params, outcome, duration_us, prev_hash, hash";
+
 impl Entry {
+    /// Reads a row selected with [`ENTRY_COLUMNS`].
+    ///
+    /// # Errors
+    /// A column of the wrong type.
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get::<_, i64>(0)?.max(0) as u64,
+            format: r.get(1)?,
+            time_us: r.get(2)?,
+            actor_kind: r.get(3)?,
+            actor_id: r.get(4)?,
+            actor_role: r.get(5)?,
+            source_ip: r.get(6)?,
+            action: r.get(7)?,
+            target: r.get(8)?,
+            params: r.get(9)?,
+            outcome: r.get(10)?,
+            duration_us: r.get::<_, i64>(11)?.max(0) as u64,
+            prev_hash: r.get(12)?,
+            hash: r.get(13)?,
+        })
+    }
+
     pub fn fields<'a>(&'a self, journal: &'a str) -> Fields<'a> {
         Fields {
             journal,

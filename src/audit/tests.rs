@@ -119,27 +119,12 @@ fn the_join_between_halves_is_checked() {
     // consistent again, so only the join can tell.
     let mut e: super::Entry = c
         .query_row(
-            "SELECT seq, format, time_us, actor_kind, actor_id, actor_role, source_ip, action, \
-             target, params, outcome, duration_us, prev_hash, hash FROM audit_entries WHERE seq = 30001",
+            &format!(
+                "SELECT {} FROM audit_entries WHERE seq = 30001",
+                super::entry::ENTRY_COLUMNS
+            ),
             [],
-            |r| {
-                Ok(super::Entry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    format: r.get(1)?,
-                    time_us: r.get(2)?,
-                    actor_kind: r.get(3)?,
-                    actor_id: r.get(4)?,
-                    actor_role: r.get(5)?,
-                    source_ip: r.get(6)?,
-                    action: r.get(7)?,
-                    target: r.get(8)?,
-                    params: r.get(9)?,
-                    outcome: r.get(10)?,
-                    duration_us: r.get::<_, i64>(11)? as u64,
-                    prev_hash: r.get(12)?,
-                    hash: r.get(13)?,
-                })
-            },
+            super::Entry::from_row,
         )
         .unwrap();
     e.prev_hash = vec![7u8; 32];

@@ -74,6 +74,18 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     }
 }
 
+/// A fresh temporary directory under `dir` (default: the system temp directory), removed when
+/// the benchmark ends.
+fn work_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, Failure> {
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
+        .prefix("strongroom-bench-")
+        .tempdir_in(&base)
+        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))
+}
+
 fn figure(name: &str, value: f64, unit: &str) {
     let v = (value * 100.0).round() / 100.0;
     println!(
@@ -127,13 +139,7 @@ fn hammer(
 
 fn bench_audit(dir: Option<&Path>, quick: bool) -> Result<ExitCode, Failure> {
     super::logging::init_cli();
-    let base = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let work = tempfile::Builder::new()
-        .prefix("strongroom-bench-")
-        .tempdir_in(&base)
-        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let work = work_dir(dir)?;
     let scale = if quick { 10 } else { 1 };
     let limit = Duration::from_secs(if quick { 3 } else { 20 });
     let keyring = Arc::new(Keyring::new(Key32::random()?, RootKeySource::Test)?);
@@ -308,13 +314,7 @@ fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<Exit
 
 fn bench_keys(dir: Option<&Path>, count: usize) -> Result<ExitCode, Failure> {
     super::logging::init_cli();
-    let base = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let work = tempfile::Builder::new()
-        .prefix("strongroom-bench-")
-        .tempdir_in(&base)
-        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let work = work_dir(dir)?;
     let config = Config::default();
     let actor = Actor::system();
     App::init(&config, work.path(), &actor)?;
@@ -335,13 +335,7 @@ fn bench_keys(dir: Option<&Path>, count: usize) -> Result<ExitCode, Failure> {
 fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, Failure> {
     use crate::backup::{self, Opening, Scope, Sealing};
     super::logging::init_cli();
-    let base = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let work = tempfile::Builder::new()
-        .prefix("strongroom-bench-")
-        .tempdir_in(&base)
-        .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))?;
+    let work = work_dir(dir)?;
     let config = Config::default();
     let actor = Actor::system();
     let source = work.path().join("source");

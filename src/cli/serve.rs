@@ -110,14 +110,7 @@ fn loaded_with(config: &crate::config::Config) -> crate::config::Loaded {
 
 /// One server per data directory: a second one would start a second writer per file.
 fn lock_server(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(dir.join("server.lock"))
+    let file = crate::fsutil::open_lock_file(&dir.join("server.lock"))
         .map_err(|e| Failure::new("SRV-0003", format!("cannot open server.lock: {}", e.kind())))?;
     file.try_lock().map_err(|_| {
         Failure::new(

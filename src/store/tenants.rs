@@ -79,18 +79,10 @@ pub fn tenant_label(id: &TenantId) -> String {
 }
 
 fn open_lock(path: &Path, label: &str) -> Result<std::fs::File, StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| StoreError::Io {
-            what: label.to_string(),
-            reason: format!("cannot open lock file: {}", e.kind()),
-        })
+    crate::fsutil::open_lock_file(path).map_err(|e| StoreError::Io {
+        what: label.to_string(),
+        reason: format!("cannot open lock file: {}", e.kind()),
+    })
 }
 
 /// Held while one process has a tenant to itself (deletion, re-keying).

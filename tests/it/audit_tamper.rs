@@ -184,26 +184,12 @@ fn a_rebuilt_chain_is_caught_by_the_signatures() {
         .unwrap();
         let mut prev = vec![0u8; 32];
         let rows: Vec<strongroom::audit::Entry> = c
-            .prepare("SELECT seq, format, time_us, actor_kind, actor_id, actor_role, source_ip, action, target, params, outcome, duration_us, prev_hash, hash FROM audit_entries ORDER BY seq")
+            .prepare(&format!(
+                "SELECT {} FROM audit_entries ORDER BY seq",
+                strongroom::audit::entry::ENTRY_COLUMNS
+            ))
             .unwrap()
-            .query_map([], |r| {
-                Ok(strongroom::audit::Entry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    format: r.get(1)?,
-                    time_us: r.get(2)?,
-                    actor_kind: r.get(3)?,
-                    actor_id: r.get(4)?,
-                    actor_role: r.get(5)?,
-                    source_ip: r.get(6)?,
-                    action: r.get(7)?,
-                    target: r.get(8)?,
-                    params: r.get(9)?,
-                    outcome: r.get(10)?,
-                    duration_us: r.get::<_, i64>(11)? as u64,
-                    prev_hash: r.get(12)?,
-                    hash: r.get(13)?,
-                })
-            })
+            .query_map([], strongroom::audit::Entry::from_row)
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

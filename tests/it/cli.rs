@@ -74,15 +74,7 @@ fn tenant_lifecycle_is_journaled() {
     env.create_tenant("Acme Logistics");
 
     let export = env.ok(&["audit", "export", "--system"]);
-    let actions: Vec<String> = export
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let actions = env.system_actions();
     assert_eq!(
         actions,
         [

@@ -58,16 +58,7 @@ fn rotate_root_rewraps_every_key_and_retires_the_old_one() {
         assert_eq!(status[i + 1]["owner"], id.as_str());
         assert_eq!(status[i + 1]["version"], 1);
     }
-    let actions: Vec<String> = env
-        .ok(&["audit", "export", "--system"])
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let actions = env.system_actions();
     assert_eq!(
         &actions[actions.len() - 2..],
         ["keys.rotate_root", "keys.retire_root"]

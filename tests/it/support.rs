@@ -95,6 +95,17 @@ impl Env {
         self.ok(&["tenant", "create", name]).trim().to_string()
     }
 
+    /// The action of every system journal entry, oldest first.
+    pub fn system_actions(&self) -> Vec<String> {
+        self.ok(&["audit", "export", "--system"])
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["action"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
     pub fn cert(&self) -> PathBuf {
         self.dir.join("tls/cert.pem")
     }
