@@ -70,6 +70,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::new("SRV-0002", format!("cannot read listen address: {e}")))?;
         tracing::info!(address = %local, data_dir = %dir.display(), root_key = %app.keyring().source(), "listening");
         println!("strongroom: listening on https://{local}");
+        web::notify::notify(&format!("READY=1\nSTATUS=listening on https://{local}"));
+        let watchdog = web::notify::watchdog_interval().map(|every| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    web::notify::notify("WATCHDOG=1");
+                }
+            })
+        });
 
         let closer = {
             let app = app.clone();
@@ -86,10 +96,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         let shutdown = async move {
             web::server::shutdown_signal().await;
             accepting.store(false, Ordering::SeqCst);
+            web::notify::notify("STOPPING=1");
             tracing::info!("shutting down: draining connections");
         };
         web::server::serve(listener, tls_config, web::app(state), shutdown, timeouts).await;
         closer.abort();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         Ok::<(), Failure>(())
     });
     runtime.shutdown_timeout(Duration::from_secs(2));

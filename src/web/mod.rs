@@ -6,6 +6,7 @@
 
 pub mod error;
 mod health;
+pub mod notify;
 pub mod server;
 mod status;
 pub mod tls;

@@ -9,5 +9,7 @@ mod crash;
 mod doctor;
 mod encryption;
 mod keys;
+mod packaging;
 mod server;
 mod support;
+mod systemd;
