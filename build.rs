@@ -1,5 +1,7 @@
 //! Stamps the binary with its git commit and build time for `strongroom --version`.
-//! Honours SOURCE_DATE_EPOCH for reproducible builds.
+//! Honours SOURCE_DATE_EPOCH for reproducible builds. The variables are not named
+//! `STRONGROOM_*`: cargo also sets them when it runs the binary (`cargo run`, tests), and
+//! that prefix is configuration, where an unknown key is an error.
 
 use std::process::Command;
 
@@ -21,8 +23,8 @@ fn main() {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         });
-    println!("cargo:rustc-env=STRONGROOM_GIT_COMMIT={commit}");
-    println!("cargo:rustc-env=STRONGROOM_BUILD_EPOCH={epoch}");
+    println!("cargo:rustc-env=SR_BUILD_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=SR_BUILD_EPOCH={epoch}");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");

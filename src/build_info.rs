@@ -2,11 +2,11 @@
 //! whether it is statically linked. Printed by `strongroom --version` and kept in bug reports.
 
 /// The git commit this binary was built from.
-pub const GIT_COMMIT: &str = env!("STRONGROOM_GIT_COMMIT");
+pub const GIT_COMMIT: &str = env!("SR_BUILD_GIT_COMMIT");
 
 /// Build time, Unix seconds (SOURCE_DATE_EPOCH when set).
 pub fn build_epoch() -> i64 {
-    env!("STRONGROOM_BUILD_EPOCH").parse().unwrap_or(0)
+    env!("SR_BUILD_EPOCH").parse().unwrap_or(0)
 }
 
 /// True when the C runtime is linked in (`-C target-feature=+crt-static`).

@@ -194,10 +194,23 @@ pub fn load(
     explicit: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Loaded, ConfigError> {
+    load_with(explicit, true, env)
+}
+
+/// As [`load`]; with `system_file` false, `/etc/strongroom/config.toml` is not read unless it
+/// is `explicit` (development mode stays self-contained on a machine with an installation).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(
+    explicit: Option<&Path>,
+    system_file: bool,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
     let default_path = Path::new(DEFAULT_CONFIG_PATH);
     let file = match explicit {
         Some(p) => Some(p.to_path_buf()),
-        None if default_path.exists() => Some(default_path.to_path_buf()),
+        None if system_file && default_path.exists() => Some(default_path.to_path_buf()),
         None => None,
     };
     let mut table = toml::Table::new();

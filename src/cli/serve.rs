@@ -23,7 +23,13 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
-    let loaded = load_config(cli)?;
+    // Development mode is self-contained: it ignores /etc/strongroom/config.toml (unless
+    // --config names it), so it never lands on an installed service's data.
+    let loaded = if args.dev {
+        crate::config::load_with(cli.config.as_deref(), false, std::env::vars())?
+    } else {
+        load_config(cli)?
+    };
     let mut config = loaded.config;
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();

@@ -30,3 +30,175 @@ fn the_binary_is_static_and_small() {
     let v = Command::new(&copy).arg("--version").output().unwrap();
     assert!(v.status.success());
 }
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the .deb around the binary under test (no second build), inspects it, and — as
+/// root in CI, on a throwaway machine — installs, upgrades and purges it for real.
+#[test]
+fn the_deb_installs_a_locked_down_service_and_purges_cleanly() {
+    let have_cargo_deb = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_cargo_deb {
+        eprintln!("cargo-deb is not installed (packaging/deb installs it); .deb not built");
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let staged = std::path::Path::new(root).join("target/static");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::copy(BIN, staged.join("strongroom")).unwrap();
+    run(Command::new("strip").arg(staged.join("strongroom")));
+    let out_dir = tempfile::tempdir().unwrap();
+    run(Command::new("cargo")
+        .current_dir(root)
+        .args([
+            "deb",
+            "--no-build",
+            "--no-strip",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--output",
+        ])
+        .arg(out_dir.path()));
+    let deb = out_dir.path().join(format!(
+        "strongroom_{}_amd64.deb",
+        env!("CARGO_PKG_VERSION")
+    ));
+    assert!(deb.exists(), "no {}", deb.display());
+
+    let info = run(Command::new("dpkg-deb").arg("--info").arg(&deb));
+    assert!(info.contains("Package: strongroom"), "{info}");
+    assert!(info.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))));
+    for script in ["postinst", "postrm", "prerm", "conffiles"] {
+        assert!(info.contains(script), "{script} missing: {info}");
+    }
+    let conffiles = run(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(&deb)
+        .arg("Package"));
+    assert_eq!(conffiles.trim(), "strongroom");
+    let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/strongroom"),
+        ("-rw-r--r--", "./lib/systemd/system/strongroom.service"),
+        ("-rw-r--r--", "./etc/strongroom/config.toml"),
+    ] {
+        assert!(
+            contents
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{mode} {path} not in:\n{contents}"
+        );
+    }
+    let ctrl = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(&deb)
+        .arg(ctrl.path()));
+    assert_eq!(
+        std::fs::read_to_string(ctrl.path().join("conffiles"))
+            .unwrap()
+            .trim(),
+        "/etc/strongroom/config.toml"
+    );
+
+    let is_root = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if std::env::var_os("CI").is_none() || !matches!(is_root, Ok(true)) {
+        eprintln!("not root in CI: the package was inspected, not installed");
+        return;
+    }
+    install_upgrade_purge(&deb);
+}
+
+fn install_upgrade_purge(deb: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _ = Command::new("dpkg")
+        .args(["--purge", "strongroom"])
+        .output();
+    run(Command::new("dpkg").arg("-i").arg(deb));
+    let passwd = run(Command::new("getent").args(["passwd", "strongroom"]));
+    assert!(
+        passwd
+            .trim_end()
+            .ends_with(":/var/lib/strongroom:/usr/sbin/nologin"),
+        "{passwd}"
+    );
+    let uid = passwd.split(':').nth(2).unwrap().parse::<u32>().unwrap();
+    for dir in ["/var/lib/strongroom", "/var/log/strongroom"] {
+        let m = std::fs::metadata(dir).unwrap();
+        assert_eq!(
+            (m.permissions().mode() & 0o777, m.uid()),
+            (0o700, uid),
+            "{dir}"
+        );
+    }
+    let key = std::fs::metadata("/etc/strongroom/root.key").unwrap();
+    assert_eq!((key.permissions().mode() & 0o777, key.uid()), (0o600, 0));
+    assert!(std::path::Path::new("/var/lib/strongroom/system.db").exists());
+
+    // The service user works only through the credential, as under systemd.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::copy("/etc/strongroom/root.key", creds.path().join("root-key")).unwrap();
+    run(Command::new("chown")
+        .arg("-R")
+        .arg("strongroom:strongroom")
+        .arg(creds.path()));
+    let as_service = |args: &[&str]| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "strongroom", "--", "env"])
+            .arg(format!("CREDENTIALS_DIRECTORY={}", creds.path().display()))
+            .arg("/usr/bin/strongroom")
+            .args(args);
+        run(&mut c)
+    };
+    let doctor = as_service(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&doctor).unwrap();
+    assert_eq!(v["ok"], true, "{doctor}");
+    let id = as_service(&["tenant", "create", "Installed"]);
+
+    // Upgrade (reinstall): data and configuration stay.
+    std::fs::write("/etc/strongroom/config.toml", "# edited by the operator\ndata_dir = \"/var/lib/strongroom\"\n[keys]\nroot_key_file = \"/etc/strongroom/root.key\"\n").unwrap();
+    run(Command::new("dpkg")
+        .args(["-i", "--force-confold"])
+        .arg(deb));
+    assert!(std::fs::read_to_string("/etc/strongroom/config.toml")
+        .unwrap()
+        .contains("edited by the operator"));
+    assert!(as_service(&["tenant", "list"]).contains(id.trim()));
+    as_service(&["audit", "verify"]);
+
+    // Remove keeps the data; purge takes it all.
+    run(Command::new("dpkg").args(["-r", "strongroom"]));
+    assert!(std::path::Path::new("/var/lib/strongroom/system.db").exists());
+    run(Command::new("dpkg").args(["--purge", "strongroom"]));
+    for gone in [
+        "/var/lib/strongroom",
+        "/var/log/strongroom",
+        "/etc/strongroom/root.key",
+        "/usr/bin/strongroom",
+    ] {
+        assert!(
+            !std::path::Path::new(gone).exists(),
+            "{gone} survived the purge"
+        );
+    }
+    let user = Command::new("getent")
+        .args(["passwd", "strongroom"])
+        .output()
+        .unwrap();
+    assert!(!user.status.success(), "the user survived the purge");
+}

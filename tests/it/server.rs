@@ -303,3 +303,41 @@ async fn readiness_fails_when_the_root_key_is_no_longer_current() {
     assert_eq!(status, 503);
     assert_eq!(v["checks"]["system_writer"], false);
 }
+
+#[test]
+fn serve_dev_is_self_contained_and_runs_under_cargo_s_environment() {
+    // The README's first command: no --data-dir, no --config, the environment cargo gives a
+    // binary it runs. It must create ./strongroom-data and serve.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .current_dir(tmp.path())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env_remove("STRONGROOM_DATA_DIR")
+        .env_remove("STRONGROOM_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let addr = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("strongroom: listening on https://")
+                .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
+        })
+        .expect("serve --dev did not start");
+    let data = tmp.path().join("strongroom-data");
+    let res = crate::support::https(
+        addr,
+        &data.join("tls/cert.pem"),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    assert_eq!(res.status, 200);
+    assert!(data.join("root.key").exists() && data.join("system.db").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+}
