@@ -17,6 +17,9 @@ pub struct Args {
     /// Development mode: data directory ./strongroom-data, created on first start.
     #[arg(long)]
     dev: bool,
+    /// Initialize the data directory first if it holds no installation (containers).
+    #[arg(long)]
+    init: bool,
     /// Log format on stderr and in the log file.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -41,7 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     let addr = config.listen_addr()?;
     let dir = data_dir(cli, &loaded_with(&config), args.dev);
 
-    if args.dev && !dir.join("system.db").exists() {
+    if (args.dev || args.init) && !dir.join("system.db").exists() {
         let report = super::init::initialize(&config, &dir)?;
         super::init::print_report(&report);
     }

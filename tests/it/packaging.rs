@@ -202,3 +202,175 @@ fn install_upgrade_purge(deb: &std::path::Path) {
         .unwrap();
     assert!(!user.status.success(), "the user survived the purge");
 }
+
+/// Builds the OCI archive around the binary under test, checks its layout and digests, has
+/// skopeo read it and umoci unpack it when they are installed, and runs the unpacked binary.
+#[test]
+fn the_oci_image_is_valid_and_its_binary_serves() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 is not installed; OCI image not built");
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("strongroom");
+    std::fs::copy(BIN, &bin).unwrap();
+    run(Command::new("strip").arg(&bin));
+    let archive = dir.path().join("strongroom.oci.tar");
+    run(Command::new("python3")
+        .arg(format!("{root}/packaging/oci-image.py"))
+        .arg("--binary")
+        .arg(&bin)
+        .args([
+            "--version",
+            env!("CARGO_PKG_VERSION"),
+            "--revision",
+            "test",
+            "--out",
+        ])
+        .arg(&archive));
+
+    // The layout, by hand: every blob is named by its digest, and the chain index ->
+    // manifest -> config/layer holds together.
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&layout));
+    let blobs = layout.join("blobs/sha256");
+    for e in std::fs::read_dir(&blobs).unwrap().flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        let digest = hex_sha256(&data);
+        assert_eq!(
+            digest,
+            e.file_name().to_string_lossy(),
+            "blob named by its digest"
+        );
+    }
+    let read = |digest: &str| -> serde_json::Value {
+        let name = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(blobs.join(name)).unwrap()).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["config"]["User"], "10001:10001");
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["serve", "--init"])
+    );
+    assert!(config["config"]["ExposedPorts"]["8443/tcp"].is_object());
+    assert!(config["config"]["Volumes"]["/var/lib/strongroom"].is_object());
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(config["history"].as_array().unwrap().len(), 1);
+
+    if let Ok(out) = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["Architecture"], "amd64");
+        assert_eq!(v["Labels"]["org.opencontainers.image.title"], "strongroom");
+    } else {
+        eprintln!("skopeo is not installed; archive not inspected by it");
+    }
+
+    let rootfs = dir.path().join("bundle/rootfs");
+    let unpacked_by_umoci = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!(
+            "{}:{}",
+            layout.display(),
+            env!("CARGO_PKG_VERSION")
+        ))
+        .arg(dir.path().join("bundle"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !unpacked_by_umoci {
+        eprintln!("umoci is not installed; unpacking the layer with tar");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let layer = manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string();
+        run(Command::new("tar")
+            .arg("-xzf")
+            .arg(blobs.join(layer))
+            .arg("-C")
+            .arg(&rootfs));
+    }
+    for f in [
+        "etc/passwd",
+        "etc/group",
+        "etc/hosts",
+        "etc/nsswitch.conf",
+        "etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(rootfs.join(f).exists(), "{f} missing from the image");
+    }
+    assert!(std::fs::read_to_string(rootfs.join("etc/passwd"))
+        .unwrap()
+        .contains(":10001:10001:"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/nsswitch.conf")).unwrap(),
+        "hosts: files dns\n"
+    );
+
+    // The image's own binary, as the image would start it (serve --init), on loopback.
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let mut child = Command::new(rootfs.join("usr/bin/strongroom"))
+        .args(["serve", "--init", "--listen", "127.0.0.1:0"])
+        .env("STRONGROOM_DATA_DIR", &data)
+        .env("STRONGROOM_CONFIG", dir.path().join("none.toml"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let addr = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("strongroom: listening on https://")
+                .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
+        });
+    let _guard = KillOnDrop(child);
+    let addr = addr.expect("the image's binary did not start");
+    let res = crate::support::https(
+        addr,
+        &data.join("tls/cert.pem"),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    assert_eq!(res.status, 200);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+}
