@@ -25,6 +25,7 @@ use crate::keyring::{Key32, Keyring, KeyringError, RootKeySource};
 use crate::store::{system, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
@@ -40,6 +41,8 @@ pub enum KeysError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     SystemKey(#[from] SystemKeyError),
+    #[error(transparent)]
+    Tenant(crate::tenants::TenantError),
 }
 
 impl KeysError {
@@ -51,6 +54,7 @@ impl KeysError {
             Self::Store(e) => e.code(),
             Self::Keyring(e) => e.code(),
             Self::SystemKey(e) => e.code(),
+            Self::Tenant(e) => e.code(),
         }
     }
 }
@@ -297,4 +301,170 @@ pub fn status(app: &App) -> Result<Vec<KeyStatus>, KeysError> {
         });
     }
     Ok(out)
+}
+
+/// What a tenant key rotation did.
+#[derive(Debug, Serialize)]
+pub struct TenantRotation {
+    pub tenant: String,
+    pub old_version: u32,
+    pub new_version: u32,
+}
+
+/// Where a tenant file re-encrypted under its next key waits until it replaces the live one.
+pub fn rekey_path(data_dir: &Path, id: &crate::tenants::TenantId) -> PathBuf {
+    let mut p = crate::store::tenants::tenant_path(data_dir, id).into_os_string();
+    p.push(".rekey");
+    PathBuf::from(p)
+}
+
+/// Gives a tenant a new data key and re-encrypts its file under it.
+///
+/// 1. The tenant is taken from every other process (refused if one has it open); writes to
+///    it wait, other tenants are untouched.
+/// 2. The file is copied, re-encrypted under the new DEK, to `<id>.db.rekey` (fsync).
+/// 3. One `system.db` transaction adds the new wrapped DEK, makes it current and journals
+///    the rotation with both versions; the old wrapping stays for now.
+/// 4. The copy is renamed over the file.
+/// 5. The old wrapping is destroyed, and the tenant's own journal records the rotation.
+///
+/// A crash before 3 leaves the old key and file; after 3, opening the tenant finishes the
+/// rename (step 4) itself. The journals hold key versions, never key material.
+///
+/// # Errors
+/// Unknown tenant, tenant in use elsewhere, or a storage fault (before step 3: nothing
+/// changed).
+pub fn rotate_tenant(
+    app: &App,
+    actor: &Actor,
+    id: &crate::tenants::TenantId,
+) -> Result<TenantRotation, KeysError> {
+    use crate::store::{self, tenants as st, FileKind, OpenSpec};
+    let start = std::time::Instant::now();
+    // A rotation interrupted earlier is resolved first: its copy may be the live data.
+    crate::tenants::settle(app, id).map_err(tenant_err)?;
+    let (t, old) = crate::tenants::tenant_keys(app, id).map_err(tenant_err)?;
+    let exclusive = app
+        .tenant_stores()
+        .take_exclusive(id)
+        .map_err(|e| match e {
+            StoreError::Busy { .. } => {
+                KeysError::App(crate::app::AppError::InUse(format!("tenant {id}")))
+            }
+            other => other.into(),
+        })?;
+    let result = (|| {
+        let new_version = t.key_version + 1;
+        let new_dek = Key32::random()?;
+        let label = st::tenant_label(id);
+        let path = st::tenant_path(app.data_dir(), id);
+        let staged = rekey_path(app.data_dir(), id);
+        let _ = std::fs::remove_file(&staged);
+        let spec = OpenSpec {
+            path: &path,
+            label: &label,
+            key: old.dek(),
+            key_version: old.version,
+            kind: FileKind::Tenant,
+            create: false,
+            busy_timeout: Duration::from_secs(30),
+            plaintext: false,
+        };
+        store::snapshot::reencrypt(&spec, &staged, &new_dek)?;
+        fault_point(12);
+
+        let wrapped = app.keyring().wrap_dek(id.as_str(), new_version, &new_dek)?;
+        let row = system::KeyRow {
+            tenant_id: id.clone(),
+            version: new_version,
+            root_key_id: app.keyring().root_key_id().to_string(),
+            wrapped,
+            created_us: app.clock().now_us(),
+        };
+        let params = serde_json::json!({ "old_version": old.version, "new_version": new_version });
+        let (tid, a, p) = (id.clone(), actor.clone(), params.clone());
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                system::insert_key_row(tx.conn(), &row).map_err(|e| tx.err(&e))?;
+                system::set_key_version(tx.conn(), &tid, new_version).map_err(|e| tx.err(&e))?;
+                tx.audit(
+                    NewEntry::new(a, "keys.rotate_tenant", tid.as_str())
+                        .params(p)
+                        .since(start),
+                )?;
+                Ok(())
+            })
+            .wait()?;
+        fault_point(13);
+
+        finish_tenant_rekey(app.data_dir(), id).map_err(|e| KeysError::Write {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })?;
+        fault_point(14);
+
+        let (tid, keep) = (id.clone(), new_version);
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
+                Ok(())
+            })
+            .wait()?;
+        app.system().fold_wal();
+        Ok((new_version, params))
+    })();
+    let (new_version, params) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            drop(exclusive);
+            app.tenant_stores().reopen_allowed(id);
+            return Err(e);
+        }
+    };
+    drop(exclusive);
+    app.tenant_stores().reopen_allowed(id);
+    let store = crate::tenants::open_store(app, id).map_err(tenant_err)?;
+    let a = actor.clone();
+    let tid = id.clone();
+    store
+        .writer()
+        .submit(move |tx| {
+            tx.audit(NewEntry::new(a, "keys.rotate_tenant", tid.as_str()).params(params))
+        })
+        .wait()?;
+    Ok(TenantRotation {
+        tenant: id.to_string(),
+        old_version: old.version,
+        new_version,
+    })
+}
+
+/// Step 4 of a tenant rotation, also run when a tenant opens after a crash between the
+/// registry commit and the rename: the re-encrypted copy replaces the file.
+///
+/// # Errors
+/// The rename or the directory sync failed.
+pub fn finish_tenant_rekey(
+    data_dir: &Path,
+    id: &crate::tenants::TenantId,
+) -> std::io::Result<bool> {
+    let staged = rekey_path(data_dir, id);
+    if !staged.exists() {
+        return Ok(false);
+    }
+    let path = crate::store::tenants::tenant_path(data_dir, id);
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    std::fs::rename(&staged, &path)?;
+    crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
+    Ok(true)
+}
+
+fn tenant_err(e: crate::tenants::TenantError) -> KeysError {
+    KeysError::Tenant(e)
 }

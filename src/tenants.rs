@@ -398,8 +398,46 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
 /// # Errors
 /// Unknown or deleted tenant, a key that does not unwrap, or a file that does not open.
 pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
+    settle(app, id)?;
     app.tenant_stores()
         .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))
+}
+
+/// Resolves a tenant key rotation that a crash interrupted. If the re-encrypted copy opens
+/// with the registry's current key, the rotation committed and the copy replaces the file;
+/// otherwise it never committed and the copy is discarded. No-op when nothing is pending.
+///
+/// # Errors
+/// The key cannot be unwrapped, or the file cannot be renamed.
+pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
+    let staged = crate::keys::rekey_path(app.data_dir(), id);
+    if !staged.exists() {
+        return Ok(());
+    }
+    let (_, keys) = tenant_keys(app, id)?;
+    let label = tenant_label(id);
+    let spec = crate::store::OpenSpec {
+        path: &staged,
+        label: &label,
+        key: keys.dek(),
+        key_version: keys.version,
+        kind: crate::store::FileKind::Tenant,
+        create: false,
+        busy_timeout: std::time::Duration::from_secs(10),
+        plaintext: false,
+    };
+    let io = |e: std::io::Error| StoreError::Io {
+        what: label.clone(),
+        reason: format!("cannot settle an interrupted key rotation: {}", e.kind()),
+    };
+    if crate::store::open_connection(&spec, true).is_ok() {
+        tracing::warn!(tenant = %id, "finishing an interrupted tenant key rotation");
+        crate::keys::finish_tenant_rekey(app.data_dir(), id).map_err(io)?;
+    } else {
+        tracing::warn!(tenant = %id, "discarding the copy of a tenant key rotation that never committed");
+        std::fs::remove_file(&staged).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The tenant's current keys, unwrapped from the registry.

@@ -80,6 +80,7 @@ fn system_target(app: &App) -> Target {
 }
 
 fn tenant_target(app: &App, id: &TenantId) -> Result<Target, TenantError> {
+    tenants::settle(app, id)?;
     let (_, keys) = tenants::tenant_keys(app, id)?;
     let anchor = app
         .system()

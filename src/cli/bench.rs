@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::keyring::{Key32, Keyring, RootKeySource, Signer};
 use crate::store::{self, FileKind, OpenSpec, Store, StoreError};
 use crate::tenants::{self, TenantId};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -299,7 +300,10 @@ fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<Exit
                 for i in 0..per_thread {
                     let e = entry(&actor, i);
                     let seq = store.writer().submit(move |tx| tx.audit(e)).wait()?;
-                    println!("{seq}");
+                    // Whoever reads the numbers went away: stop quietly.
+                    if writeln!(std::io::stdout().lock(), "{seq}").is_err() {
+                        break;
+                    }
                 }
                 Ok(())
             })

@@ -13,6 +13,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Give a tenant a new data key and re-encrypt its file (other tenants are untouched).
+    /// Refused while another process has the tenant open.
+    RotateTenant {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List key versions and ages; warns past keys.max_age_days.
     Status {
         #[arg(long)]
@@ -40,6 +47,20 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                         r.old_root_key_id, r.new_root_key_id, r.rewrapped
                     );
                     println!("Restart the server, and replace any copy of the old key file.");
+                }
+                Ok(ExitCode::SUCCESS)
+            }),
+        Command::RotateTenant { id, json } => crate::tenants::TenantId::parse(id)
+            .map_err(Failure::from)
+            .and_then(|id| keys::rotate_tenant(&app, &Actor::cli(), &id).map_err(Failure::from))
+            .and_then(|r| {
+                if *json {
+                    print_json(&r)?;
+                } else {
+                    println!(
+                        "tenant {} re-encrypted: key version {} -> {}",
+                        r.tenant, r.old_version, r.new_version
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }),

@@ -51,3 +51,66 @@ pub fn snapshot(spec: &OpenSpec<'_>, dest: &Path) -> Result<(), StoreError> {
     };
     open_connection(&copy, true).map(|_| ())
 }
+
+/// Writes a copy of the file in `spec` to `dest` encrypted under `new_key` (for a tenant key
+/// rotation), with the same schema version, and checks that it opens with the new key.
+///
+/// # Errors
+/// The source cannot be read, or the copy cannot be written or does not open.
+pub fn reencrypt(
+    spec: &OpenSpec<'_>,
+    dest: &Path,
+    new_key: &crate::keyring::Key32,
+) -> Result<(), StoreError> {
+    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    let conn = open_connection(spec, false)?;
+    let dest_str = dest.to_str().ok_or_else(|| StoreError::Io {
+        what: spec.label.to_string(),
+        reason: "path is not UTF-8".into(),
+    })?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    // The source connection may not create files, and attached databases inherit that: make
+    // the (empty, owner-only) file first.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|e| StoreError::Io {
+                what: spec.label.to_string(),
+                reason: format!("cannot create {}: {}", dest.display(), e.kind()),
+            })?;
+    }
+    let attach = zeroize::Zeroizing::new(format!(
+        "ATTACH DATABASE ?1 AS rekeyed KEY \"x'{}'\"",
+        new_key.to_hex().as_str()
+    ));
+    conn.execute(&attach, [dest_str]).map_err(err)?;
+    let exported = conn
+        .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))
+        .and_then(|()| conn.execute_batch(&format!("PRAGMA rekeyed.user_version = {version}")));
+    let _ = conn.execute_batch("DETACH DATABASE rekeyed");
+    exported.map_err(err)?;
+    drop(conn);
+    let copy = OpenSpec {
+        path: dest,
+        key: new_key,
+        create: false,
+        ..*spec
+    };
+    let check = open_connection(&copy, false)?;
+    check
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(err)?;
+    drop(check);
+    std::fs::File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Io {
+            what: spec.label.to_string(),
+            reason: e.kind().to_string(),
+        })
+}

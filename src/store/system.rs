@@ -201,3 +201,22 @@ pub fn anchor(conn: &Connection, id: &TenantId) -> rusqlite::Result<Option<(u64,
     .optional()
     .map(|o| o.and_then(|(s, h)| h.filter(|_| s > 0).map(|h| (s as u64, h))))
 }
+
+pub fn set_key_version(conn: &Connection, id: &TenantId, version: u32) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET key_version = ?2 WHERE id = ?1",
+        params![id.as_str(), version],
+    )
+}
+
+/// Destroys the tenant's wrapped DEKs older than `keep` (secure_delete overwrites them).
+pub fn delete_key_versions_below(
+    conn: &Connection,
+    id: &TenantId,
+    keep: u32,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM tenant_keys WHERE tenant_id = ?1 AND version < ?2",
+        params![id.as_str(), keep],
+    )
+}

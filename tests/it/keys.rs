@@ -136,3 +136,149 @@ fn a_sigkill_at_any_step_leaves_a_key_that_opens_everything() {
         everything_opens(&env);
     }
 }
+
+fn tenant_file(env: &Env, id: &str) -> std::path::PathBuf {
+    env.dir.join(format!("tenants/{id}.db"))
+}
+
+#[test]
+fn rotate_tenant_reencrypts_one_tenant_and_retires_its_old_key() {
+    let (env, ids) = three_tenants();
+    let (target, others) = (&ids[0], &ids[1..]);
+    let before: Vec<Vec<u8>> = others
+        .iter()
+        .map(|id| std::fs::read(tenant_file(&env, id)).unwrap())
+        .collect();
+    let old_dek = {
+        let app = env.app();
+        let (_, keys) = strongroom::tenants::tenant_keys(
+            &app,
+            &strongroom::tenants::TenantId::parse(target).unwrap(),
+        )
+        .unwrap();
+        let k = keys.dek().duplicate();
+        app.close();
+        k
+    };
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["keys", "rotate-tenant", target, "--json"])).unwrap();
+    assert_eq!(
+        (out["old_version"].as_u64(), out["new_version"].as_u64()),
+        (Some(1), Some(2))
+    );
+    everything_opens(&env);
+    // The old key opens nothing any more; the other tenants' files were not touched.
+    let label = format!("tenant {target}");
+    let path = tenant_file(&env, target);
+    let err = strongroom::store::open_connection(
+        &strongroom::store::OpenSpec {
+            path: &path,
+            label: &label,
+            key: &old_dek,
+            key_version: 1,
+            kind: strongroom::store::FileKind::Tenant,
+            create: false,
+            busy_timeout: std::time::Duration::from_secs(5),
+            plaintext: false,
+        },
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, strongroom::store::StoreError::Decrypt { .. }),
+        "{err}"
+    );
+    for (id, bytes) in others.iter().zip(before) {
+        assert_eq!(
+            std::fs::read(tenant_file(&env, id)).unwrap(),
+            bytes,
+            "{id} changed"
+        );
+    }
+    let app = env.app();
+    let rows = app
+        .system()
+        .read(|c| strongroom::store::system::key_rows(c).map_err(|e| app.system().err(&e)))
+        .unwrap();
+    let versions: Vec<u32> = rows
+        .iter()
+        .filter(|r| r.tenant_id.as_str() == target)
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions, [2], "the old wrapped key is destroyed");
+    app.close();
+    // Both journals record it, with versions and no key material.
+    assert_eq!(env.system_actions().last().unwrap(), "keys.rotate_tenant");
+    let tenant_log = env.ok(&["audit", "export", "--tenant", target]);
+    let last: serde_json::Value = serde_json::from_str(tenant_log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "keys.rotate_tenant");
+    assert_eq!(last["params"]["new_version"], 2);
+}
+
+#[test]
+fn rotate_tenant_survives_a_sigkill_at_every_step() {
+    for step in 12..=14 {
+        let (env, ids) = three_tenants();
+        let id = &ids[1];
+        let before = env.ok(&["audit", "export", "--tenant", id]);
+        let mut child = env
+            .command(&["keys", "rotate-tenant", id])
+            .env("SR_FAULT_ROTATE_STEP", step.to_string())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("fault point reached"));
+        assert!(
+            reached,
+            "step {step}: the rotation never reached its fault point"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever the step, the tenant opens and its history is whole.
+        everything_opens(&env);
+        let after = env.ok(&["audit", "export", "--tenant", id]);
+        assert!(after.starts_with(&before), "step {step}: history changed");
+        assert!(
+            !env.dir.join(format!("tenants/{id}.db.rekey")).exists(),
+            "step {step}"
+        );
+        env.ok(&["keys", "rotate-tenant", id]);
+        everything_opens(&env);
+    }
+}
+
+#[test]
+fn rotate_tenant_refuses_a_tenant_open_elsewhere() {
+    let (env, ids) = three_tenants();
+    let mut child = env
+        .command(&[
+            "bench",
+            "append-loop",
+            "--tenant",
+            &ids[0],
+            "--threads",
+            "1",
+            "--max",
+            "100000000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep reading end open: the child must stay alive and hold the tenant.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let text = env.fails(&["keys", "rotate-tenant", &ids[0]]);
+    assert!(text.contains("stop them first"), "{text}");
+    // Another tenant rotates meanwhile: only the busy one is held.
+    env.ok(&["keys", "rotate-tenant", &ids[1]]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(out);
+    env.ok(&["keys", "rotate-tenant", &ids[0]]);
+    everything_opens(&env);
+}
