@@ -24,6 +24,20 @@ struct StatusPage {
     operational: bool,
     uptime: String,
     checks: Vec<(&'static str, bool)>,
+    /// False when a key is older than `keys.max_age_days`: a notice, not an outage.
+    keys_within_policy: bool,
+}
+
+/// Whether every key is within the configured age policy (true when none is configured).
+async fn keys_within_policy(state: &AppState) -> bool {
+    let app = state.app.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::keys::status(&app)
+            .map(|list| list.iter().all(|k| !k.too_old))
+            .unwrap_or(true)
+    })
+    .await
+    .unwrap_or(true)
 }
 
 fn uptime(state: &AppState) -> String {
@@ -38,6 +52,7 @@ async fn status_page(State(state): State<AppState>) -> Response {
         operational: checks.iter().all(|(_, ok)| *ok),
         uptime: uptime(&state),
         checks,
+        keys_within_policy: keys_within_policy(&state).await,
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
@@ -53,6 +68,7 @@ async fn status_json(State(state): State<AppState>) -> impl IntoResponse {
     let operational = checks.iter().all(|(_, ok)| *ok);
     Json(serde_json::json!({
         "status": if operational { "operational" } else { "degraded" },
+        "keys_within_policy": keys_within_policy(&state).await,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
     }))

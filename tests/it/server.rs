@@ -341,3 +341,57 @@ fn serve_dev_is_self_contained_and_runs_under_cargo_s_environment() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_says_when_a_key_is_past_its_age_policy() {
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    let env = Env::init();
+    let open = |days_later: i64| {
+        let (root, source) =
+            strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
+        let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
+        let mut cfg = strongroom::config::Config::default();
+        cfg.keys.max_age_days = Some(90);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        let clock = Arc::new(strongroom::clock::ManualClock::new(
+            now + days_later * 86_400_000_000,
+        ));
+        Arc::new(strongroom::app::App::with_keyring(&cfg, &env.dir, keyring, clock, false).unwrap())
+    };
+    for (days, due) in [(0, false), (400, true)] {
+        let app = open(days);
+        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+        let get = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                let res = router
+                    .oneshot(
+                        axum::http::Request::get(path)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                String::from_utf8(bytes.to_vec()).unwrap()
+            }
+        };
+        let page = get("/status").await;
+        assert_eq!(
+            page.contains("Key rotation due"),
+            due,
+            "{days} days: {page}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&get("/status.json").await).unwrap();
+        assert_eq!(json["keys_within_policy"], !due);
+        tokio::task::spawn_blocking(move || app.shutdown())
+            .await
+            .unwrap();
+    }
+}
