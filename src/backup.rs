@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MANIFEST_FORMAT: u32 = 1;
+
+/// Told (bytes done, bytes in all) as an archive is written or read; the CLI draws a
+/// progress bar from it on a terminal.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// A [`Progress`] that shows nothing.
+pub fn quiet(_done: u64, _total: u64) {}
 const MAX_MANIFEST: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +217,7 @@ pub fn create(
     out: &Path,
     scope: &Scope,
     sealing: &Sealing,
+    progress: Progress<'_>,
 ) -> Result<Manifest, BackupError> {
     let start = std::time::Instant::now();
     if out.exists() {
@@ -392,6 +400,8 @@ pub fn create(
         w.write_all(&(mjson.len() as u32).to_be_bytes())?;
         w.write_all(&mjson)?;
         let mut buf = vec![0u8; 1 << 20];
+        let total: u64 = manifest.members.iter().map(|m| m.size).sum();
+        let mut done = 0u64;
         for m in &manifest.members {
             if m.name == "root.key" {
                 if let Some(h) = &root_hex {
@@ -409,6 +419,8 @@ pub fn create(
                     break;
                 }
                 w.write_all(&buf[..n])?;
+                done += n as u64;
+                progress(done, total);
             }
         }
         let file = w.finish()?.into_inner().map_err(|e| BackupError::Io {
@@ -480,6 +492,7 @@ pub fn unpack(
     path: &Path,
     opening: Opening<'_>,
     staging_parent: &Path,
+    progress: Progress<'_>,
 ) -> Result<Unpacked, BackupError> {
     let file = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
     let mut inp = std::io::BufReader::with_capacity(1 << 20, file);
@@ -530,6 +543,8 @@ pub fn unpack(
         .map_err(io_err("create a staging directory"))?;
     let mut root_hex: Option<zeroize::Zeroizing<Vec<u8>>> = None;
     let mut buf = vec![0u8; 1 << 20];
+    let total: u64 = manifest.members.iter().map(|m| m.size).sum();
+    let mut done = 0u64;
     for m in &manifest.members {
         let valid_name = m.name == "system.key"
             || m.name == "system.db"
@@ -560,6 +575,8 @@ pub fn unpack(
             while left > 0 {
                 let n = (left as usize).min(buf.len());
                 r.read_exact(&mut buf[..n])?;
+                done += n as u64;
+                progress(done, total);
                 ctx.update(&buf[..n]);
                 f.write_all(&buf[..n])
                     .map_err(io_err(format!("write {}", m.name)))?;
@@ -663,6 +680,16 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
     })
 }
 
+/// How to restore.
+pub struct RestoreOptions<'a> {
+    /// The key or passphrase that opens the archive.
+    pub opening: Opening<'a>,
+    /// Where to write the root key if the target has none (default: the configured file).
+    pub root_key_out: Option<&'a Path>,
+    /// Replace an existing installation (moved aside, not deleted).
+    pub force: bool,
+}
+
 /// What a restore did.
 #[derive(Debug, Serialize)]
 pub struct Restored {
@@ -683,11 +710,15 @@ pub fn restore(
     archive_path: &Path,
     data_dir: &Path,
     config: &crate::config::Config,
-    opening: Opening<'_>,
-    root_key_out: Option<&Path>,
-    force: bool,
+    options: RestoreOptions<'_>,
     actor: &Actor,
+    progress: Progress<'_>,
 ) -> Result<Restored, BackupError> {
+    let RestoreOptions {
+        opening,
+        root_key_out,
+        force,
+    } = options;
     let live = data_dir.join("system.db").exists();
     if live && !force {
         return Err(BackupError::LiveData(data_dir.display().to_string()));
@@ -697,7 +728,7 @@ pub fn restore(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-    let unpacked = unpack(archive_path, opening, parent)?;
+    let unpacked = unpack(archive_path, opening, parent, progress)?;
     if unpacked.manifest.scope != "all" {
         return Err(BackupError::Invalid(
             "this archive holds a single tenant; a whole-installation restore needs an archive made without --tenant".into(),

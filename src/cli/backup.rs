@@ -92,7 +92,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 None => Sealing::Root,
             };
             let app = open_app(cli)?;
-            let r = backup::create(&app, &Actor::cli(), out, &scope, &sealing);
+            let bar = Bar::new("writing");
+            let r = backup::create(&app, &Actor::cli(), out, &scope, &sealing, &|d, t| {
+                bar.set(d, t)
+            });
+            bar.finish();
             app.close();
             let m = r?;
             if *json {
@@ -125,7 +129,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 }
             };
             let staging_parent = std::env::temp_dir();
-            let unpacked = backup::unpack(file, opening, &staging_parent)?;
+            let bar = Bar::new("checking");
+            let unpacked = backup::unpack(file, opening, &staging_parent, &|d, t| bar.set(d, t));
+            bar.finish();
+            let unpacked = unpacked?;
             let report = backup::check_unpacked(&unpacked)?;
             if *json {
                 print_json(&report)?;
@@ -176,15 +183,21 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                     Opening::Root(&keyring)
                 }
             };
+            let bar = Bar::new("restoring");
             let r = backup::restore(
                 file,
                 &dir,
                 &loaded.config,
-                opening,
-                None,
-                *force,
+                backup::RestoreOptions {
+                    opening,
+                    root_key_out: None,
+                    force: *force,
+                },
                 &Actor::cli(),
-            )?;
+                &|d, t| bar.set(d, t),
+            );
+            bar.finish();
+            let r = r?;
             if *json {
                 print_json(&r)?;
             } else {
@@ -201,6 +214,39 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; nothing at all otherwise (scripts, CI).
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(what: &'static str) -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what);
+        Self(Some(bar))
+    }
+
+    fn set(&self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
         }
     }
 }

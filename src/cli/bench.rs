@@ -372,7 +372,14 @@ fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, 
     app.tenant_stores().close_everything();
     let out = work.path().join("bench.srb");
     let start = Instant::now();
-    let manifest = backup::create(&app, &actor, &out, &Scope::All, &Sealing::Root)?;
+    let manifest = backup::create(
+        &app,
+        &actor,
+        &out,
+        &Scope::All,
+        &Sealing::Root,
+        &backup::quiet,
+    )?;
     let create_s = start.elapsed().as_secs_f64();
     let bytes: u64 = manifest.members.iter().map(|m| m.size).sum();
     let mb = bytes as f64 / 1e6;
@@ -381,7 +388,7 @@ fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, 
 
     let keyring = app.keyring().duplicate()?;
     let start = Instant::now();
-    let unpacked = backup::unpack(&out, Opening::Root(&keyring), work.path())?;
+    let unpacked = backup::unpack(&out, Opening::Root(&keyring), work.path(), &backup::quiet)?;
     let report = backup::check_unpacked(&unpacked)?;
     let verify_s = start.elapsed().as_secs_f64();
     if !report.ok {
@@ -400,10 +407,13 @@ fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, 
         &out,
         &target,
         &config,
-        Opening::Root(&keyring),
-        None,
-        false,
+        backup::RestoreOptions {
+            opening: Opening::Root(&keyring),
+            root_key_out: None,
+            force: false,
+        },
         &actor,
+        &backup::quiet,
     )?;
     figure("backup_restore", mb / start.elapsed().as_secs_f64(), "MB/s");
     Ok(ExitCode::SUCCESS)

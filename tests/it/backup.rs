@@ -321,3 +321,24 @@ fn a_single_tenant_archive_does_not_pose_as_a_whole_installation() {
     assert!(text.contains("single tenant"), "{text}");
     assert!(!target.dir.exists());
 }
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let env = Env::init();
+    env.create_tenant("Quiet");
+    let out = archive(&env, "q.srb");
+    let o = env.run(&["backup", "create", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = env.run(&["backup", "verify", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
