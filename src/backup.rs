@@ -631,12 +631,21 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
     let dir = u.dir.path();
     let system_dek = SystemKeyFile::read(&dir.join("system.key"))?.unwrap(&u.keyring)?;
     let signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
-    let keys = [verify::TrustedKey {
+    let sys_path = dir.join("system.db");
+    let sys_spec = spec(&sys_path, "system.db", &system_dek, 1, FileKind::System);
+    let mut keys = vec![verify::TrustedKey {
         id: signer.signing_key_id(),
         public_key: signer.signing_public_key(),
     }];
-    let sys_path = dir.join("system.db");
-    let sys_spec = spec(&sys_path, "system.db", &system_dek, 1, FileKind::System);
+    {
+        let conn = store::open_connection(&sys_spec, true)?;
+        let rows =
+            system::signing_keys(&conn).map_err(|e| StoreError::from_sqlite("system.db", 1, &e))?;
+        keys.extend(
+            rows.into_iter()
+                .map(|(id, public_key)| verify::TrustedKey { id, public_key }),
+        );
+    }
     let mut files = vec![ops::verify_file(&sys_spec, "system", &keys, None, false)];
     let sys_conn = store::open_connection(&sys_spec, true)?;
     let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
@@ -849,5 +858,214 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
+    })
+}
+
+/// What a single-tenant restore did.
+#[derive(Debug, Serialize)]
+pub struct TenantRestored {
+    pub tenant: String,
+    pub key_version: u32,
+    pub replaced_live_tenant: bool,
+}
+
+/// Restores one tenant from an archive into a live installation, which may use another root
+/// key: the tenant's key is re-wrapped under this installation's root key as a new key
+/// version. The tenant's file is replaced (with `force`) or brought back (a deleted or
+/// unknown tenant), its journal continues with a `backup.restore` entry, and the system
+/// journal records the restore. Uses the same crash-safe swap as a tenant key rotation.
+///
+/// # Errors
+/// The archive does not verify or lacks the tenant, the tenant is live without `force`, its
+/// name is taken by another tenant, or another process has it open.
+pub fn restore_tenant(
+    app: &App,
+    archive_path: &Path,
+    id: &TenantId,
+    options: RestoreOptions<'_>,
+    actor: &Actor,
+    progress: Progress<'_>,
+) -> Result<TenantRestored, BackupError> {
+    let start = std::time::Instant::now();
+    let unpacked = unpack(archive_path, options.opening, app.data_dir(), progress)?;
+    let entry = unpacked
+        .manifest
+        .tenants
+        .iter()
+        .find(|t| t.id == id.as_str())
+        .cloned()
+        .ok_or_else(|| BackupError::Invalid(format!("the archive does not hold tenant {id}")))?;
+    let report = check_unpacked(&unpacked)?;
+    if let Some(bad) = report.files.iter().find(|f| !f.ok()) {
+        return Err(BackupError::Invalid(format!(
+            "the archive does not verify ({}); nothing was restored",
+            bad.label
+        )));
+    }
+    // The tenant's key, from the archive's registry, under the archive's root key.
+    let staged_dir = unpacked.dir.path();
+    let system_dek =
+        SystemKeyFile::read(&staged_dir.join("system.key"))?.unwrap(&unpacked.keyring)?;
+    let sys_path = staged_dir.join("system.db");
+    let sys_conn = store::open_connection(
+        &spec(&sys_path, "system.db", &system_dek, 1, FileKind::System),
+        true,
+    )?;
+    let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
+    let wrapped = system::wrapped_dek(
+        &sys_conn,
+        id,
+        entry.key_version,
+        unpacked.keyring.root_key_id(),
+    )
+    .map_err(err)?
+    .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{id}.db")))?;
+    let dek = unpacked
+        .keyring
+        .unwrap_dek(id.as_str(), entry.key_version, &wrapped)?;
+    // The tenant journal's checkpoints were signed by the archive's installation (or by
+    // installations it trusted): keep them verifiable here.
+    let mut foreign = system::signing_keys(&sys_conn).map_err(err)?;
+    let archive_signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
+    foreign.push((
+        archive_signer.signing_key_id(),
+        archive_signer.signing_public_key(),
+    ));
+    foreign.retain(|(kid, _)| *kid != app.signer().signing_key_id());
+    drop(sys_conn);
+
+    let live = match crate::tenants::get(app, id) {
+        Ok(t) => Some(t),
+        Err(crate::tenants::TenantError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let live_active = live
+        .as_ref()
+        .is_some_and(|t| t.status != crate::tenants::TenantStatus::Deleted);
+    if live_active && !options.force {
+        return Err(BackupError::LiveData(format!("tenant {id}")));
+    }
+    let exclusive = app
+        .tenant_stores()
+        .take_exclusive(id)
+        .map_err(|e| match e {
+            StoreError::Busy { .. } => {
+                BackupError::App(app::AppError::InUse(format!("tenant {id}")))
+            }
+            other => other.into(),
+        })?;
+    let outcome = (|| -> Result<u32, BackupError> {
+        crate::tenants::settle(app, id)?;
+        let version = live
+            .as_ref()
+            .map(|t| t.key_version)
+            .unwrap_or(0)
+            .max(entry.key_version)
+            + 1;
+        let staged = crate::keys::rekey_path(app.data_dir(), id);
+        let _ = std::fs::remove_file(&staged);
+        std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
+            .map_err(io_err("stage the tenant file"))?;
+        std::fs::File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("stage the tenant file"))?;
+        let row = system::KeyRow {
+            tenant_id: id.clone(),
+            version,
+            root_key_id: app.keyring().root_key_id().to_string(),
+            wrapped: app.keyring().wrap_dek(id.as_str(), version, &dek)?,
+            created_us: app.clock().now_us(),
+        };
+        let head_hash = hex::decode(&entry.journal_head_hash).unwrap_or_default();
+        let params = serde_json::json!({
+            "archive_created_us": unpacked.manifest.created_us,
+            "key_version": version,
+            "journal_head_seq": entry.journal_head_seq,
+            "trusted_signing_keys": foreign.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        });
+        let (tid, a, existed, name) = (
+            id.clone(),
+            actor.clone(),
+            live.is_some(),
+            entry.name.clone(),
+        );
+        let head_seq = entry.journal_head_seq;
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), crate::tenants::TenantError> {
+                let e = |e: rusqlite::Error| crate::tenants::TenantError::from(tx.err(&e));
+                if system::name_in_use(tx.conn(), &name).map_err(e)?
+                    && system::get(tx.conn(), &tid).map_err(e)?.is_none_or(|t| {
+                        t.status == crate::tenants::TenantStatus::Deleted || t.name != name
+                    })
+                {
+                    return Err(crate::tenants::TenantError::NameTaken(name));
+                }
+                if existed {
+                    system::revive(tx.conn(), &tid, &name, version, tx.now_us()).map_err(e)?;
+                } else {
+                    let t = crate::tenants::Tenant {
+                        id: tid.clone(),
+                        name: name.clone(),
+                        region: None,
+                        status: crate::tenants::TenantStatus::Active,
+                        key_version: version,
+                        created_us: tx.now_us(),
+                    };
+                    system::insert(tx.conn(), &t, &row.root_key_id, &row.wrapped, tx.now_us())
+                        .map_err(e)?;
+                }
+                system::insert_key_row(tx.conn(), &row).map_err(e)?;
+                system::set_anchor(tx.conn(), &tid, head_seq, &head_hash).map_err(e)?;
+                for (kid, public) in &foreign {
+                    system::trust_signing_key(
+                        tx.conn(),
+                        kid,
+                        public,
+                        "backup.restore",
+                        tx.now_us(),
+                    )
+                    .map_err(e)?;
+                }
+                tx.audit(
+                    NewEntry::new(a, "backup.restore", tid.as_str())
+                        .params(params)
+                        .since(start),
+                )?;
+                Ok(())
+            })
+            .wait()?;
+        crate::keys::finish_tenant_rekey(app.data_dir(), id)
+            .map_err(io_err("place the tenant file"))?;
+        let keep = version;
+        let tid = id.clone();
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
+                Ok(())
+            })
+            .wait()?;
+        app.system().fold_wal();
+        Ok(version)
+    })();
+    drop(exclusive);
+    app.tenant_stores().reopen_allowed(id);
+    let version = outcome?;
+    let store = crate::tenants::open_store(app, id)?;
+    let (a, tid) = (actor.clone(), id.clone());
+    store
+        .writer()
+        .submit(move |tx| {
+            tx.audit(
+                NewEntry::new(a, "backup.restore", tid.as_str())
+                    .params(serde_json::json!({ "key_version": version })),
+            )
+        })
+        .wait()?;
+    Ok(TenantRestored {
+        tenant: id.to_string(),
+        key_version: version,
+        replaced_live_tenant: live_active,
     })
 }

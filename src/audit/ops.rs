@@ -34,11 +34,24 @@ impl FileReport {
     }
 }
 
+/// This installation's checkpoint key, and those of installations whose tenant journals
+/// were restored here.
 fn trusted_keys(app: &App) -> Vec<TrustedKey> {
-    vec![TrustedKey {
+    let mut keys = vec![TrustedKey {
         id: app.signer().signing_key_id(),
         public_key: app.signer().signing_public_key(),
-    }]
+    }];
+    let others = app
+        .system()
+        .read(|c| crate::store::system::signing_keys(c).map_err(|e| app.system().err(&e)));
+    match others {
+        Ok(rows) => keys.extend(
+            rows.into_iter()
+                .map(|(id, public_key)| TrustedKey { id, public_key }),
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read trusted signing keys"),
+    }
+    keys
 }
 
 struct Target {

@@ -37,9 +37,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore an archive into --data-dir (refuses live data unless --force).
+    /// Restore an archive into --data-dir (refuses live data unless --force). With --tenant,
+    /// restore that one tenant into the installation already there.
     Restore {
         file: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
         root_key_file: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
@@ -167,6 +170,51 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         }
         Command::Restore {
             file,
+            tenant: Some(tenant),
+            root_key_file,
+            passphrase_file,
+            force,
+            json,
+        } => {
+            let id = TenantId::parse(tenant)?;
+            let keyring;
+            let opening = match passphrase_file {
+                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
+                None => {
+                    keyring = root_keyring(cli, root_key_file.as_deref())?;
+                    Opening::Root(&keyring)
+                }
+            };
+            let app = open_app(cli)?;
+            let bar = Bar::new("restoring");
+            let r = backup::restore_tenant(
+                &app,
+                file,
+                &id,
+                backup::RestoreOptions {
+                    opening,
+                    root_key_out: None,
+                    force: *force,
+                },
+                &Actor::cli(),
+                &|d, t| bar.set(d, t),
+            );
+            bar.finish();
+            app.close();
+            let r = r?;
+            if *json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "restored tenant {} (key version {})",
+                    r.tenant, r.key_version
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            file,
+            tenant: None,
             root_key_file,
             passphrase_file,
             force,

@@ -63,9 +63,25 @@ ALTER TABLE tenants ADD COLUMN journal_anchor_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tenants ADD COLUMN journal_anchor_hash BLOB;
 ";
 
+/// Checkpoint keys of other installations whose tenant journals were restored here: their
+/// checkpoints stay verifiable after the move.
+const SYSTEM_V3_SIGNING_KEYS: &str = "
+CREATE TABLE signing_keys (
+    key_id     TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    origin     TEXT NOT NULL,
+    added_us   INTEGER NOT NULL
+) STRICT;
+";
+
 fn steps(kind: FileKind) -> &'static [&'static str] {
     match kind {
-        FileKind::System => &[JOURNAL_V1, SYSTEM_V1, SYSTEM_V2_ANCHORS],
+        FileKind::System => &[
+            JOURNAL_V1,
+            SYSTEM_V1,
+            SYSTEM_V2_ANCHORS,
+            SYSTEM_V3_SIGNING_KEYS,
+        ],
         FileKind::Tenant => &[JOURNAL_V1],
     }
 }

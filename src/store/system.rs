@@ -220,3 +220,52 @@ pub fn delete_key_versions_below(
         params![id.as_str(), keep],
     )
 }
+
+/// Sets a tenant's journal anchor to exactly (seq, hash): a restore may move it back.
+pub fn set_anchor(
+    conn: &Connection,
+    id: &TenantId,
+    seq: u64,
+    hash: &[u8],
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET journal_anchor_seq = ?2, journal_anchor_hash = ?3 WHERE id = ?1",
+        params![id.as_str(), seq as i64, hash],
+    )
+}
+
+/// Makes a (possibly deleted) registry row live again under `name`, at `key_version`.
+pub fn revive(
+    conn: &Connection,
+    id: &TenantId,
+    name: &str,
+    key_version: u32,
+    now_us: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET status = 'active', name = ?2, key_version = ?3, updated_us = ?4 \
+         WHERE id = ?1",
+        params![id.as_str(), name, key_version, now_us],
+    )
+}
+
+/// Checkpoint-signing public keys trusted besides this installation's own.
+pub fn signing_keys(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
+    let mut st = conn.prepare("SELECT key_id, public_key FROM signing_keys ORDER BY key_id")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+pub fn trust_signing_key(
+    conn: &Connection,
+    key_id: &str,
+    public_key: &[u8],
+    origin: &str,
+    now_us: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO signing_keys (key_id, public_key, origin, added_us) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(key_id) DO NOTHING",
+        params![key_id, public_key, origin, now_us],
+    )
+}

@@ -342,3 +342,71 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn one_tenant_restores_into_a_live_installation() {
+    let env = Env::init();
+    let a = env.create_tenant("Rewound");
+    let b = env.create_tenant("Bystander");
+    let out = archive(&env, "a.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    let at_backup = journal(&env, &a);
+    // Tenant A moves on after the backup; B changes too.
+    env.ok(&["keys", "rotate-tenant", &a]);
+    env.ok(&["keys", "rotate-tenant", &b]);
+    let b_before = journal(&env, &b);
+
+    let text = env.fails(&["backup", "restore", out.to_str().unwrap(), "--tenant", &a]);
+    assert!(text.contains("--force"), "{text}");
+    env.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--tenant",
+        &a,
+        "--force",
+    ]);
+    let after = journal(&env, &a);
+    assert_eq!(
+        &after[..at_backup.len()],
+        &at_backup[..],
+        "back to the backup's history"
+    );
+    assert_eq!(after.len(), at_backup.len() + 1);
+    assert_eq!(after.last().unwrap()["action"], "backup.restore");
+    assert_eq!(journal(&env, &b), b_before, "the other tenant is untouched");
+    env.ok(&["audit", "verify"]);
+    assert_eq!(env.system_actions().last().unwrap(), "backup.restore");
+
+    // A deleted tenant comes back the same way, without --force.
+    env.ok(&["tenant", "delete", &b]);
+    env.ok(&["backup", "restore", out.to_str().unwrap(), "--tenant", &b]);
+    assert!(env.ok(&["tenant", "list"]).contains("Bystander"));
+    env.ok(&["audit", "verify"]);
+
+    // Into another installation with another root key: re-wrapped under that one.
+    let other = Env::init();
+    let key = env.dir.join("root.key");
+    other.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--tenant",
+        &a,
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(other.ok(&["tenant", "list"]).contains("Rewound"));
+    other.ok(&["audit", "verify"]);
+    let missing = "0123456789abcdef0123456789abcdef";
+    let text = other.fails(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--tenant",
+        missing,
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(text.contains("does not hold tenant"), "{text}");
+}
