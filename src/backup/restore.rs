@@ -1,0 +1,361 @@
+//! Restoring a whole installation, or one tenant into a live one.
+
+use super::*;
+
+/// How to restore.
+pub struct RestoreOptions<'a> {
+    /// The key or passphrase that opens the archive.
+    pub opening: Opening<'a>,
+    /// Where to write the root key if the target has none (default: the configured file).
+    pub root_key_out: Option<&'a Path>,
+    /// Replace an existing installation (moved aside, not deleted).
+    pub force: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub data_dir: PathBuf,
+    pub tenants: usize,
+    pub moved_aside: Option<PathBuf>,
+    pub wrote_root_key: bool,
+}
+
+/// Restores a whole installation into `data_dir`: checks everything first (nothing is
+/// touched if anything is wrong), refuses live data unless `force` (then moves it aside),
+/// and records `backup.restore` in the system journal and in every restored tenant journal,
+/// each chain continuing where it was.
+///
+/// # Errors
+/// Any archive or key problem, live data without `force`, or a directory in use.
+pub fn restore(
+    archive_path: &Path,
+    data_dir: &Path,
+    config: &crate::config::Config,
+    options: RestoreOptions<'_>,
+    actor: &Actor,
+    progress: Progress<'_>,
+) -> Result<Restored, BackupError> {
+    let RestoreOptions {
+        opening,
+        root_key_out,
+        force,
+    } = options;
+    let live = data_dir.join("system.db").exists();
+    if live && !force {
+        return Err(BackupError::LiveData(data_dir.display().to_string()));
+    }
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+    let unpacked = unpack(archive_path, opening, parent, progress)?;
+    if unpacked.manifest.scope != "all" {
+        return Err(BackupError::Invalid(
+            "this archive holds a single tenant; a whole-installation restore needs an archive made without --tenant".into(),
+        ));
+    }
+    let report = check_unpacked(&unpacked)?;
+    if !report.ok {
+        let first = report
+            .files
+            .iter()
+            .find(|f| !f.ok())
+            .map(|f| f.label.clone())
+            .unwrap_or_default();
+        return Err(BackupError::Invalid(format!(
+            "the archive does not verify ({first}); nothing was restored"
+        )));
+    }
+    // From here on the archive is known good.
+    use std::os::unix::fs::PermissionsExt;
+    crate::fsutil::create_private_dir(data_dir)
+        .map_err(io_err(format!("create {}", data_dir.display())))?;
+    let lock = app::lock_file(data_dir)?;
+    lock.try_lock()
+        .map_err(|_| app::AppError::InUse(data_dir.display().to_string()))?;
+    let mut moved_aside = None;
+    if live {
+        let aside = data_dir.join(format!("pre-restore-{}", unpacked.manifest.created_us));
+        std::fs::create_dir(&aside).map_err(io_err(format!("create {}", aside.display())))?;
+        for name in [
+            "system.db",
+            "system.db-wal",
+            "system.db-shm",
+            "system.key",
+            "tenants",
+        ] {
+            let from = data_dir.join(name);
+            if from.exists() {
+                std::fs::rename(&from, aside.join(name))
+                    .map_err(io_err(format!("move {name} aside")))?;
+            }
+        }
+        moved_aside = Some(aside);
+    }
+    crate::fsutil::create_private_dir(&data_dir.join("tenants"))
+        .map_err(io_err("create tenants/"))?;
+    let staged = unpacked.dir.path();
+    for m in &unpacked.manifest.members {
+        if m.name == "root.key" {
+            continue;
+        }
+        let to = data_dir.join(&m.name);
+        std::fs::rename(staged.join(&m.name), &to).map_err(io_err(format!("place {}", m.name)))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(format!("set the mode of {}", m.name)))?;
+    }
+    crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
+    crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))?;
+    // The root key: wherever the configuration (or --root-key-file's copy) expects it.
+    let key_file = root_key_out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| app::root_key_file(config, data_dir));
+    let mut wrote_root_key = false;
+    if app::credentials_dir().is_none() && !key_file.exists() {
+        crate::keyring::write_root_key_file(&key_file, &unpacked.keyring.root_key_copy())
+            .map_err(io_err(format!("write {}", key_file.display())))?;
+        wrote_root_key = true;
+    }
+    drop(lock);
+
+    let app = App::open(config, data_dir)?;
+    let n = unpacked.manifest.tenants.len();
+    let params = serde_json::json!({
+        "archive_created_us": unpacked.manifest.created_us,
+        "tenants": n,
+        "replaced_live_data": live,
+    });
+    let journal = |store: &store::Store, target: &str| {
+        let (actor, params, target) = (actor.clone(), params.clone(), target.to_string());
+        store
+            .writer()
+            .submit(move |tx| {
+                tx.audit(NewEntry::new(actor, "backup.restore", &target).params(params))
+            })
+            .wait()
+    };
+    journal(app.system(), "system")?;
+    for t in &unpacked.manifest.tenants {
+        let id = TenantId::parse(&t.id)?;
+        let store = crate::tenants::open_store(&app, &id)?;
+        journal(&store, id.as_str())?;
+    }
+    app.close();
+    Ok(Restored {
+        data_dir: data_dir.to_path_buf(),
+        tenants: n,
+        moved_aside,
+        wrote_root_key,
+    })
+}
+
+/// What a single-tenant restore did.
+#[derive(Debug, Serialize)]
+pub struct TenantRestored {
+    pub tenant: String,
+    pub key_version: u32,
+    pub replaced_live_tenant: bool,
+}
+
+/// Restores one tenant from an archive into a live installation, which may use another root
+/// key: the tenant's key is re-wrapped under this installation's root key as a new key
+/// version. The tenant's file is replaced (with `force`) or brought back (a deleted or
+/// unknown tenant), its journal continues with a `backup.restore` entry, and the system
+/// journal records the restore. Uses the same crash-safe swap as a tenant key rotation.
+///
+/// # Errors
+/// The archive does not verify or lacks the tenant, the tenant is live without `force`, its
+/// name is taken by another tenant, or another process has it open.
+pub fn restore_tenant(
+    app: &App,
+    archive_path: &Path,
+    id: &TenantId,
+    options: RestoreOptions<'_>,
+    actor: &Actor,
+    progress: Progress<'_>,
+) -> Result<TenantRestored, BackupError> {
+    let start = std::time::Instant::now();
+    let unpacked = unpack(archive_path, options.opening, app.data_dir(), progress)?;
+    let entry = unpacked
+        .manifest
+        .tenants
+        .iter()
+        .find(|t| t.id == id.as_str())
+        .cloned()
+        .ok_or_else(|| BackupError::Invalid(format!("the archive does not hold tenant {id}")))?;
+    let report = check_unpacked(&unpacked)?;
+    if let Some(bad) = report.files.iter().find(|f| !f.ok()) {
+        return Err(BackupError::Invalid(format!(
+            "the archive does not verify ({}); nothing was restored",
+            bad.label
+        )));
+    }
+    // The tenant's key, from the archive's registry, under the archive's root key.
+    let staged_dir = unpacked.dir.path();
+    let system_dek =
+        SystemKeyFile::read(&staged_dir.join("system.key"))?.unwrap(&unpacked.keyring)?;
+    let sys_path = staged_dir.join("system.db");
+    let sys_conn = store::open_connection(
+        &spec(&sys_path, "system.db", &system_dek, 1, FileKind::System),
+        true,
+    )?;
+    let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
+    let wrapped = system::wrapped_dek(
+        &sys_conn,
+        id,
+        entry.key_version,
+        unpacked.keyring.root_key_id(),
+    )
+    .map_err(err)?
+    .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{id}.db")))?;
+    let dek = unpacked
+        .keyring
+        .unwrap_dek(id.as_str(), entry.key_version, &wrapped)?;
+    // The tenant journal's checkpoints were signed by the archive's installation (or by
+    // installations it trusted): keep them verifiable here.
+    let mut foreign = system::signing_keys(&sys_conn).map_err(err)?;
+    let archive_signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
+    foreign.push((
+        archive_signer.signing_key_id(),
+        archive_signer.signing_public_key(),
+    ));
+    foreign.retain(|(kid, _)| *kid != app.signer().signing_key_id());
+    drop(sys_conn);
+
+    let live = match crate::tenants::get(app, id) {
+        Ok(t) => Some(t),
+        Err(crate::tenants::TenantError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let live_active = live
+        .as_ref()
+        .is_some_and(|t| t.status != crate::tenants::TenantStatus::Deleted);
+    if live_active && !options.force {
+        return Err(BackupError::LiveData(format!("tenant {id}")));
+    }
+    let exclusive = app
+        .tenant_stores()
+        .take_exclusive(id)
+        .map_err(|e| match e {
+            StoreError::Busy { .. } => {
+                BackupError::App(app::AppError::InUse(format!("tenant {id}")))
+            }
+            other => other.into(),
+        })?;
+    let outcome = (|| -> Result<u32, BackupError> {
+        crate::tenants::settle(app, id)?;
+        let version = live
+            .as_ref()
+            .map(|t| t.key_version)
+            .unwrap_or(0)
+            .max(entry.key_version)
+            + 1;
+        let staged = crate::keys::rekey_path(app.data_dir(), id);
+        let _ = std::fs::remove_file(&staged);
+        std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
+            .map_err(io_err("stage the tenant file"))?;
+        std::fs::File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("stage the tenant file"))?;
+        let row = system::KeyRow {
+            tenant_id: id.clone(),
+            version,
+            root_key_id: app.keyring().root_key_id().to_string(),
+            wrapped: app.keyring().wrap_dek(id.as_str(), version, &dek)?,
+            created_us: app.clock().now_us(),
+        };
+        let head_hash = hex::decode(&entry.journal_head_hash).unwrap_or_default();
+        let params = serde_json::json!({
+            "archive_created_us": unpacked.manifest.created_us,
+            "key_version": version,
+            "journal_head_seq": entry.journal_head_seq,
+            "trusted_signing_keys": foreign.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        });
+        let (tid, a, existed, name) = (
+            id.clone(),
+            actor.clone(),
+            live.is_some(),
+            entry.name.clone(),
+        );
+        let head_seq = entry.journal_head_seq;
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), crate::tenants::TenantError> {
+                let e = |e: rusqlite::Error| crate::tenants::TenantError::from(tx.err(&e));
+                if system::name_in_use(tx.conn(), &name).map_err(e)?
+                    && system::get(tx.conn(), &tid).map_err(e)?.is_none_or(|t| {
+                        t.status == crate::tenants::TenantStatus::Deleted || t.name != name
+                    })
+                {
+                    return Err(crate::tenants::TenantError::NameTaken(name));
+                }
+                if existed {
+                    system::revive(tx.conn(), &tid, &name, version, tx.now_us()).map_err(e)?;
+                } else {
+                    let t = crate::tenants::Tenant {
+                        id: tid.clone(),
+                        name: name.clone(),
+                        region: None,
+                        status: crate::tenants::TenantStatus::Active,
+                        key_version: version,
+                        created_us: tx.now_us(),
+                    };
+                    system::insert(tx.conn(), &t, &row.root_key_id, &row.wrapped, tx.now_us())
+                        .map_err(e)?;
+                }
+                system::insert_key_row(tx.conn(), &row).map_err(e)?;
+                system::set_anchor(tx.conn(), &tid, head_seq, &head_hash).map_err(e)?;
+                for (kid, public) in &foreign {
+                    system::trust_signing_key(
+                        tx.conn(),
+                        kid,
+                        public,
+                        "backup.restore",
+                        tx.now_us(),
+                    )
+                    .map_err(e)?;
+                }
+                tx.audit(
+                    NewEntry::new(a, "backup.restore", tid.as_str())
+                        .params(params)
+                        .since(start),
+                )?;
+                Ok(())
+            })
+            .wait()?;
+        crate::keys::finish_tenant_rekey(app.data_dir(), id)
+            .map_err(io_err("place the tenant file"))?;
+        let keep = version;
+        let tid = id.clone();
+        app.system()
+            .writer()
+            .submit(move |tx| -> Result<(), StoreError> {
+                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
+                Ok(())
+            })
+            .wait()?;
+        app.system().fold_wal();
+        Ok(version)
+    })();
+    drop(exclusive);
+    app.tenant_stores().reopen_allowed(id);
+    let version = outcome?;
+    let store = crate::tenants::open_store(app, id)?;
+    let (a, tid) = (actor.clone(), id.clone());
+    store
+        .writer()
+        .submit(move |tx| {
+            tx.audit(
+                NewEntry::new(a, "backup.restore", tid.as_str())
+                    .params(serde_json::json!({ "key_version": version })),
+            )
+        })
+        .wait()?;
+    Ok(TenantRestored {
+        tenant: id.to_string(),
+        key_version: version,
+        replaced_live_tenant: live_active,
+    })
+}

@@ -1,0 +1,225 @@
+//! Opening an archive: every chunk and member checked, then every journal.
+
+use super::*;
+
+/// The key material needed to open an archive.
+pub enum Opening<'a> {
+    /// A root key (for archives sealed under the root key).
+    Root(&'a Keyring),
+    Passphrase(SecretString),
+}
+
+/// An archive unpacked into a staging directory and checked member by member.
+pub struct Unpacked {
+    pub manifest: Manifest,
+    pub dir: tempfile::TempDir,
+    /// The root key the archive's members are wrapped under.
+    pub keyring: Keyring,
+}
+
+/// Decrypts every chunk and checks every member's size and hash, writing members (still
+/// encrypted under their own keys, except `root.key`, which stays in memory) to a staging
+/// directory under `staging_parent`.
+///
+/// # Errors
+/// Any damage, a wrong key or passphrase, a newer format.
+pub fn unpack(
+    path: &Path,
+    opening: Opening<'_>,
+    staging_parent: &Path,
+    progress: Progress<'_>,
+) -> Result<Unpacked, BackupError> {
+    let file = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut inp = std::io::BufReader::with_capacity(1 << 20, file);
+    let (header, header_bytes) = archive::read_header(&mut inp)?;
+    let key = match (&header.key, &opening) {
+        (KeySpec::Root { root_key_id }, Opening::Root(kr)) => {
+            if root_key_id != kr.root_key_id() {
+                return Err(BackupError::OtherRootKey {
+                    archive: root_key_id.clone(),
+                    given: kr.root_key_id().to_string(),
+                });
+            }
+            kr.backup_key(&header.salt_bytes()?)?
+        }
+        (KeySpec::Root { .. }, Opening::Passphrase(_)) => {
+            return Err(BackupError::Invalid(
+                "this archive is sealed under a root key, not a passphrase: pass --root-key-file"
+                    .into(),
+            ))
+        }
+        (KeySpec::Passphrase { kdf, iterations }, Opening::Passphrase(p)) => {
+            if kdf != "pbkdf2-sha256" {
+                return Err(ArchiveError::BadHeader(format!("unknown kdf {kdf}")).into());
+            }
+            archive::passphrase_key(p.expose().as_bytes(), &header.salt_bytes()?, *iterations)
+        }
+        (KeySpec::Passphrase { .. }, Opening::Root(_)) => return Err(BackupError::NeedsPassphrase),
+    };
+    let mut r = ArchiveReader::new(inp, header, &header_bytes, &key)?;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MANIFEST {
+        return Err(BackupError::BadManifest(format!("{len} bytes")));
+    }
+    let mut mjson = vec![0u8; len];
+    r.read_exact(&mut mjson)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&mjson).map_err(|e| BackupError::BadManifest(e.to_string()))?;
+    if manifest.format > MANIFEST_FORMAT {
+        return Err(ArchiveError::TooNew(manifest.format).into());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(staging_parent)
+        .map_err(io_err("create a staging directory"))?;
+    std::fs::create_dir(dir.path().join("tenants"))
+        .map_err(io_err("create a staging directory"))?;
+    let mut root_hex: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    let total: u64 = manifest.members.iter().map(|m| m.size).sum();
+    let mut done = 0u64;
+    for m in &manifest.members {
+        let valid_name = m.name == "system.key"
+            || m.name == "system.db"
+            || m.name == "root.key"
+            || m.name
+                .strip_prefix("tenants/")
+                .and_then(|n| n.strip_suffix(".db"))
+                .is_some_and(|id| TenantId::parse(id).is_ok());
+        if !valid_name {
+            return Err(BackupError::BadManifest(format!(
+                "unexpected member {:?}",
+                m.name
+            )));
+        }
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut left = m.size;
+        if m.name == "root.key" {
+            if m.size > 256 {
+                return Err(BackupError::MemberMismatch(m.name.clone()));
+            }
+            let mut v = zeroize::Zeroizing::new(vec![0u8; m.size as usize]);
+            r.read_exact(&mut v)?;
+            ctx.update(&v);
+            root_hex = Some(v);
+        } else {
+            let mut f = std::fs::File::create(dir.path().join(&m.name))
+                .map_err(io_err(format!("write {}", m.name)))?;
+            while left > 0 {
+                let n = (left as usize).min(buf.len());
+                r.read_exact(&mut buf[..n])?;
+                done += n as u64;
+                progress(done, total);
+                ctx.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .map_err(io_err(format!("write {}", m.name)))?;
+                left -= n as u64;
+            }
+            f.sync_all().map_err(io_err(format!("write {}", m.name)))?;
+        }
+        if hex::encode(ctx.finish()) != m.sha256 {
+            return Err(BackupError::MemberMismatch(m.name.clone()));
+        }
+    }
+    r.finish()?;
+    let keyring = match (opening, root_hex) {
+        (Opening::Root(kr), _) => kr.duplicate()?,
+        (Opening::Passphrase(_), Some(hexkey)) => {
+            let k = crate::keyring::load_root_key_bytes(&hexkey)
+                .ok_or_else(|| BackupError::MemberMismatch("root.key".into()))?;
+            Keyring::new(k, RootKeySource::Test)?
+        }
+        (Opening::Passphrase(_), None) => {
+            return Err(BackupError::BadManifest(
+                "a passphrase archive without root.key".into(),
+            ))
+        }
+    };
+    if keyring.root_key_id() != manifest.root_key_id {
+        return Err(BackupError::MemberMismatch("root.key".into()));
+    }
+    Ok(Unpacked {
+        manifest,
+        dir,
+        keyring,
+    })
+}
+
+/// What `backup verify` found.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub created_us: i64,
+    pub members: usize,
+    pub bytes: u64,
+    pub files: Vec<ops::FileReport>,
+}
+
+/// Checks an unpacked archive's files: each opens with its key, its pages are sound, its
+/// journal verifies, and each tenant journal reaches the head the manifest recorded.
+///
+/// # Errors
+/// `system.key` or the registry cannot be read at all.
+pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
+    let dir = u.dir.path();
+    let system_dek = SystemKeyFile::read(&dir.join("system.key"))?.unwrap(&u.keyring)?;
+    let signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
+    let sys_path = dir.join("system.db");
+    let sys_spec = spec(&sys_path, "system.db", &system_dek, 1, FileKind::System);
+    let mut keys = vec![verify::TrustedKey {
+        id: signer.signing_key_id(),
+        public_key: signer.signing_public_key(),
+    }];
+    {
+        let conn = store::open_connection(&sys_spec, true)?;
+        let rows =
+            system::signing_keys(&conn).map_err(|e| StoreError::from_sqlite("system.db", 1, &e))?;
+        keys.extend(
+            rows.into_iter()
+                .map(|(id, public_key)| verify::TrustedKey { id, public_key }),
+        );
+    }
+    let mut files = vec![ops::verify_file(&sys_spec, "system", &keys, None, false)];
+    let sys_conn = store::open_connection(&sys_spec, true)?;
+    let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
+    let mut jobs = Vec::new();
+    for t in &u.manifest.tenants {
+        let id = TenantId::parse(&t.id)?;
+        let wrapped = system::wrapped_dek(&sys_conn, &id, t.key_version, u.keyring.root_key_id())
+            .map_err(err)?
+            .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{}.db", t.id)))?;
+        let dek = u.keyring.unwrap_dek(id.as_str(), t.key_version, &wrapped)?;
+        let anchor = system::anchor(&sys_conn, &id).map_err(err)?;
+        jobs.push((t, id, dek, anchor));
+    }
+    drop(sys_conn);
+    files.extend(par_map(&jobs, |(t, id, dek, anchor)| {
+        let path = dir.join(format!("tenants/{}.db", t.id));
+        let label = store::tenants::tenant_label(id);
+        let mut report = ops::verify_file(
+            &spec(&path, &label, dek, t.key_version, FileKind::Tenant),
+            &t.id,
+            &keys,
+            anchor.clone(),
+            false,
+        );
+        if let Some(c) = &report.chain {
+            if c.problem.is_none() && c.head_seq != t.journal_head_seq {
+                report.error = Some(format!(
+                    "the manifest records entry {} as the head, the file ends at {}",
+                    t.journal_head_seq, c.head_seq
+                ));
+            }
+        }
+        report
+    }));
+    Ok(VerifyReport {
+        ok: files.iter().all(ops::FileReport::ok),
+        created_us: u.manifest.created_us,
+        members: u.manifest.members.len(),
+        bytes: u.manifest.members.iter().map(|m| m.size).sum(),
+        files,
+    })
+}
