@@ -2,8 +2,7 @@
 //! encrypted archive ([`crate::store::archive`]) with an authenticated manifest; verification
 //! without restoring; restoration onto a fresh machine given the root key or the passphrase.
 //!
-//! The payload is `u32 BE manifest length, manifest (JSON), then each member's bytes in
-//! manifest order`. Members are `system.key`, `system.db`, `tenants/<id>.db` (all still
+//! The payload is one frame per member, then the manifest ([`create`] has the layout). Members are `system.key`, `system.db`, `tenants/<id>.db` (all still
 //! encrypted under their own keys) and, for a passphrase archive only, `root.key`: such an
 //! archive is meant to restore with the passphrase alone, so the passphrase guards the root
 //! key and must be kept like it.
@@ -191,26 +190,6 @@ fn journal_head(conn: &rusqlite::Connection) -> Result<(u64, String), rusqlite::
     Ok(row
         .map(|(s, h)| (s.max(0) as u64, hex::encode(h)))
         .unwrap_or((0, String::new())))
-}
-
-fn file_member(name: &str, path: &Path) -> Result<Member, BackupError> {
-    let mut f = std::fs::File::open(path).map_err(io_err(format!("read {name}")))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(format!("read {name}")))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok(Member {
-        name: name.to_string(),
-        size,
-        sha256: hex::encode(ctx.finish()),
-    })
 }
 
 /// Maps `f` over `items` on as many threads as there are cores (at most 4), in order.

@@ -57,6 +57,79 @@ pub fn unpack(
         (KeySpec::Passphrase { .. }, Opening::Root(_)) => return Err(BackupError::NeedsPassphrase),
     };
     let mut r = ArchiveReader::new(inp, header, &header_bytes, &key)?;
+    let dir = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(staging_parent)
+        .map_err(io_err("create a staging directory"))?;
+    std::fs::create_dir(dir.path().join("tenants"))
+        .map_err(io_err("create a staging directory"))?;
+    let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut root_hex: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    let mut members: Vec<Member> = Vec::new();
+    loop {
+        let mut nlen = [0u8; 2];
+        r.read_exact(&mut nlen)?;
+        let nlen = u16::from_be_bytes(nlen) as usize;
+        if nlen == 0 {
+            break;
+        }
+        if nlen > 128 {
+            return Err(BackupError::BadManifest(format!(
+                "a member name of {nlen} bytes"
+            )));
+        }
+        let mut name = vec![0u8; nlen];
+        r.read_exact(&mut name)?;
+        let name = String::from_utf8(name)
+            .map_err(|_| BackupError::BadManifest("a member name is not UTF-8".into()))?;
+        let valid_name = name == "system.key"
+            || name == "system.db"
+            || name == "root.key"
+            || name
+                .strip_prefix("tenants/")
+                .and_then(|n| n.strip_suffix(".db"))
+                .is_some_and(|id| TenantId::parse(id).is_ok());
+        if !valid_name || members.iter().any(|m| m.name == name) {
+            return Err(BackupError::BadManifest(format!(
+                "unexpected member {name:?}"
+            )));
+        }
+        let mut size = [0u8; 8];
+        r.read_exact(&mut size)?;
+        let size = u64::from_be_bytes(size);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        if name == "root.key" {
+            if size > 256 {
+                return Err(BackupError::MemberMismatch(name));
+            }
+            let mut v = zeroize::Zeroizing::new(vec![0u8; size as usize]);
+            r.read_exact(&mut v)?;
+            ctx.update(&v);
+            root_hex = Some(v);
+        } else {
+            let mut f = std::fs::File::create(dir.path().join(&name))
+                .map_err(io_err(format!("write {name}")))?;
+            let mut left = size;
+            while left > 0 {
+                let n = (left as usize).min(buf.len());
+                r.read_exact(&mut buf[..n])?;
+                ctx.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .map_err(io_err(format!("write {name}")))?;
+                left -= n as u64;
+                done += n as u64;
+                progress(done, total.max(done));
+            }
+            f.sync_all().map_err(io_err(format!("write {name}")))?;
+        }
+        members.push(Member {
+            name,
+            size,
+            sha256: hex::encode(ctx.finish()),
+        });
+    }
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -70,58 +143,16 @@ pub fn unpack(
     if manifest.format > MANIFEST_FORMAT {
         return Err(ArchiveError::TooNew(manifest.format).into());
     }
-    let dir = tempfile::Builder::new()
-        .prefix(".restore-")
-        .tempdir_in(staging_parent)
-        .map_err(io_err("create a staging directory"))?;
-    std::fs::create_dir(dir.path().join("tenants"))
-        .map_err(io_err("create a staging directory"))?;
-    let mut root_hex: Option<zeroize::Zeroizing<Vec<u8>>> = None;
-    let mut buf = vec![0u8; 1 << 20];
-    let total: u64 = manifest.members.iter().map(|m| m.size).sum();
-    let mut done = 0u64;
-    for m in &manifest.members {
-        let valid_name = m.name == "system.key"
-            || m.name == "system.db"
-            || m.name == "root.key"
-            || m.name
-                .strip_prefix("tenants/")
-                .and_then(|n| n.strip_suffix(".db"))
-                .is_some_and(|id| TenantId::parse(id).is_ok());
-        if !valid_name {
-            return Err(BackupError::BadManifest(format!(
-                "unexpected member {:?}",
-                m.name
-            )));
-        }
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut left = m.size;
-        if m.name == "root.key" {
-            if m.size > 256 {
-                return Err(BackupError::MemberMismatch(m.name.clone()));
-            }
-            let mut v = zeroize::Zeroizing::new(vec![0u8; m.size as usize]);
-            r.read_exact(&mut v)?;
-            ctx.update(&v);
-            root_hex = Some(v);
-        } else {
-            let mut f = std::fs::File::create(dir.path().join(&m.name))
-                .map_err(io_err(format!("write {}", m.name)))?;
-            while left > 0 {
-                let n = (left as usize).min(buf.len());
-                r.read_exact(&mut buf[..n])?;
-                done += n as u64;
-                progress(done, total);
-                ctx.update(&buf[..n]);
-                f.write_all(&buf[..n])
-                    .map_err(io_err(format!("write {}", m.name)))?;
-                left -= n as u64;
-            }
-            f.sync_all().map_err(io_err(format!("write {}", m.name)))?;
-        }
-        if hex::encode(ctx.finish()) != m.sha256 {
-            return Err(BackupError::MemberMismatch(m.name.clone()));
-        }
+    // Every member is exactly the one the manifest lists, in its order.
+    if manifest.members.len() != members.len() {
+        return Err(BackupError::BadManifest(format!(
+            "the manifest lists {} members, the archive holds {}",
+            manifest.members.len(),
+            members.len()
+        )));
+    }
+    if let Some((m, _)) = manifest.members.iter().zip(&members).find(|(a, b)| a != b) {
+        return Err(BackupError::MemberMismatch(m.name.clone()));
     }
     r.finish()?;
     let keyring = match (opening, root_hex) {
