@@ -304,7 +304,7 @@ pub fn status(app: &App) -> Result<Vec<KeyStatus>, KeysError> {
 }
 
 /// What a tenant key rotation did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct TenantRotation {
     pub tenant: String,
     pub old_version: u32,
@@ -346,7 +346,7 @@ pub fn rotate_tenant(
     let (t, old) = crate::tenants::tenant_keys(app, id).map_err(tenant_err)?;
     let exclusive = app
         .tenant_stores()
-        .take_exclusive(id)
+        .take_exclusive(id, crate::store::tenants::Hold::Pause)
         .map_err(|e| match e {
             StoreError::Busy { .. } => {
                 KeysError::App(crate::app::AppError::InUse(format!("tenant {id}")))

@@ -3,6 +3,8 @@
 //!
 //! The crate's map, one line per part:
 
+/// The local admin channel between the CLI and a running server.
+pub mod admin;
 /// One open installation: config, keys, stores; shared by the CLI and the web server.
 pub mod app;
 /// The hash-chained journal: encoding, append, checkpoints, verify, export.

@@ -354,7 +354,7 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
     get(app, id)?;
     let exclusive = app
         .tenant_stores()
-        .take_exclusive(id)
+        .take_exclusive(id, crate::store::tenants::Hold::Remove)
         .map_err(|e| match e {
             StoreError::Busy { .. } => TenantError::InUse(id.to_string()),
             other => other.into(),
@@ -412,6 +412,15 @@ pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
 pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
     let staged = crate::keys::rekey_path(app.data_dir(), id);
     if !staged.exists() {
+        return Ok(());
+    }
+    // A rotation or restore under way (here or in another process) holds the tenant's lock
+    // and owns that copy: leave it alone.
+    let lock_path = crate::store::tenants::tenant_lock_path(app.data_dir(), id);
+    let Ok(lock) = crate::fsutil::open_lock_file(&lock_path) else {
+        return Ok(());
+    };
+    if lock.try_lock().is_err() {
         return Ok(());
     }
     let (_, keys) = tenant_keys(app, id)?;

@@ -237,7 +237,7 @@ pub fn restore_tenant(
     }
     let exclusive = app
         .tenant_stores()
-        .take_exclusive(id)
+        .take_exclusive(id, crate::store::tenants::Hold::Pause)
         .map_err(|e| match e {
             StoreError::Busy { .. } => {
                 BackupError::App(app::AppError::InUse(format!("tenant {id}")))

@@ -34,6 +34,29 @@ impl From<keys::KeysError> for Failure {
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
+    if let Command::RotateTenant { id, json } = cmd {
+        // A running server holds its tenants open: it does the rotation itself, so that
+        // only that tenant's writes wait.
+        let loaded = super::load_config(cli)?;
+        let dir = super::data_dir(cli, &loaded, false);
+        if crate::admin::server_running(&dir) {
+            crate::tenants::TenantId::parse(id)?;
+            let req = crate::admin::Request::RotateTenant { tenant: id.clone() };
+            let answer = crate::admin::call(&dir, &req).map_err(|e| {
+                Failure::new("ADM-0003", format!("cannot reach the running server: {e}"))
+            })?;
+            if !answer.ok {
+                return Err(Failure::new(
+                    "ADM-0004",
+                    format!("{} [{}]", answer.message, answer.code),
+                ));
+            }
+            let r: keys::TenantRotation = serde_json::from_value(answer.result)
+                .map_err(|e| Failure::new("ADM-0005", format!("malformed answer: {e}")))?;
+            print_rotation(&r, *json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let app = open_app(cli)?;
     let result = match cmd {
         Command::RotateRoot { json } => keys::rotate_root(&app, &Actor::cli())
@@ -54,14 +77,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             .map_err(Failure::from)
             .and_then(|id| keys::rotate_tenant(&app, &Actor::cli(), &id).map_err(Failure::from))
             .and_then(|r| {
-                if *json {
-                    print_json(&r)?;
-                } else {
-                    println!(
-                        "tenant {} re-encrypted: key version {} -> {}",
-                        r.tenant, r.old_version, r.new_version
-                    );
-                }
+                print_rotation(&r, *json)?;
                 Ok(ExitCode::SUCCESS)
             }),
         Command::Status { json } => keys::status(&app).map_err(Failure::from).and_then(|list| {
@@ -95,4 +111,16 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     };
     app.close();
     result
+}
+
+fn print_rotation(r: &keys::TenantRotation, json: bool) -> Result<(), Failure> {
+    if json {
+        print_json(r)?;
+    } else {
+        println!(
+            "tenant {} re-encrypted: key version {} -> {}",
+            r.tenant, r.old_version, r.new_version
+        );
+    }
+    Ok(())
 }

@@ -77,6 +77,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         let local = listener
             .local_addr()
             .map_err(|e| Failure::new("SRV-0002", format!("cannot read listen address: {e}")))?;
+        let admin_socket = crate::admin::bind(&dir).map_err(|e| {
+            Failure::new("SRV-0005", format!("cannot bind the admin socket: {e}"))
+        })?;
+        let admin = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::admin::serve(app, admin_socket).await {
+                    tracing::error!(error = %e, "the admin socket stopped");
+                }
+            })
+        };
         tracing::info!(address = %local, data_dir = %dir.display(), root_key = %app.keyring().source(), "listening");
         println!("strongroom: listening on https://{local}");
         web::notify::notify(&format!("READY=1\nSTATUS=listening on https://{local}"));
@@ -110,6 +121,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         };
         web::server::serve(listener, tls_config, web::app(state), shutdown, timeouts).await;
         closer.abort();
+        admin.abort();
+        let _ = std::fs::remove_file(crate::admin::socket_path(&dir));
         if let Some(w) = watchdog {
             w.abort();
         }

@@ -7,9 +7,9 @@ use crate::audit::JournalConfig;
 use crate::clock::Clock;
 use crate::keyring::{Signer, TenantKeys};
 use crate::tenants::TenantId;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Settings shared by every store.
@@ -60,7 +60,9 @@ pub struct TenantStores {
     settings: StoreSettings,
     slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
     /// Tenants being deleted in this process: never (re)opened again.
-    closing: Mutex<HashSet<TenantId>>,
+    closing: Mutex<HashMap<TenantId, Hold>>,
+    /// Signalled when a paused tenant is released.
+    released: Condvar,
 }
 
 /// Path of a tenant's file under the data directory.
@@ -83,6 +85,15 @@ fn open_lock(path: &Path, label: &str) -> Result<std::fs::File, StoreError> {
         what: label.to_string(),
         reason: format!("cannot open lock file: {}", e.kind()),
     })
+}
+
+/// Why a tenant is taken away from everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// For good (deletion): requests fail at once.
+    Remove,
+    /// For a moment (key rotation, restore): requests wait, up to the busy timeout.
+    Pause,
 }
 
 /// Held while one process has a tenant to itself (deletion, re-keying).
@@ -113,7 +124,8 @@ impl TenantStores {
             clock,
             settings,
             slots: Mutex::new(HashMap::new()),
-            closing: Mutex::new(HashSet::new()),
+            closing: Mutex::new(HashMap::new()),
+            released: Condvar::new(),
         }
     }
 
@@ -141,8 +153,26 @@ impl TenantStores {
         let closed = || StoreError::Closed {
             what: tenant_label(id),
         };
-        if self.closing.lock().map_err(|_| closed())?.contains(id) {
-            return Err(closed());
+        {
+            let held = self.closing.lock().map_err(|_| closed())?;
+            match held.get(id) {
+                None => {}
+                Some(Hold::Remove) => return Err(closed()),
+                // Paused (a key rotation, a restore): wait for it, like a busy writer.
+                Some(Hold::Pause) => {
+                    let (held, _) = self
+                        .released
+                        .wait_timeout_while(held, self.settings.busy_timeout, |h| {
+                            h.contains_key(id)
+                        })
+                        .map_err(|_| closed())?;
+                    if held.contains_key(id) {
+                        return Err(StoreError::Busy {
+                            what: tenant_label(id),
+                        });
+                    }
+                }
+            }
         }
         let mut slots = self.slots.lock().map_err(|_| closed())?;
         Ok(slots.entry(id.clone()).or_default().clone())
@@ -201,18 +231,16 @@ impl TenantStores {
     ///
     /// # Errors
     /// [`StoreError::Busy`] when another process (the server) has the tenant open.
-    pub fn take_exclusive(&self, id: &TenantId) -> Result<ExclusiveTenant, StoreError> {
+    pub fn take_exclusive(&self, id: &TenantId, hold: Hold) -> Result<ExclusiveTenant, StoreError> {
         let label = tenant_label(id);
         if let Ok(mut c) = self.closing.lock() {
-            c.insert(id.clone());
+            c.insert(id.clone(), hold);
         }
         self.close(id);
         let path = tenant_lock_path(&self.dir, id);
         let lock = open_lock(&path, &label)?;
         if lock.try_lock().is_err() {
-            if let Ok(mut c) = self.closing.lock() {
-                c.remove(id);
-            }
+            self.reopen_allowed(id);
             return Err(StoreError::Busy { what: label });
         }
         Ok(ExclusiveTenant { _lock: lock, path })
@@ -224,6 +252,7 @@ impl TenantStores {
         if let Ok(mut c) = self.closing.lock() {
             c.remove(id);
         }
+        self.released.notify_all();
     }
 
     /// Closes the tenant's file in this process. Its writer stops at once even if a request

@@ -282,3 +282,106 @@ fn rotate_tenant_refuses_a_tenant_open_elsewhere() {
     env.ok(&["keys", "rotate-tenant", &ids[0]]);
     everything_opens(&env);
 }
+
+#[test]
+fn a_running_server_rotates_a_tenant_key_itself() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let (env, ids) = three_tenants();
+    let server = Server::start(&env, &[]);
+    let sock = env.dir.join("admin.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only the service user and root may talk to it");
+
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["keys", "rotate-tenant", &ids[0], "--json"])).unwrap();
+    assert_eq!(out["new_version"], 2);
+    // A malformed request gets a named error, and the server carries on.
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"{\"op\":\"format_disk\"}\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["code"].as_str()),
+        (Some(false), Some("ADM-0001"))
+    );
+    let bad = env.fails(&["keys", "rotate-tenant", "0123456789abcdef0123456789abcdef"]);
+    assert!(bad.contains("no tenant"), "{bad}");
+    assert_eq!(server.get("/healthz").status, 200);
+
+    assert!(server.terminate().success());
+    assert!(!sock.exists(), "the socket goes with the server");
+    let logs: String = crate::support::all_files(&env.dir.join("logs"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        logs.contains("admin request") && logs.contains("RotateTenant"),
+        "the server did it"
+    );
+    everything_opens(&env);
+    assert_eq!(env.system_actions().last().unwrap(), "keys.rotate_tenant");
+}
+
+#[test]
+fn writes_wait_while_their_tenant_is_rotated_and_other_tenants_carry_on() {
+    use std::sync::Arc;
+    use strongroom::audit::{Actor, NewEntry};
+    use strongroom::tenants::{self, TenantId};
+    let (env, ids) = three_tenants();
+    let app = Arc::new(env.app());
+    let id = TenantId::parse(&ids[0]).unwrap();
+    const N: usize = 300;
+    let writer = {
+        let (app, id) = (app.clone(), id.clone());
+        std::thread::spawn(move || {
+            let mut done = 0;
+            let mut reopened = 0;
+            while done < N {
+                let store = tenants::open_store(&app, &id)
+                    .expect("a paused tenant waits, it does not fail");
+                match store
+                    .writer()
+                    .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "record.write", "x")))
+                    .wait()
+                {
+                    Ok(_) => done += 1,
+                    // The store this write held was closed for the rotation: get it again.
+                    Err(strongroom::store::StoreError::Closed { .. }) => reopened += 1,
+                    Err(e) => panic!("write failed: {e}"),
+                }
+            }
+            reopened
+        })
+    };
+    for _ in 0..3 {
+        strongroom::keys::rotate_tenant(&app, &Actor::system(), &id).unwrap();
+    }
+    let _reopened = writer.join().unwrap();
+    let app = Arc::try_unwrap(app).ok().unwrap();
+    app.close();
+    let log = env.ok(&["audit", "export", "--tenant", &ids[0]]);
+    let actions: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "record.write").count(),
+        N,
+        "no write lost or doubled"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "keys.rotate_tenant")
+            .count(),
+        3
+    );
+    everything_opens(&env);
+}
