@@ -77,6 +77,22 @@ fn root_keyring(cli: &Cli, file: Option<&Path>) -> Result<Keyring, Failure> {
     Ok(Keyring::new(key, source)?)
 }
 
+/// What opens an archive: the passphrase file if one is given, else a root key (the given
+/// file, or the installation's own). `slot` keeps that keyring alive as long as the opening.
+fn opening<'k>(
+    cli: &Cli,
+    passphrase_file: Option<&Path>,
+    root_key_file: Option<&Path>,
+    slot: &'k mut Option<Keyring>,
+) -> Result<Opening<'k>, Failure> {
+    match passphrase_file {
+        Some(p) => Ok(Opening::Passphrase(backup::read_passphrase(p)?)),
+        None => Ok(Opening::Root(
+            slot.insert(root_keyring(cli, root_key_file)?),
+        )),
+    }
+}
+
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     match cmd {
         Command::Create {
@@ -123,14 +139,13 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             json,
         } => {
             super::logging::init_cli();
-            let keyring;
-            let opening = match passphrase_file {
-                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
-                None => {
-                    keyring = root_keyring(cli, root_key_file.as_deref())?;
-                    Opening::Root(&keyring)
-                }
-            };
+            let mut slot = None;
+            let opening = opening(
+                cli,
+                passphrase_file.as_deref(),
+                root_key_file.as_deref(),
+                &mut slot,
+            )?;
             let staging_parent = std::env::temp_dir();
             let bar = Bar::new("checking");
             let unpacked = backup::unpack(file, opening, &staging_parent, &|d, t| bar.set(d, t));
@@ -177,14 +192,13 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             json,
         } => {
             let id = TenantId::parse(tenant)?;
-            let keyring;
-            let opening = match passphrase_file {
-                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
-                None => {
-                    keyring = root_keyring(cli, root_key_file.as_deref())?;
-                    Opening::Root(&keyring)
-                }
-            };
+            let mut slot = None;
+            let opening = opening(
+                cli,
+                passphrase_file.as_deref(),
+                root_key_file.as_deref(),
+                &mut slot,
+            )?;
             let app = open_app(cli)?;
             let bar = Bar::new("restoring");
             let r = backup::restore_tenant(
@@ -223,14 +237,13 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             let loaded = load_config(cli)?;
             super::logging::init_cli();
             let dir = data_dir(cli, &loaded, false);
-            let keyring;
-            let opening = match passphrase_file {
-                Some(p) => Opening::Passphrase(backup::read_passphrase(p)?),
-                None => {
-                    keyring = root_keyring(cli, root_key_file.as_deref())?;
-                    Opening::Root(&keyring)
-                }
-            };
+            let mut slot = None;
+            let opening = opening(
+                cli,
+                passphrase_file.as_deref(),
+                root_key_file.as_deref(),
+                &mut slot,
+            )?;
             let bar = Bar::new("restoring");
             let r = backup::restore(
                 file,

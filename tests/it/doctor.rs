@@ -100,21 +100,10 @@ fn each_kind_of_damage_fails_its_check() {
 
 #[test]
 fn old_keys_are_flagged_by_policy() {
-    use std::sync::Arc;
     let env = Env::init();
     env.create_tenant("Aged");
-    let (root, source) =
-        strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
-    let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
-    let mut cfg = strongroom::config::Config::default();
-    cfg.keys.max_age_days = Some(90);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    let later = now + 400 * 86_400 * 1_000_000;
-    let clock = Arc::new(strongroom::clock::ManualClock::new(later));
-    let app = strongroom::app::App::with_keyring(&cfg, &env.dir, keyring, clock, false).unwrap();
+    let app = crate::support::app_days_later(&env, 400, 90);
+    let later = crate::support::now_us() + 400 * 86_400_000_000;
     let keys = strongroom::keys::status(&app).unwrap();
     assert!(keys.iter().all(|k| k.too_old), "{keys:?}");
     assert!(keys.iter().all(|k| k.age_days >= Some(399)), "{keys:?}");

@@ -342,13 +342,7 @@ fn the_oci_image_is_valid_and_its_binary_serves() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let addr = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("strongroom: listening on https://")
-                .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
-        });
+    let addr = crate::support::wait_listening(child.stdout.take().unwrap());
     let _guard = KillOnDrop(child);
     let addr = addr.expect("the image's binary did not start");
     let res = crate::support::https(

@@ -319,13 +319,7 @@ fn serve_dev_is_self_contained_and_runs_under_cargo_s_environment() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let addr = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("strongroom: listening on https://")
-                .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
-        })
+    let addr = crate::support::wait_listening(child.stdout.take().unwrap())
         .expect("serve --dev did not start");
     let data = tmp.path().join("strongroom-data");
     let res = crate::support::https(
@@ -347,21 +341,7 @@ async fn the_status_page_says_when_a_key_is_past_its_age_policy() {
     use std::sync::Arc;
     use tower::ServiceExt;
     let env = Env::init();
-    let open = |days_later: i64| {
-        let (root, source) =
-            strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
-        let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
-        let mut cfg = strongroom::config::Config::default();
-        cfg.keys.max_age_days = Some(90);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64;
-        let clock = Arc::new(strongroom::clock::ManualClock::new(
-            now + days_later * 86_400_000_000,
-        ));
-        Arc::new(strongroom::app::App::with_keyring(&cfg, &env.dir, keyring, clock, false).unwrap())
-    };
+    let open = |days_later: i64| Arc::new(crate::support::app_days_later(&env, days_later, 90));
     for (days, due) in [(0, false), (400, true)] {
         let app = open(days);
         let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));

@@ -371,3 +371,36 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Reads a server's stdout until its "listening on" line; returns the address.
+pub fn wait_listening(stdout: std::process::ChildStdout) -> Option<SocketAddr> {
+    BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("strongroom: listening on https://")
+                .and_then(|a| a.parse().ok())
+        })
+}
+
+/// Opens the installation in-process with a clock `days_later` days ahead and a key-age
+/// policy of `max_age_days`.
+pub fn app_days_later(env: &Env, days_later: i64, max_age_days: u64) -> strongroom::app::App {
+    use std::sync::Arc;
+    let (root, source) =
+        strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
+    let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
+    let mut cfg = strongroom::config::Config::default();
+    cfg.keys.max_age_days = Some(max_age_days);
+    let clock = Arc::new(strongroom::clock::ManualClock::new(
+        now_us() + days_later * 86_400_000_000,
+    ));
+    strongroom::app::App::with_keyring(&cfg, &env.dir, keyring, clock, false).unwrap()
+}
+
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
