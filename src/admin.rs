@@ -112,6 +112,11 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::UnixListener) -> std::io
         let app = app.clone();
         tokio::spawn(async move {
             let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+            // Only root and the service's own user, whatever the socket's mode says.
+            if uid != 0 && Some(uid) != own_uid() {
+                tracing::warn!(uid, "admin request from another user refused");
+                return;
+            }
             let actor = Actor {
                 kind: ActorKind::Cli,
                 id: format!("uid:{uid}"),
@@ -135,4 +140,9 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::UnixListener) -> std::io
             }
         });
     }
+}
+
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).ok()
 }

@@ -114,7 +114,9 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
 
     // 1.
     let next = next_key_path(&key_file);
-    let mut text = new.root_hex();
+    // Sized up front: a reallocation would leave an unwiped copy of the key behind.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(80));
+    text.push_str(&new.root_hex());
     text.push('\n');
     crate::fsutil::replace_atomically(&next, text.as_bytes(), 0o600)
         .map_err(|e| write_err(&next, e))?;

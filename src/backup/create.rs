@@ -25,6 +25,15 @@ pub fn create(
     progress: Progress<'_>,
 ) -> Result<Manifest, BackupError> {
     let start = std::time::Instant::now();
+    if matches!((scope, sealing), (Scope::Tenant(_), Sealing::Passphrase(_))) {
+        // A passphrase archive carries the root key, which opens every tenant: one tenant's
+        // export must not.
+        return Err(BackupError::Invalid(
+            "a single-tenant archive cannot be sealed with a passphrase (it would carry the \
+             root key of every tenant); seal it with the root key instead"
+                .into(),
+        ));
+    }
     if out.exists() {
         return Err(BackupError::Invalid(format!(
             "{} exists; choose a new file name",
@@ -114,7 +123,9 @@ pub fn create(
         ];
         let tenants = snapshot_into(app, sdir, &jobs, &mut sink, &mut members)?;
         if let Sealing::Passphrase(_) = sealing {
-            let mut h = app.keyring().root_hex();
+            // Sized up front: a reallocation would leave an unwiped copy of the key behind.
+            let mut h = zeroize::Zeroizing::new(String::with_capacity(80));
+            h.push_str(&app.keyring().root_hex());
             h.push('\n');
             members.push(sink.bytes("root.key", h.as_bytes())?);
         }

@@ -45,12 +45,39 @@ pub fn restore(
     if live && !force {
         return Err(BackupError::LiveData(data_dir.display().to_string()));
     }
-    let parent = data_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-    let unpacked = unpack(archive_path, opening, parent, progress)?;
+    // Staging lives inside the data directory, on the same filesystem as its final place (the
+    // directory may be a mount point). A directory this call creates goes again on failure.
+    let created_dir = !data_dir.exists();
+    let result = restore_into(
+        archive_path,
+        data_dir,
+        config,
+        opening,
+        root_key_out,
+        live,
+        actor,
+        progress,
+    );
+    if result.is_err() && created_dir {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_into(
+    archive_path: &Path,
+    data_dir: &Path,
+    config: &crate::config::Config,
+    opening: Opening<'_>,
+    root_key_out: Option<&Path>,
+    live: bool,
+    actor: &Actor,
+    progress: Progress<'_>,
+) -> Result<Restored, BackupError> {
+    crate::fsutil::create_private_dir(data_dir)
+        .map_err(io_err(format!("create {}", data_dir.display())))?;
+    let unpacked = unpack(archive_path, opening, data_dir, progress)?;
     if unpacked.manifest.scope != "all" {
         return Err(BackupError::Invalid(
             "this archive holds a single tenant; a whole-installation restore needs an archive made without --tenant".into(),
@@ -75,10 +102,41 @@ pub fn restore(
     let lock = app::lock_file(data_dir)?;
     lock.try_lock()
         .map_err(|_| app::AppError::InUse(data_dir.display().to_string()))?;
+    // The root key the restored installation will open with must be the archive's: check the
+    // one already in place (a credential, or the configured key file) before anything moves,
+    // and write the archive's first where there is none.
+    let key_file = root_key_out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| app::root_key_file(config, data_dir));
+    let present = match crate::keyring::load_root_key(app::credentials_dir().as_deref(), &key_file)
+    {
+        Ok((k, source)) => Some((crate::keyring::root_key_id(&k)?, source)),
+        Err(crate::keyring::KeyringError::RootKeyMissing { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut wrote_root_key = false;
+    match present {
+        Some((id, source)) if id != unpacked.keyring.root_key_id() => {
+            return Err(BackupError::Invalid(format!(
+                "the root key in {source} (id {id}) is not the archive's (id {}); move it away or \
+                 install the archive's key there first; nothing was restored",
+                unpacked.keyring.root_key_id()
+            )));
+        }
+        Some(_) => {}
+        None => {
+            crate::keyring::write_root_key_file(&key_file, &unpacked.keyring.root_key_copy())
+                .map_err(io_err(format!("write {}", key_file.display())))?;
+            wrote_root_key = true;
+        }
+    }
     let mut moved_aside = None;
     if live {
-        let aside = data_dir.join(format!("pre-restore-{}", unpacked.manifest.created_us));
-        std::fs::create_dir(&aside).map_err(io_err(format!("create {}", aside.display())))?;
+        let aside = tempfile::Builder::new()
+            .prefix("pre-restore-")
+            .tempdir_in(data_dir)
+            .map_err(io_err("create a pre-restore directory"))?
+            .keep();
         for name in [
             "system.db",
             "system.db-wal",
@@ -108,16 +166,6 @@ pub fn restore(
     }
     crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
     crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))?;
-    // The root key: wherever the configuration (or --root-key-file's copy) expects it.
-    let key_file = root_key_out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| app::root_key_file(config, data_dir));
-    let mut wrote_root_key = false;
-    if app::credentials_dir().is_none() && !key_file.exists() {
-        crate::keyring::write_root_key_file(&key_file, &unpacked.keyring.root_key_copy())
-            .map_err(io_err(format!("write {}", key_file.display())))?;
-        wrote_root_key = true;
-    }
     drop(lock);
 
     let app = App::open(config, data_dir)?;
@@ -177,6 +225,7 @@ pub fn restore_tenant(
     progress: Progress<'_>,
 ) -> Result<TenantRestored, BackupError> {
     let start = std::time::Instant::now();
+    let start_us = app.clock().now_us();
     let unpacked = unpack(archive_path, options.opening, app.data_dir(), progress)?;
     let entry = unpacked
         .manifest
@@ -235,6 +284,9 @@ pub fn restore_tenant(
     if live_active && !options.force {
         return Err(BackupError::LiveData(format!("tenant {id}")));
     }
+    // An interrupted rotation is resolved first, while nobody holds the tenant: its copy may
+    // be the live data.
+    crate::tenants::settle(app, id)?;
     let exclusive = app
         .tenant_stores()
         .take_exclusive(id, crate::store::tenants::Hold::Pause)
@@ -245,7 +297,6 @@ pub fn restore_tenant(
             other => other.into(),
         })?;
     let outcome = (|| -> Result<u32, BackupError> {
-        crate::tenants::settle(app, id)?;
         let version = live
             .as_ref()
             .map(|t| t.key_version)
@@ -256,8 +307,16 @@ pub fn restore_tenant(
         let _ = std::fs::remove_file(&staged);
         std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
             .map_err(io_err("stage the tenant file"))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err("stage the tenant file"))?;
+        }
         std::fs::File::open(&staged)
             .and_then(|f| f.sync_all())
+            .map_err(io_err("stage the tenant file"))?;
+        // The copy's directory entry must be durable before the registry points at its key.
+        crate::fsutil::sync_dir(&app.data_dir().join("tenants"))
             .map_err(io_err("stage the tenant file"))?;
         let row = system::KeyRow {
             tenant_id: id.clone(),
@@ -339,6 +398,21 @@ pub fn restore_tenant(
         app.system().fold_wal();
         Ok(version)
     })();
+    if outcome.is_err() {
+        // Never committed: the staged copy must not be taken for a pending swap later.
+        let staged = crate::keys::rekey_path(app.data_dir(), id);
+        let committed = app
+            .system()
+            .read(|c| system::key_rows(c).map_err(|e| app.system().err(&e)))
+            .map(|rows| {
+                rows.iter()
+                    .any(|r| &r.tenant_id == id && r.created_us >= start_us)
+            })
+            .unwrap_or(true);
+        if !committed {
+            let _ = std::fs::remove_file(&staged);
+        }
+    }
     drop(exclusive);
     app.tenant_stores().reopen_allowed(id);
     let version = outcome?;

@@ -49,6 +49,9 @@ pub fn unpack(
             ))
         }
         (KeySpec::Passphrase { kdf, iterations }, Opening::Passphrase(p)) => {
+            if *iterations > 10_000_000 {
+                return Err(ArchiveError::BadHeader(format!("{iterations} KDF iterations")).into());
+            }
             if kdf != "pbkdf2-sha256" {
                 return Err(ArchiveError::BadHeader(format!("unknown kdf {kdf}")).into());
             }
@@ -109,8 +112,15 @@ pub fn unpack(
             ctx.update(&v);
             root_hex = Some(v);
         } else {
-            let mut f = std::fs::File::create(dir.path().join(&name))
-                .map_err(io_err(format!("write {name}")))?;
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(dir.path().join(&name))
+                    .map_err(io_err(format!("write {name}")))?
+            };
             let mut left = size;
             while left > 0 {
                 let n = (left as usize).min(buf.len());

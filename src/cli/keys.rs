@@ -70,6 +70,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                         r.old_root_key_id, r.new_root_key_id, r.rewrapped
                     );
                     println!("Restart the server, and replace any copy of the old key file.");
+                    println!(
+                        "Archives sealed under the old root key need the old key to restore: keep it \
+                         with them, or make a fresh backup now."
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }),

@@ -109,6 +109,7 @@ pub fn reencrypt(
     drop(check);
     std::fs::File::open(dest)
         .and_then(|f| f.sync_all())
+        .and_then(|()| crate::fsutil::sync_dir(dest.parent().unwrap_or_else(|| Path::new("."))))
         .map_err(|e| StoreError::Io {
             what: spec.label.to_string(),
             reason: e.kind().to_string(),

@@ -410,3 +410,51 @@ fn one_tenant_restores_into_a_live_installation() {
     ]);
     assert!(text.contains("does not hold tenant"), "{text}");
 }
+
+#[test]
+fn a_restore_that_would_not_open_is_refused_before_anything_moves() {
+    let env = Env::init();
+    env.create_tenant("Keyed");
+    let out = archive(&env, "a.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    // A target whose configured root key is another one: restoring would seal the data
+    // away from the key the installation opens with.
+    let target = Env::init();
+    target.create_tenant("Stays");
+    let key = env.dir.join("root.key");
+    let text = target.fails(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--force",
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("is not the archive's") && text.contains("nothing was restored"),
+        "{text}"
+    );
+    assert!(
+        target.ok(&["tenant", "list"]).contains("Stays"),
+        "the live data did not move"
+    );
+
+    // One tenant's archive cannot carry the root key of all of them.
+    let pw = env.tmp.path().join("pw");
+    std::fs::write(&pw, PASS).unwrap();
+    let id = env.create_tenant("Solo");
+    let text = env.fails(&[
+        "backup",
+        "create",
+        "--out",
+        archive(&env, "solo.srb").to_str().unwrap(),
+        "--tenant",
+        &id,
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("cannot be sealed with a passphrase"),
+        "{text}"
+    );
+}
