@@ -43,7 +43,19 @@ impl Env {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.command_under(&[], args)
+    }
+
+    /// Like `command`, with the binary run by a wrapper such as `strace -f`.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         c.arg("--data-dir")
             .arg(&self.dir)
             .arg("--config")
@@ -147,10 +159,15 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on 127.0.0.1:0 and waits for its "listening on" line.
     pub fn start(env: &Env, extra: &[&str]) -> Self {
+        Self::start_under(env, &[], extra)
+    }
+
+    /// Like `start`, with the binary run by a wrapper such as `strace -f`.
+    pub fn start_under(env: &Env, wrapper: &[&str], extra: &[&str]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = env
-            .command(&args)
+            .command_under(wrapper, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
