@@ -296,6 +296,16 @@ impl App {
         &self.data_dir
     }
 
+    /// True when the root key was read from a file inside the data directory. Then a copy of
+    /// the directory, or a snapshot of the volume, carries the key that opens it.
+    pub fn root_key_beside_data(&self) -> bool {
+        let crate::keyring::RootKeySource::KeyFile(file) = self.keyring.source() else {
+            return false;
+        };
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canonical(file).starts_with(canonical(&self.data_dir))
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

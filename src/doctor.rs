@@ -33,20 +33,31 @@ fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check
     }
 }
 
+/// Why a root key inside the data directory is worth a warning, and the ways out.
+pub const ROOT_KEY_BESIDE_DATA: &str = "it is inside the data directory, so a copy of that \
+directory carries the key that opens it; keep it elsewhere (keys.root_key_file, the systemd \
+credential root-key, or a container secret)";
+
 /// Runs every check. With `quick`, journals are checked against their last checkpoint
 /// instead of walked in full.
 pub fn run(app: &App, quick: bool, now_secs: i64) -> Vec<Check> {
-    let mut out = vec![
-        check("config", Status::Ok, "configuration is valid"),
+    let loaded = format!(
+        "loaded from {} (id {})",
+        app.keyring().source(),
+        app.keyring().root_key_id()
+    );
+    let root_key = if app.root_key_beside_data() {
         check(
             "root_key",
-            Status::Ok,
-            format!(
-                "loaded from {} (id {})",
-                app.keyring().source(),
-                app.keyring().root_key_id()
-            ),
-        ),
+            Status::Warn,
+            format!("{loaded}; {ROOT_KEY_BESIDE_DATA}"),
+        )
+    } else {
+        check("root_key", Status::Ok, loaded)
+    };
+    let mut out = vec![
+        check("config", Status::Ok, "configuration is valid"),
+        root_key,
     ];
     out.push(file_modes(app));
     out.extend(journals(app, quick));

@@ -8,7 +8,11 @@ pub enum Command {
     /// Validate the configuration; names any bad key and exits non-zero.
     Check,
     /// Print the effective configuration as TOML.
-    Show,
+    Show {
+        /// Print it as one JSON object instead, for scripts and configuration management.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
@@ -26,9 +30,15 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 println!("  from environment: {}", loaded.env_keys.join(", "));
             }
         }
-        Command::Show => {
-            let text = toml::to_string_pretty(&loaded.config)
-                .map_err(|e| Failure::new("CFG-0005", format!("cannot render: {e}")))?;
+        Command::Show { json } => {
+            let text = if *json {
+                serde_json::to_string_pretty(&loaded.config)
+                    .map(|t| t + "\n")
+                    .map_err(|e| e.to_string())
+            } else {
+                toml::to_string_pretty(&loaded.config).map_err(|e| e.to_string())
+            }
+            .map_err(|e| Failure::new("CFG-0005", format!("cannot render: {e}")))?;
             print!("{text}");
         }
     }

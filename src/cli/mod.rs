@@ -100,6 +100,10 @@ impl Failure {
 
 /// Runs the parsed command line; the exit code is non-zero on any failure.
 pub fn run(cli: Cli) -> ExitCode {
+    // Everything Strongroom writes (stores, keys, archives, exports, rolled logs) is for its
+    // own user only, whatever umask the shell or the container runtime handed down. Files
+    // that must be shared are widened explicitly.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let result = match cli.command {
         Command::Init(ref a) => init::run(&cli, a),
         Command::Tenant(ref c) => tenant::run(&cli, c),

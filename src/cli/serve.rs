@@ -53,6 +53,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
 
     // Fail closed: without the root key and a readable system.db there is no service.
     let app = Arc::new(App::open(&config, &dir)?);
+    if !args.dev && app.root_key_beside_data() {
+        tracing::warn!(
+            "root key {}: {}",
+            app.keyring().source(),
+            crate::doctor::ROOT_KEY_BESIDE_DATA
+        );
+    }
     let _single = lock_server(&dir)?;
     let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),

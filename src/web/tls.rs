@@ -86,7 +86,7 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<bool, TlsError> {
         &zeroize::Zeroizing::new(key.serialize_pem()),
         0o600,
     )?;
-    write(&cert_path, &cert.pem(), 0o644)?;
+    write(&cert_path, &cert.pem(), 0o600)?;
     Ok(true)
 }
 

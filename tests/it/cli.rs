@@ -250,6 +250,13 @@ fn config_check_names_bad_keys() {
     assert!(out.contains("configuration is valid"), "{out}");
     let shown = env.ok(&["config", "show"]);
     assert!(shown.contains("listen = \"127.0.0.1:9443\""), "{shown}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["config", "show", "--json"])).unwrap();
+    assert_eq!(json["server"]["listen"], "127.0.0.1:9443", "{json}");
+    // Every section of the TOML rendering is in the JSON one too.
+    let sections = shown.lines().filter(|l| l.starts_with('[')).count();
+    let tables = json.as_object().unwrap().values().filter(|v| v.is_object());
+    assert_eq!(tables.count(), sections, "{json}\n{shown}");
 
     std::fs::write(
         &env.config,
@@ -341,4 +348,41 @@ fn a_tenant_open_in_another_process_is_not_deleted_under_it() {
     drop(out);
     env.ok(&["tenant", "delete", &id, "--yes"]);
     assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
+}
+
+#[test]
+fn files_are_private_whatever_the_inherited_umask() {
+    // A shell or container runtime may hand down umask 022; nothing written may follow it.
+    let wide = ["sh", "-c", "umask 022; exec \"$0\" \"$@\""];
+    let env = Env::new();
+    let out = env.command_under(&wide, &["init"]).output().unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let out = env
+        .command_under(&wide, &["tenant", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let server = crate::support::Server::start_under(&env, &wide, &[]);
+    assert_eq!(server.get("/healthz").status, 200);
+    assert!(server.terminate().success());
+    let archive = env.tmp.path().join("out.srbk");
+    let out = env
+        .command_under(
+            &wide,
+            &["backup", "create", "--out", archive.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+
+    let mut files = crate::support::all_files(&env.dir);
+    files.push(archive);
+    assert!(
+        files.iter().any(|p| p.starts_with(env.dir.join("logs"))),
+        "the server wrote no log file: {files:?}"
+    );
+    for f in files {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", f.display());
+    }
 }

@@ -136,3 +136,26 @@ fn version_names_the_build() {
         assert!(text.contains(field), "{field}: {text}");
     }
 }
+
+#[test]
+fn a_root_key_inside_the_data_directory_is_a_warning() {
+    let env = Env::init();
+    let (ok, v) = doctor(&env, &[]);
+    assert!(ok, "{v}");
+    let (s, detail) = status(&v, "root_key");
+    assert_eq!(s, "warn", "{v}");
+    assert!(detail.contains("inside the data directory"), "{v}");
+
+    // Moved out of the data directory, as the .deb and the systemd credential arrange it.
+    let key = env.tmp.path().join("keys/root.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::rename(env.dir.join("root.key"), &key).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("[keys]\nroot_key_file = {:?}\n", key.to_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, v) = doctor(&env, &[]);
+    assert!(ok, "{v}");
+    assert_eq!(status(&v, "root_key").0, "ok", "{v}");
+}
