@@ -34,16 +34,16 @@ impl FileReport {
     }
 }
 
-/// This installation's checkpoint key, and those of installations whose tenant journals
-/// were restored here.
-fn trusted_keys(app: &App) -> Vec<TrustedKey> {
+/// This installation's checkpoint key, and for a tenant journal restored from another
+/// installation, the keys trusted for that journal alone.
+fn trusted_keys(app: &App, journal: &str) -> Vec<TrustedKey> {
     let mut keys = vec![TrustedKey {
         id: app.signer().signing_key_id(),
         public_key: app.signer().signing_public_key(),
     }];
     let others = app
         .system()
-        .read(|c| crate::store::system::signing_keys(c).map_err(|e| app.system().err(&e)));
+        .read(|c| crate::store::system::signing_keys(c, journal).map_err(|e| app.system().err(&e)));
     match others {
         Ok(rows) => keys.extend(
             rows.into_iter()
@@ -117,7 +117,7 @@ fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
     check_file(
         &t.spec(app),
         &t.journal,
-        &trusted_keys(app),
+        &trusted_keys(app, &t.journal),
         t.anchor.clone(),
         quick,
         !quick,

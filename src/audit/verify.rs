@@ -72,6 +72,7 @@ struct Checkpoint {
 }
 
 /// A public key that may have signed checkpoints, with its id.
+#[derive(Clone)]
 pub struct TrustedKey {
     pub id: String,
     pub public_key: Vec<u8>,

@@ -264,7 +264,7 @@ pub fn restore_tenant(
         .unwrap_dek(id.as_str(), entry.key_version, &wrapped)?;
     // The tenant journal's checkpoints were signed by the archive's installation (or by
     // installations it trusted): keep them verifiable here.
-    let mut foreign = system::signing_keys(&sys_conn).map_err(err)?;
+    let mut foreign = system::signing_keys(&sys_conn, id.as_str()).map_err(err)?;
     let archive_signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
     foreign.push((
         archive_signer.signing_key_id(),
@@ -369,6 +369,7 @@ pub fn restore_tenant(
                 for (kid, public) in &foreign {
                     system::trust_signing_key(
                         tx.conn(),
+                        tid.as_str(),
                         kid,
                         public,
                         "backup.restore",

@@ -209,20 +209,17 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
     let signer = crate::keyring::Signer::from_system_dek(&system_dek)?;
     let sys_path = dir.join("system.db");
     let sys_spec = spec(&sys_path, "system.db", &system_dek, 1, FileKind::System);
-    let mut keys = vec![verify::TrustedKey {
+    let own = verify::TrustedKey {
         id: signer.signing_key_id(),
         public_key: signer.signing_public_key(),
-    }];
-    {
-        let conn = store::open_connection(&sys_spec, true)?;
-        let rows =
-            system::signing_keys(&conn).map_err(|e| StoreError::from_sqlite("system.db", 1, &e))?;
-        keys.extend(
-            rows.into_iter()
-                .map(|(id, public_key)| verify::TrustedKey { id, public_key }),
-        );
-    }
-    let mut files = vec![ops::verify_file(&sys_spec, "system", &keys, None, false)];
+    };
+    let mut files = vec![ops::verify_file(
+        &sys_spec,
+        "system",
+        std::slice::from_ref(&own),
+        None,
+        false,
+    )];
     let sys_conn = store::open_connection(&sys_spec, true)?;
     let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
     let mut jobs = Vec::new();
@@ -233,16 +230,23 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
             .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{}.db", t.id)))?;
         let dek = u.keyring.unwrap_dek(id.as_str(), t.key_version, &wrapped)?;
         let anchor = system::anchor(&sys_conn, &id).map_err(err)?;
-        jobs.push((t, id, dek, anchor));
+        let mut keys = vec![own.clone()];
+        keys.extend(
+            system::signing_keys(&sys_conn, id.as_str())
+                .map_err(err)?
+                .into_iter()
+                .map(|(id, public_key)| verify::TrustedKey { id, public_key }),
+        );
+        jobs.push((t, id, dek, anchor, keys));
     }
     drop(sys_conn);
-    files.extend(par_map(&jobs, |(t, id, dek, anchor)| {
+    files.extend(par_map(&jobs, |(t, id, dek, anchor, keys)| {
         let path = dir.join(format!("tenants/{}.db", t.id));
         let label = store::tenants::tenant_label(id);
         let mut report = ops::verify_file(
             &spec(&path, &label, dek, t.key_version, FileKind::Tenant),
             &t.id,
-            &keys,
+            keys,
             anchor.clone(),
             false,
         );

@@ -74,6 +74,25 @@ CREATE TABLE signing_keys (
 ) STRICT;
 ";
 
+/// Trust in another installation's checkpoint key is scoped to the journal it was trusted
+/// for: restoring one tenant from elsewhere must not let that installation's key vouch for
+/// any other journal here. Keys trusted before the scoping stay trusted for the tenant
+/// journals that existed then, and for no other journal.
+const SYSTEM_V4_SCOPED_SIGNING_KEYS: &str = "
+CREATE TABLE journal_signing_keys (
+    journal    TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    origin     TEXT NOT NULL,
+    added_us   INTEGER NOT NULL,
+    PRIMARY KEY (journal, key_id)
+) STRICT;
+INSERT INTO journal_signing_keys (journal, key_id, public_key, origin, added_us)
+    SELECT t.id, s.key_id, s.public_key, s.origin, s.added_us
+    FROM signing_keys s CROSS JOIN tenants t;
+DROP TABLE signing_keys;
+";
+
 fn steps(kind: FileKind) -> &'static [&'static str] {
     match kind {
         FileKind::System => &[
@@ -81,6 +100,7 @@ fn steps(kind: FileKind) -> &'static [&'static str] {
             SYSTEM_V1,
             SYSTEM_V2_ANCHORS,
             SYSTEM_V3_SIGNING_KEYS,
+            SYSTEM_V4_SCOPED_SIGNING_KEYS,
         ],
         FileKind::Tenant => &[JOURNAL_V1],
     }
@@ -135,5 +155,47 @@ pub fn migrate(
                 return Err(err(e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_trusted_before_scoping_stay_with_the_tenant_journals_only() {
+        let conn = Connection::open_in_memory().unwrap();
+        for step in &steps(FileKind::System)[..4] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO tenants VALUES ('ta', 'A', NULL, 'active', 1, 0, 0, 0, NULL);
+             INSERT INTO tenants VALUES ('tb', 'B', NULL, 'active', 1, 0, 0, 0, NULL);
+             INSERT INTO signing_keys VALUES ('k1', x'01', 'backup.restore', 5);",
+        )
+        .unwrap();
+        migrate(&conn, FileKind::System, "system.db", 1).unwrap();
+
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT journal, key_id FROM journal_signing_keys ORDER BY journal")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [("ta".into(), "k1".into()), ("tb".into(), "k1".into())]
+        );
+        let old: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'signing_keys'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the unscoped table is gone");
+        assert_eq!(latest(FileKind::System), 5);
     }
 }

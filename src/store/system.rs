@@ -249,23 +249,27 @@ pub fn revive(
     )
 }
 
-/// Checkpoint-signing public keys trusted besides this installation's own.
-pub fn signing_keys(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
-    let mut st = conn.prepare("SELECT key_id, public_key FROM signing_keys ORDER BY key_id")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+/// Checkpoint-signing public keys trusted for `journal` besides this installation's own.
+pub fn signing_keys(conn: &Connection, journal: &str) -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
+    let mut st = conn.prepare(
+        "SELECT key_id, public_key FROM journal_signing_keys WHERE journal = ?1 ORDER BY key_id",
+    )?;
+    let rows = st.query_map([journal], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
+/// Trusts `public_key` for checkpoints of `journal` only.
 pub fn trust_signing_key(
     conn: &Connection,
+    journal: &str,
     key_id: &str,
     public_key: &[u8],
     origin: &str,
     now_us: i64,
 ) -> rusqlite::Result<usize> {
     conn.execute(
-        "INSERT INTO signing_keys (key_id, public_key, origin, added_us) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT(key_id) DO NOTHING",
-        params![key_id, public_key, origin, now_us],
+        "INSERT INTO journal_signing_keys (journal, key_id, public_key, origin, added_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(journal, key_id) DO NOTHING",
+        params![journal, key_id, public_key, origin, now_us],
     )
 }

@@ -398,6 +398,23 @@ fn one_tenant_restores_into_a_live_installation() {
     ]);
     assert!(other.ok(&["tenant", "list"]).contains("Rewound"));
     other.ok(&["audit", "verify"]);
+    // The archive's checkpoint key vouches for the restored journal only, not for the
+    // installation's own journals.
+    let native = other.create_tenant("Native");
+    let app = other.app();
+    let trusted = |journal: &str| {
+        app.system()
+            .read(|c| {
+                strongroom::store::system::signing_keys(c, journal)
+                    .map_err(|e| app.system().err(&e))
+            })
+            .unwrap()
+            .len()
+    };
+    assert_eq!(trusted(&a), 1);
+    assert_eq!(trusted(&native), 0);
+    assert_eq!(trusted("system"), 0);
+    drop(app);
     let missing = "0123456789abcdef0123456789abcdef";
     let text = other.fails(&[
         "backup",
