@@ -67,6 +67,50 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
+/// When root ran a command on a data directory that belongs to another user (the service
+/// user of a packaged install), gives every file and directory root created in it back to
+/// that user, so the service can open them. SQLite does the same for the WAL files it makes.
+/// Symbolic links are neither followed nor changed. Returns how many entries changed owner.
+///
+/// # Errors
+/// A directory cannot be read or an owner cannot be changed; the walk stops there.
+pub fn hand_back_to_owner(dir: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(0);
+    }
+    let top = match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && m.uid() != 0 => m,
+        Ok(_) => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut changed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let path = entry?.path();
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                // Removed meanwhile (a lock file, a WAL checkpointed away): nothing to give.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.uid() == 0 {
+                std::os::unix::fs::lchown(&path, Some(top.uid()), Some(top.gid()))?;
+                changed += 1;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,12 +115,34 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench(ref c) => bench::run(&cli, c),
         Command::Doctor(ref a) => doctor::run(&cli, a),
     };
+    hand_back(&cli);
     match result {
         Ok(code) => code,
         Err(f) => {
             eprintln!("error: {} [{}]", f.message, f.code);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Root may administer a packaged install directly (it can read the key file); what it created
+/// in the service user's data directory must then belong to that user, or the service could
+/// not open it. Runs after the command, whatever its outcome.
+fn hand_back(cli: &Cli) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let dev = matches!(&cli.command, Command::Serve(a) if a.dev);
+    let Ok(loaded) = load_config(cli) else {
+        return;
+    };
+    let dir = data_dir(cli, &loaded, dev);
+    if let Err(e) = crate::fsutil::hand_back_to_owner(&dir) {
+        eprintln!(
+            "warning: cannot give files in {} back to the data directory's owner: {e}; \
+             `strongroom doctor` lists them",
+            dir.display()
+        );
     }
 }
 

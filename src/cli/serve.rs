@@ -16,7 +16,7 @@ pub struct Args {
     listen: Option<String>,
     /// Development mode: data directory ./strongroom-data, created on first start.
     #[arg(long)]
-    dev: bool,
+    pub(crate) dev: bool,
     /// Initialize the data directory first if it holds no installation (containers).
     #[arg(long)]
     init: bool,
