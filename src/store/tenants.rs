@@ -266,13 +266,32 @@ impl TenantStores {
         }
     }
 
-    /// Closes files unused for the idle period. The server calls this periodically.
+    /// Closes files unused for the idle period, and forgets tenants that are neither open nor
+    /// being opened, so the table stays as small as the working set. The server calls this
+    /// periodically.
     pub fn close_idle(&self) -> usize {
         let idle = self.settings.tenant_idle;
         let victims = self.take_where(|t| t.last_used.elapsed() >= idle, usize::MAX);
         let n = victims.len();
         victims.into_iter().for_each(close_store);
+        self.forget_closed();
         n
+    }
+
+    /// Drops empty slots nobody holds. A slot is only handed out under the table's lock, so
+    /// one with no other reference cannot gain one while the table is locked here.
+    fn forget_closed(&self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot.open.try_lock().map_or(true, |open| open.is_some())
+            });
+        }
+    }
+
+    /// How many tenants the table tracks, open or not.
+    pub fn tracked_count(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     pub fn open_count(&self) -> usize {

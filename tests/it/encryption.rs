@@ -125,8 +125,18 @@ fn tenant_files_open_lazily_and_close_when_idle_or_over_the_bound() {
         assert!(app.tenant_stores().open_count() <= 2, "bound exceeded");
     }
     assert_eq!(app.tenant_stores().open_count(), 2);
+    assert_eq!(app.tenant_stores().tracked_count(), 4);
     assert_eq!(app.tenant_stores().close_idle(), 2);
     assert_eq!(app.tenant_stores().open_count(), 0);
+    assert_eq!(
+        app.tenant_stores().tracked_count(),
+        0,
+        "closed tenants are forgotten, so the table does not grow with every tenant ever used"
+    );
+    // A forgotten tenant opens again on its next use.
+    let store = tenants::open_store(&app, &ids[0]).unwrap();
+    assert_eq!(app.tenant_stores().tracked_count(), 1);
+    drop(store);
     // Closing signed every tail: each tenant's journal verifies with nothing unsigned.
     app.close();
     let out = env.ok(&["audit", "verify", "--json"]);
