@@ -77,21 +77,6 @@ pub fn next_key_path(key_file: &Path) -> PathBuf {
     key_file.with_file_name(name)
 }
 
-/// Test-only fault injection: `SR_FAULT_ROTATE_STEP=N` makes the process stop dead (sleep
-/// until killed) right after step N, so the crash test can kill it at every step.
-fn fault_point(step: u32) {
-    if std::env::var("SR_FAULT_ROTATE_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        == Some(step)
-    {
-        tracing::error!(step, "fault point reached; waiting to be killed");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}
-
 /// Rotates the root key. See the module documentation for the crash-safe sequence.
 ///
 /// # Errors
@@ -120,29 +105,29 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
     text.push('\n');
     crate::fsutil::replace_atomically(&next, text.as_bytes(), 0o600)
         .map_err(|e| write_err(&next, e))?;
-    fault_point(1);
+    crate::fault::point(1);
 
     // 2.
     let rewrapped = rewrap_all(app, &new, actor, &old_id)?;
-    fault_point(2);
+    crate::fault::point(2);
 
     // 3.
     let key_path = crate::app::system_key_path(app.data_dir());
     let mut skf = SystemKeyFile::read(&key_path)?;
     skf.add(&new, app.system_dek())?;
     skf.write(&key_path)?;
-    fault_point(3);
+    crate::fault::point(3);
 
     // 4.
     std::fs::rename(&next, &key_file).map_err(|e| write_err(&key_file, e))?;
     crate::fsutil::sync_dir(key_file.parent().unwrap_or_else(|| Path::new(".")))
         .map_err(|e| write_err(&key_file, e))?;
-    fault_point(4);
+    crate::fault::point(4);
 
     // 5.
     skf.keep_only(&new_id);
     skf.write(&key_path)?;
-    fault_point(5);
+    crate::fault::point(5);
     drop_old_wrappings(app, &new, actor, &old_id)?;
     Ok(RootRotation {
         old_root_key_id: old_id,
@@ -313,25 +298,78 @@ pub struct TenantRotation {
     pub new_version: u32,
 }
 
-/// Where a tenant file re-encrypted under its next key waits until it replaces the live one.
-pub fn rekey_path(data_dir: &Path, id: &crate::tenants::TenantId) -> PathBuf {
+/// Where a copy of a tenant file keyed for key version `version` (re-encrypted by a rotation,
+/// or taken from an archive by a restore) waits until it replaces the live file. The version
+/// in the name is what decides, after a crash, what the copy is: the tenant's data exactly
+/// when the registry's current key version for the tenant is `version`, because the registry
+/// commit is the one step that makes a rotation or a restore happen.
+pub fn staged_path(data_dir: &Path, id: &crate::tenants::TenantId, version: u32) -> PathBuf {
     let mut p = crate::store::tenants::tenant_path(data_dir, id).into_os_string();
-    p.push(".rekey");
+    p.push(format!(".rekey-v{version}"));
     PathBuf::from(p)
+}
+
+/// The staged copies of a tenant file in `tenants/`, with the key version each was made for.
+///
+/// # Errors
+/// `tenants/` cannot be read.
+pub fn staged_copies(
+    data_dir: &Path,
+    id: &crate::tenants::TenantId,
+) -> std::io::Result<Vec<(u32, PathBuf)>> {
+    let prefix = format!("{}.db.rekey-v", id.as_str());
+    let entries = match std::fs::read_dir(data_dir.join("tenants")) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        // SQLite's side files (`-journal`, `-wal`) do not parse as a version: skipped here,
+        // removed with their copy.
+        let version = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(v) = version {
+            out.push((v, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes a staged copy and whatever SQLite left beside it.
+///
+/// # Errors
+/// The copy exists and cannot be removed.
+pub fn remove_staged(path: &Path) -> std::io::Result<()> {
+    for suffix in ["-journal", "-wal", "-shm"] {
+        let mut side = path.as_os_str().to_os_string();
+        side.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(side));
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Gives a tenant a new data key and re-encrypts its file under it.
 ///
 /// 1. The tenant is taken from every other process (refused if one has it open); writes to
 ///    it wait, other tenants are untouched.
-/// 2. The file is copied, re-encrypted under the new DEK, to `<id>.db.rekey` (fsync).
+/// 2. The file is copied, re-encrypted under the new DEK, to `<id>.db.rekey-v<new>` (fsync).
 /// 3. One `system.db` transaction adds the new wrapped DEK, makes it current and journals
 ///    the rotation with both versions; the old wrapping stays for now.
 /// 4. The copy is renamed over the file.
 /// 5. The old wrapping is destroyed, and the tenant's own journal records the rotation.
 ///
-/// A crash before 3 leaves the old key and file; after 3, opening the tenant finishes the
-/// rename (step 4) itself. The journals hold key versions, never key material.
+/// A crash before 3 leaves the old key and file, and the next open discards the copy (its
+/// version is not the registry's, however far the copy got). After 3, opening the tenant
+/// finishes the rename (step 4) itself. The journals hold key versions, never key material.
 ///
 /// # Errors
 /// Unknown tenant, tenant in use elsewhere, or a storage fault (before step 3: nothing
@@ -360,8 +398,11 @@ pub fn rotate_tenant(
         let new_dek = Key32::random()?;
         let label = st::tenant_label(id);
         let path = st::tenant_path(app.data_dir(), id);
-        let staged = rekey_path(app.data_dir(), id);
-        let _ = std::fs::remove_file(&staged);
+        let staged = staged_path(app.data_dir(), id, new_version);
+        remove_staged(&staged).map_err(|e| KeysError::Write {
+            path: staged.display().to_string(),
+            reason: e.kind().to_string(),
+        })?;
         let spec = OpenSpec {
             path: &path,
             label: &label,
@@ -373,7 +414,7 @@ pub fn rotate_tenant(
             plaintext: false,
         };
         store::snapshot::reencrypt(&spec, &staged, &new_dek)?;
-        fault_point(12);
+        crate::fault::point(12);
 
         let wrapped = app.keyring().wrap_dek(id.as_str(), new_version, &new_dek)?;
         let row = system::KeyRow {
@@ -398,13 +439,13 @@ pub fn rotate_tenant(
                 Ok(())
             })
             .wait()?;
-        fault_point(13);
+        crate::fault::point(13);
 
-        finish_tenant_rekey(app.data_dir(), id).map_err(|e| KeysError::Write {
+        finish_tenant_rekey(app.data_dir(), id, new_version).map_err(|e| KeysError::Write {
             path: path.display().to_string(),
             reason: e.kind().to_string(),
         })?;
-        fault_point(14);
+        crate::fault::point(14);
 
         let (tid, keep) = (id.clone(), new_version);
         app.system()
@@ -443,24 +484,31 @@ pub fn rotate_tenant(
     })
 }
 
-/// Step 4 of a tenant rotation, also run when a tenant opens after a crash between the
-/// registry commit and the rename: the re-encrypted copy replaces the file.
+/// Step 4 of a tenant rotation (and the last step of a tenant restore), also run when a
+/// tenant opens after a crash between the registry commit and the rename: the copy staged for
+/// key `version` replaces the file. Returns false when there is no such copy.
 ///
 /// # Errors
 /// The rename or the directory sync failed.
 pub fn finish_tenant_rekey(
     data_dir: &Path,
     id: &crate::tenants::TenantId,
+    version: u32,
 ) -> std::io::Result<bool> {
-    let staged = rekey_path(data_dir, id);
+    let staged = staged_path(data_dir, id, version);
     if !staged.exists() {
         return Ok(false);
     }
+    // The copy holds everything the old file had, its WAL included: the tenant was held
+    // alone from the copy on. The old file's side files would not match the new one.
+    // The copy's own side files are spent too: its WAL was folded in before it was synced.
     let path = crate::store::tenants::tenant_path(data_dir, id);
-    for suffix in ["-wal", "-shm"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+    for file in [&path, &staged] {
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut p = file.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
     }
     std::fs::rename(&staged, &path)?;
     crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;

@@ -21,6 +21,8 @@ pub mod clock;
 pub mod config;
 /// The installation self-check.
 pub mod doctor;
+/// Crash-test hooks between the steps of multi-step operations.
+pub mod fault;
 /// Durable file replacement.
 pub mod fsutil;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.

@@ -398,24 +398,38 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
 /// # Errors
 /// Unknown or deleted tenant, a key that does not unwrap, or a file that does not open.
 pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
+    // Already open here: it was settled when it opened, and nobody can rotate or restore it
+    // while this process holds it.
+    if let Some(store) = app.tenant_stores().get_open(id) {
+        return Ok(store);
+    }
     settle(app, id)?;
     app.tenant_stores()
         .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))
 }
 
-/// Resolves a tenant key rotation that a crash interrupted. If the re-encrypted copy opens
-/// with the registry's current key, the rotation committed and the copy replaces the file;
-/// otherwise it never committed and the copy is discarded. No-op when nothing is pending.
+/// Resolves a tenant key rotation or restore that a crash interrupted. A staged copy made for
+/// the registry's current key version committed, and replaces the file; any other copy never
+/// committed, and is discarded. No-op when nothing is pending.
 ///
 /// # Errors
-/// The key cannot be unwrapped, or the file cannot be renamed.
+/// The key cannot be unwrapped, a committed copy does not open, or a file cannot be renamed
+/// or removed.
 pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
-    let staged = crate::keys::rekey_path(app.data_dir(), id);
-    if !staged.exists() {
+    let label = tenant_label(id);
+    let io = |e: std::io::Error| StoreError::Io {
+        what: label.clone(),
+        reason: format!(
+            "cannot settle an interrupted key rotation or restore: {}",
+            e.kind()
+        ),
+    };
+    let copies = crate::keys::staged_copies(app.data_dir(), id).map_err(io)?;
+    if copies.is_empty() {
         return Ok(());
     }
     // A rotation or restore under way (here or in another process) holds the tenant's lock
-    // and owns that copy: leave it alone.
+    // and owns its copy: leave it alone.
     let lock_path = crate::store::tenants::tenant_lock_path(app.data_dir(), id);
     let Ok(lock) = crate::fsutil::open_lock_file(&lock_path) else {
         return Ok(());
@@ -423,28 +437,46 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
     if lock.try_lock().is_err() {
         return Ok(());
     }
-    let (_, keys) = tenant_keys(app, id)?;
-    let label = tenant_label(id);
-    let spec = crate::store::OpenSpec {
-        path: &staged,
-        label: &label,
-        key: keys.dek(),
-        key_version: keys.version,
-        kind: crate::store::FileKind::Tenant,
-        create: false,
-        busy_timeout: std::time::Duration::from_secs(10),
-        plaintext: false,
+    let current = match get(app, id) {
+        Ok(t) if t.status != TenantStatus::Deleted => Some(t.key_version),
+        Ok(_) | Err(TenantError::NotFound(_)) => None,
+        Err(e) => return Err(e),
     };
-    let io = |e: std::io::Error| StoreError::Io {
-        what: label.clone(),
-        reason: format!("cannot settle an interrupted key rotation: {}", e.kind()),
-    };
-    if crate::store::open_connection(&spec, true).is_ok() {
-        tracing::warn!(tenant = %id, "finishing an interrupted tenant key rotation");
-        crate::keys::finish_tenant_rekey(app.data_dir(), id).map_err(io)?;
-    } else {
-        tracing::warn!(tenant = %id, "discarding the copy of a tenant key rotation that never committed");
-        std::fs::remove_file(&staged).map_err(io)?;
+    for (version, staged) in copies {
+        if current != Some(version) {
+            tracing::warn!(tenant = %id, version, "discarding the copy of a key rotation or restore that never committed");
+            crate::keys::remove_staged(&staged).map_err(io)?;
+            continue;
+        }
+        // Committed: the copy was whole and synced before the registry pointed at its key.
+        // Check that anyway before it replaces the file; if it fails, keep both for a person.
+        let (_, keys) = tenant_keys(app, id)?;
+        let spec = crate::store::OpenSpec {
+            path: &staged,
+            label: &label,
+            key: keys.dek(),
+            key_version: keys.version,
+            kind: crate::store::FileKind::Tenant,
+            create: false,
+            busy_timeout: std::time::Duration::from_secs(10),
+            plaintext: false,
+        };
+        let schema = crate::store::open_connection(&spec, true).and_then(|c| {
+            c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| StoreError::from_sqlite(&label, keys.version, &e))
+        });
+        if !matches!(schema, Ok(v) if v > 0) {
+            return Err(StoreError::Io {
+                what: label.clone(),
+                reason: format!(
+                    "the copy staged for key version {version} is committed but does not open \
+                     as a tenant store; both files are left in place, run `strongroom doctor`"
+                ),
+            }
+            .into());
+        }
+        tracing::warn!(tenant = %id, version, "finishing an interrupted tenant key rotation or restore");
+        crate::keys::finish_tenant_rekey(app.data_dir(), id, version).map_err(io)?;
     }
     Ok(())
 }

@@ -225,7 +225,6 @@ pub fn restore_tenant(
     progress: Progress<'_>,
 ) -> Result<TenantRestored, BackupError> {
     let start = std::time::Instant::now();
-    let start_us = app.clock().now_us();
     let unpacked = unpack(archive_path, options.opening, app.data_dir(), progress)?;
     let entry = unpacked
         .manifest
@@ -296,17 +295,18 @@ pub fn restore_tenant(
             }
             other => other.into(),
         })?;
+    let version = live
+        .as_ref()
+        .map(|t| t.key_version)
+        .unwrap_or(0)
+        .max(entry.key_version)
+        + 1;
+    let staged = crate::keys::staged_path(app.data_dir(), id, version);
     let outcome = (|| -> Result<u32, BackupError> {
-        let version = live
-            .as_ref()
-            .map(|t| t.key_version)
-            .unwrap_or(0)
-            .max(entry.key_version)
-            + 1;
-        let staged = crate::keys::rekey_path(app.data_dir(), id);
-        let _ = std::fs::remove_file(&staged);
+        crate::keys::remove_staged(&staged).map_err(io_err("stage the tenant file"))?;
         std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
             .map_err(io_err("stage the tenant file"))?;
+        crate::fault::point(21);
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
@@ -385,7 +385,8 @@ pub fn restore_tenant(
                 Ok(())
             })
             .wait()?;
-        crate::keys::finish_tenant_rekey(app.data_dir(), id)
+        crate::fault::point(22);
+        crate::keys::finish_tenant_rekey(app.data_dir(), id, version)
             .map_err(io_err("place the tenant file"))?;
         let keep = version;
         let tid = id.clone();
@@ -400,18 +401,13 @@ pub fn restore_tenant(
         Ok(version)
     })();
     if outcome.is_err() {
-        // Never committed: the staged copy must not be taken for a pending swap later.
-        let staged = crate::keys::rekey_path(app.data_dir(), id);
-        let committed = app
-            .system()
-            .read(|c| system::key_rows(c).map_err(|e| app.system().err(&e)))
-            .map(|rows| {
-                rows.iter()
-                    .any(|r| &r.tenant_id == id && r.created_us >= start_us)
-            })
-            .unwrap_or(true);
+        // Never committed (the registry does not name the copy's version): the copy goes.
+        // If the registry cannot even be read, it stays, for the next open to settle.
+        let committed = crate::tenants::get(app, id)
+            .map(|t| t.key_version == version)
+            .unwrap_or_else(|e| !matches!(e, crate::tenants::TenantError::NotFound(_)));
         if !committed {
-            let _ = std::fs::remove_file(&staged);
+            let _ = crate::keys::remove_staged(&staged);
         }
     }
     drop(exclusive);

@@ -85,6 +85,7 @@ pub fn reencrypt(
                 reason: format!("cannot create {}: {}", dest.display(), e.kind()),
             })?;
     }
+    crate::fault::point(11);
     let attach = zeroize::Zeroizing::new(format!(
         "ATTACH DATABASE ?1 AS rekeyed KEY \"x'{}'\"",
         new_key.to_hex().as_str()

@@ -178,6 +178,18 @@ impl TenantStores {
         Ok(slots.entry(id.clone()).or_default().clone())
     }
 
+    /// The tenant's store if this process has it open and it is not paused; never opens.
+    pub fn get_open(&self, id: &TenantId) -> Option<Arc<Store>> {
+        if self.closing.lock().ok()?.contains_key(id) {
+            return None;
+        }
+        let slot = self.slots.lock().ok()?.get(id).cloned()?;
+        let mut open = slot.open.lock().ok()?;
+        let t = open.as_mut()?;
+        t.last_used = Instant::now();
+        Some(t.store.clone())
+    }
+
     /// The open store of a tenant, opening it with `keys` if needed. `keys` is only called
     /// when the file is not open yet. Blocking.
     ///

@@ -475,3 +475,52 @@ fn a_restore_that_would_not_open_is_refused_before_anything_moves() {
         "{text}"
     );
 }
+
+#[test]
+fn a_tenant_restore_killed_at_any_step_leaves_the_old_or_the_restored_tenant() {
+    // Restoring from this installation's own archive, with no key rotation since: the staged
+    // copy opens under the tenant's current key whether or not the restore committed.
+    for step in [21, 22] {
+        let env = Env::init();
+        let a = env.create_tenant("Restored");
+        let out = archive(&env, "a.srb");
+        env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+        let at_backup = journal(&env, &a);
+        env.ok(&[
+            "bench",
+            "append-loop",
+            "--tenant",
+            &a,
+            "--threads",
+            "1",
+            "--max",
+            "5",
+        ]);
+        let live = journal(&env, &a);
+        assert!(live.len() > at_backup.len());
+
+        let path = out.to_str().unwrap();
+        env.kill_at(
+            &["backup", "restore", path, "--tenant", &a, "--force"],
+            step,
+        );
+        env.ok(&["audit", "verify"]);
+        let now = journal(&env, &a);
+        if step == 21 {
+            assert_eq!(
+                now, live,
+                "step {step}: not committed, the live tenant stays"
+            );
+        } else {
+            assert_eq!(
+                now, at_backup,
+                "step {step}: committed, the archive's tenant is in place"
+            );
+            assert_eq!(env.system_actions().last().unwrap(), "backup.restore");
+        }
+        assert_eq!(crate::keys::staged_files(&env), Vec::<String>::new());
+        // The next restore goes through.
+        env.ok(&["backup", "restore", path, "--tenant", &a, "--force"]);
+        env.ok(&["audit", "verify"]);
+    }
+}

@@ -74,6 +74,25 @@ impl Env {
         c
     }
 
+    /// Runs a command with the crash hook set at `step`, waits until it stops there, and
+    /// SIGKILLs it: a crash between two steps of the operation.
+    pub fn kill_at(&self, args: &[&str], step: u32) {
+        let mut child = self
+            .command(args)
+            .env("SR_FAULT_ROTATE_STEP", step.to_string())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("fault point reached"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(reached, "{args:?} never reached fault point {step}");
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
