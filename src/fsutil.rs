@@ -70,41 +70,72 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// When root ran a command on a data directory that belongs to another user (the service
 /// user of a packaged install), gives every file and directory root created in it back to
 /// that user, so the service can open them. SQLite does the same for the WAL files it makes.
-/// Symbolic links are neither followed nor changed. Returns how many entries changed owner.
+/// Returns how many entries changed owner.
+///
+/// That user may be hostile (a compromised service) and may rename things under the walk, so
+/// the walk never resolves a path twice: every entry is opened `O_PATH | O_NOFOLLOW` relative
+/// to its already-open parent, checked and re-owned through that descriptor, and descended
+/// into through it. A symlink is never followed nor changed, and a regular file with more
+/// than one link (a hard link to something elsewhere) is left alone.
 ///
 /// # Errors
 /// A directory cannot be read or an owner cannot be changed; the walk stops there.
 pub fn hand_back_to_owner(dir: &Path) -> std::io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
+    use rustix::fs::{chownat, fstat, openat, AtFlags, Dir, FileType, Gid, Mode, OFlags, Uid};
+    use rustix::io::Errno;
     if !rustix::process::geteuid().is_root() {
         return Ok(0);
     }
-    let top = match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() && m.uid() != 0 => m,
-        Ok(_) => return Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let top = match openat(
+        rustix::fs::CWD,
+        dir,
+        flags | OFlags::DIRECTORY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(0),
+        Err(e) => return Err(e.into()),
     };
+    let st = fstat(&top)?;
+    if st.st_uid == 0 {
+        return Ok(0);
+    }
+    let (uid, gid) = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
     let mut changed = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let path = entry?.path();
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                // Removed meanwhile (a lock file, a WAL checkpointed away): nothing to give.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if meta.file_type().is_symlink() {
+    let mut pending = vec![top];
+    while let Some(parent) = pending.pop() {
+        // `parent` is an O_PATH descriptor: open the directory itself through it to list it.
+        let listing = openat(
+            &parent,
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        for entry in Dir::new(listing)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
                 continue;
             }
-            if meta.uid() == 0 {
-                std::os::unix::fs::lchown(&path, Some(top.uid()), Some(top.gid()))?;
+            let fd = match openat(&parent, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                // Gone meanwhile (a lock file, a checkpointed WAL): nothing to give back.
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let st = fstat(&fd)?;
+            let kind = FileType::from_raw_mode(st.st_mode);
+            if kind == FileType::Symlink {
+                continue;
+            }
+            let single = kind == FileType::Directory || st.st_nlink == 1;
+            if st.st_uid == 0 && single {
+                chownat(&fd, c"", Some(uid), Some(gid), AtFlags::EMPTY_PATH)?;
                 changed += 1;
             }
-            if meta.is_dir() {
-                stack.push(path);
+            if kind == FileType::Directory {
+                pending.push(fd);
             }
         }
     }
@@ -133,5 +164,45 @@ mod tests {
             "no temporary left"
         );
         assert!(replace_atomically(&dir.path().join("no/such/dir/f"), b"x", 0o600).is_err());
+    }
+
+    #[test]
+    fn hands_back_through_descriptors_and_never_follows_links() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("secret");
+        fs::write(&target, b"root's").unwrap();
+        fs::create_dir(outside.path().join("dir")).unwrap();
+
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        fs::create_dir(d.join("tenants")).unwrap();
+        fs::write(d.join("tenants/new.db"), b"x").unwrap();
+        std::os::unix::fs::symlink(&target, d.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("dir"), d.join("dirlink")).unwrap();
+        fs::hard_link(&target, d.join("hard")).unwrap();
+        for p in [d.to_path_buf(), d.join("tenants")] {
+            std::os::unix::fs::lchown(&p, Some(4321), Some(4322)).unwrap();
+        }
+
+        // tenants/new.db is the only root-owned, singly linked entry.
+        assert_eq!(hand_back_to_owner(d).unwrap(), 1);
+        let owner = |p: &Path| {
+            let m = fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner(&d.join("tenants/new.db")), (4321, 4322));
+        assert_eq!(owner(&target), (0, 0), "a hard link's target stays root's");
+        assert_eq!(owner(&d.join("link")), (0, 0), "links are not changed");
+        assert_eq!(
+            owner(&outside.path().join("dir")),
+            (0, 0),
+            "links are not followed"
+        );
+        // A root-owned directory is left entirely alone.
+        assert_eq!(hand_back_to_owner(outside.path()).unwrap(), 0);
     }
 }

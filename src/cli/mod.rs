@@ -132,8 +132,14 @@ fn hand_back(cli: &Cli) {
     if !rustix::process::geteuid().is_root() {
         return;
     }
+    // The same configuration the command used: `serve --dev` ignores the system-wide file.
     let dev = matches!(&cli.command, Command::Serve(a) if a.dev);
-    let Ok(loaded) = load_config(cli) else {
+    let loaded = if dev {
+        crate::config::load_with(cli.config.as_deref(), false, std::env::vars())
+    } else {
+        crate::config::load(cli.config.as_deref(), std::env::vars())
+    };
+    let Ok(loaded) = loaded else {
         return;
     };
     let dir = data_dir(cli, &loaded, dev);
