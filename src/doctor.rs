@@ -303,6 +303,13 @@ fn leftovers(app: &App) -> Check {
             ));
         }
     }
+    if keys::root_rotation_unfinished(app).unwrap_or(false) {
+        found.push(
+            "a root-key rotation stopped after the new key took over; `strongroom serve` or \
+             `strongroom keys rotate-root` finishes it"
+                .to_string(),
+        );
+    }
     let live: std::collections::HashSet<PathBuf> = tenants::list(app, false)
         .map(|l| {
             l.iter()

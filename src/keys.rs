@@ -12,7 +12,8 @@
 //!
 //! A crash before step 4 leaves the old key in `root.key`, and the old wrappings are all still
 //! there. A crash after it leaves the new key, and its wrappings were committed in step 2. So
-//! the root key on disk always opens every tenant. Tenant files are not re-encrypted: rotating
+//! the root key on disk always opens every tenant. The server, as it starts, and the next
+//! rotation finish step 5 of a rotation that crashed after step 4. Tenant files are not re-encrypted: rotating
 //! the root key re-wraps 1,000 tenants' keys in well under a second.
 //!
 //! Rotation runs alone: it takes the data directory's lock exclusively, so it refuses while
@@ -88,6 +89,12 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
         other => return Err(KeysError::NotAKeyFile(other.to_string())),
     };
     app.lock_exclusive()?;
+    if let Some(retired) = finish_root_rotation(app, actor)? {
+        tracing::warn!(
+            retired,
+            "finished the root-key rotation a crash interrupted"
+        );
+    }
     let old = app.keyring();
     let old_id = old.root_key_id().to_string();
     let new = Keyring::new(Key32::random()?, RootKeySource::KeyFile(key_file.clone()))?;
@@ -134,6 +141,42 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
         new_root_key_id: new_id,
         rewrapped,
     })
+}
+
+/// Finishes a root-key rotation that stopped after its switch (step 4): the key file holds
+/// the new key, but `system.db` still names the old one as current. Runs step 5, which
+/// retires the old key; returns its id, or `None` when no rotation was left unfinished.
+/// Safe beside other processes: after the switch, every process holds the new key.
+///
+/// # Errors
+/// The registry or `system.key` cannot be read or written, or a DEK has no wrapping under
+/// the new key (then nothing is deleted).
+pub fn finish_root_rotation(app: &App, actor: &Actor) -> Result<Option<String>, KeysError> {
+    let named = app
+        .system()
+        .read(|c| system::meta_get(c, "root_key_id").map_err(|e| app.system().err(&e)))?;
+    let current = app.keyring().root_key_id();
+    let Some(old_id) = named.filter(|id| id != current) else {
+        return Ok(None);
+    };
+    let key_path = crate::app::system_key_path(app.data_dir());
+    let mut skf = SystemKeyFile::read(&key_path)?;
+    skf.keep_only(current);
+    skf.write(&key_path)?;
+    drop_old_wrappings(app, app.keyring(), actor, &old_id)?;
+    Ok(Some(old_id))
+}
+
+/// True when a root-key rotation stopped after its switch and still has to retire the old
+/// key (see [`finish_root_rotation`]).
+///
+/// # Errors
+/// The registry cannot be read.
+pub fn root_rotation_unfinished(app: &App) -> Result<bool, KeysError> {
+    let named = app
+        .system()
+        .read(|c| system::meta_get(c, "root_key_id").map_err(|e| app.system().err(&e)))?;
+    Ok(named.is_some_and(|id| id != app.keyring().root_key_id()))
 }
 
 /// Step 2: wraps every DEK under `new` too, in one journaled transaction.

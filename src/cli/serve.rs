@@ -61,6 +61,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         );
     }
     let _single = lock_server(&dir)?;
+    match crate::keys::finish_root_rotation(&app, &crate::audit::Actor::system()) {
+        Ok(Some(retired)) => {
+            tracing::warn!(
+                retired,
+                "finished the root-key rotation a crash interrupted"
+            );
+        }
+        Ok(None) => {}
+        // Not fatal: the new key opens everything; /readyz says the rotation is unfinished.
+        Err(e) => tracing::error!(error = %e, "cannot finish an interrupted root-key rotation"),
+    }
     let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => tls::default_cert_paths(&dir),

@@ -109,6 +109,21 @@ fn a_sigkill_at_any_step_leaves_a_key_that_opens_everything() {
             assert_ne!(now, old, "step {step}: the switch happened");
         }
         everything_opens(&env);
+        if step >= 4 {
+            // The switch happened but the old key is not retired yet: doctor says so, and a
+            // server retires it as it starts, and is ready.
+            let doctor = env.run(&["doctor", "--json"]);
+            let text = crate::support::stdout(&doctor);
+            assert!(text.contains("root-key rotation stopped"), "{text}");
+            let server = Server::start(&env, &[]);
+            assert_eq!(server.get("/readyz").status, 200, "step {step}");
+            assert!(server.terminate().success());
+            assert_eq!(system_key_ids(&env).len(), 1, "step {step}");
+            assert_eq!(env.system_actions().last().unwrap(), "keys.retire_root");
+            let doctor = env.run(&["doctor", "--json"]);
+            let text = crate::support::stdout(&doctor);
+            assert!(!text.contains("root-key rotation stopped"), "{text}");
+        }
         // A later rotation completes and cleans up whatever the crash left behind.
         env.ok(&["keys", "rotate-root"]);
         assert_eq!(system_key_ids(&env).len(), 1, "step {step}");
