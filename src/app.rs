@@ -24,6 +24,8 @@ pub enum AppError {
     Exclusive(String),
     #[error("other strongroom processes are using {0} (the server, or another command); stop them first")]
     InUse(String),
+    #[error("a restore into {dir} was interrupted, so its data may be incomplete; run the same `strongroom backup restore` again{aside}")]
+    RestoreInterrupted { dir: String, aside: String },
     #[error(transparent)]
     Keyring(#[from] KeyringError),
     #[error(transparent)]
@@ -40,6 +42,7 @@ impl AppError {
             Self::DataDir { .. } => "APP-0003",
             Self::Exclusive(_) => "APP-0005",
             Self::InUse(_) => "APP-0006",
+            Self::RestoreInterrupted { .. } => "APP-0007",
             Self::Keyring(e) => e.code(),
             Self::SystemKey(e) => e.code(),
             Self::Store(e) => e.code(),
@@ -112,6 +115,68 @@ pub fn root_key_file(config: &Config, data_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| data_dir.join("root.key"))
 }
 
+/// Present in a data directory from the moment a whole-installation restore starts changing
+/// it until the restore is complete. While it is there, nothing opens or initializes the
+/// directory: after a crash it may hold half of one installation and half of another.
+pub const RESTORE_PENDING: &str = "restore.pending";
+
+/// What `restore.pending` records: where earlier data was moved aside.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PendingRestore {
+    pub format: u32,
+    /// Folders (in the data directory) holding the data that was there before.
+    pub moved_aside: Vec<String>,
+}
+
+impl PendingRestore {
+    /// The marker's contents, if there is one. An unreadable marker still counts as one.
+    pub fn read(data_dir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(data_dir.join(RESTORE_PENDING)).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// Writes the marker durably.
+    ///
+    /// # Errors
+    /// The marker cannot be written.
+    pub fn write(&self, data_dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::fsutil::replace_atomically(&data_dir.join(RESTORE_PENDING), &bytes, 0o600)
+    }
+
+    /// Removes the marker durably: the restore is complete (or fully undone).
+    ///
+    /// # Errors
+    /// The marker cannot be removed.
+    pub fn clear(data_dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(data_dir.join(RESTORE_PENDING)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        crate::fsutil::sync_dir(data_dir)
+    }
+}
+
+fn refuse_pending_restore(data_dir: &Path) -> Result<(), AppError> {
+    let Some(pending) = PendingRestore::read(data_dir) else {
+        return Ok(());
+    };
+    let aside = if pending.moved_aside.is_empty() {
+        String::new()
+    } else {
+        let dirs: Vec<String> = pending
+            .moved_aside
+            .iter()
+            .map(|d| data_dir.join(d).display().to_string())
+            .collect();
+        format!("; the data that was there before is in {}", dirs.join(", "))
+    };
+    Err(AppError::RestoreInterrupted {
+        dir: data_dir.display().to_string(),
+        aside,
+    })
+}
+
 /// `<data_dir>/system.key`: the system DEK wrapped under the root key.
 pub fn system_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("system.key")
@@ -156,6 +221,7 @@ impl App {
             path: dd.clone(),
             reason: e.kind().to_string(),
         };
+        refuse_pending_restore(data_dir)?;
         if data_dir.join("system.db").exists() {
             return Err(AppError::AlreadyInitialized(dd));
         }
@@ -202,6 +268,15 @@ impl App {
     /// # Errors
     /// Not initialized, key problems, a root key that does not open `system.db`.
     pub fn open(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
+        refuse_pending_restore(data_dir)?;
+        Self::open_during_restore(config, data_dir)
+    }
+
+    /// [`App::open`] for the restore that owns the directory's `restore.pending` marker.
+    ///
+    /// # Errors
+    /// As [`App::open`].
+    pub(crate) fn open_during_restore(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
         if !data_dir.join("system.db").exists() {
             return Err(AppError::NotInitialized(data_dir.display().to_string()));
         }

@@ -3,7 +3,10 @@
 //! of its steps and check what a restart makes of it.
 //!
 //! Points: 1–5 root-key rotation; 11–14 tenant-key rotation (11: the staged copy exists but
-//! is still empty); 21–22 single-tenant restore; 31 whole-installation restore.
+//! is still empty); 21–22 single-tenant restore; 31–32 whole-installation restore.
+//!
+//! `SR_FAULT_FAIL_STEP=N` makes [`fail`] return an error at point N instead, so the tests
+//! can check that an operation undoes what it did when a later step fails.
 
 /// Stops here, for good, when the crash test asked for this point.
 pub fn point(step: u32) {
@@ -17,4 +20,21 @@ pub fn point(step: u32) {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+}
+
+/// An injected failure at point `step`, when the test asked for one.
+///
+/// # Errors
+/// `SR_FAULT_FAIL_STEP` names this point.
+pub fn fail(step: u32) -> std::io::Result<()> {
+    let asked = std::env::var("SR_FAULT_FAIL_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        == Some(step);
+    if asked {
+        return Err(std::io::Error::other(format!(
+            "injected failure at point {step}"
+        )));
+    }
+    Ok(())
 }

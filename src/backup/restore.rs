@@ -64,6 +64,51 @@ pub fn restore(
     result
 }
 
+/// What a whole-installation restore replaces in the data directory. Whatever of these is
+/// there first is moved aside, so afterwards every one of them is the restore's own.
+const SWAPPED: [&str; 6] = [
+    "system.db",
+    "system.db-wal",
+    "system.db-shm",
+    "system.db-journal",
+    "system.key",
+    "tenants",
+];
+
+/// Undoes a whole-installation restore that failed part-way: removes what it placed and moves
+/// back what it had moved aside. `existing` is what was there before; `moved`, what of that
+/// reached the aside folder.
+fn undo_swap(
+    data_dir: &Path,
+    aside: Option<&Path>,
+    existing: &[&str],
+    moved: &[&str],
+) -> std::io::Result<()> {
+    for name in SWAPPED {
+        // Still the original where it was never moved: leave it.
+        if existing.contains(&name) && !moved.contains(&name) {
+            continue;
+        }
+        let p = data_dir.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    if let Some(aside) = aside {
+        for name in moved {
+            std::fs::rename(aside.join(name), data_dir.join(name))?;
+        }
+        std::fs::remove_dir(aside)?;
+    }
+    crate::fsutil::sync_dir(data_dir)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn restore_into(
     archive_path: &Path,
@@ -130,67 +175,117 @@ fn restore_into(
             wrote_root_key = true;
         }
     }
-    let mut moved_aside = None;
-    if live {
-        let aside = tempfile::Builder::new()
-            .prefix("pre-restore-")
-            .tempdir_in(data_dir)
-            .map_err(io_err("create a pre-restore directory"))?
-            .keep();
-        for name in [
-            "system.db",
-            "system.db-wal",
-            "system.db-shm",
-            "system.key",
-            "tenants",
-        ] {
-            let from = data_dir.join(name);
-            if from.exists() {
-                std::fs::rename(&from, aside.join(name))
+    // From here on the directory changes. `restore.pending` marks it until the restore is
+    // complete or undone: after a crash nothing opens or re-initializes a directory holding
+    // half of one installation and half of another.
+    let existing: Vec<&str> = SWAPPED
+        .iter()
+        .copied()
+        .filter(|name| data_dir.join(name).exists())
+        .collect();
+    let aside = if existing.is_empty() {
+        None
+    } else {
+        Some(
+            tempfile::Builder::new()
+                .prefix("pre-restore-")
+                .tempdir_in(data_dir)
+                .map_err(io_err("create a pre-restore directory"))?
+                .keep(),
+        )
+    };
+    let mut pending = app::PendingRestore::read(data_dir).unwrap_or_default();
+    pending.format = 1;
+    if let Some(name) = aside.as_ref().and_then(|a| a.file_name()) {
+        pending
+            .moved_aside
+            .push(name.to_string_lossy().into_owned());
+    }
+    pending
+        .write(data_dir)
+        .map_err(io_err("write restore.pending"))?;
+
+    let n = unpacked.manifest.tenants.len();
+    let mut moved = Vec::new();
+    let outcome = (|| -> Result<(), BackupError> {
+        if let Some(aside) = &aside {
+            for name in &existing {
+                std::fs::rename(data_dir.join(name), aside.join(name))
                     .map_err(io_err(format!("move {name} aside")))?;
+                moved.push(*name);
             }
         }
-        moved_aside = Some(aside);
-    }
-    crate::fsutil::create_private_dir(&data_dir.join("tenants"))
-        .map_err(io_err("create tenants/"))?;
-    let staged = unpacked.dir.path();
-    for m in &unpacked.manifest.members {
-        if m.name == "root.key" {
-            continue;
+        crate::fault::point(31);
+        crate::fsutil::create_private_dir(&data_dir.join("tenants"))
+            .map_err(io_err("create tenants/"))?;
+        let staged = unpacked.dir.path();
+        for m in &unpacked.manifest.members {
+            if m.name == "root.key" {
+                continue;
+            }
+            let to = data_dir.join(&m.name);
+            std::fs::rename(staged.join(&m.name), &to)
+                .map_err(io_err(format!("place {}", m.name)))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("set the mode of {}", m.name)))?;
         }
-        let to = data_dir.join(&m.name);
-        std::fs::rename(staged.join(&m.name), &to).map_err(io_err(format!("place {}", m.name)))?;
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(format!("set the mode of {}", m.name)))?;
-    }
-    crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
-    crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))?;
-    drop(lock);
+        crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
+        crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))?;
+        crate::fault::fail(32).map_err(io_err("journal the restore"))?;
 
-    let app = App::open(config, data_dir)?;
-    let n = unpacked.manifest.tenants.len();
-    let params = serde_json::json!({
-        "archive_created_us": unpacked.manifest.created_us,
-        "tenants": n,
-        "replaced_live_data": live,
-    });
-    let journal = |store: &store::Store, target: &str| {
-        let (actor, params, target) = (actor.clone(), params.clone(), target.to_string());
-        store
-            .writer()
-            .submit(move |tx| {
-                tx.audit(NewEntry::new(actor, "backup.restore", &target).params(params))
-            })
-            .wait()
-    };
-    journal(app.system(), "system")?;
-    for t in &unpacked.manifest.tenants {
-        let id = TenantId::parse(&t.id)?;
-        let store = crate::tenants::open_store(&app, &id)?;
-        journal(&store, id.as_str())?;
+        // Shared now, so this process can open the installation and no other restore or
+        // rotation can start; the marker keeps everything else out.
+        lock.lock_shared()
+            .map_err(io_err("take the data directory's lock"))?;
+        let app = App::open_during_restore(config, data_dir)?;
+        let params = serde_json::json!({
+            "archive_created_us": unpacked.manifest.created_us,
+            "tenants": n,
+            "replaced_live_data": live,
+        });
+        let journal = |store: &store::Store, target: &str| {
+            let (actor, params, target) = (actor.clone(), params.clone(), target.to_string());
+            store
+                .writer()
+                .submit(move |tx| {
+                    tx.audit(NewEntry::new(actor, "backup.restore", &target).params(params))
+                })
+                .wait()
+        };
+        let journaled = (|| -> Result<(), BackupError> {
+            journal(app.system(), "system")?;
+            for t in &unpacked.manifest.tenants {
+                let id = TenantId::parse(&t.id)?;
+                let store = crate::tenants::open_store(&app, &id)?;
+                journal(&store, id.as_str())?;
+            }
+            Ok(())
+        })();
+        app.close();
+        journaled
+    })();
+    if let Err(e) = outcome {
+        // Fail closed, and lose nothing: put back what was there, then drop the marker.
+        let undone = undo_swap(data_dir, aside.as_deref(), &existing, &moved)
+            .and_then(|()| app::PendingRestore::clear(data_dir));
+        return Err(match undone {
+            Ok(()) => e,
+            Err(undo) => BackupError::Io {
+                what: "undo the failed restore".into(),
+                reason: format!(
+                    "{e}; then {}; the earlier data is in {}",
+                    undo.kind(),
+                    aside
+                        .as_deref()
+                        .map(|a| a.display().to_string())
+                        .unwrap_or_else(|| "no folder (there was none)".into())
+                ),
+            },
+        });
     }
-    app.close();
+    app::PendingRestore::clear(data_dir).map_err(io_err("remove restore.pending"))?;
+    drop(lock);
+    let moved_aside = aside;
     Ok(Restored {
         data_dir: data_dir.to_path_buf(),
         tenants: n,

@@ -524,3 +524,91 @@ fn a_tenant_restore_killed_at_any_step_leaves_the_old_or_the_restored_tenant() {
         env.ok(&["audit", "verify"]);
     }
 }
+
+fn pre_restore_dirs(env: &Env) -> Vec<PathBuf> {
+    std::fs::read_dir(&env.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pre-restore-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_whole_restore_killed_midway_leaves_a_directory_nothing_opens_until_it_is_rerun() {
+    let env = Env::init();
+    env.create_tenant("Archived");
+    let out = archive(&env, "all.srb");
+    let path = out.to_str().unwrap();
+    env.ok(&["backup", "create", "--out", path]);
+    env.create_tenant("Newer");
+
+    // Killed after the live data moved aside and before the archive's took its place.
+    env.kill_at(&["backup", "restore", path, "--force"], 31);
+    for args in [
+        vec!["tenant", "list"],
+        vec!["init"],
+        vec!["serve", "--init", "--listen", "127.0.0.1:0"],
+    ] {
+        let text = env.fails(&args);
+        assert!(
+            text.contains("restore into") && text.contains("interrupted"),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("pre-restore-"), "{args:?}: {text}");
+    }
+    assert!(
+        !env.dir.join("system.db").exists(),
+        "nothing initialized a fresh installation in its place"
+    );
+    let first = pre_restore_dirs(&env);
+    assert_eq!(first.len(), 1);
+    assert!(first[0].join("system.db").exists(), "the live data is kept");
+
+    // Running it again completes it.
+    env.ok(&["backup", "restore", path, "--force"]);
+    let list = env.ok(&["tenant", "list"]);
+    assert!(
+        list.contains("Archived") && !list.contains("Newer"),
+        "{list}"
+    );
+    env.ok(&["audit", "verify"]);
+    assert!(!env.dir.join("restore.pending").exists());
+    assert!(first[0].join("system.db").exists());
+}
+
+#[test]
+fn a_whole_restore_that_fails_midway_puts_the_live_data_back() {
+    let env = Env::init();
+    env.create_tenant("Archived");
+    let out = archive(&env, "all.srb");
+    let path = out.to_str().unwrap();
+    env.ok(&["backup", "create", "--out", path]);
+    env.create_tenant("Newer");
+    let before = env.ok(&["audit", "export", "--system"]);
+
+    // Fails after the archive's files are in place, before the restore is journaled.
+    let failed = env
+        .command(&["backup", "restore", path, "--force"])
+        .env("SR_FAULT_FAIL_STEP", "32")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let text = crate::support::stderr(&failed);
+    assert!(text.contains("cannot journal the restore"), "{text}");
+
+    let list = env.ok(&["tenant", "list"]);
+    assert!(
+        list.contains("Archived") && list.contains("Newer"),
+        "{list}"
+    );
+    assert_eq!(env.ok(&["audit", "export", "--system"]), before);
+    env.ok(&["audit", "verify"]);
+    assert!(!env.dir.join("restore.pending").exists());
+    assert_eq!(pre_restore_dirs(&env), Vec::<PathBuf>::new());
+}
