@@ -1,5 +1,7 @@
 //! `doctor`: a self-check of an installation, for operators and for support. Each check says
-//! ok, warn or fail, with a detail that names what to fix. It changes nothing.
+//! ok, warn or fail, with a detail that names what to fix. It changes nothing, except what
+//! opening a tenant always does: a tenant key rotation or restore that a crash interrupted is
+//! settled (finished if it committed, its copy discarded if not).
 
 use crate::app::App;
 use crate::audit::ops;
@@ -70,48 +72,102 @@ pub fn run(app: &App, quick: bool, now_secs: i64) -> Vec<Check> {
 }
 
 /// Mode bits that must be clear: nothing under the data directory is for group or others.
-fn too_open(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
+fn too_open(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     let mode = meta.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then(|| format!("{} is mode {mode:o}", path.display()))
 }
 
+/// Every entry under `dir` with its metadata; symbolic links are listed, never followed.
+fn walk(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(e.path());
+            }
+            out.push((e.path(), meta));
+        }
+    }
+    out
+}
+
+/// Lists at most a few items, then how many more there are.
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
+/// Everything in the data directory is private to its owner and belongs to the directory's
+/// owner (the service user on a packaged install), or the service may not open it.
 fn file_modes(app: &App) -> Check {
     let dir = app.data_dir();
-    let mut paths: Vec<PathBuf> = vec![
-        dir.to_path_buf(),
-        dir.join("system.db"),
-        dir.join("system.key"),
-        dir.join("tls/key.pem"),
-        dir.join("tenants"),
-    ];
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return check(
+            "file_modes",
+            Status::Fail,
+            format!("cannot read {}", dir.display()),
+        );
+    };
+    let mut entries = vec![(dir.to_path_buf(), top.clone())];
+    entries.extend(
+        walk(dir)
+            .into_iter()
+            .filter(|(_, m)| !m.file_type().is_symlink()),
+    );
+    let mut checked: Vec<(PathBuf, std::fs::Metadata)> = entries.clone();
     if let crate::keyring::RootKeySource::KeyFile(p) = app.keyring().source() {
-        paths.push(p.clone());
+        if let Ok(m) = std::fs::metadata(p) {
+            checked.push((p.clone(), m));
+        }
     }
-    if let Ok(entries) = std::fs::read_dir(dir.join("tenants")) {
-        paths.extend(entries.flatten().map(|e| e.path()));
-    }
-    let bad: Vec<String> = paths.iter().filter_map(|p| too_open(p)).collect();
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    let foreign: Vec<String> = paths
+    let bad: Vec<String> = checked.iter().filter_map(|(p, m)| too_open(p, m)).collect();
+    // The key file may rightly belong to root (a packaged install keeps it in /etc), so only
+    // what is inside the data directory is held to the directory's owner.
+    let owner = top.uid();
+    let foreign: Vec<String> = entries
         .iter()
-        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p, m.uid())))
-        .filter(|(_, owner)| Some(*owner) != uid && uid != Some(0))
-        .map(|(p, owner)| format!("{} is owned by uid {owner}", p.display()))
+        .filter(|(_, m)| m.uid() != owner)
+        .map(|(p, m)| format!("{} is owned by uid {}", p.display(), m.uid()))
         .collect();
     if !bad.is_empty() {
         check(
             "file_modes",
             Status::Fail,
-            format!("{}; fix with chmod go-rwx", bad.join(", ")),
+            format!("{}; fix with chmod go-rwx", some_of(&bad)),
         )
     } else if !foreign.is_empty() {
-        check("file_modes", Status::Warn, foreign.join(", "))
+        check(
+            "file_modes",
+            Status::Warn,
+            format!(
+                "{}, not by the data directory's owner (uid {owner}); fix with chown -R \
+                 {owner}:{} {}",
+                some_of(&foreign),
+                top.gid(),
+                dir.display()
+            ),
+        )
     } else {
         check(
             "file_modes",
             Status::Ok,
-            format!("{} paths readable by their owner only", paths.len()),
+            format!("{} paths private to uid {owner}", checked.len()),
         )
     }
 }
@@ -310,6 +366,31 @@ fn leftovers(app: &App) -> Check {
                 .to_string(),
         );
     }
+    // Work folders of a backup or restore killed before it could clean up. They hold copies
+    // of system.db, with wrapped keys of tenants that may have been deleted since.
+    if let Ok(entries) = std::fs::read_dir(app.data_dir()) {
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = app.data_dir().join(&name);
+            if name.starts_with(".backup-") || name.starts_with(".restore-") {
+                found.push(format!(
+                    "{} (work folder of a backup or restore that did not finish; remove it when \
+                     none is running)",
+                    path.display()
+                ));
+            } else if name.starts_with("pre-restore-") {
+                found.push(format!(
+                    "{} (the data a restore replaced, with the keys it held; remove it once it \
+                     is no longer needed)",
+                    path.display()
+                ));
+            }
+        }
+    }
     let live: std::collections::HashSet<PathBuf> = tenants::list(app, false)
         .map(|l| {
             l.iter()
@@ -322,6 +403,12 @@ fn leftovers(app: &App) -> Check {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "db") && !live.contains(&p) {
                 found.push(format!("{} (no live tenant; its key is gone)", p.display()));
+            } else if e.file_name().to_string_lossy().contains(".db.rekey") {
+                found.push(format!(
+                    "{} (copy of an interrupted key rotation or restore; settled when the \
+                     tenant next opens)",
+                    p.display()
+                ));
             }
         }
     }

@@ -76,10 +76,29 @@ fn each_kind_of_damage_fails_its_check() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     std::fs::write(env.dir.join("root.key.next"), "x").unwrap();
+    std::fs::set_permissions(
+        env.dir.join("root.key.next"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let (ok, v) = doctor(&env, &["--quick"]);
     assert!(ok, "a leftover is a warning: {v}");
     assert_eq!(status(&v, "leftovers").0, "warn");
     std::fs::remove_file(env.dir.join("root.key.next")).unwrap();
+
+    // Work folders of a killed backup or restore, and the data a restore replaced.
+    for name in [".backup-x1", ".restore-x2", "pre-restore-x3"] {
+        std::fs::create_dir(env.dir.join(name)).unwrap();
+        std::fs::set_permissions(env.dir.join(name), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let (ok, v) = doctor(&env, &["--quick"]);
+        assert!(ok, "{v}");
+        let (s, d) = status(&v, "leftovers");
+        assert_eq!(s, "warn", "{name}: {v}");
+        assert!(d.contains(name), "{d}");
+        std::fs::remove_dir(env.dir.join(name)).unwrap();
+    }
+    assert_eq!(status(&doctor(&env, &["--quick"]).1, "leftovers").0, "ok");
 
     let saved = std::fs::read(&file).unwrap();
     let mut bent = saved.clone();
@@ -158,4 +177,29 @@ fn a_root_key_inside_the_data_directory_is_a_warning() {
     let (ok, v) = doctor(&env, &[]);
     assert!(ok, "{v}");
     assert_eq!(status(&v, "root_key").0, "ok", "{v}");
+}
+
+#[test]
+fn files_not_owned_by_the_data_directorys_owner_are_a_warning() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not running as root; skipping");
+        return;
+    }
+    let env = Env::init();
+    let id = env.create_tenant("Owned");
+    let file = env.dir.join(format!("tenants/{id}.db"));
+    // Deep inside the directory, and as root: doctor still sees it.
+    std::os::unix::fs::lchown(&file, Some(54_321), Some(54_321)).unwrap();
+    let (ok, v) = doctor(&env, &["--quick"]);
+    assert!(ok, "{v}");
+    let (s, d) = status(&v, "file_modes");
+    assert_eq!(s, "warn", "{v}");
+    assert!(
+        d.contains(&format!("{id}.db")) && d.contains("uid 54321") && d.contains("chown"),
+        "{d}"
+    );
+    std::os::unix::fs::lchown(&file, Some(0), Some(0)).unwrap();
+    assert_eq!(status(&doctor(&env, &["--quick"]).1, "file_modes").0, "ok");
+    assert_eq!(std::fs::metadata(&env.dir).unwrap().uid(), 0);
 }
