@@ -215,6 +215,19 @@ fn the_deb_installs_a_locked_down_service_and_purges_cleanly() {
             .trim(),
         "/etc/strongroom/config.toml"
     );
+    for script in ["postinst", "prerm", "postrm"] {
+        run(Command::new("sh").arg("-n").arg(ctrl.path().join(script)));
+    }
+    // No systemd runs as PID 1 here, so the restart on upgrade is checked in the script:
+    // only when a version is being replaced, and only a service that is running.
+    let postinst = std::fs::read_to_string(ctrl.path().join("postinst")).unwrap();
+    let upgrade = postinst
+        .find("if [ -n \"$2\" ]; then")
+        .expect("postinst does not tell an upgrade from a first install");
+    assert!(
+        postinst[upgrade..].contains("systemctl try-restart strongroom.service"),
+        "{postinst}"
+    );
 
     let is_root = std::fs::metadata("/proc/self").map(|m| {
         use std::os::unix::fs::MetadataExt;
