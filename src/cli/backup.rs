@@ -34,6 +34,10 @@ pub enum Command {
         root_key_file: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// Where to unpack the archive while checking it (it needs the archive's size in
+        /// free space; removed afterwards). Default: $TMPDIR, else /tmp.
+        #[arg(long, value_name = "DIR")]
+        staging_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -136,9 +140,21 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             file,
             root_key_file,
             passphrase_file,
+            staging_dir,
             json,
         } => {
             super::logging::init_cli();
+            let staging_parent = staging_dir.clone().unwrap_or_else(std::env::temp_dir);
+            if !staging_parent.is_dir() {
+                return Err(Failure::new(
+                    "BAK-0109",
+                    format!(
+                        "staging directory {} does not exist; create it or pass another with \
+                         --staging-dir",
+                        staging_parent.display()
+                    ),
+                ));
+            }
             let mut slot = None;
             let opening = opening(
                 cli,
@@ -146,7 +162,6 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 root_key_file.as_deref(),
                 &mut slot,
             )?;
-            let staging_parent = std::env::temp_dir();
             let bar = Bar::new("checking");
             let unpacked = backup::unpack(file, opening, &staging_parent, &|d, t| bar.set(d, t));
             bar.finish();

@@ -49,6 +49,25 @@ fn an_online_backup_restores_onto_a_fresh_machine_and_chains_continue() {
             .unwrap();
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["files"].as_array().unwrap().len(), 3);
+    // Unpacked where the operator says, and cleaned up after; a missing folder is named.
+    let stage = env.tmp.path().join("stage");
+    std::fs::create_dir(&stage).unwrap();
+    let path = out.to_str().unwrap();
+    let stage_arg = stage.to_str().unwrap();
+    env.ok(&["backup", "verify", path, "--staging-dir", stage_arg]);
+    assert_eq!(std::fs::read_dir(&stage).unwrap().count(), 0);
+    let missing = env.tmp.path().join("nowhere");
+    let text = env.fails(&[
+        "backup",
+        "verify",
+        path,
+        "--staging-dir",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("nowhere") && text.contains("does not exist"),
+        "{text}"
+    );
 
     let before_a = journal(&env, &a);
     let target = fresh();
