@@ -121,7 +121,7 @@ pub fn root_key_file(config: &Config, data_dir: &Path) -> PathBuf {
 pub const RESTORE_PENDING: &str = "restore.pending";
 
 /// What `restore.pending` records: where earlier data was moved aside.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PendingRestore {
     pub format: u32,
     /// Folders (in the data directory) holding the data that was there before.
@@ -129,10 +129,14 @@ pub struct PendingRestore {
 }
 
 impl PendingRestore {
-    /// The marker's contents, if there is one. An unreadable marker still counts as one.
+    /// The marker's contents, if there is one. A marker that cannot be read or parsed (one
+    /// root left, read by the service user) still counts as one.
     pub fn read(data_dir: &Path) -> Option<Self> {
-        let bytes = std::fs::read(data_dir.join(RESTORE_PENDING)).ok()?;
-        Some(serde_json::from_slice(&bytes).unwrap_or_default())
+        match std::fs::read(data_dir.join(RESTORE_PENDING)) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => Some(Self::default()),
+        }
     }
 
     /// Writes the marker durably.
@@ -238,7 +242,7 @@ impl App {
             keyring::write_root_key_file(&key_file, &key).map_err(dir_err)?;
             created_key_file = true;
         }
-        let app = Self::open_inner(config, data_dir, true)?;
+        let app = Self::open_inner(config, data_dir, true, None)?;
         let params = serde_json::json!({ "root_key_id": app.keyring.root_key_id() });
         let actor = actor.clone();
         let id = app.keyring.root_key_id().to_string();
@@ -268,28 +272,46 @@ impl App {
     /// # Errors
     /// Not initialized, key problems, a root key that does not open `system.db`.
     pub fn open(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
+        // Checked here for the clearer message, and again under the lock.
         refuse_pending_restore(data_dir)?;
-        Self::open_during_restore(config, data_dir)
-    }
-
-    /// [`App::open`] for the restore that owns the directory's `restore.pending` marker.
-    ///
-    /// # Errors
-    /// As [`App::open`].
-    pub(crate) fn open_during_restore(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
         if !data_dir.join("system.db").exists() {
             return Err(AppError::NotInitialized(data_dir.display().to_string()));
         }
-        Self::open_inner(config, data_dir, false)
+        Self::open_inner(config, data_dir, false, None)
     }
 
-    fn open_inner(config: &Config, data_dir: &Path, create: bool) -> Result<Self, AppError> {
+    /// [`App::open`] for the restore that owns the directory's `restore.pending` marker and
+    /// its exclusive lock; `held` is a handle on that lock, kept for as long as the `App`.
+    ///
+    /// # Errors
+    /// As [`App::open`].
+    pub(crate) fn open_during_restore(
+        config: &Config,
+        data_dir: &Path,
+        held: std::fs::File,
+    ) -> Result<Self, AppError> {
+        Self::open_inner(config, data_dir, false, Some(held))
+    }
+
+    fn open_inner(
+        config: &Config,
+        data_dir: &Path,
+        create: bool,
+        held: Option<std::fs::File>,
+    ) -> Result<Self, AppError> {
         let (root, source) = keyring::load_root_key(
             credentials_dir().as_deref(),
             &root_key_file(config, data_dir),
         )?;
         let keyring = Arc::new(Keyring::new(root, source)?);
-        Self::with_keyring(config, data_dir, keyring, Arc::new(SystemClock), create)
+        Self::with_keyring_held(
+            config,
+            data_dir,
+            keyring,
+            Arc::new(SystemClock),
+            create,
+            held,
+        )
     }
 
     /// Opens with a given keyring and clock (benchmarks and tests). With `create`, a new
@@ -304,7 +326,29 @@ impl App {
         clock: Arc<dyn Clock>,
         create: bool,
     ) -> Result<Self, AppError> {
-        let lock = lock_shared(data_dir)?;
+        Self::with_keyring_held(config, data_dir, keyring, clock, create, None)
+    }
+
+    /// As [`App::with_keyring`]; with `held`, under a lock the caller already holds instead
+    /// of a new shared one.
+    fn with_keyring_held(
+        config: &Config,
+        data_dir: &Path,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        create: bool,
+        held: Option<std::fs::File>,
+    ) -> Result<Self, AppError> {
+        let lock = match held {
+            Some(lock) => lock,
+            None => {
+                // Under the shared lock a restore cannot be starting, so what the marker says
+                // now holds until this process lets go.
+                let lock = lock_shared(data_dir)?;
+                refuse_pending_restore(data_dir)?;
+                lock
+            }
+        };
         let settings = settings_from(config);
         let key_path = system_key_path(data_dir);
         let system_dek = if create && !key_path.exists() {

@@ -87,18 +87,27 @@ pub fn hand_back_to_owner(dir: &Path) -> std::io::Result<usize> {
         return Ok(0);
     }
     let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // The directory itself is root's configuration, so a link there is followed, once.
     let top = match openat(
         rustix::fs::CWD,
         dir,
-        flags | OFlags::DIRECTORY,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(0),
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(0),
         Err(e) => return Err(e.into()),
     };
     let st = fstat(&top)?;
     if st.st_uid == 0 {
+        return Ok(0);
+    }
+    // Only a Strongroom data directory: a mistyped --data-dir that names someone's folder
+    // must not hand them root's files.
+    let ours = [c"strongroom.lock", c"system.db"]
+        .iter()
+        .any(|name| openat(&top, *name, flags, Mode::empty()).is_ok());
+    if !ours {
         return Ok(0);
     }
     let (uid, gid) = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
@@ -181,6 +190,8 @@ mod tests {
         let d = data.path();
         fs::create_dir(d.join("tenants")).unwrap();
         fs::write(d.join("tenants/new.db"), b"x").unwrap();
+        open_lock_file(&d.join("strongroom.lock")).unwrap();
+        std::os::unix::fs::lchown(d.join("strongroom.lock"), Some(4321), Some(4322)).unwrap();
         std::os::unix::fs::symlink(&target, d.join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("dir"), d.join("dirlink")).unwrap();
         fs::hard_link(&target, d.join("hard")).unwrap();
@@ -204,5 +215,10 @@ mod tests {
         );
         // A root-owned directory is left entirely alone.
         assert_eq!(hand_back_to_owner(outside.path()).unwrap(), 0);
+        // So is a folder of another user that is no data directory.
+        fs::remove_file(d.join("strongroom.lock")).unwrap();
+        fs::write(d.join("tenants/newer.db"), b"x").unwrap();
+        assert_eq!(hand_back_to_owner(d).unwrap(), 0);
+        assert_eq!(owner(&d.join("tenants/newer.db")), (0, 0));
     }
 }

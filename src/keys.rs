@@ -490,15 +490,7 @@ pub fn rotate_tenant(
         })?;
         crate::fault::point(14);
 
-        let (tid, keep) = (id.clone(), new_version);
-        app.system()
-            .writer()
-            .submit(move |tx| -> Result<(), StoreError> {
-                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
-                Ok(())
-            })
-            .wait()?;
-        app.system().fold_wal();
+        destroy_older_tenant_keys(app, id, new_version)?;
         Ok((new_version, params))
     })();
     let (new_version, params) = match result {
@@ -525,6 +517,28 @@ pub fn rotate_tenant(
         old_version: old.version,
         new_version,
     })
+}
+
+/// The last step of a tenant rotation or restore: the tenant's wrapped keys older than
+/// `keep` are destroyed, and the WAL is folded in at once so they do not linger on disk.
+///
+/// # Errors
+/// The registry cannot be written.
+pub fn destroy_older_tenant_keys(
+    app: &App,
+    id: &crate::tenants::TenantId,
+    keep: u32,
+) -> Result<(), StoreError> {
+    let tid = id.clone();
+    app.system()
+        .writer()
+        .submit(move |tx| -> Result<(), StoreError> {
+            system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
+            Ok(())
+        })
+        .wait()?;
+    app.system().fold_wal();
+    Ok(())
 }
 
 /// Step 4 of a tenant rotation (and the last step of a tenant restore), also run when a

@@ -424,8 +424,10 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
             e.kind()
         ),
     };
-    let copies = crate::keys::staged_copies(app.data_dir(), id).map_err(io)?;
-    if copies.is_empty() {
+    if crate::keys::staged_copies(app.data_dir(), id)
+        .map_err(io)?
+        .is_empty()
+    {
         return Ok(());
     }
     // A rotation or restore under way (here or in another process) holds the tenant's lock
@@ -437,6 +439,8 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
     if lock.try_lock().is_err() {
         return Ok(());
     }
+    // Listed again under the lock: an operation that just finished has taken its copy.
+    let copies = crate::keys::staged_copies(app.data_dir(), id).map_err(io)?;
     let current = match get(app, id) {
         Ok(t) if t.status != TenantStatus::Deleted => Some(t.key_version),
         Ok(_) | Err(TenantError::NotFound(_)) => None,

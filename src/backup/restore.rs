@@ -42,7 +42,10 @@ pub fn restore(
         force,
     } = options;
     let live = data_dir.join("system.db").exists();
-    if live && !force {
+    // A directory a killed restore left behind is no installation to protect: the restore
+    // the marker asks for may run without --force.
+    let pending = app::PendingRestore::read(data_dir).is_some();
+    if live && !force && !pending {
         return Err(BackupError::LiveData(data_dir.display().to_string()));
     }
     // Staging lives inside the data directory, on the same filesystem as its final place (the
@@ -194,7 +197,8 @@ fn restore_into(
                 .keep(),
         )
     };
-    let mut pending = app::PendingRestore::read(data_dir).unwrap_or_default();
+    let prior = app::PendingRestore::read(data_dir);
+    let mut pending = prior.clone().unwrap_or_default();
     pending.format = 1;
     if let Some(name) = aside.as_ref().and_then(|a| a.file_name()) {
         pending
@@ -231,13 +235,15 @@ fn restore_into(
         }
         crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
         crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))?;
+        crate::fault::point(33);
         crate::fault::fail(32).map_err(io_err("journal the restore"))?;
 
-        // Shared now, so this process can open the installation and no other restore or
-        // rotation can start; the marker keeps everything else out.
-        lock.lock_shared()
-            .map_err(io_err("take the data directory's lock"))?;
-        let app = App::open_during_restore(config, data_dir)?;
+        // The installation opens under this process's exclusive lock (a second handle on
+        // the same lock), so nothing else can open it until the restore is over.
+        let held = lock
+            .try_clone()
+            .map_err(io_err("share the data directory's lock"))?;
+        let app = App::open_during_restore(config, data_dir, held)?;
         let params = serde_json::json!({
             "archive_created_us": unpacked.manifest.created_us,
             "tenants": n,
@@ -265,9 +271,13 @@ fn restore_into(
         journaled
     })();
     if let Err(e) = outcome {
-        // Fail closed, and lose nothing: put back what was there, then drop the marker.
-        let undone = undo_swap(data_dir, aside.as_deref(), &existing, &moved)
-            .and_then(|()| app::PendingRestore::clear(data_dir));
+        // Fail closed, and lose nothing: put back what was there, and the marker as it was
+        // (an earlier killed restore's, or none).
+        let undone =
+            undo_swap(data_dir, aside.as_deref(), &existing, &moved).and_then(|()| match &prior {
+                Some(p) => p.write(data_dir),
+                None => app::PendingRestore::clear(data_dir),
+            });
         return Err(match undone {
             Ok(()) => e,
             Err(undo) => BackupError::Io {
@@ -390,14 +400,27 @@ pub fn restore_tenant(
             }
             other => other.into(),
         })?;
-    let version = live
+    // Read again now that the tenant is held: a rotation may have finished since the first
+    // look, and the new version must be above whatever the registry holds now.
+    let live = match crate::tenants::get(app, id) {
+        Ok(t) => Some(t),
+        Err(crate::tenants::TenantError::NotFound(_)) => None,
+        Err(e) => {
+            drop(exclusive);
+            app.tenant_stores().reopen_allowed(id);
+            return Err(e.into());
+        }
+    };
+    let live_active = live
         .as_ref()
-        .map(|t| t.key_version)
-        .unwrap_or(0)
-        .max(entry.key_version)
-        + 1;
+        .is_some_and(|t| t.status != crate::tenants::TenantStatus::Deleted);
+    let expected = live.as_ref().map(|t| t.key_version);
+    let version = expected.unwrap_or(0).max(entry.key_version) + 1;
     let staged = crate::keys::staged_path(app.data_dir(), id, version);
     let outcome = (|| -> Result<u32, BackupError> {
+        if live_active && !options.force {
+            return Err(BackupError::LiveData(format!("tenant {id}")));
+        }
         crate::keys::remove_staged(&staged).map_err(io_err("stage the tenant file"))?;
         std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
             .map_err(io_err("stage the tenant file"))?;
@@ -438,6 +461,16 @@ pub fn restore_tenant(
             .writer()
             .submit(move |tx| -> Result<(), crate::tenants::TenantError> {
                 let e = |e: rusqlite::Error| crate::tenants::TenantError::from(tx.err(&e));
+                // The tenant is held alone, so its version cannot move; if it did, stop
+                // rather than overwrite a key.
+                let now = system::get(tx.conn(), &tid)
+                    .map_err(e)?
+                    .map(|t| t.key_version);
+                if now != expected {
+                    return Err(crate::tenants::TenantError::Store(StoreError::Busy {
+                        what: format!("tenant {tid}"),
+                    }));
+                }
                 if system::name_in_use(tx.conn(), &name).map_err(e)?
                     && system::get(tx.conn(), &tid).map_err(e)?.is_none_or(|t| {
                         t.status == crate::tenants::TenantStatus::Deleted || t.name != name
@@ -483,16 +516,7 @@ pub fn restore_tenant(
         crate::fault::point(22);
         crate::keys::finish_tenant_rekey(app.data_dir(), id, version)
             .map_err(io_err("place the tenant file"))?;
-        let keep = version;
-        let tid = id.clone();
-        app.system()
-            .writer()
-            .submit(move |tx| -> Result<(), StoreError> {
-                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
-                Ok(())
-            })
-            .wait()?;
-        app.system().fold_wal();
+        crate::keys::destroy_older_tenant_keys(app, id, version)?;
         Ok(version)
     })();
     if outcome.is_err() {

@@ -18,6 +18,14 @@ fn fresh() -> Env {
     Env::new()
 }
 
+/// A backup of tenant `id` alone.
+fn single_tenant_archive(env: &Env, id: &str) -> PathBuf {
+    let out = archive(env, "one.srb");
+    let path = out.to_str().unwrap();
+    env.ok(&["backup", "create", "--out", path, "--tenant", id]);
+    out
+}
+
 fn archive(env: &Env, name: &str) -> PathBuf {
     env.tmp.path().join(name)
 }
@@ -289,15 +297,7 @@ fn a_single_tenant_backup_and_another_root_key_are_handled() {
     let env = Env::init();
     let a = env.create_tenant("Only Me");
     env.create_tenant("Not Me");
-    let out = archive(&env, "one.srb");
-    env.ok(&[
-        "backup",
-        "create",
-        "--out",
-        out.to_str().unwrap(),
-        "--tenant",
-        &a,
-    ]);
+    let out = single_tenant_archive(&env, &a);
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(&["backup", "verify", out.to_str().unwrap(), "--json"]))
             .unwrap();
@@ -319,15 +319,7 @@ fn a_single_tenant_archive_does_not_pose_as_a_whole_installation() {
     let env = Env::init();
     let a = env.create_tenant("Solo");
     env.create_tenant("Other");
-    let out = archive(&env, "one.srb");
-    env.ok(&[
-        "backup",
-        "create",
-        "--out",
-        out.to_str().unwrap(),
-        "--tenant",
-        &a,
-    ]);
+    let out = single_tenant_archive(&env, &a);
     let target = fresh();
     let key = env.dir.join("root.key");
     let text = target.fails(&[
@@ -589,8 +581,27 @@ fn a_whole_restore_killed_midway_leaves_a_directory_nothing_opens_until_it_is_re
     assert_eq!(first.len(), 1);
     assert!(first[0].join("system.db").exists(), "the live data is kept");
 
-    // Running it again completes it.
-    env.ok(&["backup", "restore", path, "--force"]);
+    // Run again, and killed once more, after the archive's files are in place: the
+    // directory now holds system.db, and is still closed.
+    env.kill_at(&["backup", "restore", path, "--force"], 33);
+    assert!(env.dir.join("system.db").exists());
+    assert!(env.fails(&["tenant", "list"]).contains("interrupted"));
+    // A run that fails puts back what it found, the marker included.
+    let failed = env
+        .command(&["backup", "restore", path])
+        .env("SR_FAULT_FAIL_STEP", "32")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        text.contains(first[0].file_name().unwrap().to_str().unwrap()),
+        "the first run's folder is still named: {text}"
+    );
+
+    // Running it again completes it; a half-restored directory needs no --force.
+    env.ok(&["backup", "restore", path]);
     let list = env.ok(&["tenant", "list"]);
     assert!(
         list.contains("Archived") && !list.contains("Newer"),
@@ -630,4 +641,16 @@ fn a_whole_restore_that_fails_midway_puts_the_live_data_back() {
     env.ok(&["audit", "verify"]);
     assert!(!env.dir.join("restore.pending").exists());
     assert_eq!(pre_restore_dirs(&env), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_restore_marker_that_cannot_be_read_still_closes_the_directory() {
+    let env = Env::init();
+    // Unreadable as a file (here: a directory in its place; in life, root's file read by
+    // the service user).
+    std::fs::create_dir(env.dir.join("restore.pending")).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("interrupted"), "{text}");
+    std::fs::remove_dir(env.dir.join("restore.pending")).unwrap();
+    env.ok(&["tenant", "list"]);
 }

@@ -449,7 +449,7 @@ fn the_oci_image_is_valid_and_its_binary_serves() {
     // The image's own binary, as the image would start it (serve --init), on loopback.
     let data = dir.path().join("data");
     std::fs::write(dir.path().join("none.toml"), "").unwrap();
-    let mut child = Command::new(rootfs.join("usr/bin/strongroom"))
+    let child = Command::new(rootfs.join("usr/bin/strongroom"))
         .args(["serve", "--init", "--listen", "127.0.0.1:0"])
         .env("STRONGROOM_DATA_DIR", &data)
         .env("STRONGROOM_CONFIG", dir.path().join("none.toml"))
@@ -458,18 +458,8 @@ fn the_oci_image_is_valid_and_its_binary_serves() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr = crate::support::wait_listening(child.stdout.take().unwrap());
-    let _guard = KillOnDrop(child);
-    let addr = addr.expect("the image's binary did not start");
-    let res = crate::support::https(
-        addr,
-        &data.join("tls/cert.pem"),
-        "GET",
-        "/healthz",
-        &[],
-        b"",
-    );
-    assert_eq!(res.status, 200);
+    let mut guard = KillOnDrop(child);
+    assert_eq!(crate::support::healthz_of(&mut guard.0, &data), 200);
 }
 
 struct KillOnDrop(std::process::Child);

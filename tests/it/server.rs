@@ -319,18 +319,8 @@ fn serve_dev_is_self_contained_and_runs_under_cargo_s_environment() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr = crate::support::wait_listening(child.stdout.take().unwrap())
-        .expect("serve --dev did not start");
     let data = tmp.path().join("strongroom-data");
-    let res = crate::support::https(
-        addr,
-        &data.join("tls/cert.pem"),
-        "GET",
-        "/healthz",
-        &[],
-        b"",
-    );
-    assert_eq!(res.status, 200);
+    assert_eq!(crate::support::healthz_of(&mut child, &data), 200);
     assert!(data.join("root.key").exists() && data.join("system.db").exists());
     let _ = child.kill();
     let _ = child.wait();

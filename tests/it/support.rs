@@ -440,3 +440,19 @@ pub fn now_us() -> i64 {
         .unwrap()
         .as_micros() as i64
 }
+
+/// Waits for a spawned server's "listening on" line and asks it for `/healthz`, trusting the
+/// certificate in `data_dir`. Returns the status.
+pub fn healthz_of(child: &mut Child, data_dir: &Path) -> u16 {
+    let addr = wait_listening(child.stdout.take().expect("stdout is piped"))
+        .expect("the server did not start");
+    https(
+        addr,
+        &data_dir.join("tls/cert.pem"),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    )
+    .status
+}
