@@ -258,6 +258,12 @@ fn drop_old_wrappings(
     app.system()
         .writer()
         .submit(move |tx| -> Result<(), StoreError> {
+            // Another process (a server finishing the same interrupted rotation) may have
+            // retired the old key already: then there is nothing to do or to journal.
+            let named = system::meta_get(tx.conn(), "root_key_id").map_err(|e| tx.err(&e))?;
+            if named.as_deref() == Some(keep.as_str()) && missing.is_empty() {
+                return Ok(());
+            }
             for row in &missing {
                 system::insert_key_row(tx.conn(), row).map_err(|e| tx.err(&e))?;
             }
