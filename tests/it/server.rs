@@ -110,6 +110,8 @@ fn serves_health_status_and_security_headers_over_tls() {
         !logs.contains(root_key.trim()),
         "the root key must never be logged"
     );
+    // The key sits in the data directory here, and the server says so at start.
+    assert!(logs.contains("inside the data directory"), "{logs}");
 }
 
 #[test]
