@@ -360,6 +360,15 @@ fn leftovers(app: &App) -> Check {
             ));
         }
     }
+    let owed = app
+        .system()
+        .read(|c| crate::store::system::outbox_counts(c).map_err(|e| app.system().err(&e)));
+    for (tenant, n) in owed.unwrap_or_default() {
+        found.push(format!(
+            "{n} entries owed to tenant {tenant}'s journal by an operation a crash interrupted \
+             (written when the tenant next opens)"
+        ));
+    }
     if keys::root_rotation_unfinished(app).unwrap_or(false) {
         found.push(
             "a root-key rotation stopped after the new key took over; `strongroom serve` or \

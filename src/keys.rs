@@ -475,11 +475,24 @@ pub fn rotate_tenant(
         };
         let params = serde_json::json!({ "old_version": old.version, "new_version": new_version });
         let (tid, a, p) = (id.clone(), actor.clone(), params.clone());
+        let op_id = crate::keyring::random_id()?;
         app.system()
             .writer()
             .submit(move |tx| -> Result<(), StoreError> {
                 system::insert_key_row(tx.conn(), &row).map_err(|e| tx.err(&e))?;
                 system::set_key_version(tx.conn(), &tid, new_version).map_err(|e| tx.err(&e))?;
+                // The tenant's own journal gets its entry when the file next opens, even if
+                // this process dies first.
+                system::outbox_push(
+                    tx.conn(),
+                    &tid,
+                    &op_id,
+                    &a,
+                    "keys.rotate_tenant",
+                    &p,
+                    tx.now_us(),
+                )
+                .map_err(|e| tx.err(&e))?;
                 tx.audit(
                     NewEntry::new(a, "keys.rotate_tenant", tid.as_str())
                         .params(p)
@@ -497,9 +510,9 @@ pub fn rotate_tenant(
         crate::fault::point(14);
 
         destroy_older_tenant_keys(app, id, new_version)?;
-        Ok((new_version, params))
+        Ok(new_version)
     })();
-    let (new_version, params) = match result {
+    let new_version = match result {
         Ok(r) => r,
         Err(e) => {
             drop(exclusive);
@@ -509,15 +522,8 @@ pub fn rotate_tenant(
     };
     drop(exclusive);
     app.tenant_stores().reopen_allowed(id);
-    let store = crate::tenants::open_store(app, id).map_err(tenant_err)?;
-    let a = actor.clone();
-    let tid = id.clone();
-    store
-        .writer()
-        .submit(move |tx| {
-            tx.audit(NewEntry::new(a, "keys.rotate_tenant", tid.as_str()).params(params))
-        })
-        .wait()?;
+    // Opening the tenant delivers the rotation's entry to its own journal.
+    drop(crate::tenants::open_store(app, id).map_err(tenant_err)?);
     Ok(TenantRotation {
         tenant: id.to_string(),
         old_version: old.version,

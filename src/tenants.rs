@@ -78,10 +78,7 @@ impl TenantId {
     }
 
     fn random() -> Result<Self, KeyringError> {
-        let mut b = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-            .map_err(|_| KeyringError::Random)?;
-        Ok(Self(hex::encode(b)))
+        crate::keyring::random_id().map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -369,6 +366,8 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
                 .filter(|t| t.status != TenantStatus::Deleted)
                 .ok_or_else(|| TenantError::NotFound(tid.to_string()))?;
             let shredded = system::shred_keys(tx.conn(), &tid).map_err(|e| tx.err(&e))?;
+            // Nothing is owed any more to a journal that is about to go.
+            system::outbox_remove_through(tx.conn(), &tid, i64::MAX).map_err(|e| tx.err(&e))?;
             system::set_status(tx.conn(), &tid, TenantStatus::Deleted, tx.now_us())
                 .map_err(|e| tx.err(&e))?;
             tx.audit(
@@ -404,8 +403,67 @@ pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
         return Ok(store);
     }
     settle(app, id)?;
-    app.tenant_stores()
-        .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))
+    let store = app
+        .tenant_stores()
+        .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))?;
+    deliver_outbox(app, id, &store)?;
+    Ok(store)
+}
+
+/// Appends to the tenant's own journal the entries `system.db` owes it (see
+/// [`system::outbox_push`]), then forgets them. Runs whenever the tenant's file opens, so an
+/// operation that committed in `system.db` but crashed before it could write to the tenant
+/// file is still recorded there. Each delivered entry carries its `op_id`; one found at the
+/// tail of the journal already (delivered by a process that stopped before forgetting it) is
+/// not appended twice.
+///
+/// # Errors
+/// Either store cannot be read or written.
+pub fn deliver_outbox(app: &App, id: &TenantId, store: &Store) -> Result<usize, TenantError> {
+    let owed = app
+        .system()
+        .read(|c| system::outbox_for(c, id).map_err(|e| app.system().err(&e)))?;
+    let Some(last) = owed.last().map(|e| e.id) else {
+        return Ok(0);
+    };
+    let target = id.to_string();
+    let delivered = store
+        .writer()
+        .submit(move |tx| -> Result<usize, StoreError> {
+            let mut n = 0;
+            for e in owed {
+                let seen: bool = tx
+                    .conn()
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM audit_entries WHERE action = ?1 \
+                         AND instr(params, ?2) > 0 \
+                         AND seq > (SELECT coalesce(max(seq), 0) - 256 FROM audit_entries))",
+                        rusqlite::params![e.action, e.op_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(|err| tx.err(&err))?;
+                if seen {
+                    continue;
+                }
+                let mut params = e.params;
+                if let Some(map) = params.as_object_mut() {
+                    map.insert("op_id".into(), e.op_id.into());
+                }
+                tx.audit(NewEntry::new(e.actor, &e.action, &target).params(params))?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .wait()?;
+    let tid = id.clone();
+    app.system()
+        .writer()
+        .submit(move |tx| -> Result<(), StoreError> {
+            system::outbox_remove_through(tx.conn(), &tid, last).map_err(|e| tx.err(&e))?;
+            Ok(())
+        })
+        .wait()?;
+    Ok(delivered)
 }
 
 /// Resolves a tenant key rotation or restore that a crash interrupted. A staged copy made for

@@ -42,6 +42,13 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
+    /// The kind named by [`ActorKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::System, Self::Cli, Self::User, Self::Token]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::System => "system",

@@ -457,6 +457,7 @@ pub fn restore_tenant(
             entry.name.clone(),
         );
         let head_seq = entry.journal_head_seq;
+        let op_id = crate::keyring::random_id()?;
         app.system()
             .writer()
             .submit(move |tx| -> Result<(), crate::tenants::TenantError> {
@@ -505,6 +506,16 @@ pub fn restore_tenant(
                     )
                     .map_err(e)?;
                 }
+                system::outbox_push(
+                    tx.conn(),
+                    &tid,
+                    &op_id,
+                    &a,
+                    "backup.restore",
+                    &serde_json::json!({ "key_version": version }),
+                    tx.now_us(),
+                )
+                .map_err(e)?;
                 tx.audit(
                     NewEntry::new(a, "backup.restore", tid.as_str())
                         .params(params)
@@ -532,17 +543,8 @@ pub fn restore_tenant(
     drop(exclusive);
     app.tenant_stores().reopen_allowed(id);
     let version = outcome?;
-    let store = crate::tenants::open_store(app, id)?;
-    let (a, tid) = (actor.clone(), id.clone());
-    store
-        .writer()
-        .submit(move |tx| {
-            tx.audit(
-                NewEntry::new(a, "backup.restore", tid.as_str())
-                    .params(serde_json::json!({ "key_version": version })),
-            )
-        })
-        .wait()?;
+    // Opening the tenant delivers the restore's entry to its own journal.
+    drop(crate::tenants::open_store(app, id)?);
     Ok(TenantRestored {
         tenant: id.to_string(),
         key_version: version,

@@ -235,6 +235,18 @@ impl Signer {
     }
 }
 
+/// A random 128-bit identifier in hex (tenant ids, operation ids): unguessable and, in
+/// practice, unique.
+///
+/// # Errors
+/// The system random source failed.
+pub fn random_id() -> Result<String, KeyringError> {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| KeyringError::Random)?;
+    Ok(hex::encode(b))
+}
+
 /// First 8 bytes (hex) of SHA-256 over an Ed25519 public key.
 pub fn signing_key_id(public_key: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, public_key);

@@ -93,6 +93,24 @@ INSERT INTO journal_signing_keys (journal, key_id, public_key, origin, added_us)
 DROP TABLE signing_keys;
 ";
 
+/// Entries a tenant's own journal is owed by an operation committed in `system.db` (a key
+/// rotation, a restore) that could not write to the tenant file in the same transaction.
+/// Delivered when the tenant next opens; ids are never reused.
+const SYSTEM_V5_TENANT_OUTBOX: &str = "
+CREATE TABLE tenant_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    op_id       TEXT NOT NULL UNIQUE,
+    actor_kind  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    created_us  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tenant_outbox_tenant ON tenant_outbox(tenant_id, id);
+";
+
 fn steps(kind: FileKind) -> &'static [&'static str] {
     match kind {
         FileKind::System => &[
@@ -101,6 +119,7 @@ fn steps(kind: FileKind) -> &'static [&'static str] {
             SYSTEM_V2_ANCHORS,
             SYSTEM_V3_SIGNING_KEYS,
             SYSTEM_V4_SCOPED_SIGNING_KEYS,
+            SYSTEM_V5_TENANT_OUTBOX,
         ],
         FileKind::Tenant => &[JOURNAL_V1],
     }
@@ -196,6 +215,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0, "the unscoped table is gone");
-        assert_eq!(latest(FileKind::System), 5);
+        assert_eq!(latest(FileKind::System), 6);
     }
 }

@@ -273,3 +273,104 @@ pub fn trust_signing_key(
         params![journal, key_id, public_key, origin, now_us],
     )
 }
+
+/// An entry owed to a tenant's own journal; see [`outbox_push`].
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    /// Random and unique: the delivered entry carries it, so a delivery is never repeated.
+    pub op_id: String,
+    pub actor: crate::audit::Actor,
+    pub action: String,
+    pub params: serde_json::Value,
+}
+
+/// Owes `tenant`'s journal an entry, in the same transaction as the change it records.
+///
+/// # Errors
+/// Storage errors.
+pub fn outbox_push(
+    conn: &Connection,
+    tenant: &TenantId,
+    op_id: &str,
+    actor: &crate::audit::Actor,
+    action: &str,
+    params: &serde_json::Value,
+    now_us: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO tenant_outbox (tenant_id, op_id, actor_kind, actor_id, actor_role, action, \
+         params, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            tenant.as_str(),
+            op_id,
+            actor.kind.as_str(),
+            actor.id,
+            actor.role,
+            action,
+            params.to_string(),
+            now_us
+        ],
+    )
+}
+
+/// What `tenant`'s journal is owed, oldest first.
+///
+/// # Errors
+/// Storage errors, or a row this build cannot read.
+pub fn outbox_for(conn: &Connection, tenant: &TenantId) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut st = conn.prepare(
+        "SELECT id, op_id, actor_kind, actor_id, actor_role, action, params FROM tenant_outbox \
+         WHERE tenant_id = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([tenant.as_str()], |r| {
+        let kind: String = r.get(2)?;
+        let params: String = r.get(6)?;
+        let bad = |i: usize, what: &str| {
+            rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                format!("tenant_outbox: bad {what}").into(),
+            )
+        };
+        Ok(OutboxEntry {
+            id: r.get(0)?,
+            op_id: r.get(1)?,
+            actor: crate::audit::Actor {
+                kind: crate::audit::ActorKind::parse(&kind).ok_or_else(|| bad(2, "actor"))?,
+                id: r.get(3)?,
+                role: r.get(4)?,
+            },
+            action: r.get(5)?,
+            params: serde_json::from_str(&params).map_err(|_| bad(6, "params"))?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Forgets what was delivered to `tenant`'s journal, up to and including `id`.
+///
+/// # Errors
+/// Storage errors.
+pub fn outbox_remove_through(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM tenant_outbox WHERE tenant_id = ?1 AND id <= ?2",
+        params![tenant.as_str(), id],
+    )
+}
+
+/// How many entries each tenant's journal is owed.
+///
+/// # Errors
+/// Storage errors.
+pub fn outbox_counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut st = conn.prepare(
+        "SELECT tenant_id, count(*) FROM tenant_outbox GROUP BY tenant_id ORDER BY tenant_id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}

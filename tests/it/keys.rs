@@ -223,6 +223,20 @@ fn rotate_tenant_survives_a_sigkill_at_every_step() {
         everything_opens(&env);
         let after = env.ok(&["audit", "export", "--tenant", id]);
         assert!(after.starts_with(&before), "step {step}: history changed");
+        // Once the registry committed (13, 14), the tenant's own journal records the
+        // rotation too, exactly once, although the process died before writing it: the
+        // entry is written when the tenant next opens. Until then doctor says it is owed.
+        if step >= 13 {
+            let doctor = crate::support::stdout(&env.run(&["doctor", "--quick", "--json"]));
+            assert!(doctor.contains("entries owed to tenant"), "{doctor}");
+        }
+        crate::support::open_tenant_once(&env, id);
+        let after = env.ok(&["audit", "export", "--tenant", id]);
+        let rotations = after
+            .lines()
+            .filter(|l| l.contains("\"keys.rotate_tenant\""))
+            .count();
+        assert_eq!(rotations, usize::from(step >= 13), "step {step}");
         assert_eq!(staged_files(&env), Vec::<String>::new(), "step {step}");
         env.ok(&["keys", "rotate-tenant", id]);
         everything_opens(&env);
@@ -372,4 +386,62 @@ pub fn staged_files(env: &Env) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".rekey"))
         .collect()
+}
+
+#[test]
+fn an_owed_tenant_entry_is_delivered_once_even_if_delivered_before() {
+    use strongroom::audit::Actor;
+    use strongroom::store::system;
+    use strongroom::tenants::{self, TenantId};
+    let env = Env::init();
+    let id = TenantId::parse(&env.create_tenant("Owed")).unwrap();
+    let app = env.app();
+    let push = |op: &str| {
+        let (tid, op) = (id.clone(), op.to_string());
+        app.system()
+            .writer()
+            .submit(move |tx| {
+                system::outbox_push(
+                    tx.conn(),
+                    &tid,
+                    &op,
+                    &Actor::system(),
+                    "keys.rotate_tenant",
+                    &serde_json::json!({ "new_version": 7 }),
+                    tx.now_us(),
+                )
+                .map_err(|e| tx.err(&e))
+            })
+            .wait()
+            .unwrap();
+    };
+    push("op-one");
+    drop(tenants::open_store(&app, &id).unwrap());
+    // As if a process had appended it and died before forgetting the row: owed again.
+    app.tenant_stores().close(&id);
+    push("op-one-again");
+    let (tid, op) = (id.clone(), "op-one".to_string());
+    app.system()
+        .writer()
+        .submit(move |tx| {
+            tx.conn()
+                .execute(
+                    "UPDATE tenant_outbox SET op_id = ?1 WHERE tenant_id = ?2",
+                    rusqlite::params![op, tid.as_str()],
+                )
+                .map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
+    drop(tenants::open_store(&app, &id).unwrap());
+    let owed = app
+        .system()
+        .read(|c| system::outbox_for(c, &id).map_err(|e| app.system().err(&e)))
+        .unwrap();
+    assert!(owed.is_empty(), "delivered rows are forgotten");
+    app.close();
+    let log = env.ok(&["audit", "export", "--tenant", id.as_str()]);
+    let delivered: Vec<&str> = log.lines().filter(|l| l.contains("op-one")).collect();
+    assert_eq!(delivered.len(), 1, "{log}");
+    assert!(delivered[0].contains("\"new_version\":7"), "{log}");
 }
