@@ -15,6 +15,22 @@ fn the_binary_is_static_and_small() {
     // "statically linked" instead, and a dynamic binary lists its libraries.
     assert!(text.contains("not a dynamic executable"), "{text}");
     assert!(!text.contains("=>"), "{text}");
+    // The check packaging/build-static runs on what it ships: passes this binary, refuses a
+    // dynamic one.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/check-static");
+    let ok = Command::new("bash").arg(script).arg(BIN).output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dynamic = Command::new("bash")
+        .arg(script)
+        .arg("/bin/sh")
+        .output()
+        .unwrap();
+    assert!(!dynamic.status.success());
+    assert!(String::from_utf8_lossy(&dynamic.stderr).contains("not a static executable"));
     let v = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).contains("static:    yes"));
     let dir = tempfile::tempdir().unwrap();
