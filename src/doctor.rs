@@ -366,7 +366,7 @@ fn leftovers(app: &App) -> Check {
     for (tenant, n) in owed.unwrap_or_default() {
         found.push(format!(
             "{n} entries owed to tenant {tenant}'s journal by an operation a crash interrupted \
-             (written when the tenant next opens)"
+             (written when the server next starts, or the tenant next opens)"
         ));
     }
     if keys::root_rotation_unfinished(app).unwrap_or(false) {

@@ -406,16 +406,21 @@ pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
     let store = app
         .tenant_stores()
         .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))?;
-    deliver_outbox(app, id, &store)?;
+    if let Err(e) = deliver_outbox(app, id, &store) {
+        // Closed again, so the next open tries the delivery again.
+        drop(store);
+        app.tenant_stores().close(id);
+        return Err(e);
+    }
     Ok(store)
 }
 
 /// Appends to the tenant's own journal the entries `system.db` owes it (see
-/// [`system::outbox_push`]), then forgets them. Runs whenever the tenant's file opens, so an
-/// operation that committed in `system.db` but crashed before it could write to the tenant
-/// file is still recorded there. Each delivered entry carries its `op_id`; one found at the
-/// tail of the journal already (delivered by a process that stopped before forgetting it) is
-/// not appended twice.
+/// [`system::outbox_push`]), then forgets them. Runs whenever the tenant's file opens here,
+/// when the server starts and before a backup, so an operation that committed in `system.db`
+/// but crashed before it could write to the tenant file is still recorded there. Each
+/// delivered entry carries its `op_id` and the time the operation committed (`queued_us`);
+/// the tenant file records delivered op ids in the same transaction, so none is written twice.
 ///
 /// # Errors
 /// Either store cannot be read or written.
@@ -432,22 +437,21 @@ pub fn deliver_outbox(app: &App, id: &TenantId, store: &Store) -> Result<usize, 
         .submit(move |tx| -> Result<usize, StoreError> {
             let mut n = 0;
             for e in owed {
-                let seen: bool = tx
+                let fresh = tx
                     .conn()
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM audit_entries WHERE action = ?1 \
-                         AND instr(params, ?2) > 0 \
-                         AND seq > (SELECT coalesce(max(seq), 0) - 256 FROM audit_entries))",
-                        rusqlite::params![e.action, e.op_id],
-                        |r| r.get(0),
+                    .execute(
+                        "INSERT INTO delivered_ops (op_id, delivered_us) VALUES (?1, ?2) \
+                         ON CONFLICT(op_id) DO NOTHING",
+                        rusqlite::params![e.op_id, tx.now_us()],
                     )
                     .map_err(|err| tx.err(&err))?;
-                if seen {
+                if fresh == 0 {
                     continue;
                 }
                 let mut params = e.params;
                 if let Some(map) = params.as_object_mut() {
                     map.insert("op_id".into(), e.op_id.into());
+                    map.insert("queued_us".into(), e.created_us.into());
                 }
                 tx.audit(NewEntry::new(e.actor, &e.action, &target).params(params))?;
                 n += 1;
@@ -464,6 +468,37 @@ pub fn deliver_outbox(app: &App, id: &TenantId, store: &Store) -> Result<usize, 
         })
         .wait()?;
     Ok(delivered)
+}
+
+/// Delivers what is owed to every tenant journal (see [`deliver_outbox`]); the server does
+/// this as it starts. Entries owed to a tenant that no longer exists are dropped. Returns the
+/// number of tenants served.
+///
+/// # Errors
+/// The registry cannot be read, or a tenant cannot be opened or written.
+pub fn deliver_all_owed(app: &App) -> Result<usize, TenantError> {
+    let owed = app
+        .system()
+        .read(|c| system::outbox_tenants(c).map_err(|e| app.system().err(&e)))?;
+    let n = owed.len();
+    for id in owed {
+        match open_store(app, &id) {
+            Ok(store) => drop(store),
+            Err(TenantError::NotFound(_)) => {
+                let tid = id.clone();
+                app.system()
+                    .writer()
+                    .submit(move |tx| -> Result<(), StoreError> {
+                        system::outbox_remove_through(tx.conn(), &tid, i64::MAX)
+                            .map_err(|e| tx.err(&e))?;
+                        Ok(())
+                    })
+                    .wait()?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Resolves a tenant key rotation or restore that a crash interrupted. A staged copy made for

@@ -375,6 +375,8 @@ pub fn restore_tenant(
         archive_signer.signing_public_key(),
     ));
     foreign.retain(|(kid, _)| *kid != app.signer().signing_key_id());
+    // Entries the archived file's journal was still owed come along with it.
+    let archive_owed = system::outbox_for(&sys_conn, id).map_err(err)?;
     drop(sys_conn);
 
     let live = match crate::tenants::get(app, id) {
@@ -503,6 +505,21 @@ pub fn restore_tenant(
                         public,
                         "backup.restore",
                         tx.now_us(),
+                    )
+                    .map_err(e)?;
+                }
+                // What the replaced file was owed goes with it; what the archived file was
+                // owed comes back, ahead of the restore's own entry.
+                system::outbox_remove_through(tx.conn(), &tid, i64::MAX).map_err(e)?;
+                for o in &archive_owed {
+                    system::outbox_push(
+                        tx.conn(),
+                        &tid,
+                        &o.op_id,
+                        &o.actor,
+                        &o.action,
+                        &o.params,
+                        o.created_us,
                     )
                     .map_err(e)?;
                 }

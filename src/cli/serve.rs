@@ -72,6 +72,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         // Not fatal: the new key opens everything; /readyz says the rotation is unfinished.
         Err(e) => tracing::error!(error = %e, "cannot finish an interrupted root-key rotation"),
     }
+    // Journal entries an interrupted tenant rotation or restore still owes its tenant.
+    match crate::tenants::deliver_all_owed(&app) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            tenants = n,
+            "wrote journal entries owed since an interrupted operation"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write owed tenant journal entries; they stay queued")
+        }
+    }
     let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => tls::default_cert_paths(&dir),

@@ -111,6 +111,15 @@ CREATE TABLE tenant_outbox (
 CREATE INDEX tenant_outbox_tenant ON tenant_outbox(tenant_id, id);
 ";
 
+/// Operations whose entry this tenant journal has taken from `system.db`'s outbox, written in
+/// the same transaction as the entry, so a delivery is never repeated.
+const TENANT_V2_DELIVERED_OPS: &str = "
+CREATE TABLE delivered_ops (
+    op_id        TEXT PRIMARY KEY,
+    delivered_us INTEGER NOT NULL
+) STRICT;
+";
+
 fn steps(kind: FileKind) -> &'static [&'static str] {
     match kind {
         FileKind::System => &[
@@ -121,7 +130,7 @@ fn steps(kind: FileKind) -> &'static [&'static str] {
             SYSTEM_V4_SCOPED_SIGNING_KEYS,
             SYSTEM_V5_TENANT_OUTBOX,
         ],
-        FileKind::Tenant => &[JOURNAL_V1],
+        FileKind::Tenant => &[JOURNAL_V1, TENANT_V2_DELIVERED_OPS],
     }
 }
 

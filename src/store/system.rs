@@ -283,6 +283,8 @@ pub struct OutboxEntry {
     pub actor: crate::audit::Actor,
     pub action: String,
     pub params: serde_json::Value,
+    /// When the operation committed.
+    pub created_us: i64,
 }
 
 /// Owes `tenant`'s journal an entry, in the same transaction as the change it records.
@@ -320,8 +322,8 @@ pub fn outbox_push(
 /// Storage errors, or a row this build cannot read.
 pub fn outbox_for(conn: &Connection, tenant: &TenantId) -> rusqlite::Result<Vec<OutboxEntry>> {
     let mut st = conn.prepare(
-        "SELECT id, op_id, actor_kind, actor_id, actor_role, action, params FROM tenant_outbox \
-         WHERE tenant_id = ?1 ORDER BY id",
+        "SELECT id, op_id, actor_kind, actor_id, actor_role, action, params, created_us \
+         FROM tenant_outbox WHERE tenant_id = ?1 ORDER BY id",
     )?;
     let rows = st.query_map([tenant.as_str()], |r| {
         let kind: String = r.get(2)?;
@@ -343,6 +345,7 @@ pub fn outbox_for(conn: &Connection, tenant: &TenantId) -> rusqlite::Result<Vec<
             },
             action: r.get(5)?,
             params: serde_json::from_str(&params).map_err(|_| bad(6, "params"))?,
+            created_us: r.get(7)?,
         })
     })?;
     rows.collect()
@@ -373,4 +376,15 @@ pub fn outbox_counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> 
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+/// The tenants whose journals are owed entries.
+///
+/// # Errors
+/// Storage errors.
+pub fn outbox_tenants(conn: &Connection) -> rusqlite::Result<Vec<TenantId>> {
+    Ok(outbox_counts(conn)?
+        .into_iter()
+        .map(|(id, _)| TenantId::from_trusted(id))
+        .collect())
 }

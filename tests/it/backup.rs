@@ -516,7 +516,8 @@ fn a_tenant_restore_killed_at_any_step_leaves_the_old_or_the_restored_tenant() {
             step,
         );
         env.ok(&["audit", "verify"]);
-        crate::support::open_tenant_once(&env, &a);
+        // The server writes what the tenant's journal is still owed as it starts.
+        assert!(Server::start(&env, &[]).terminate().success());
         let now = journal(&env, &a);
         if step == 21 {
             assert_eq!(
@@ -658,4 +659,46 @@ fn a_restore_marker_that_cannot_be_read_still_closes_the_directory() {
     assert!(text.contains("interrupted"), "{text}");
     std::fs::remove_dir(env.dir.join("restore.pending")).unwrap();
     env.ok(&["tenant", "list"]);
+}
+
+#[test]
+fn what_a_tenant_journal_is_owed_travels_with_its_backup() {
+    let env = Env::init();
+    let a = env.create_tenant("Travels");
+    // A rotation that committed, then died before writing to the tenant's own journal.
+    env.kill_at(&["keys", "rotate-tenant", &a], 14);
+    let out = single_tenant_archive(&env, &a);
+    assert!(
+        !journal(&env, &a)
+            .iter()
+            .any(|e| e["action"] == "keys.rotate_tenant"),
+        "still owed when the archive was made"
+    );
+
+    let other = Env::init();
+    let key = env.dir.join("root.key");
+    other.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--tenant",
+        &a,
+        "--root-key-file",
+        key.to_str().unwrap(),
+    ]);
+    let restored = journal(&other, &a);
+    let actions: Vec<&str> = restored
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[actions.len() - 2..],
+        ["keys.rotate_tenant", "backup.restore"],
+        "{actions:?}"
+    );
+    let rotation = &restored[restored.len() - 2];
+    assert_eq!(rotation["params"]["new_version"], 2);
+    assert!(rotation["params"]["op_id"].is_string());
+    assert!(rotation["params"]["queued_us"].as_i64().unwrap() > 0);
+    other.ok(&["audit", "verify"]);
 }

@@ -456,12 +456,3 @@ pub fn healthz_of(child: &mut Child, data_dir: &Path) -> u16 {
     )
     .status
 }
-
-/// Opens a tenant's store once, as the server does on the tenant's first request (which is
-/// when entries owed to its journal are written), and closes everything again.
-pub fn open_tenant_once(env: &Env, id: &str) {
-    let app = env.app();
-    let id = strongroom::tenants::TenantId::parse(id).unwrap();
-    drop(strongroom::tenants::open_store(&app, &id).unwrap());
-    app.close();
-}
