@@ -100,6 +100,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::new("SRV-0001", format!("cannot start the runtime: {e}")))?;
     let state = AppState::new(app.clone());
     let served = runtime.block_on(async {
+        let signals = web::server::ShutdownSignals::install().map_err(|e| {
+            Failure::new("SRV-0006", format!("cannot catch SIGTERM and SIGINT: {e}"))
+        })?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             Failure::new("SRV-0002", format!("cannot listen on {addr}: {e}"))
         })?;
@@ -143,7 +146,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         };
         let accepting = state.accepting.clone();
         let shutdown = async move {
-            web::server::shutdown_signal().await;
+            signals.recv().await;
             accepting.store(false, Ordering::SeqCst);
             web::notify::notify("STOPPING=1");
             tracing::info!("shutting down: draining connections");

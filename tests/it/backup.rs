@@ -26,6 +26,22 @@ fn single_tenant_archive(env: &Env, id: &str) -> PathBuf {
     out
 }
 
+/// Restores tenant `id` from `from`'s archive into another installation, `to`, opening the
+/// archive with `from`'s root key.
+fn restore_tenant_elsewhere(from: &Env, out: &Path, id: &str, to: &Env) {
+    let key = from.dir.join("root.key");
+    let (out, key) = (out.to_str().unwrap(), key.to_str().unwrap());
+    to.ok(&[
+        "backup",
+        "restore",
+        out,
+        "--tenant",
+        id,
+        "--root-key-file",
+        key,
+    ]);
+}
+
 fn archive(env: &Env, name: &str) -> PathBuf {
     env.tmp.path().join(name)
 }
@@ -397,16 +413,7 @@ fn one_tenant_restores_into_a_live_installation() {
 
     // Into another installation with another root key: re-wrapped under that one.
     let other = Env::init();
-    let key = env.dir.join("root.key");
-    other.ok(&[
-        "backup",
-        "restore",
-        out.to_str().unwrap(),
-        "--tenant",
-        &a,
-        "--root-key-file",
-        key.to_str().unwrap(),
-    ]);
+    restore_tenant_elsewhere(&env, &out, &a, &other);
     assert!(other.ok(&["tenant", "list"]).contains("Rewound"));
     other.ok(&["audit", "verify"]);
     // The archive's checkpoint key vouches for the restored journal only, not for the
@@ -427,6 +434,7 @@ fn one_tenant_restores_into_a_live_installation() {
     assert_eq!(trusted("system"), 0);
     drop(app);
     let missing = "0123456789abcdef0123456789abcdef";
+    let key = env.dir.join("root.key");
     let text = other.fails(&[
         "backup",
         "restore",
@@ -676,16 +684,7 @@ fn what_a_tenant_journal_is_owed_travels_with_its_backup() {
     );
 
     let other = Env::init();
-    let key = env.dir.join("root.key");
-    other.ok(&[
-        "backup",
-        "restore",
-        out.to_str().unwrap(),
-        "--tenant",
-        &a,
-        "--root-key-file",
-        key.to_str().unwrap(),
-    ]);
+    restore_tenant_elsewhere(&env, &out, &a, &other);
     let restored = journal(&other, &a);
     let actions: Vec<&str> = restored
         .iter()

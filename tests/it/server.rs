@@ -367,3 +367,16 @@ async fn the_status_page_says_when_a_key_is_past_its_age_policy() {
             .unwrap();
     }
 }
+
+#[test]
+fn a_stop_right_after_the_server_says_it_listens_is_graceful() {
+    // systemd may stop a Type=notify service the moment it is ready: SIGTERM must already be
+    // caught by then, or the default action kills the process without its final checkpoint.
+    let env = Env::init();
+    for round in 0..10 {
+        let server = Server::start(&env, &[]);
+        let status = server.terminate();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+    env.ok(&["audit", "verify"]);
+}
