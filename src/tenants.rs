@@ -397,22 +397,32 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
 /// # Errors
 /// Unknown or deleted tenant, a key that does not unwrap, or a file that does not open.
 pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
-    // Already open here: it was settled when it opened, and nobody can rotate or restore it
-    // while this process holds it.
-    if let Some(store) = app.tenant_stores().get_open(id) {
-        return Ok(store);
+    // A key rotation or restore here can take the store away between its opening and the
+    // delivery of owed entries; then the open starts over, and waits for the pause to end.
+    const ATTEMPTS: usize = 8;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // Already open here: it was settled when it opened, and nobody can rotate or restore
+        // it while this process holds it.
+        if let Some(store) = app.tenant_stores().get_open(id) {
+            return Ok(store);
+        }
+        settle(app, id)?;
+        let store = app
+            .tenant_stores()
+            .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))?;
+        match deliver_outbox(app, id, &store) {
+            Ok(_) => return Ok(store),
+            Err(TenantError::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {}
+            Err(e) => {
+                // Closed again, so the next open tries the delivery again.
+                drop(store);
+                app.tenant_stores().close(id);
+                return Err(e);
+            }
+        }
     }
-    settle(app, id)?;
-    let store = app
-        .tenant_stores()
-        .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))?;
-    if let Err(e) = deliver_outbox(app, id, &store) {
-        // Closed again, so the next open tries the delivery again.
-        drop(store);
-        app.tenant_stores().close(id);
-        return Err(e);
-    }
-    Ok(store)
 }
 
 /// Appends to the tenant's own journal the entries `system.db` owes it (see

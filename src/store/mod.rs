@@ -90,9 +90,11 @@ impl StoreError {
                     what,
                     reason: msg.clone().unwrap_or_else(|| "I/O failure".into()),
                 },
+                // SQLite's message is left out on purpose: a syntax error quotes the statement,
+                // and a statement may be a `PRAGMA key`. The extended code says enough.
                 _ => Self::Sqlite {
                     what,
-                    detail: format!("{:?}", f.code),
+                    detail: format!("{:?} (extended code {})", f.code, f.extended_code),
                 },
             };
         }
