@@ -115,11 +115,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 None => Sealing::Root,
             };
             let app = open_app(cli)?;
-            let bar = Bar::new("writing");
-            let r = backup::create(&app, &Actor::cli(), out, &scope, &sealing, &|d, t| {
-                bar.set(d, t)
+            let r = with_bar("writing", |progress| {
+                backup::create(&app, &Actor::cli(), out, &scope, &sealing, progress)
             });
-            bar.finish();
             app.close();
             let m = r?;
             if *json {
@@ -162,9 +160,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 root_key_file.as_deref(),
                 &mut slot,
             )?;
-            let bar = Bar::new("checking");
-            let unpacked = backup::unpack(file, opening, &staging_parent, &|d, t| bar.set(d, t));
-            bar.finish();
+            let unpacked = with_bar("checking", |progress| {
+                backup::unpack(file, opening, &staging_parent, progress)
+            });
             let unpacked = unpacked?;
             let report = backup::check_unpacked(&unpacked)?;
             if *json {
@@ -215,20 +213,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 &mut slot,
             )?;
             let app = open_app(cli)?;
-            let bar = Bar::new("restoring");
-            let r = backup::restore_tenant(
-                &app,
-                file,
-                &id,
-                backup::RestoreOptions {
-                    opening,
-                    root_key_out: None,
-                    force: *force,
-                },
-                &Actor::cli(),
-                &|d, t| bar.set(d, t),
-            );
-            bar.finish();
+            let options = restore_options(opening, *force);
+            let r = with_bar("restoring", |progress| {
+                backup::restore_tenant(&app, file, &id, options, &Actor::cli(), progress)
+            });
             app.close();
             let r = r?;
             if *json {
@@ -259,20 +247,10 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 root_key_file.as_deref(),
                 &mut slot,
             )?;
-            let bar = Bar::new("restoring");
-            let r = backup::restore(
-                file,
-                &dir,
-                &loaded.config,
-                backup::RestoreOptions {
-                    opening,
-                    root_key_out: None,
-                    force: *force,
-                },
-                &Actor::cli(),
-                &|d, t| bar.set(d, t),
-            );
-            bar.finish();
+            let options = restore_options(opening, *force);
+            let r = with_bar("restoring", |progress| {
+                backup::restore(file, &dir, &loaded.config, options, &Actor::cli(), progress)
+            });
             let r = r?;
             if *json {
                 print_json(&r)?;
@@ -291,6 +269,23 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Runs `work` with a progress bar labelled `label` (on a terminal only).
+fn with_bar<T>(label: &'static str, work: impl FnOnce(backup::Progress<'_>) -> T) -> T {
+    let bar = Bar::new(label);
+    let out = work(&|done, total| bar.set(done, total));
+    bar.finish();
+    out
+}
+
+/// Restore options as the CLI gives them: the root key goes to the configured key file.
+fn restore_options(opening: Opening<'_>, force: bool) -> backup::RestoreOptions<'_> {
+    backup::RestoreOptions {
+        opening,
+        root_key_out: None,
+        force,
     }
 }
 
