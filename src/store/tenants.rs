@@ -203,10 +203,28 @@ impl TenantStores {
         keys: impl FnOnce() -> Result<TenantKeys, E>,
     ) -> Result<Arc<Store>, E> {
         let label = tenant_label(id);
-        let slot = self.slot(id)?;
-        let mut open = slot.open.lock().map_err(|_| StoreError::Closed {
+        let closed = || StoreError::Closed {
             what: label.clone(),
-        })?;
+        };
+        // The pause check in `slot` and this slot's lock are taken one after the other: a
+        // pause that began in between (its close found the slot empty) must be seen here,
+        // under the slot's lock, or this would open the file under the pausing operation.
+        // Bounded: each round waits for the pause to end, up to the busy timeout.
+        let mut rounds = 0;
+        let mut slot = self.slot(id)?;
+        let mut open = loop {
+            let open = slot.open.lock().map_err(|_| closed())?;
+            let paused = self.closing.lock().map_err(|_| closed())?.contains_key(id);
+            if !paused || open.is_some() {
+                break open;
+            }
+            drop(open);
+            rounds += 1;
+            if rounds > 3 {
+                return Err(StoreError::Busy { what: label }.into());
+            }
+            slot = self.slot(id)?;
+        };
         if let Some(t) = open.as_mut() {
             t.last_used = Instant::now();
             return Ok(t.store.clone());
