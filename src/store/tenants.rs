@@ -269,9 +269,16 @@ impl TenantStores {
         self.close(id);
         let path = tenant_lock_path(&self.dir, id);
         let lock = open_lock(&path, &label)?;
-        if lock.try_lock().is_err() {
-            self.reopen_allowed(id);
-            return Err(StoreError::Busy { what: label });
+        // The lock this process just let go can outlive its close for a moment: a thread that
+        // is starting a program holds a copy of every descriptor between fork and exec. So a
+        // refusal is only believed after a short wait; a real holder is still there after it.
+        let deadline = Instant::now() + std::time::Duration::from_millis(250);
+        while lock.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                self.reopen_allowed(id);
+                return Err(StoreError::Busy { what: label });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(ExclusiveTenant { _lock: lock, path })
     }
