@@ -369,7 +369,7 @@ fn leftovers(app: &App) -> Check {
              (written when the server next starts, or the tenant next opens)"
         ));
     }
-    if keys::root_rotation_unfinished(app).unwrap_or(false) {
+    if keys::unfinished_root_rotation(app).is_ok_and(|old| old.is_some()) {
         found.push(
             "a root-key rotation stopped after the new key took over; `strongroom serve` or \
              `strongroom keys rotate-root` finishes it"

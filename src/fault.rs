@@ -10,11 +10,7 @@
 
 /// Stops here, for good, when the crash test asked for this point.
 pub fn point(step: u32) {
-    if std::env::var("SR_FAULT_ROTATE_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        == Some(step)
-    {
+    if asked("SR_FAULT_ROTATE_STEP", step) {
         tracing::error!(step, "fault point reached; waiting to be killed");
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -27,14 +23,15 @@ pub fn point(step: u32) {
 /// # Errors
 /// `SR_FAULT_FAIL_STEP` names this point.
 pub fn fail(step: u32) -> std::io::Result<()> {
-    let asked = std::env::var("SR_FAULT_FAIL_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        == Some(step);
-    if asked {
+    if asked("SR_FAULT_FAIL_STEP", step) {
         return Err(std::io::Error::other(format!(
             "injected failure at point {step}"
         )));
     }
     Ok(())
+}
+
+/// True when the variable `var` names point `step`.
+fn asked(var: &str, step: u32) -> bool {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()) == Some(step)
 }

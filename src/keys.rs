@@ -152,13 +152,10 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
 /// The registry or `system.key` cannot be read or written, or a DEK has no wrapping under
 /// the new key (then nothing is deleted).
 pub fn finish_root_rotation(app: &App, actor: &Actor) -> Result<Option<String>, KeysError> {
-    let named = app
-        .system()
-        .read(|c| system::meta_get(c, "root_key_id").map_err(|e| app.system().err(&e)))?;
-    let current = app.keyring().root_key_id();
-    let Some(old_id) = named.filter(|id| id != current) else {
+    let Some(old_id) = unfinished_root_rotation(app)? else {
         return Ok(None);
     };
+    let current = app.keyring().root_key_id();
     let key_path = crate::app::system_key_path(app.data_dir());
     let mut skf = SystemKeyFile::read(&key_path)?;
     skf.keep_only(current);
@@ -167,16 +164,16 @@ pub fn finish_root_rotation(app: &App, actor: &Actor) -> Result<Option<String>, 
     Ok(Some(old_id))
 }
 
-/// True when a root-key rotation stopped after its switch and still has to retire the old
-/// key (see [`finish_root_rotation`]).
+/// The id of the old root key when a root-key rotation stopped after its switch and still
+/// has to retire it (see [`finish_root_rotation`]); `None` otherwise.
 ///
 /// # Errors
 /// The registry cannot be read.
-pub fn root_rotation_unfinished(app: &App) -> Result<bool, KeysError> {
+pub fn unfinished_root_rotation(app: &App) -> Result<Option<String>, KeysError> {
     let named = app
         .system()
         .read(|c| system::meta_get(c, "root_key_id").map_err(|e| app.system().err(&e)))?;
-    Ok(named.is_some_and(|id| id != app.keyring().root_key_id()))
+    Ok(named.filter(|id| id != app.keyring().root_key_id()))
 }
 
 /// Step 2: wraps every DEK under `new` too, in one journaled transaction.

@@ -469,15 +469,20 @@ pub fn deliver_outbox(app: &App, id: &TenantId, store: &Store) -> Result<usize, 
             Ok(n)
         })
         .wait()?;
+    forget_owed(app, id, last)?;
+    Ok(delivered)
+}
+
+/// Drops the entries owed to `id`'s journal, up to and including outbox id `through`.
+fn forget_owed(app: &App, id: &TenantId, through: i64) -> Result<(), StoreError> {
     let tid = id.clone();
     app.system()
         .writer()
         .submit(move |tx| -> Result<(), StoreError> {
-            system::outbox_remove_through(tx.conn(), &tid, last).map_err(|e| tx.err(&e))?;
+            system::outbox_remove_through(tx.conn(), &tid, through).map_err(|e| tx.err(&e))?;
             Ok(())
         })
-        .wait()?;
-    Ok(delivered)
+        .wait()
 }
 
 /// Delivers what is owed to every tenant journal (see [`deliver_outbox`]); the server does
@@ -494,17 +499,7 @@ pub fn deliver_all_owed(app: &App) -> Result<usize, TenantError> {
     for id in owed {
         match open_store(app, &id) {
             Ok(store) => drop(store),
-            Err(TenantError::NotFound(_)) => {
-                let tid = id.clone();
-                app.system()
-                    .writer()
-                    .submit(move |tx| -> Result<(), StoreError> {
-                        system::outbox_remove_through(tx.conn(), &tid, i64::MAX)
-                            .map_err(|e| tx.err(&e))?;
-                        Ok(())
-                    })
-                    .wait()?;
-            }
+            Err(TenantError::NotFound(_)) => forget_owed(app, &id, i64::MAX)?,
             Err(e) => return Err(e),
         }
     }

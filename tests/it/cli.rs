@@ -387,40 +387,27 @@ fn files_are_private_whatever_the_inherited_umask() {
     }
 }
 
-/// Every entry under `dir`, directories included, without following links.
-fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn what_root_creates_in_a_service_owned_data_directory_belongs_to_the_service() {
     use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+    if !crate::support::is_root() {
         eprintln!("not running as root; skipping");
         return;
     }
     let env = Env::init();
     // As a packaged install has it: the service user owns the data directory.
     let (uid, gid) = (64_123, 64_124);
-    for p in entries(&env.dir).into_iter().chain([env.dir.clone()]) {
+    for p in crate::support::all_entries(&env.dir)
+        .into_iter()
+        .chain([env.dir.clone()])
+    {
         std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
     }
     // Root administers it directly: new tenant files, a re-keyed file, a new root key.
     let id = env.create_tenant("acme");
     env.ok(&["keys", "rotate-tenant", &id]);
     env.ok(&["keys", "rotate-root"]);
-    let all = entries(&env.dir);
+    let all = crate::support::all_entries(&env.dir);
     assert!(all.iter().any(|p| p.ends_with(format!("tenants/{id}.db"))));
     for p in all {
         let m = std::fs::symlink_metadata(&p).unwrap();
@@ -437,7 +424,7 @@ fn what_root_creates_in_a_service_owned_data_directory_belongs_to_the_service() 
     // as it is.
     let mine = Env::init();
     mine.create_tenant("acme");
-    assert!(entries(&mine.dir)
+    assert!(crate::support::all_entries(&mine.dir)
         .iter()
         .all(|p| std::fs::symlink_metadata(p).unwrap().uid() == 0));
 }

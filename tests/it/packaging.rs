@@ -245,11 +245,7 @@ fn the_deb_installs_a_locked_down_service_and_purges_cleanly() {
         "{postinst}"
     );
 
-    let is_root = std::fs::metadata("/proc/self").map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if std::env::var_os("CI").is_none() || !matches!(is_root, Ok(true)) {
+    if std::env::var_os("CI").is_none() || !crate::support::is_root() {
         eprintln!("not root in CI: the package was inspected, not installed");
         return;
     }

@@ -389,19 +389,32 @@ fn parse_response(raw: &[u8]) -> Response {
 
 /// Every file under `dir`, recursively.
 pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    all_entries(dir)
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect()
+}
+
+/// Every entry under `dir`, directories included; links are listed, not followed.
+pub fn all_entries(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p.clone());
             }
+            out.push(p);
         }
     }
     out
+}
+
+/// True when the tests run as root (as CI does), which some checks need.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
