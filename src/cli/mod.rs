@@ -134,12 +134,7 @@ fn hand_back(cli: &Cli) {
     }
     // The same configuration the command used: `serve --dev` ignores the system-wide file.
     let dev = matches!(&cli.command, Command::Serve(a) if a.dev);
-    let loaded = if dev {
-        crate::config::load_with(cli.config.as_deref(), false, std::env::vars())
-    } else {
-        crate::config::load(cli.config.as_deref(), std::env::vars())
-    };
-    let Ok(loaded) = loaded else {
+    let Ok(loaded) = load_config_for(cli, dev) else {
         return;
     };
     let dir = data_dir(cli, &loaded, dev);
@@ -154,8 +149,15 @@ fn hand_back(cli: &Cli) {
 
 /// Loads defaults < file < environment for this invocation.
 fn load_config(cli: &Cli) -> Result<Loaded, Failure> {
-    Ok(crate::config::load(
+    load_config_for(cli, false)
+}
+
+/// As [`load_config`]; with `dev` (`serve --dev`), the system-wide file is ignored unless
+/// `--config` names it, so development never lands on an installed service's data.
+fn load_config_for(cli: &Cli, dev: bool) -> Result<Loaded, Failure> {
+    Ok(crate::config::load_with(
         cli.config.as_deref(),
+        !dev,
         std::env::vars(),
     )?)
 }

@@ -1,6 +1,6 @@
 //! `strongroom serve`: HTTPS until SIGTERM, then a graceful drain and a flush of every writer.
 
-use super::{data_dir, load_config, Cli, Failure};
+use super::{data_dir, load_config_for, Cli, Failure};
 use crate::app::App;
 use crate::config::LogFormat;
 use crate::web::{self, tls, AppState};
@@ -26,13 +26,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
-    // Development mode is self-contained: it ignores /etc/strongroom/config.toml (unless
-    // --config names it), so it never lands on an installed service's data.
-    let loaded = if args.dev {
-        crate::config::load_with(cli.config.as_deref(), false, std::env::vars())?
-    } else {
-        load_config(cli)?
-    };
+    let loaded = load_config_for(cli, args.dev)?;
     let mut config = loaded.config;
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
