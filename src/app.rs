@@ -248,12 +248,14 @@ impl App {
         let id = app.keyring.root_key_id().to_string();
         app.system
             .writer()
-            .submit(move |tx| -> Result<(), StoreError> {
+            .change(move |tx| -> Result<_, StoreError> {
                 system::meta_set(tx.conn(), "root_key_id", &id).map_err(|e| tx.err(&e))?;
                 system::meta_set(tx.conn(), "root_key_since_us", &tx.now_us().to_string())
                     .map_err(|e| tx.err(&e))?;
-                tx.audit(NewEntry::new(actor, "system.init", "system").params(params))?;
-                Ok(())
+                Ok((
+                    (),
+                    NewEntry::new(actor, "system.init", "system").params(params),
+                ))
             })
             .wait()?;
         let report = InitReport {
@@ -470,16 +472,33 @@ impl App {
 /// (a separate transaction, not waited for): it only ever claims less than is there.
 fn anchor_in_registry(system: &Arc<Store>) -> crate::store::tenants::AnchorHook {
     let weak = Arc::downgrade(system);
-    Arc::new(
-        move |id: &crate::tenants::TenantId, seq: u64, hash: [u8; 32]| {
-            if let Some(sys) = weak.upgrade() {
-                let id = id.clone();
-                let _pending = sys.writer().submit(move |tx| -> Result<(), StoreError> {
-                    system::raise_anchor(tx.conn(), &id, seq, &hash)
-                        .map(|_| ())
-                        .map_err(|e| tx.err(&e))
-                });
-            }
-        },
-    )
+    Arc::new(move |id: &crate::ids::TenantId, seq: u64, hash: [u8; 32]| {
+        if let Some(sys) = weak.upgrade() {
+            let id = id.clone();
+            let tenant = id.clone();
+            sys.writer().bookkeeping_then(
+                    move |tx| -> Result<(), StoreError> {
+                        system::raise_anchor(tx.conn(), &id, seq, &hash)
+                            .map(|_| ())
+                            .map_err(|e| tx.err(&e))
+                    },
+                    // Not fatal: the anchor only ever claims less than the tenant file holds,
+                    // and the next checkpoint raises it. But verify is weaker until then.
+                    move |r| {
+                        if let Err(e) = r {
+                            tracing::warn!(tenant = %tenant, seq, error = %e,
+                                "cannot record the tenant journal's checkpoint in system.db; the next checkpoint retries");
+                        }
+                    },
+                );
+        }
+    })
 }
+
+crate::domain_error!(AppError, |e| match e {
+    AppError::Exclusive(_) | AppError::InUse(_) => crate::error::ErrorKind::Busy,
+    AppError::NotInitialized(_) | AppError::AlreadyInitialized(_) =>
+        crate::error::ErrorKind::Conflict,
+    AppError::Store(e) => crate::error::DomainError::kind(e),
+    _ => crate::error::ErrorKind::Internal,
+});

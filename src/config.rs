@@ -409,6 +409,8 @@ impl Config {
     }
 }
 
+crate::domain_error!(ConfigError, |_e| crate::error::ErrorKind::Invalid);
+
 #[cfg(test)]
 mod tests {
     use super::*;

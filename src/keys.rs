@@ -202,16 +202,14 @@ fn rewrap_all(app: &App, new: &Keyring, actor: &Actor, old_id: &str) -> Result<u
     let start = std::time::Instant::now();
     app.system()
         .writer()
-        .submit(move |tx| -> Result<(), StoreError> {
+        .change(move |tx| -> Result<_, StoreError> {
             for row in &fresh {
                 system::insert_key_row(tx.conn(), row).map_err(|e| tx.err(&e))?;
             }
-            tx.audit(
-                NewEntry::new(actor, "keys.rotate_root", "root-key")
-                    .params(params)
-                    .since(start),
-            )?;
-            Ok(())
+            let entry = NewEntry::new(actor, "keys.rotate_root", "root-key")
+                .params(params)
+                .since(start);
+            Ok(((), entry))
         })
         .wait()?;
     Ok(n)
@@ -254,12 +252,12 @@ fn drop_old_wrappings(
     let actor = actor.clone();
     app.system()
         .writer()
-        .submit(move |tx| -> Result<(), StoreError> {
+        .change_or_nothing(move |tx| -> Result<_, StoreError> {
             // Another process (a server finishing the same interrupted rotation) may have
             // retired the old key already: then there is nothing to do or to journal.
             let named = system::meta_get(tx.conn(), "root_key_id").map_err(|e| tx.err(&e))?;
             if named.as_deref() == Some(keep.as_str()) {
-                return Ok(());
+                return Ok(((), None));
             }
             for row in &missing {
                 system::insert_key_row(tx.conn(), row).map_err(|e| tx.err(&e))?;
@@ -268,8 +266,8 @@ fn drop_old_wrappings(
             system::meta_set(tx.conn(), "root_key_id", &keep).map_err(|e| tx.err(&e))?;
             system::meta_set(tx.conn(), "root_key_since_us", &tx.now_us().to_string())
                 .map_err(|e| tx.err(&e))?;
-            tx.audit(NewEntry::new(actor, "keys.retire_root", "root-key").params(params))?;
-            Ok(())
+            let entry = NewEntry::new(actor, "keys.retire_root", "root-key").params(params);
+            Ok(((), Some(entry)))
         })
         .wait()?;
     app.system().fold_wal();
@@ -427,6 +425,7 @@ pub fn rotate_tenant(
 ) -> Result<TenantRotation, KeysError> {
     use crate::store::{self, tenants as st, FileKind, OpenSpec};
     let start = std::time::Instant::now();
+    crate::tenants::usable(app, id).map_err(tenant_err)?;
     // A rotation interrupted earlier is resolved first: its copy may be the live data.
     crate::tenants::settle(app, id).map_err(tenant_err)?;
     let (t, old) = crate::tenants::tenant_keys(app, id).map_err(tenant_err)?;
@@ -475,7 +474,7 @@ pub fn rotate_tenant(
         let op_id = crate::keyring::random_id()?;
         app.system()
             .writer()
-            .submit(move |tx| -> Result<(), StoreError> {
+            .change(move |tx| -> Result<_, StoreError> {
                 system::insert_key_row(tx.conn(), &row).map_err(|e| tx.err(&e))?;
                 system::set_key_version(tx.conn(), &tid, new_version).map_err(|e| tx.err(&e))?;
                 // The tenant's own journal gets its entry when the file next opens, even if
@@ -490,12 +489,10 @@ pub fn rotate_tenant(
                     tx.now_us(),
                 )
                 .map_err(|e| tx.err(&e))?;
-                tx.audit(
-                    NewEntry::new(a, "keys.rotate_tenant", tid.as_str())
-                        .params(p)
-                        .since(start),
-                )?;
-                Ok(())
+                let entry = NewEntry::new(a, "keys.rotate_tenant", tid.as_str())
+                    .params(p)
+                    .since(start);
+                Ok(((), entry))
             })
             .wait()?;
         crate::fault::point(13);
@@ -506,7 +503,7 @@ pub fn rotate_tenant(
         })?;
         crate::fault::point(14);
 
-        destroy_older_tenant_keys(app, id, new_version)?;
+        destroy_older_tenant_keys(app, actor, id, new_version)?;
         Ok(new_version)
     })();
     let new_version = match result {
@@ -535,15 +532,23 @@ pub fn rotate_tenant(
 /// The registry cannot be written.
 pub fn destroy_older_tenant_keys(
     app: &App,
+    actor: &Actor,
     id: &crate::tenants::TenantId,
     keep: u32,
 ) -> Result<(), StoreError> {
-    let tid = id.clone();
+    let (tid, actor) = (id.clone(), actor.clone());
     app.system()
         .writer()
-        .submit(move |tx| -> Result<(), StoreError> {
-            system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
-            Ok(())
+        .change_or_nothing(move |tx| -> Result<_, StoreError> {
+            let n =
+                system::delete_key_versions_below(tx.conn(), &tid, keep).map_err(|e| tx.err(&e))?;
+            // Destroying a key is a crypto-shred of whatever only it could open: on the
+            // record, like any other change.
+            let entry = (n > 0).then(|| {
+                NewEntry::new(actor, "keys.destroy_tenant_keys", tid.as_str())
+                    .params(serde_json::json!({ "below_version": keep, "destroyed": n }))
+            });
+            Ok(((), entry))
         })
         .wait()?;
     app.system().fold_wal();
@@ -584,3 +589,11 @@ pub fn finish_tenant_rekey(
 fn tenant_err(e: crate::tenants::TenantError) -> KeysError {
     KeysError::Tenant(e)
 }
+
+crate::domain_error!(KeysError, |e| match e {
+    KeysError::NotAKeyFile(_) => crate::error::ErrorKind::Invalid,
+    KeysError::App(e) => crate::error::DomainError::kind(e),
+    KeysError::Store(e) => crate::error::DomainError::kind(e),
+    KeysError::Tenant(e) => crate::error::DomainError::kind(e),
+    _ => crate::error::ErrorKind::Internal,
+});

@@ -21,10 +21,17 @@ pub mod clock;
 pub mod config;
 /// The installation self-check.
 pub mod doctor;
+/// The door: the one way domain code reaches a tenant (status check, audited writes,
+/// query-only reads).
+pub mod door;
+/// The error trait every domain error implements: a stable code and a kind.
+pub mod error;
 /// Crash-test hooks between the steps of multi-step operations.
 pub mod fault;
 /// Durable file replacement.
 pub mod fsutil;
+/// Identifier newtypes; a leaf that depends on nothing else here.
+pub mod ids;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.
 pub mod keyring;
 /// Key lifecycle: root-key rotation, key status.

@@ -6,16 +6,17 @@
 
 use crate::app::App;
 use crate::audit::{Actor, NewEntry};
+pub use crate::ids::TenantId;
 use crate::keyring::{Key32, KeyringError, TenantKeys};
+pub use crate::store::system::{Tenant, TenantStatus};
 use crate::store::tenants::{tenant_label, tenant_path};
 use crate::store::{system, Store, StoreError};
-use serde::Serialize;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
-    #[error("invalid tenant id {0:?}: expected 32 lower-case hex characters")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] crate::ids::InvalidId),
     #[error("invalid tenant name: {0}")]
     InvalidName(String),
     #[error(
@@ -26,7 +27,7 @@ pub enum TenantError {
     NameTaken(String),
     #[error("no tenant with id {0}")]
     NotFound(String),
-    #[error("tenant {0} is suspended")]
+    #[error("tenant {0} is suspended; `strongroom tenant resume {0}` makes it usable again (audit verify and backup work meanwhile)")]
     Suspended(String),
     #[error("tenant {id} is already {status}")]
     AlreadyInState { id: String, status: &'static str },
@@ -41,7 +42,7 @@ pub enum TenantError {
 impl TenantError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidId(_) => "TEN-0001",
+            Self::InvalidId(e) => e.code(),
             Self::InvalidName(_) => "TEN-0002",
             Self::InvalidRegion(_) => "TEN-0003",
             Self::NameTaken(_) => "TEN-0004",
@@ -53,80 +54,6 @@ impl TenantError {
             Self::Keyring(e) => e.code(),
         }
     }
-}
-
-/// A tenant id: 128 random bits as 32 lower-case hex characters. Parsed at the edge, so a
-/// `TenantId` is always safe to put in a file name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// # Errors
-    /// Anything but 32 lower-case hex characters.
-    pub fn parse(s: &str) -> Result<Self, TenantError> {
-        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(TenantError::InvalidId(s.chars().take(64).collect()))
-        }
-    }
-
-    /// For values read back from our own registry, which only ever stores parsed ids.
-    pub(crate) fn from_trusted(s: String) -> Self {
-        Self(s)
-    }
-
-    fn random() -> Result<Self, KeyringError> {
-        crate::keyring::random_id().map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TenantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TenantStatus {
-    Active,
-    Suspended,
-    Deleted,
-}
-
-impl TenantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-            Self::Deleted => "deleted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(Self::Active),
-            "suspended" => Some(Self::Suspended),
-            "deleted" => Some(Self::Deleted),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Tenant {
-    pub id: TenantId,
-    pub name: String,
-    pub region: Option<String>,
-    pub status: TenantStatus,
-    pub key_version: u32,
-    pub created_us: i64,
 }
 
 fn validate_name(name: &str) -> Result<String, TenantError> {
@@ -186,7 +113,7 @@ pub fn create(
     {
         return Err(TenantError::NameTaken(name));
     }
-    let id = TenantId::random()?;
+    let id = TenantId::from_trusted(crate::keyring::random_id()?);
     let dek = Key32::random()?;
     let wrapped = app.keyring().wrap_dek(id.as_str(), 1, &dek)?;
     let root_key_id = app.keyring().root_key_id().to_string();
@@ -208,21 +135,19 @@ pub fn create(
         let id = id.clone();
         store
             .writer()
-            .submit(move |tx| -> Result<[u8; 32], TenantError> {
+            .change_recorded(move |tx| -> Result<_, TenantError> {
                 let err = |e: rusqlite::Error| tx.err(&e);
                 system::meta_set(tx.conn(), "tenant_id", id.as_str()).map_err(err)?;
                 system::meta_set(tx.conn(), "tenant_name", &name).map_err(err)?;
-                tx.audit(
-                    NewEntry::new(actor, "tenant.create", id.as_str())
-                        .params(params)
-                        .since(start),
-                )?;
-                Ok(tx.head().hash)
+                let entry = NewEntry::new(actor, "tenant.create", id.as_str())
+                    .params(params)
+                    .since(start);
+                Ok(((), entry))
             })
             .wait()
     };
-    let genesis_hash = match genesis {
-        Ok(h) => h,
+    let genesis = match genesis {
+        Ok(((), receipt)) => receipt,
         Err(e) => {
             drop(store);
             discard_file(app, &id);
@@ -236,7 +161,7 @@ pub fn create(
     let registered = app
         .system()
         .writer()
-        .submit(move |tx| -> Result<(), TenantError> {
+        .change(move |tx| -> Result<_, TenantError> {
             system::insert(tx.conn(), &row, &root_key_id, &wrapped, tx.now_us()).map_err(|e| {
                 if is_unique_violation(&e) {
                     TenantError::NameTaken(row.name.clone())
@@ -245,13 +170,12 @@ pub fn create(
                 }
             })?;
             // The tenant journal's first entry, recorded here: an emptied journal is caught.
-            system::raise_anchor(tx.conn(), &row.id, 1, &genesis_hash).map_err(|e| tx.err(&e))?;
-            tx.audit(
-                NewEntry::new(actor, "tenant.create", row.id.as_str())
-                    .params(params)
-                    .since(start),
-            )?;
-            Ok(())
+            system::raise_anchor(tx.conn(), &row.id, genesis.seq, &genesis.hash)
+                .map_err(|e| tx.err(&e))?;
+            let entry = NewEntry::new(actor, "tenant.create", row.id.as_str())
+                .params(params)
+                .since(start);
+            Ok(((), entry))
         })
         .wait();
     if let Err(e) = registered {
@@ -289,6 +213,23 @@ pub fn get(app: &App, id: &TenantId) -> Result<Tenant, TenantError> {
         .ok_or_else(|| TenantError::NotFound(id.to_string()))
 }
 
+/// The one status check before a tenant is used: refuses a suspended tenant with
+/// [`TenantError::Suspended`] and a deleted or unknown one with [`TenantError::NotFound`].
+/// The door ([`crate::door`]) calls it for every context it hands out; the few commands that
+/// read a tenant's file without a context (journal export, rotation) call it directly.
+/// Verification, backup, resume and delete deliberately do not.
+///
+/// # Errors
+/// As above, or a storage fault reading the registry.
+pub fn usable(app: &App, id: &TenantId) -> Result<Tenant, TenantError> {
+    let t = get(app, id)?;
+    match t.status {
+        TenantStatus::Active => Ok(t),
+        TenantStatus::Suspended => Err(TenantError::Suspended(id.to_string())),
+        TenantStatus::Deleted => Err(TenantError::NotFound(id.to_string())),
+    }
+}
+
 /// Lists tenants, oldest first.
 ///
 /// # Errors
@@ -318,7 +259,7 @@ pub fn set_active(
     let (id, actor) = (id.clone(), actor.clone());
     app.system()
         .writer()
-        .submit(move |tx| -> Result<Tenant, TenantError> {
+        .change(move |tx| -> Result<_, TenantError> {
             let mut t = system::get(tx.conn(), &id)
                 .map_err(|e| tx.err(&e))?
                 .filter(|t| t.status != TenantStatus::Deleted)
@@ -330,13 +271,11 @@ pub fn set_active(
                 });
             }
             system::set_status(tx.conn(), &id, status, tx.now_us()).map_err(|e| tx.err(&e))?;
-            tx.audit(
-                NewEntry::new(actor, action, id.as_str())
-                    .params(serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }))
-                    .since(start),
-            )?;
+            let entry = NewEntry::new(actor, action, id.as_str())
+                .params(serde_json::json!({ "from": t.status.as_str(), "to": status.as_str() }))
+                .since(start);
             t.status = status;
-            Ok(t)
+            Ok((t, entry))
         })
         .wait()
 }
@@ -360,7 +299,7 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
     let done = app
         .system()
         .writer()
-        .submit(move |tx| -> Result<(), TenantError> {
+        .change(move |tx| -> Result<_, TenantError> {
             let t = system::get(tx.conn(), &tid)
                 .map_err(|e| tx.err(&e))?
                 .filter(|t| t.status != TenantStatus::Deleted)
@@ -370,14 +309,10 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             system::outbox_remove_through(tx.conn(), &tid, i64::MAX).map_err(|e| tx.err(&e))?;
             system::set_status(tx.conn(), &tid, TenantStatus::Deleted, tx.now_us())
                 .map_err(|e| tx.err(&e))?;
-            tx.audit(
-                NewEntry::new(actor, "tenant.delete", tid.as_str())
-                    .params(
-                        serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }),
-                    )
-                    .since(start),
-            )?;
-            Ok(())
+            let entry = NewEntry::new(actor, "tenant.delete", tid.as_str())
+                .params(serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }))
+                .since(start);
+            Ok(((), entry))
         })
         .wait();
     if let Err(e) = done {
@@ -444,7 +379,7 @@ pub fn deliver_outbox(app: &App, id: &TenantId, store: &Store) -> Result<usize, 
     let target = id.to_string();
     let delivered = store
         .writer()
-        .submit(move |tx| -> Result<usize, StoreError> {
+        .bookkeeping(move |tx| -> Result<usize, StoreError> {
             let mut n = 0;
             for e in owed {
                 let fresh = tx
@@ -478,7 +413,7 @@ fn forget_owed(app: &App, id: &TenantId, through: i64) -> Result<(), StoreError>
     let tid = id.clone();
     app.system()
         .writer()
-        .submit(move |tx| -> Result<(), StoreError> {
+        .bookkeeping(move |tx| -> Result<(), StoreError> {
             system::outbox_remove_through(tx.conn(), &tid, through).map_err(|e| tx.err(&e))?;
             Ok(())
         })
@@ -609,28 +544,22 @@ pub fn tenant_keys(app: &App, id: &TenantId) -> Result<(Tenant, TenantKeys), Ten
     Ok((t, TenantKeys::new(version, dek)?))
 }
 
+crate::domain_error!(TenantError, |e| match e {
+    TenantError::InvalidId(_) | TenantError::InvalidName(_) | TenantError::InvalidRegion(_) => {
+        crate::error::ErrorKind::Invalid
+    }
+    TenantError::NameTaken(_) | TenantError::AlreadyInState { .. } =>
+        crate::error::ErrorKind::Conflict,
+    TenantError::NotFound(_) => crate::error::ErrorKind::NotFound,
+    TenantError::Suspended(_) => crate::error::ErrorKind::Forbidden,
+    TenantError::InUse(_) => crate::error::ErrorKind::Busy,
+    TenantError::Store(e) => crate::error::DomainError::kind(e),
+    TenantError::Keyring(e) => crate::error::DomainError::kind(e),
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_validated() {
-        assert!(TenantId::parse(&"a".repeat(32)).is_ok());
-        for bad in [
-            "",
-            "../etc/passwd",
-            &"A".repeat(32),
-            &"a".repeat(31),
-            &"g".repeat(32),
-        ] {
-            assert!(
-                matches!(TenantId::parse(bad), Err(TenantError::InvalidId(_))),
-                "{bad}"
-            );
-        }
-        let id = TenantId::random().unwrap();
-        assert!(TenantId::parse(id.as_str()).is_ok());
-    }
 
     #[test]
     fn names_and_regions_are_validated() {

@@ -280,7 +280,10 @@ pub fn export_journal(
     out: &mut dyn std::io::Write,
 ) -> Result<u64, OpsError> {
     let target = match tenant {
-        Some(id) => tenant_target(app, id)?,
+        Some(id) => {
+            tenants::usable(app, id)?;
+            tenant_target(app, id)?
+        }
         None => system_target(app),
     };
     let conn = store::open_connection(&target.spec(app), false)?;
@@ -308,7 +311,10 @@ pub fn checkpoints(
     tenant: Option<&TenantId>,
 ) -> Result<Vec<CheckpointRecord>, OpsError> {
     let target = match tenant {
-        Some(id) => tenant_target(app, id)?,
+        Some(id) => {
+            tenants::usable(app, id)?;
+            tenant_target(app, id)?
+        }
         None => system_target(app),
     };
     let conn = store::open_connection(&target.spec(app), false)?;
@@ -333,3 +339,9 @@ pub fn checkpoints(
         .map_err(err)?;
     Ok(rows.collect::<Result<Vec<_>, _>>().map_err(err)?)
 }
+
+crate::domain_error!(OpsError, |e| match e {
+    OpsError::Tenant(e) => crate::error::DomainError::kind(e),
+    OpsError::Store(e) => crate::error::DomainError::kind(e),
+    OpsError::Export(_) => crate::error::ErrorKind::Internal,
+});

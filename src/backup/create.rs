@@ -161,7 +161,21 @@ pub fn create(
             return Err(e);
         }
     };
-    // Fail closed: the archive only appears if its journal entry is written.
+    // Fail closed: the archive is renamed into place first, then journaled; if the entry
+    // cannot be written, the archive goes again. So a journaled backup exists, and an archive
+    // that stays was journaled.
+    crate::fault::fail(41)
+        .and_then(|()| std::fs::rename(&partial, out))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            io_err(format!("create {}", out.display()))(e)
+        })?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = crate::fsutil::sync_dir(dir) {
+            let _ = std::fs::remove_file(out);
+            return Err(io_err("sync the archive's directory")(e));
+        }
+    }
     let params = serde_json::json!({
         "file": out.file_name().map(|n| n.to_string_lossy().into_owned()),
         "tenants": manifest.tenants.len(),
@@ -172,21 +186,19 @@ pub fn create(
     let journaled = app
         .system()
         .writer()
-        .submit(move |tx| {
-            tx.audit(
-                NewEntry::new(actor, "backup.create", "system")
-                    .params(params)
-                    .since(start),
-            )
+        .change(move |_tx| -> Result<_, StoreError> {
+            let entry = NewEntry::new(actor, "backup.create", "system")
+                .params(params)
+                .since(start);
+            Ok(((), entry))
         })
         .wait();
     if let Err(e) = journaled {
-        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(out);
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = crate::fsutil::sync_dir(dir);
+        }
         return Err(e.into());
-    }
-    std::fs::rename(&partial, out).map_err(io_err(format!("create {}", out.display())))?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::fsutil::sync_dir(dir).map_err(io_err("sync the archive's directory"))?;
     }
     Ok(manifest)
 }

@@ -214,3 +214,14 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
             .collect()
     })
 }
+
+crate::domain_error!(BackupError, |e| match e {
+    BackupError::Archive(e) => crate::error::DomainError::kind(e),
+    BackupError::LiveData(_) => crate::error::ErrorKind::Conflict,
+    BackupError::Io { .. } => crate::error::ErrorKind::Internal,
+    BackupError::App(e) => crate::error::DomainError::kind(e),
+    BackupError::Store(e) => crate::error::DomainError::kind(e),
+    BackupError::Keyring(_) | BackupError::SystemKey(_) => crate::error::ErrorKind::Internal,
+    BackupError::Tenant(e) => crate::error::DomainError::kind(e),
+    _ => crate::error::ErrorKind::Invalid,
+});

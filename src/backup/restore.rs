@@ -253,15 +253,18 @@ fn restore_into(
             let (actor, params, target) = (actor.clone(), params.clone(), target.to_string());
             store
                 .writer()
-                .submit(move |tx| {
-                    tx.audit(NewEntry::new(actor, "backup.restore", &target).params(params))
+                .change(move |_tx| -> Result<_, StoreError> {
+                    Ok((
+                        (),
+                        NewEntry::new(actor, "backup.restore", &target).params(params),
+                    ))
                 })
                 .wait()
         };
         let journaled = (|| -> Result<(), BackupError> {
             journal(app.system(), "system")?;
             for t in &unpacked.manifest.tenants {
-                let id = TenantId::parse(&t.id)?;
+                let id = TenantId::parse(&t.id).map_err(crate::tenants::TenantError::from)?;
                 let store = crate::tenants::open_store(&app, &id)?;
                 journal(&store, id.as_str())?;
             }
@@ -462,7 +465,7 @@ pub fn restore_tenant(
         let op_id = crate::keyring::random_id()?;
         app.system()
             .writer()
-            .submit(move |tx| -> Result<(), crate::tenants::TenantError> {
+            .change(move |tx| -> Result<_, crate::tenants::TenantError> {
                 let e = |e: rusqlite::Error| crate::tenants::TenantError::from(tx.err(&e));
                 // The tenant is held alone, so its version cannot move; if it did, stop
                 // rather than overwrite a key.
@@ -533,18 +536,16 @@ pub fn restore_tenant(
                     tx.now_us(),
                 )
                 .map_err(e)?;
-                tx.audit(
-                    NewEntry::new(a, "backup.restore", tid.as_str())
-                        .params(params)
-                        .since(start),
-                )?;
-                Ok(())
+                let entry = NewEntry::new(a, "backup.restore", tid.as_str())
+                    .params(params)
+                    .since(start);
+                Ok(((), entry))
             })
             .wait()?;
         crate::fault::point(22);
         crate::keys::finish_tenant_rekey(app.data_dir(), id, version)
             .map_err(io_err("place the tenant file"))?;
-        crate::keys::destroy_older_tenant_keys(app, id, version)?;
+        crate::keys::destroy_older_tenant_keys(app, actor, id, version)?;
         Ok(version)
     })();
     if outcome.is_err() {

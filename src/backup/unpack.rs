@@ -224,7 +224,7 @@ pub fn check_unpacked(u: &Unpacked) -> Result<VerifyReport, BackupError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite("system.db", 1, &e);
     let mut jobs = Vec::new();
     for t in &u.manifest.tenants {
-        let id = TenantId::parse(&t.id)?;
+        let id = TenantId::parse(&t.id).map_err(crate::tenants::TenantError::from)?;
         let wrapped = system::wrapped_dek(&sys_conn, &id, t.key_version, u.keyring.root_key_id())
             .map_err(err)?
             .ok_or_else(|| BackupError::MemberMismatch(format!("tenants/{}.db", t.id)))?;

@@ -59,12 +59,6 @@ pub enum Command {
     },
 }
 
-impl From<backup::BackupError> for Failure {
-    fn from(e: backup::BackupError) -> Self {
-        Self::new(e.code(), e.to_string())
-    }
-}
-
 /// The root key for opening an archive: the given file, else the installation's own.
 fn root_keyring(cli: &Cli, file: Option<&Path>) -> Result<Keyring, Failure> {
     let (key, source) = match file {

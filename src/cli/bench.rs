@@ -121,7 +121,9 @@ fn hammer(
                     let store = store_for(t, done);
                     store
                         .writer()
-                        .submit(move |tx| tx.audit(entry(&Actor::system(), done)))
+                        .change(move |_tx| -> Result<_, StoreError> {
+                            Ok(((), entry(&Actor::system(), done)))
+                        })
                         .wait()?;
                     done += 1;
                 }
@@ -299,7 +301,11 @@ fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<Exit
             std::thread::spawn(move || -> Result<(), StoreError> {
                 for i in 0..per_thread {
                     let e = entry(&actor, i);
-                    let seq = store.writer().submit(move |tx| tx.audit(e)).wait()?;
+                    let ((), receipt) = store
+                        .writer()
+                        .change_recorded(move |_tx| -> Result<_, StoreError> { Ok(((), e)) })
+                        .wait()?;
+                    let seq = receipt.seq;
                     // Whoever reads the numbers went away: stop quietly.
                     if writeln!(std::io::stdout().lock(), "{seq}").is_err() {
                         break;
@@ -358,14 +364,14 @@ fn bench_backup(dir: Option<&Path>, mib: u64, count: usize) -> Result<ExitCode, 
         let blob = blob.clone();
         store
             .writer()
-            .submit(move |tx| -> Result<(), StoreError> {
+            .change_or_nothing(move |tx| -> Result<_, StoreError> {
                 for n in 0..entries {
                     tx.audit(
                         NewEntry::new(Actor::system(), "bench.fill", "bench")
                             .params(serde_json::json!({ "n": n, "blob": blob })),
                     )?;
                 }
-                Ok(())
+                Ok(((), None))
             })
             .wait()?;
     }

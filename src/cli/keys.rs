@@ -27,12 +27,6 @@ pub enum Command {
     },
 }
 
-impl From<keys::KeysError> for Failure {
-    fn from(e: keys::KeysError) -> Self {
-        Self::new(e.code(), e.to_string())
-    }
-}
-
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     if let Command::RotateTenant { id, json } = cmd {
         // A running server holds its tenants open: it does the rotation itself, so that

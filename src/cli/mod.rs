@@ -70,24 +70,15 @@ pub struct Failure {
     pub message: String,
 }
 
-macro_rules! failure_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Failure {
-            fn from(e: $t) -> Self {
-                Self { code: e.code(), message: e.to_string() }
-            }
+/// Every domain error reaches the operator the same way: its message and its code.
+impl<E: crate::error::DomainError> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self {
+            code: e.code(),
+            message: e.to_string(),
         }
-    )*};
+    }
 }
-failure_from!(
-    crate::app::AppError,
-    crate::config::ConfigError,
-    crate::tenants::TenantError,
-    crate::store::StoreError,
-    crate::keyring::KeyringError,
-    crate::audit::ops::OpsError,
-    crate::web::tls::TlsError
-);
 
 impl Failure {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {

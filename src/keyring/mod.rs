@@ -294,6 +294,8 @@ impl TenantKeys {
     }
 }
 
+crate::domain_error!(KeyringError, |_e| crate::error::ErrorKind::Internal);
+
 #[cfg(test)]
 mod tests {
     use super::*;

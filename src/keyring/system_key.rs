@@ -181,6 +181,8 @@ fn wrapping(keyring: &Keyring, system_dek: &Key32) -> Result<Wrapping, KeyringEr
     })
 }
 
+crate::domain_error!(SystemKeyError, |_e| crate::error::ErrorKind::Internal);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -411,6 +411,11 @@ impl<R: Read> ArchiveReader<R> {
     }
 }
 
+crate::domain_error!(ArchiveError, |e| match e {
+    ArchiveError::Io(_) => crate::error::ErrorKind::Internal,
+    _ => crate::error::ErrorKind::Invalid,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

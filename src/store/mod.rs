@@ -18,11 +18,11 @@ pub mod writer;
 use crate::keyring::Key32;
 use rusqlite::{ffi, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-pub use writer::{Pending, WriteTx, Writer};
+pub use writer::{Pending, Receipt, WriteTx, Writer};
 
 /// Storage faults. Each names the file it concerns ("system.db", "tenant <id>").
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +51,12 @@ pub enum StoreError {
     Io { what: String, reason: String },
     #[error("{what}: storage error: {detail}")]
     Sqlite { what: String, detail: String },
+    #[error("{what}: a write changed rows without an audit entry, so it was rolled back; every change must go through a change that returns its entry")]
+    Unaudited { what: String },
+    #[error("{what}: a write failed unexpectedly and was rolled back; see the server log")]
+    JobPanicked { what: String },
+    #[error("{what}: every reader is in use and none came free within {waited_ms} ms; retry")]
+    ReadersBusy { what: String, waited_ms: u64 },
 }
 
 impl StoreError {
@@ -65,6 +71,9 @@ impl StoreError {
             Self::Closed { .. } => "STO-0007",
             Self::Io { .. } => "STO-0008",
             Self::Sqlite { .. } => "STO-0009",
+            Self::Unaudited { .. } => "STO-0010",
+            Self::JobPanicked { .. } => "STO-0011",
+            Self::ReadersBusy { .. } => "STO-0012",
         }
     }
 
@@ -105,15 +114,18 @@ impl StoreError {
     }
 }
 
-/// A SQLite error as text that never carries the statement: some variants embed the SQL,
-/// and a `PRAGMA key` statement holds a key.
+/// A SQLite error as text that never carries the statement or SQLite's own message: some
+/// variants embed the SQL, a `PRAGMA key` statement holds a key, and messages name tables and
+/// paths. The code and extended code say enough to diagnose.
 pub fn safe_detail(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqlInputError { error, .. } => {
             format!("invalid statement ({:?})", error.code)
         }
-        rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({:?})", f.code),
-        rusqlite::Error::SqliteFailure(f, None) => format!("{:?}", f.code),
+        // SQLite's own message is left out: it can quote a table, a column or a path.
+        rusqlite::Error::SqliteFailure(f, _) => {
+            format!("{:?} (extended code {})", f.code, f.extended_code)
+        }
         other => other.to_string(),
     }
 }
@@ -271,11 +283,72 @@ pub struct Store {
     busy_timeout: Duration,
     plaintext: bool,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
+    readers: ReaderPool,
 }
 
 /// How many idle reader connections a store keeps; more are opened under load and dropped.
 const IDLE_READERS: usize = 4;
+/// How many reads may run on one file at once; more wait, up to the busy timeout.
+pub const MAX_READERS: usize = 8;
+
+/// A bounded set of reader connections: at most `max` in use at once, each opened with
+/// `PRAGMA query_only = ON`.
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    /// Permits left; waited on with `freed`.
+    permits: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl ReaderPool {
+    fn new(max: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            permits: Mutex::new(max.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Takes a permit, waiting up to `timeout`.
+    fn acquire(&self, timeout: Duration) -> bool {
+        let Ok(permits) = self.permits.lock() else {
+            return false;
+        };
+        let Ok((mut permits, _)) = self.freed.wait_timeout_while(permits, timeout, |p| *p == 0)
+        else {
+            return false;
+        };
+        if *permits == 0 {
+            return false;
+        }
+        *permits -= 1;
+        true
+    }
+
+    fn release(&self, conn: Option<Connection>) {
+        if let (Some(conn), Ok(mut idle)) = (conn, self.idle.lock()) {
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        if let Ok(mut p) = self.permits.lock() {
+            *p += 1;
+        }
+        self.freed.notify_one();
+    }
+}
+
+/// Gives the permit (and the connection) back even if the read panics.
+struct ReaderLease<'a> {
+    pool: &'a ReaderPool,
+    conn: Option<Connection>,
+}
+
+impl Drop for ReaderLease<'_> {
+    fn drop(&mut self) {
+        self.pool.release(self.conn.take());
+    }
+}
 
 impl Store {
     /// Opens (or creates) the file, migrates it and starts its writer thread.
@@ -298,7 +371,7 @@ impl Store {
             busy_timeout: spec.busy_timeout,
             plaintext: spec.plaintext,
             writer,
-            readers: Mutex::new(Vec::new()),
+            readers: ReaderPool::new(MAX_READERS),
         })
     }
 
@@ -314,25 +387,40 @@ impl Store {
         &self.writer
     }
 
-    /// Runs `f` on a reader connection (a WAL snapshot). Call from a blocking context.
+    /// Runs `f` on a query-only reader connection (a WAL snapshot) from the file's bounded
+    /// pool. Call from a blocking context.
     ///
     /// # Errors
-    /// Whatever `f` returns, or a failure to open a reader.
+    /// Whatever `f` returns, [`StoreError::ReadersBusy`] when every reader stayed in use for
+    /// the busy timeout, or a failure to open a reader.
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let pooled = self.readers.lock().ok().and_then(|mut v| v.pop());
+        if !self.readers.acquire(self.busy_timeout) {
+            return Err(StoreError::ReadersBusy {
+                what: self.label.clone(),
+                waited_ms: self.busy_timeout.as_millis() as u64,
+            }
+            .into());
+        }
+        let mut lease = ReaderLease {
+            pool: &self.readers,
+            conn: None,
+        };
+        let pooled = self.readers.idle.lock().ok().and_then(|mut v| v.pop());
         let conn = match pooled {
             Some(c) => c,
-            None => open_connection(&self.spec(false), false)?,
-        };
-        let out = f(&conn);
-        if let Ok(mut v) = self.readers.lock() {
-            if v.len() < IDLE_READERS {
-                v.push(conn);
+            None => {
+                let c = open_connection(&self.spec(false), false)?;
+                // A read cannot write: changes go through the writer and its journal.
+                c.execute_batch("PRAGMA query_only = ON;")
+                    .map_err(|e| self.err(&e))?;
+                c
             }
-        }
+        };
+        let out = f(lease.conn.insert(conn));
+        drop(lease);
         out
     }
 
@@ -382,7 +470,7 @@ impl Store {
     /// Stops the writer after it has committed everything queued, signs a final checkpoint and
     /// folds the WAL back into the file. Blocks; call from a blocking context.
     pub fn close(self) -> Result<(), StoreError> {
-        if let Ok(mut v) = self.readers.lock() {
+        if let Ok(mut v) = self.readers.idle.lock() {
             v.clear();
         }
         self.writer.shutdown()
@@ -393,6 +481,13 @@ impl Store {
 pub fn is_decrypt_failure(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_NOTADB)
 }
+
+crate::domain_error!(StoreError, |e| match e {
+    StoreError::Busy { .. } | StoreError::ReadersBusy { .. } | StoreError::Closed { .. } => {
+        crate::error::ErrorKind::Busy
+    }
+    _ => crate::error::ErrorKind::Internal,
+});
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,47 @@
 //! The tenant registry in `system.db`: tenants, their status and their wrapped data keys.
 //! Plain row access only; the lifecycle rules and audit entries live in [`crate::tenants`].
 
+use crate::ids::TenantId;
 use crate::keyring::WrappedDek;
-use crate::tenants::{Tenant, TenantId, TenantStatus};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub region: Option<String>,
+    pub status: TenantStatus,
+    pub key_version: u32,
+    pub created_us: i64,
+}
 
 fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
     let id: String = r.get(0)?;

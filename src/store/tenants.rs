@@ -5,8 +5,8 @@
 use super::{FileKind, OpenSpec, Store, StoreError};
 use crate::audit::JournalConfig;
 use crate::clock::Clock;
+use crate::ids::TenantId;
 use crate::keyring::{Signer, TenantKeys};
-use crate::tenants::TenantId;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};

@@ -1,5 +1,6 @@
 //! Store tests on real SQLCipher files.
 
+use super::writer::Mode;
 use super::*;
 use crate::audit::verify::{verify_chain, TrustedKey};
 use crate::audit::{Actor, JournalConfig, NewEntry};
@@ -45,7 +46,7 @@ fn trusted(kr: &Signer) -> Vec<TrustedKey> {
 fn append(store: &Store, n: u64) -> Result<u64, StoreError> {
     store
         .writer()
-        .submit(move |tx| {
+        .enqueue(Mode::Audited, move |tx| {
             tx.audit(NewEntry::new(
                 Actor::system(),
                 "test.append",
@@ -98,7 +99,7 @@ fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
     append(&store, 1).unwrap();
     let failed = store
         .writer()
-        .submit(|tx| -> Result<(), StoreError> {
+        .enqueue(Mode::Audited, |tx| -> Result<(), StoreError> {
             crate::store::system::meta_set(tx.conn(), "k", "v").map_err(|e| tx.err(&e))?;
             tx.audit(NewEntry::new(Actor::system(), "test.change", "k"))?;
             Err(StoreError::Busy {
@@ -110,7 +111,7 @@ fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
     // Fail closed: the entry cannot be written, so the change made before it is undone too.
     let bad_action = store
         .writer()
-        .submit(|tx| -> Result<u64, StoreError> {
+        .enqueue(Mode::Audited, |tx| -> Result<u64, StoreError> {
             crate::store::system::meta_set(tx.conn(), "k2", "v").map_err(|e| tx.err(&e))?;
             tx.audit(NewEntry::new(Actor::system(), "Not Valid", "x"))
         })
@@ -143,7 +144,7 @@ fn disk_full_fails_the_write_and_leaves_nothing_half_written() {
     // A page budget is SQLite's own SQLITE_FULL path, the same one a full disk takes.
     store
         .writer()
-        .submit(|tx| {
+        .enqueue(Mode::Audited, |tx| {
             tx.conn()
                 .query_row("PRAGMA max_page_count = 12", [], |_| Ok(()))
                 .map_err(|e| tx.err(&e))
@@ -156,7 +157,7 @@ fn disk_full_fails_the_write_and_leaves_nothing_half_written() {
         let b = big.clone();
         match store
             .writer()
-            .submit(move |tx| {
+            .enqueue(Mode::Audited, move |tx| {
                 tx.audit(
                     NewEntry::new(Actor::system(), "test.fill", "x")
                         .params(serde_json::json!({ "blob": b })),
@@ -384,7 +385,7 @@ fn appending_after_a_cut_tail_is_refused() {
     }
     store
         .writer()
-        .submit(|tx| {
+        .enqueue(Mode::Bookkeeping, |tx| {
             tx.conn()
                 .execute("DELETE FROM audit_entries WHERE seq > 7", [])
                 .map_err(|e| tx.err(&e))
@@ -426,4 +427,211 @@ fn snapshots_are_consistent_encrypted_copies_under_the_same_key() {
         "never overwrites"
     );
     store.close().unwrap();
+}
+
+fn meta(store: &Store, key: &str) -> Option<String> {
+    store
+        .read(|c| crate::store::system::meta_get(c, key).map_err(|e| store.err(&e)))
+        .unwrap()
+}
+
+fn set_meta_unaudited(store: &Store, key: &'static str) -> Pending<(), StoreError> {
+    store.writer().enqueue(Mode::Audited, move |tx| {
+        crate::store::system::meta_set(tx.conn(), key, "v").map_err(|e| tx.err(&e))
+    })
+}
+
+#[test]
+fn a_change_without_an_entry_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let store = Store::open(&spec(&path, &key, true), journal(&keyring(), 1000)).unwrap();
+    append(&store, 1).unwrap();
+    let err = set_meta_unaudited(&store, "sneaky").wait().unwrap_err();
+    assert!(matches!(err, StoreError::Unaudited { .. }), "{err:?}");
+    assert_eq!(err.code(), "STO-0010");
+    assert_eq!(meta(&store, "sneaky"), None, "the change was rolled back");
+    // A change that may find nothing to do must not change rows when it says so.
+    let err = store
+        .writer()
+        .change_or_nothing(|tx| -> Result<((), Option<NewEntry>), StoreError> {
+            crate::store::system::meta_set(tx.conn(), "quiet", "v").map_err(|e| tx.err(&e))?;
+            Ok(((), None))
+        })
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unaudited { .. }), "{err:?}");
+    assert_eq!(meta(&store, "quiet"), None);
+    // The same write with its entry goes through, and so does upkeep named as such.
+    store
+        .writer()
+        .change(|tx| -> Result<_, StoreError> {
+            crate::store::system::meta_set(tx.conn(), "open", "v").map_err(|e| tx.err(&e))?;
+            Ok(((), NewEntry::new(Actor::system(), "test.change", "open")))
+        })
+        .wait()
+        .unwrap();
+    store
+        .writer()
+        .bookkeeping(|tx| -> Result<_, StoreError> {
+            crate::store::system::meta_set(tx.conn(), "upkeep", "v").map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
+    assert_eq!(meta(&store, "open").as_deref(), Some("v"));
+    assert_eq!(meta(&store, "upkeep").as_deref(), Some("v"));
+    assert_eq!(append(&store, 3).unwrap(), 3, "refused jobs took no seq");
+    store.close().unwrap();
+}
+
+/// Holds the writer busy until `release` is dropped or sent, so later jobs queue up and are
+/// drained into one transaction together.
+fn hold_writer(store: &Store) -> (Pending<(), StoreError>, std::sync::mpsc::Sender<()>) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let held = store
+        .writer()
+        .bookkeeping(move |_tx| -> Result<(), StoreError> {
+            let _ = started_tx.send(());
+            let _ = wait.recv_timeout(Duration::from_secs(30));
+            Ok(())
+        });
+    started.recv_timeout(Duration::from_secs(30)).unwrap();
+    (held, release)
+}
+
+#[test]
+fn jobs_in_one_batch_share_a_transaction_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let store = Arc::new(Store::open(&spec(&path, &key, true), journal(&keyring(), 1000)).unwrap());
+    let (held, release) = hold_writer(&store);
+    let change = |k: &'static str| {
+        move |tx: &mut WriteTx<'_>| -> Result<((), NewEntry), StoreError> {
+            crate::store::system::meta_set(tx.conn(), k, "v").map_err(|e| tx.err(&e))?;
+            Ok(((), NewEntry::new(Actor::system(), "test.change", k)))
+        }
+    };
+    let a = store.writer().change(change("a"));
+    let failing = store
+        .writer()
+        .change(|tx| -> Result<((), NewEntry), StoreError> {
+            crate::store::system::meta_set(tx.conn(), "b", "v").map_err(|e| tx.err(&e))?;
+            tx.audit(NewEntry::new(Actor::system(), "test.change", "b-extra"))?;
+            Err(StoreError::Busy {
+                what: "simulated".into(),
+            })
+        });
+    let panicking = store
+        .writer()
+        .change(|_tx| -> Result<((), NewEntry), StoreError> { panic!("job bug") });
+    let unaudited = set_meta_unaudited(&store, "d");
+    // Runs after `a` in the same transaction: another connection cannot see `a` yet.
+    let reader = store.clone();
+    let same_tx = store.writer().change(move |tx| -> Result<_, StoreError> {
+        let own = crate::store::system::meta_get(tx.conn(), "a").map_err(|e| tx.err(&e))?;
+        let other =
+            crate::store::system::meta_get(&open_connection(&reader.spec(false), true)?, "a")
+                .map_err(|e| tx.err(&e))?;
+        crate::store::system::meta_set(tx.conn(), "e", "v").map_err(|e| tx.err(&e))?;
+        Ok((
+            (own, other),
+            NewEntry::new(Actor::system(), "test.change", "e"),
+        ))
+    });
+    release.send(()).unwrap();
+    held.wait().unwrap();
+    a.wait().unwrap();
+    assert!(matches!(failing.wait(), Err(StoreError::Busy { .. })));
+    let err = panicking.wait().unwrap_err();
+    assert!(matches!(err, StoreError::JobPanicked { .. }), "{err:?}");
+    assert!(matches!(
+        unaudited.wait(),
+        Err(StoreError::Unaudited { .. })
+    ));
+    let (own, other) = same_tx.wait().unwrap();
+    assert_eq!(
+        own.as_deref(),
+        Some("v"),
+        "the job sees the batch's earlier change"
+    );
+    assert_eq!(
+        other, None,
+        "...which is not committed yet: one shared transaction"
+    );
+    for (k, kept) in [("a", true), ("b", false), ("d", false), ("e", true)] {
+        assert_eq!(meta(&store, k).is_some(), kept, "{k}");
+    }
+    // Only the two good jobs' entries are in the chain, and it verifies.
+    assert_eq!(append(&store, 9).unwrap(), 3);
+    let store = Arc::try_unwrap(store).ok().unwrap();
+    store.close().unwrap();
+    let conn = open_connection(&spec(&path, &key, false), true).unwrap();
+    let report = verify_chain(&conn, "t", &trusted(&keyring())).unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.head_seq, 3);
+}
+
+#[test]
+fn reads_are_bounded_and_a_queue_that_waits_too_long_is_told_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let mut s = spec(&path, &key, true);
+    s.busy_timeout = Duration::from_millis(300);
+    let store = Arc::new(Store::open(&s, journal(&keyring(), 1000)).unwrap());
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let started = Arc::new(std::sync::Barrier::new(MAX_READERS + 1));
+    let holders: Vec<_> = (0..MAX_READERS)
+        .map(|_| {
+            let (store, started, release_rx) = (store.clone(), started.clone(), release_rx.clone());
+            std::thread::spawn(move || {
+                store
+                    .read(|_c| -> Result<(), StoreError> {
+                        started.wait();
+                        let _ = release_rx.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .unwrap();
+            })
+        })
+        .collect();
+    started.wait();
+    let err = store
+        .read(|_c| -> Result<(), StoreError> { Ok(()) })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ReadersBusy { waited_ms: 300, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "STO-0012");
+    for _ in 0..MAX_READERS {
+        release_tx.send(()).unwrap();
+    }
+    for h in holders {
+        h.join().unwrap();
+    }
+    // Every permit came back.
+    let seen = store
+        .read(|c| -> Result<i64, StoreError> {
+            c.query_row("SELECT count(*) FROM audit_entries", [], |r| r.get(0))
+                .map_err(|e| store.err(&e))
+        })
+        .unwrap();
+    assert_eq!(seen, 0);
+    // A panicking read gives its permit back as well.
+    for _ in 0..MAX_READERS + 1 {
+        let s2 = store.clone();
+        let r = std::thread::spawn(move || {
+            s2.read(|_c| -> Result<(), StoreError> { panic!("read bug") })
+        })
+        .join();
+        assert!(r.is_err());
+    }
+    store
+        .read(|_c| -> Result<(), StoreError> { Ok(()) })
+        .unwrap();
 }

@@ -29,6 +29,20 @@ type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// A job gets its transaction, or the error that kept the batch from running it.
 type Work = Box<dyn FnOnce(Result<&mut WriteTx<'_>, &StoreError>) -> (bool, Completion) + Send>;
 
+/// Whether a job must record what it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Audited,
+    Bookkeeping,
+}
+
+/// Where a change's entry landed in the file's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
 enum Msg {
     Work(Work),
     Shutdown,
@@ -134,6 +148,18 @@ impl<T, E: From<StoreError>> Pending<T, E> {
     }
 }
 
+/// A job that met a full queue, to be sent from a thread that may block.
+pub(crate) struct Backlogged {
+    tx: SyncSender<Msg>,
+    msg: Msg,
+}
+
+impl Backlogged {
+    fn wait_for_room(self) {
+        let _ = self.tx.send(self.msg);
+    }
+}
+
 /// Handle to a file's writer thread.
 pub struct Writer {
     tx: SyncSender<Msg>,
@@ -168,35 +194,218 @@ impl Writer {
         })
     }
 
-    /// Queues `f` to run inside the next group-commit transaction.
-    pub fn submit<T, E, F>(&self, f: F) -> Pending<T, E>
+    /// Queues a change: `f` makes it and returns its output together with the audit entry
+    /// that records it, which is appended in the same transaction. A change cannot commit
+    /// without its entry, and an entry cannot commit without its change.
+    pub fn change<T, E, F>(&self, f: F) -> Pending<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), E> + Send + 'static,
+    {
+        self.enqueue(Mode::Audited, move |tx| {
+            let (out, entry) = f(tx)?;
+            tx.audit(entry)?;
+            Ok(out)
+        })
+    }
+
+    /// [`Writer::change`] for async code: awaits the commit and never blocks a runtime worker
+    /// (a full queue is waited for on a blocking thread).
+    ///
+    /// # Errors
+    /// As [`Pending::wait`].
+    pub async fn change_async<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), E> + Send + 'static,
+    {
+        self.enqueue_async(Mode::Audited, move |tx| {
+            let (out, entry) = f(tx)?;
+            tx.audit(entry)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// As [`Writer::change`], and also answers where the entry landed in the chain.
+    pub fn change_recorded<T, E, F>(&self, f: F) -> Pending<(T, Receipt), E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), E> + Send + 'static,
+    {
+        self.enqueue(Mode::Audited, move |tx| {
+            let (out, entry) = f(tx)?;
+            let seq = tx.audit(entry)?;
+            Ok((
+                out,
+                Receipt {
+                    seq,
+                    hash: tx.head().hash,
+                },
+            ))
+        })
+    }
+
+    /// Queues a write that records no change of its own: the journal's own upkeep (anchors),
+    /// the outbox that carries entries between journals, and schema migrations. Only those
+    /// call this; everything else goes through [`Writer::change`]. The job may still append
+    /// entries (outbox deliveries do).
+    pub fn bookkeeping<T, E, F>(&self, f: F) -> Pending<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.enqueue(Mode::Bookkeeping, f)
+    }
+
+    /// As [`Writer::change`], for a change that may find nothing to do: `None` instead of an
+    /// entry says so, and the writer refuses the job if it changed rows all the same.
+    pub fn change_or_nothing<T, E, F>(&self, f: F) -> Pending<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<(T, Option<NewEntry>), E> + Send + 'static,
+    {
+        self.enqueue(Mode::Audited, move |tx| {
+            let (out, entry) = f(tx)?;
+            if let Some(entry) = entry {
+                tx.audit(entry)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// [`Writer::bookkeeping`] for a caller that cannot wait (a writer thread's checkpoint
+    /// hook): `done` is told the outcome once the job has committed or failed.
+    pub fn bookkeeping_then<T, E, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        // Blocking only under back-pressure, which a checkpoint hook never meets in practice
+        // (it runs once per checkpoint); a full queue then waits like any other submitter.
+        let _ = self.enqueue_with(Mode::Bookkeeping, f, done, true);
+    }
+
+    /// Queues `f` to run inside the next group-commit transaction. An [`Mode::Audited`] job
+    /// that changed rows but appended no entry is rolled back with [`StoreError::Unaudited`].
+    pub(crate) fn enqueue<T, E, F>(&self, mode: Mode, f: F) -> Pending<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.enqueue_pending(mode, f, true).0
+    }
+
+    fn enqueue_pending<T, E, F>(
+        &self,
+        mode: Mode,
+        f: F,
+        block: bool,
+    ) -> (Pending<T, E>, Option<Backlogged>)
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel::<Result<T, E>>();
+        let backlog = self.enqueue_with(
+            mode,
+            f,
+            move |answer| {
+                let _ = reply.send(answer);
+            },
+            block,
+        );
+        let pending = Pending {
+            rx,
+            label: self.label.clone(),
+        };
+        (pending, backlog)
+    }
+
+    /// Queues `f` from async code and awaits its commit without ever blocking a runtime
+    /// worker: when the queue is full, the wait for room happens on a blocking thread.
+    ///
+    /// # Errors
+    /// As [`Pending::wait`].
+    pub(crate) async fn enqueue_async<T, E, F>(&self, mode: Mode, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (pending, backlog) = self.enqueue_pending(mode, f, false);
+        if let Some(backlog) = backlog {
+            let _ = tokio::task::spawn_blocking(move || backlog.wait_for_room()).await;
+        }
+        pending.recv().await
+    }
+
+    /// The one way into the queue. A job that never runs (the writer has stopped) is dropped
+    /// with `done` uncalled; [`Pending`] turns that into [`StoreError::Closed`], which
+    /// therefore means "did not run".
+    fn enqueue_with<T, E, F, D>(&self, mode: Mode, f: F, done: D, block: bool) -> Option<Backlogged>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        let label = self.label.clone();
         let work: Work = Box::new(move |wtx| {
             let result = match wtx {
-                Ok(wtx) => f(wtx),
+                Ok(wtx) => {
+                    let before = wtx.conn.total_changes();
+                    // Caught here, where the reply is at hand, so the caller learns that the
+                    // job panicked (and that it may not be retried as if it never ran).
+                    match catch_unwind(AssertUnwindSafe(|| f(wtx))) {
+                        Ok(Ok(_))
+                            if mode == Mode::Audited
+                                && wtx.appended == 0
+                                && wtx.conn.total_changes() != before =>
+                        {
+                            tracing::error!(file = %label, "a write changed rows without an audit entry; it was rolled back");
+                            Err(E::from(StoreError::Unaudited { what: label }))
+                        }
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::error!(file = %label, "a write job panicked; it was rolled back");
+                            Err(E::from(StoreError::JobPanicked { what: label }))
+                        }
+                    }
+                }
                 Err(e) => Err(E::from(e.clone())),
             };
             let ok = result.is_ok();
-            let done: Completion = Box::new(move |commit_err| {
+            let completion: Completion = Box::new(move |commit_err| {
                 let answer = match (result, commit_err) {
                     (Ok(v), None) => Ok(v),
                     (Ok(_), Some(e)) => Err(E::from(e.clone())),
                     (Err(e), _) => Err(e),
                 };
-                let _ = reply.send(answer);
+                done(answer);
             });
-            (ok, done)
+            (ok, completion)
         });
-        // A dead writer drops the job, and with it `reply`: the caller then sees `Closed`.
-        let _ = self.tx.send(Msg::Work(work));
-        Pending {
-            rx,
-            label: self.label.clone(),
+        let msg = Msg::Work(work);
+        if block {
+            let _ = self.tx.send(msg);
+            return None;
+        }
+        match self.tx.try_send(msg) {
+            Err(mpsc::TrySendError::Full(msg)) => Some(Backlogged {
+                tx: self.tx.clone(),
+                msg,
+            }),
+            Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => None,
         }
     }
 

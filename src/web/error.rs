@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses: a status, a stable code, a safe message
 //! and the request id. Causes go to the log, never to the client.
 
+use crate::error::{DomainError, ErrorKind};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -49,17 +50,38 @@ impl IntoResponse for WebError {
     }
 }
 
-impl From<crate::store::StoreError> for WebError {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(code = e.code(), error = %e, "storage error");
-        match e {
-            crate::store::StoreError::Busy { .. } => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "STO-0006",
-                message: "busy; retry shortly",
-            },
-            other => Self::internal(other.code()),
+/// Every domain error reaches a client the same way: a status and a fixed message chosen by
+/// its kind, and its code. The error's own text (which may name files or carry storage
+/// detail) goes to the log only.
+impl<E: DomainError> From<E> for WebError {
+    fn from(e: E) -> Self {
+        let kind = e.kind();
+        if kind == ErrorKind::Internal {
+            tracing::error!(code = e.code(), error = %e, "request failed");
+        } else {
+            tracing::info!(code = e.code(), error = %e, "request refused");
         }
+        let (status, message) = status_for(kind);
+        Self {
+            status,
+            code: e.code(),
+            message,
+        }
+    }
+}
+
+/// The one table from error kind to HTTP status and the message a client may see.
+pub fn status_for(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid request"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not found"),
+        ErrorKind::Conflict => (StatusCode::CONFLICT, "conflicts with the current state"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "not allowed"),
+        ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy; retry shortly"),
+        ErrorKind::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; quote the request id to your administrator",
+        ),
     }
 }
 
@@ -87,5 +109,142 @@ mod tests {
         assert!(!e.message.contains("/var") && !e.message.contains("abc"));
         let busy: WebError = crate::store::StoreError::Busy { what: "x".into() }.into();
         assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// The table of codes and what a client sees for each: one representative per kind, and
+    /// the cases that matter most. A code's meaning never changes, so this table only grows.
+    #[test]
+    fn codes_map_to_statuses() {
+        use crate::store::StoreError;
+        use crate::tenants::TenantError;
+        let what = || "tenant 0123".to_string();
+        let table: Vec<(Box<dyn DomainError>, &str, StatusCode)> = vec![
+            (
+                Box::new(TenantError::NotFound("x".into())),
+                "TEN-0005",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Box::new(TenantError::Suspended("x".into())),
+                "TEN-0006",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Box::new(TenantError::NameTaken("x".into())),
+                "TEN-0004",
+                StatusCode::CONFLICT,
+            ),
+            (
+                Box::new(TenantError::InvalidName("x".into())),
+                "TEN-0002",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Box::new(crate::tenants::TenantId::parse("nope").unwrap_err()),
+                "TEN-0001",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Box::new(crate::ids::UserId::parse("nope").unwrap_err()),
+                "USR-0001",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Box::new(StoreError::Busy { what: what() }),
+                "STO-0006",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Box::new(StoreError::ReadersBusy {
+                    what: what(),
+                    waited_ms: 5,
+                }),
+                "STO-0012",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Box::new(StoreError::Unaudited { what: what() }),
+                "STO-0010",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Box::new(TenantError::Store(StoreError::DiskFull { what: what() })),
+                "STO-0005",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Box::new(crate::config::ConfigError::Invalid {
+                    key: "k".into(),
+                    message: "m".into(),
+                }),
+                "CFG-0004",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Box::new(crate::app::AppError::InUse("d".into())),
+                "APP-0006",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (e, code, status) in table {
+            let shown = e.to_string();
+            let (s, message) = status_for(e.kind());
+            assert_eq!(e.code(), code, "{shown}");
+            assert_eq!(s, status, "{code}");
+            // The client sees a fixed message, never the error's own text.
+            assert!(
+                !message.contains("0123") && !message.contains("tenant"),
+                "{code}"
+            );
+        }
+    }
+
+    /// Every code literal returned by a `code()` in the source is distinct: two errors never
+    /// share a code.
+    #[test]
+    fn no_two_errors_share_a_code() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut seen: std::collections::HashMap<String, String> = Default::default();
+        let mut total = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("fn code(&self) -> &'static str {") {
+                rest = &rest[at..];
+                let end = rest.find("\n    }\n").unwrap_or(rest.len());
+                for lit in rest[..end].split('"').skip(1).step_by(2) {
+                    let b = lit.as_bytes();
+                    let is_code = b.len() >= 8
+                        && lit.split_once('-').is_some_and(|(p, n)| {
+                            p.bytes().all(|c| c.is_ascii_uppercase())
+                                && n.len() == 4
+                                && n.bytes().all(|c| c.is_ascii_digit())
+                        });
+                    if is_code {
+                        total += 1;
+                        let place = f.display().to_string();
+                        if let Some(first) = seen.insert(lit.to_string(), place.clone()) {
+                            panic!("{lit} is used twice: {first} and {place}");
+                        }
+                    }
+                }
+                rest = &rest[end..];
+            }
+        }
+        assert!(total > 50, "found only {total} codes: the scan is broken");
     }
 }

@@ -124,6 +124,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(cfg))
 }
 
+crate::domain_error!(TlsError, |_e| crate::error::ErrorKind::Internal);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,10 @@ fn pristine() -> &'static (Env, String) {
         for i in 2..=50 {
             store
                 .writer()
-                .submit(move |tx| {
-                    tx.audit(
-                        NewEntry::new(Actor::system(), "record.update", &format!("r{i}"))
-                            .params(serde_json::json!({ "i": i })),
-                    )
+                .change(move |_tx| -> Result<_, strongroom::store::StoreError> {
+                    let e = NewEntry::new(Actor::system(), "record.update", &format!("r{i}"))
+                        .params(serde_json::json!({ "i": i }));
+                    Ok(((), e))
                 })
                 .wait()
                 .unwrap();

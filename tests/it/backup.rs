@@ -403,7 +403,11 @@ fn one_tenant_restores_into_a_live_installation() {
     assert_eq!(after.last().unwrap()["action"], "backup.restore");
     assert_eq!(journal(&env, &b), b_before, "the other tenant is untouched");
     env.ok(&["audit", "verify"]);
-    assert_eq!(env.system_actions().last().unwrap(), "backup.restore");
+    let actions = env.system_actions();
+    assert_eq!(
+        actions[actions.len() - 2..],
+        ["backup.restore", "keys.destroy_tenant_keys"]
+    );
 
     // A deleted tenant comes back the same way, without --force.
     env.ok(&["tenant", "delete", &b]);
@@ -700,4 +704,32 @@ fn what_a_tenant_journal_is_owed_travels_with_its_backup() {
     assert!(rotation["params"]["op_id"].is_string());
     assert!(rotation["params"]["queued_us"].as_i64().unwrap() > 0);
     other.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_backup_that_never_reached_its_place_is_not_journaled() {
+    let env = Env::init();
+    env.create_tenant("Unplaced");
+    let out = archive(&env, "never.srbk");
+    let failed = env
+        .command(&["backup", "create", "--out", out.to_str().unwrap()])
+        .env("SR_FAULT_FAIL_STEP", "41")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(!out.exists(), "no archive");
+    let leftovers: Vec<_> = std::fs::read_dir(env.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("never"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        !env.system_actions().iter().any(|a| a == "backup.create"),
+        "a backup that does not exist is on the record"
+    );
+    // The same command without the fault places the archive and records it.
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    assert!(out.exists());
+    assert_eq!(env.system_actions().last().unwrap(), "backup.create");
 }

@@ -305,7 +305,9 @@ fn deleting_an_open_tenant_stops_its_writer_before_the_file_goes() {
     // A handle a request still held cannot acknowledge a write into the deleted file.
     let late = held
         .writer()
-        .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "record.late", "x")))
+        .change(|_tx| -> Result<_, strongroom::store::StoreError> {
+            Ok(((), NewEntry::new(Actor::system(), "record.late", "x")))
+        })
         .wait();
     assert!(late.is_err(), "a write was acknowledged after deletion");
     assert!(strongroom::tenants::open_store(&app, &tid).is_err());

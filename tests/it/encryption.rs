@@ -18,11 +18,10 @@ fn no_file_in_the_data_directory_holds_clear_text() {
     for i in 0..200 {
         store
             .writer()
-            .submit(move |tx| {
-                tx.audit(
-                    NewEntry::new(Actor::system(), "record.note", &format!("note-{i}"))
-                        .params(serde_json::json!({ "text": SENTENCE, "tenant": NAME })),
-                )
+            .change(move |_tx| -> Result<_, strongroom::store::StoreError> {
+                let e = NewEntry::new(Actor::system(), "record.note", &format!("note-{i}"))
+                    .params(serde_json::json!({ "text": SENTENCE, "tenant": NAME }));
+                Ok(((), e))
             })
             .wait()
             .unwrap();
@@ -119,7 +118,9 @@ fn tenant_files_open_lazily_and_close_when_idle_or_over_the_bound() {
         let store = tenants::open_store(&app, id).unwrap();
         store
             .writer()
-            .submit(|tx| tx.audit(NewEntry::new(Actor::system(), "record.touch", "x")))
+            .change(|_tx| -> Result<_, strongroom::store::StoreError> {
+                Ok(((), NewEntry::new(Actor::system(), "record.touch", "x")))
+            })
             .wait()
             .unwrap();
         assert!(app.tenant_stores().open_count() <= 2, "bound exceeded");

@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod crash;
 mod doctor;
+mod door;
 mod encryption;
 mod keys;
 mod packaging;

@@ -283,7 +283,7 @@ async fn readiness_fails_when_the_root_key_is_no_longer_current() {
     tokio::task::spawn_blocking(move || {
         a.system()
             .writer()
-            .submit(|tx| {
+            .bookkeeping(|tx| {
                 strongroom::store::system::meta_set(tx.conn(), "root_key_id", "0000000000000000")
                     .map_err(|e| tx.err(&e))
             })

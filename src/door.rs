@@ -1,0 +1,335 @@
+//! The door: the one way domain code reaches a tenant.
+//!
+//! A [`TenantCtx`] is obtained through [`open`] (or [`open_blocking`]), which checks the
+//! tenant's status: a suspended tenant is refused with [`TenantError::Suspended`], a deleted
+//! or unknown one with [`TenantError::NotFound`]. The context carries the tenant id, its
+//! store, the actor and the source address, and nothing else: no root keyring, no system key,
+//! no other tenant. What a domain function may touch is visible in its signature.
+//!
+//! - Writes: [`TenantCtx::change`] takes a closure that makes the change and returns its
+//!   output together with its [`Audit`] entry; the entry is appended in the same transaction,
+//!   stamped with the context's actor and source address. There is no way through the door to
+//!   commit a change without an entry, and the writer refuses any job that changed rows but
+//!   appended nothing (see [`crate::store::writer`]).
+//! - Reads: [`TenantCtx::read`] runs on a pooled reader connection opened with
+//!   `PRAGMA query_only = ON`, so a read cannot write around the writer and the journal. The
+//!   pool is bounded; a read that waits too long for a connection gets
+//!   [`StoreError::ReadersBusy`].
+//! - Both come in an async form for handlers (never blocking a runtime worker) and a
+//!   `_blocking` form for the CLI. A write that finds its store closed under it (a concurrent
+//!   key rotation or restore) reopens the tenant and runs again: a closed store means the job
+//!   never ran, so running it again cannot apply it twice.
+
+use crate::app::App;
+use crate::audit::{Actor, NewEntry, Outcome};
+use crate::ids::TenantId;
+use crate::store::{Store, StoreError, WriteTx};
+use crate::tenants::{self, TenantError};
+use rusqlite::Connection;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// How often a write is tried against a store that keeps closing under it.
+const ATTEMPTS: usize = 4;
+
+/// What a change records: the action, what it acted on, and its parameters. The actor, the
+/// source address, the time and the duration come from the context.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    action: String,
+    target: String,
+    params: serde_json::Value,
+    outcome: Outcome,
+}
+
+impl Audit {
+    /// `action` is dotted lower-case words (`user.create`); `target` names what it acted on.
+    pub fn new(action: &str, target: &str) -> Self {
+        Self {
+            action: action.to_string(),
+            target: target.to_string(),
+            params: serde_json::Value::Object(Default::default()),
+            outcome: Outcome::Success,
+        }
+    }
+
+    /// Parameters worth keeping; secrets under key-like names are redacted on append.
+    pub fn params(mut self, params: serde_json::Value) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Records a refusal or a failure that still changed something (a lockout counter).
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    fn into_entry(
+        self,
+        actor: Actor,
+        source_ip: Option<IpAddr>,
+        start: std::time::Instant,
+    ) -> NewEntry {
+        let mut e = NewEntry::new(actor, &self.action, &self.target)
+            .params(self.params)
+            .outcome(self.outcome)
+            .since(start);
+        e.source_ip = source_ip;
+        e
+    }
+}
+
+type Reopen = Arc<dyn Fn() -> Result<Arc<Store>, TenantError> + Send + Sync>;
+
+/// One tenant, for one actor, for the length of one request or command.
+pub struct TenantCtx {
+    id: TenantId,
+    store: Mutex<Arc<Store>>,
+    actor: Actor,
+    source_ip: Option<IpAddr>,
+    /// Opens the tenant again after its store was closed under this context. Opaque on
+    /// purpose: it reaches the registry and the keyring, which the context does not expose.
+    reopen: Reopen,
+}
+
+impl std::fmt::Debug for TenantCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantCtx")
+            .field("id", &self.id)
+            .field("actor", &self.actor)
+            .field("source_ip", &self.source_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tenant's store, if its status allows use. The one status check of the door.
+fn open_checked(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
+    tenants::usable(app, id)?;
+    tenants::open_store(app, id)
+}
+
+/// Opens a tenant for `actor`, from a blocking context (the CLI).
+///
+/// # Errors
+/// [`TenantError::NotFound`] for an unknown or deleted tenant, [`TenantError::Suspended`] for
+/// a suspended one, or a key or storage fault.
+pub fn open_blocking(
+    app: &Arc<App>,
+    id: &TenantId,
+    actor: Actor,
+    source_ip: Option<IpAddr>,
+) -> Result<TenantCtx, TenantError> {
+    let reopen: Reopen = {
+        let (app, id) = (app.clone(), id.clone());
+        Arc::new(move || open_checked(&app, &id))
+    };
+    let store = reopen()?;
+    Ok(TenantCtx {
+        id: id.clone(),
+        store: Mutex::new(store),
+        actor,
+        source_ip,
+        reopen,
+    })
+}
+
+/// [`open_blocking`] for async code: the open (which may unwrap a key, settle an interrupted
+/// rotation or wait for one) runs on a blocking thread.
+///
+/// # Errors
+/// As [`open_blocking`].
+pub async fn open(
+    app: &Arc<App>,
+    id: &TenantId,
+    actor: Actor,
+    source_ip: Option<IpAddr>,
+) -> Result<TenantCtx, TenantError> {
+    let (app, id) = (app.clone(), id.clone());
+    tokio::task::spawn_blocking(move || open_blocking(&app, &id, actor, source_ip))
+        .await
+        .map_err(|_| {
+            TenantError::Store(StoreError::JobPanicked {
+                what: "tenant open".into(),
+            })
+        })?
+}
+
+/// The job error, or what kept the job from running.
+enum Attempt<E> {
+    Store(StoreError),
+    Job(E),
+}
+
+impl<E> From<StoreError> for Attempt<E> {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl TenantCtx {
+    pub fn tenant(&self) -> &TenantId {
+        &self.id
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    fn current(&self) -> Result<Arc<Store>, StoreError> {
+        self.store
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| StoreError::Closed {
+                what: crate::store::tenants::tenant_label(&self.id),
+            })
+    }
+
+    fn replace(&self, fresh: Arc<Store>) {
+        if let Ok(mut s) = self.store.lock() {
+            *s = fresh;
+        }
+    }
+
+    /// The job as the writer runs it: the domain closure, then its entry, stamped here.
+    #[allow(clippy::type_complexity)]
+    fn job<T, E, F>(
+        &self,
+        f: &Arc<F>,
+        start: std::time::Instant,
+    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), Attempt<E>> + Send + 'static
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (f, actor, ip) = (f.clone(), self.actor.clone(), self.source_ip);
+        move |tx: &mut WriteTx<'_>| {
+            let (out, audit) = f(tx).map_err(Attempt::Job)?;
+            Ok((out, audit.into_entry(actor, ip, start)))
+        }
+    }
+
+    /// Makes a change and records it, from a blocking context (the CLI). `f` returns its
+    /// output together with the [`Audit`] entry, appended in the same transaction; if `f`
+    /// fails, or the entry cannot be written, nothing of it is committed.
+    ///
+    /// # Errors
+    /// `f`'s error, or a storage fault (the change did not happen).
+    pub fn change_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let (f, start) = (Arc::new(f), std::time::Instant::now());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let store = self.current()?;
+            match store.writer().change(self.job(&f, start)).wait() {
+                Ok(out) => return Ok(out),
+                Err(Attempt::Job(e)) => return Err(e),
+                Err(Attempt::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {
+                    self.replace((self.reopen)()?);
+                }
+                Err(Attempt::Store(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// [`TenantCtx::change_blocking`] for handlers: awaits the commit without blocking a
+    /// runtime worker; reopening after a rotation runs on a blocking thread.
+    ///
+    /// # Errors
+    /// As [`TenantCtx::change_blocking`].
+    pub async fn change<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let (f, start) = (Arc::new(f), std::time::Instant::now());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let store = self.current()?;
+            match store.writer().change_async(self.job(&f, start)).await {
+                Ok(out) => return Ok(out),
+                Err(Attempt::Job(e)) => return Err(e),
+                Err(Attempt::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {
+                    let reopen = self.reopen.clone();
+                    let fresh = tokio::task::spawn_blocking(move || reopen())
+                        .await
+                        .map_err(|_| StoreError::JobPanicked {
+                            what: crate::store::tenants::tenant_label(&self.id),
+                        })??;
+                    self.replace(fresh);
+                }
+                Err(Attempt::Store(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The store to read from: the current one, or a fresh one if it was closed under this
+    /// context (its old key may be gone).
+    fn readable(&self) -> Result<Arc<Store>, TenantError> {
+        let store = self.current()?;
+        if store.writer().is_running() {
+            return Ok(store);
+        }
+        let fresh = (self.reopen)()?;
+        self.replace(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Reads on a query-only connection from the tenant's bounded pool, from a blocking
+    /// context. A write attempted in `f` fails.
+    ///
+    /// # Errors
+    /// `f`'s error, [`StoreError::ReadersBusy`] when no connection came free in time, or a
+    /// storage fault.
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError> + From<TenantError>,
+    {
+        self.readable()?.read(f)
+    }
+
+    /// [`TenantCtx::read_blocking`] for handlers: runs on a blocking thread.
+    ///
+    /// # Errors
+    /// As [`TenantCtx::read_blocking`].
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let store = self.current()?;
+        let reopen = self.reopen.clone();
+        let label = crate::store::tenants::tenant_label(&self.id);
+        let (out, fresh) = tokio::task::spawn_blocking(move || {
+            let (store, fresh) = if store.writer().is_running() {
+                (store, None)
+            } else {
+                match reopen() {
+                    Ok(s) => (s.clone(), Some(s)),
+                    Err(e) => return (Err(E::from(e)), None),
+                }
+            };
+            (store.read(f), fresh)
+        })
+        .await
+        .map_err(|_| StoreError::JobPanicked { what: label })?;
+        if let Some(fresh) = fresh {
+            self.replace(fresh);
+        }
+        out
+    }
+}
