@@ -342,29 +342,17 @@ impl Config {
                 "set both server.tls_cert and server.tls_key, or neither (to use the certificate made by init)",
             ));
         }
-        if !(1024..=1 << 30).contains(&self.server.max_body_bytes) {
-            return Err(invalid(
-                "server.max_body_bytes",
-                "must be between 1024 and 1073741824",
-            ));
-        }
-        if !(1..=300).contains(&self.server.header_timeout_secs) {
-            return Err(invalid(
-                "server.header_timeout_secs",
-                "must be between 1 and 300",
-            ));
-        }
-        if self.store.max_open_tenants == 0 {
-            return Err(invalid("store.max_open_tenants", "must be at least 1"));
-        }
-        if self.audit.checkpoint_every == 0 {
-            return Err(invalid("audit.checkpoint_every", "must be at least 1"));
-        }
-        if self.audit.checkpoint_interval_secs == 0 {
-            return Err(invalid(
-                "audit.checkpoint_interval_secs",
-                "must be at least 1",
-            ));
+        for (key, value, range) in self.numeric_keys() {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{value} is out of range; use a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
@@ -390,6 +378,60 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Every numeric key with its value and the range it must lie in. Bounded at load time, so
+    /// a value that would overflow further down (SQLite's busy timeout is a C int of
+    /// milliseconds) is a configuration error naming the key, never a panic.
+    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 9] {
+        let n = |v: usize| v as u64;
+        [
+            (
+                "server.max_body_bytes",
+                n(self.server.max_body_bytes),
+                1024..=1 << 30,
+            ),
+            (
+                "server.shutdown_grace_secs",
+                self.server.shutdown_grace_secs,
+                0..=3600,
+            ),
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+                1..=300,
+            ),
+            (
+                "keys.max_age_days",
+                self.keys.max_age_days.unwrap_or(1),
+                1..=36_500,
+            ),
+            (
+                "store.busy_timeout_ms",
+                self.store.busy_timeout_ms,
+                1..=600_000,
+            ),
+            (
+                "store.max_open_tenants",
+                n(self.store.max_open_tenants),
+                1..=100_000,
+            ),
+            (
+                "store.tenant_idle_secs",
+                self.store.tenant_idle_secs,
+                1..=7 * 86_400,
+            ),
+            (
+                "audit.checkpoint_every",
+                self.audit.checkpoint_every,
+                1..=10_000_000,
+            ),
+            (
+                "audit.checkpoint_interval_secs",
+                self.audit.checkpoint_interval_secs,
+                1..=86_400,
+            ),
+        ]
     }
 
     /// The listen address; only IP literals, so no name lookup happens at start-up.
@@ -521,5 +563,58 @@ mod tests {
         )
         .unwrap();
         assert!(ok.config.server.allow_public_listen);
+    }
+
+    /// Each numeric key gets its type's extremes, from a file and from the environment; each
+    /// is refused with a message naming the key, or (for a value in range) accepted.
+    #[test]
+    fn every_numeric_key_is_bounded() {
+        let keys: Vec<&str> = Config::default()
+            .numeric_keys()
+            .iter()
+            .map(|(k, _, _)| *k)
+            .collect();
+        for key in keys {
+            let (section, name) = key.split_once('.').unwrap();
+            for extreme in ["0", "9223372036854775807", "2147483648", "-1"] {
+                let f = write(&format!("[{section}]\n{name} = {extreme}\n"));
+                let from_file = load(Some(f.path()), env(&[]));
+                let var = format!(
+                    "STRONGROOM_{}__{}",
+                    section.to_uppercase(),
+                    name.to_uppercase()
+                );
+                let from_env = load(None, env(&[(&var, extreme)]));
+                for (how, r) in [("file", from_file), ("env", from_env)] {
+                    let in_range = Config::default()
+                        .numeric_keys()
+                        .iter()
+                        .find(|(k, _, _)| *k == key)
+                        .is_some_and(|(_, _, range)| {
+                            extreme.parse::<u64>().is_ok_and(|v| range.contains(&v))
+                        });
+                    match r {
+                        Ok(_) => assert!(in_range, "{key} = {extreme} ({how}) was accepted"),
+                        Err(e) => {
+                            assert!(!in_range, "{key} = {extreme} ({how}) was refused: {e}");
+                            let text = e.to_string();
+                            assert!(
+                                text.to_lowercase().contains(name) && !text.contains("panicked"),
+                                "{key} = {extreme} ({how}): {text}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // The value from the review: accepted by config check before, a panic in every
+        // command after.
+        let f = write("[store]\nbusy_timeout_ms = 2147483648\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { ref key, .. } if key == "store.busy_timeout_ms"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("from 1 to 600000"), "{e}");
     }
 }

@@ -32,6 +32,83 @@ pub fn replace_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resu
     sync_dir(dir)
 }
 
+/// A path that names something other than a regular file, where only a file will do.
+#[derive(Debug, thiserror::Error)]
+#[error("is {0}, not a regular file")]
+pub struct NotRegularFile(pub &'static str);
+
+/// Opens `path` for reading only if it is a regular file, judged on the opened descriptor
+/// (`O_NOFOLLOW`, then `fstat`), never by path first: a FIFO would block every reader
+/// forever, a directory or device is never a key, and a symbolic link could be swapped
+/// between a check and the open. `O_NONBLOCK` keeps the open of a FIFO from waiting for a
+/// writer; it changes nothing for a regular file.
+///
+/// # Errors
+/// Not found, not permitted, or [`NotRegularFile`] (as `InvalidInput`); see [`io_reason`].
+pub fn open_regular(path: &Path) -> std::io::Result<(fs::File, fs::Metadata)> {
+    use rustix::fs::OFlags;
+    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits() as i32;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                NotRegularFile("a symbolic link"),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok((file, meta));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        NotRegularFile(what),
+    ))
+}
+
+/// Reads a small file (a key, a passphrase) through [`open_regular`], at most `limit` bytes.
+///
+/// # Errors
+/// As [`open_regular`], or a read failure.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let (f, _) = open_regular(path)?;
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(limit.min(4096) as usize));
+    f.take(limit).read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+/// What went wrong with a file, for a message: "is a FIFO, not a regular file", or the I/O
+/// error's kind ("permission denied"), never its full text.
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<NotRegularFile>())
+    {
+        Some(nr) => nr.to_string(),
+        None => e.kind().to_string(),
+    }
+}
+
 /// Makes a rename or a new file in `dir` durable.
 ///
 /// # Errors

@@ -40,5 +40,7 @@ pub mod keys;
 pub mod store;
 /// Tenant lifecycle on top of the registry in `system.db`.
 pub mod tenants;
+/// Names people type and others read: NFC, no control or format characters.
+pub mod text;
 /// The HTTPS server: router, pages, TLS, security headers.
 pub mod web;

@@ -57,21 +57,7 @@ impl TenantError {
 }
 
 fn validate_name(name: &str) -> Result<String, TenantError> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        return Err(TenantError::InvalidName("it is empty".into()));
-    }
-    if trimmed.chars().count() > 100 {
-        return Err(TenantError::InvalidName(
-            "it is longer than 100 characters".into(),
-        ));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(TenantError::InvalidName(
-            "it contains control characters".into(),
-        ));
-    }
-    Ok(trimmed.to_string())
+    crate::text::display_name(name, 100).map_err(|p| TenantError::InvalidName(p.to_string()))
 }
 
 fn validate_region(region: &str) -> Result<String, TenantError> {
@@ -570,6 +556,13 @@ mod tests {
         assert!(validate_name("   ").is_err());
         assert!(validate_name("a\u{0}b").is_err());
         assert!(validate_name(&"x".repeat(101)).is_err());
+        let e = validate_name("pay\u{202E}lanoitan")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("U+202E") && e.contains("invalid tenant name"),
+            "{e}"
+        );
         assert!(validate_region("eu-central-1").is_ok());
         for bad in ["", "EU", "eu central", &"a".repeat(33)] {
             assert!(validate_region(bad).is_err(), "{bad}");

@@ -102,7 +102,12 @@ pub fn export(
              WHERE seq >= ?1 ORDER BY seq",
         )
         .map_err(rd)?;
-    let mut rows = st.query([since as i64]).map_err(rd)?;
+    // Sequence numbers are SQLite integers: anything past i64::MAX matches nothing (a
+    // wrapping cast would have exported the whole journal).
+    let Ok(since) = i64::try_from(since) else {
+        return Ok(0);
+    };
+    let mut rows = st.query([since]).map_err(rd)?;
     let mut sink = match format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);

@@ -149,9 +149,16 @@ pub enum Scope {
 /// # Errors
 /// Unreadable or too short.
 pub fn read_passphrase(path: &Path) -> Result<SecretString, BackupError> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(io_err(format!("read {}", path.display())))?,
-    );
+    let raw = crate::fsutil::read_regular(path, 64 * 1024).map_err(|e| BackupError::Io {
+        what: format!("read {}", path.display()),
+        reason: crate::fsutil::io_reason(&e),
+    })?;
+    let Ok(text) = std::str::from_utf8(&raw) else {
+        return Err(BackupError::Invalid(format!(
+            "{} is not UTF-8 text; put the passphrase on its first line",
+            path.display()
+        )));
+    };
     let line = text.lines().next().unwrap_or("").to_string();
     if line.chars().count() < 12 {
         return Err(BackupError::WeakPassphrase);

@@ -29,7 +29,10 @@ pub fn unpack(
     staging_parent: &Path,
     progress: Progress<'_>,
 ) -> Result<Unpacked, BackupError> {
-    let file = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let (file, _) = crate::fsutil::open_regular(path).map_err(|e| BackupError::Io {
+        what: format!("open {}", path.display()),
+        reason: crate::fsutil::io_reason(&e),
+    })?;
     let mut inp = std::io::BufReader::with_capacity(1 << 20, file);
     let (header, header_bytes) = archive::read_header(&mut inp)?;
     let key = match (&header.key, &opening) {

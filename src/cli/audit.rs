@@ -32,8 +32,8 @@ pub enum Command {
         system: bool,
         #[arg(long, value_enum, default_value = "ndjson")]
         format: ExportFormat,
-        /// First sequence number to export.
-        #[arg(long, default_value_t = 1)]
+        /// First sequence number to export (1 to 9223372036854775807).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
         since: u64,
     },
     /// Print a journal's signed checkpoints (NDJSON), with the public key that verifies them.

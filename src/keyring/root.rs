@@ -43,13 +43,23 @@ pub fn load_root_key(
 ) -> Result<(Key32, RootKeySource), KeyringError> {
     if let Some(dir) = credentials_dir {
         let cred = dir.join(ROOT_KEY_CREDENTIAL);
-        if cred.exists() {
-            let key = read_key(&cred)?;
-            return Ok((key, RootKeySource::SystemdCredential(cred)));
+        match crate::fsutil::open_regular(&cred) {
+            Ok((file, _)) => {
+                let key = read_key(file, &cred)?;
+                return Ok((key, RootKeySource::SystemdCredential(cred)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(KeyringError::RootKeyUnreadable {
+                    source_name: cred.display().to_string(),
+                    reason: crate::fsutil::io_reason(&e),
+                })
+            }
         }
     }
-    match fs::metadata(key_file) {
-        Ok(meta) => {
+    // Judged on the opened descriptor: what is checked is what is read.
+    match crate::fsutil::open_regular(key_file) {
+        Ok((file, meta)) => {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(KeyringError::RootKeyFileMode {
@@ -57,7 +67,7 @@ pub fn load_root_key(
                     mode,
                 });
             }
-            let key = read_key(key_file)?;
+            let key = read_key(file, key_file)?;
             Ok((key, RootKeySource::KeyFile(key_file.to_path_buf())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyringError::RootKeyMissing {
@@ -68,16 +78,16 @@ pub fn load_root_key(
         }),
         Err(e) => Err(KeyringError::RootKeyUnreadable {
             source_name: key_file.display().to_string(),
-            reason: e.kind().to_string(),
+            reason: crate::fsutil::io_reason(&e),
         }),
     }
 }
 
-fn read_key(path: &Path) -> Result<Key32, KeyringError> {
+fn read_key(file: fs::File, path: &Path) -> Result<Key32, KeyringError> {
     let name = path.display().to_string();
     let mut raw = Zeroizing::new(Vec::with_capacity(80));
-    fs::File::open(path)
-        .and_then(|f| f.take(256).read_to_end(&mut raw))
+    file.take(256)
+        .read_to_end(&mut raw)
         .map_err(|e| KeyringError::RootKeyUnreadable {
             source_name: name.clone(),
             reason: e.kind().to_string(),
@@ -115,9 +125,10 @@ pub fn write_root_key_file(path: &Path, key: &Key32) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    let mut text = key.to_hex();
-    text.push('\n');
-    f.write_all(text.as_bytes())?;
+    // Two writes rather than a pushed newline: growing the hex string could reallocate and
+    // leave an unwiped copy of the key in freed memory.
+    f.write_all(key.to_hex().as_bytes())?;
+    f.write_all(b"\n")?;
     f.sync_all()?;
     // The new directory entry must survive a power loss too, or the data sealed under this
     // key outlives the key.
@@ -187,5 +198,56 @@ mod tests {
             );
             assert!(!err.to_string().contains("zzzz"));
         }
+    }
+
+    /// Anything but a regular file is refused at once, on the opened descriptor: a FIFO would
+    /// block every command forever, and a directory is not "fixed with chmod 600".
+    #[test]
+    fn key_sources_that_are_not_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.key");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o600)).unwrap();
+        let sub = dir.path().join("dir.key");
+        fs::create_dir(&sub).unwrap();
+        let target = dir.path().join("real.key");
+        write_root_key_file(&target, &Key32::random().unwrap()).unwrap();
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for (path, what) in [
+            (fifo, "a FIFO"),
+            (sub, "a directory"),
+            (link, "a symbolic link"),
+        ] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(
+                    load_root_key(None, &p)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                );
+            });
+            let err = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("loading the key blocked")
+                .unwrap_err();
+            assert!(
+                err.contains(what) && err.contains("not a regular file"),
+                "{err}"
+            );
+            assert!(!err.contains("chmod"), "{err}");
+        }
+        // The same checks hold for the credential directory.
+        let creds = tempfile::tempdir().unwrap();
+        fs::create_dir(creds.path().join(ROOT_KEY_CREDENTIAL)).unwrap();
+        let err = load_root_key(Some(creds.path()), &target)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a directory"), "{err}");
     }
 }

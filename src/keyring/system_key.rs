@@ -118,7 +118,7 @@ impl SystemKeyFile {
     /// Missing, unreadable, malformed or too new.
     pub fn read(path: &Path) -> Result<Self, SystemKeyError> {
         let p = path.display().to_string();
-        let text = match std::fs::read(path) {
+        let text = match crate::fsutil::read_regular(path, 64 * 1024) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SystemKeyError::Missing { path: p })
@@ -126,7 +126,7 @@ impl SystemKeyFile {
             Err(e) => {
                 return Err(SystemKeyError::Unreadable {
                     path: p,
-                    reason: e.kind().to_string(),
+                    reason: crate::fsutil::io_reason(&e),
                 })
             }
         };

@@ -733,3 +733,59 @@ fn a_backup_that_never_reached_its_place_is_not_journaled() {
     assert!(out.exists());
     assert_eq!(env.system_actions().last().unwrap(), "backup.create");
 }
+
+/// A FIFO or a directory where a file is expected is named at once: nothing waits for a
+/// writer that never comes.
+#[test]
+fn key_passphrase_and_archive_arguments_must_be_regular_files() {
+    let env = Env::init();
+    let fifo = env.tmp.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let dir = env.tmp.path().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let (f, d) = (fifo.to_str().unwrap(), dir.to_str().unwrap());
+    let out = archive(&env, "x.srbk");
+    let o = out.to_str().unwrap();
+    for args in [
+        vec!["backup", "verify", f],
+        vec!["backup", "verify", d],
+        vec!["backup", "create", "--out", o, "--passphrase-file", f],
+        vec!["backup", "verify", f, "--root-key-file", f],
+        vec!["backup", "verify", f, "--passphrase-file", d],
+    ] {
+        let mut child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} blocked");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let text = crate::support::stderr(&output);
+        assert!(text.contains("not a regular file"), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    assert!(!out.exists());
+    // The installation's own root key, configured to be a FIFO: every command says so.
+    std::fs::write(&env.config, format!("[keys]\nroot_key_file = {f:?}\n")).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("a FIFO, not a regular file"), "{text}");
+    std::fs::write(&env.config, format!("[keys]\nroot_key_file = {d:?}\n")).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(
+        text.contains("a directory, not a regular file") && !text.contains("chmod"),
+        "{text}"
+    );
+}

@@ -136,6 +136,28 @@ fn export_formats_and_since() {
     let first: serde_json::Value = serde_json::from_str(since.lines().next().unwrap()).unwrap();
     assert_eq!(first["seq"], 2);
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);
+    // Past the end: nothing. Past what a sequence number can be: a clear error, not the
+    // whole journal from seq 1.
+    assert_eq!(
+        env.ok(&[
+            "audit",
+            "export",
+            "--system",
+            "--since",
+            "9223372036854775807"
+        ]),
+        ""
+    );
+    for bad in [
+        "9223372036854775808",
+        "18446744073709551615",
+        "0",
+        "-3",
+        "x",
+    ] {
+        let text = env.fails(&["audit", "export", "--system", &format!("--since={bad}")]);
+        assert!(text.contains("--since"), "{bad}: {text}");
+    }
     let csv = env.ok(&["audit", "export", "--tenant", &id, "--format", "csv"]);
     let mut lines = csv.lines();
     assert!(lines.next().unwrap().starts_with("journal,seq,format,time"));
@@ -152,6 +174,9 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     let before = env.ok(&["audit", "export", "--system"]);
     for (args, expect) in [
         (vec!["tenant", "create", "   "], "invalid tenant name"),
+        (vec!["tenant", "create", "gpj.\u{202E}exe"], "U+202E"),
+        (vec!["tenant", "create", "Acme\u{200B}"], "U+200B"),
+        (vec!["tenant", "create", "\u{200F}Acme"], "U+200F"),
         (
             vec!["tenant", "create", "x", "--region", "EU Central"],
             "invalid region",

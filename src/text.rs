@@ -1,0 +1,93 @@
+//! Names that people type and other people read: tenant names now, user and document names
+//! later. One rule for all of them, so a name displays as what it is.
+//!
+//! A name is trimmed and normalised to NFC (so two spellings of "é" are one name), and it may
+//! not contain control characters (Unicode category Cc) or format characters (Cf): a
+//! right-to-left override (U+202E), a zero-width space (U+200B) or a direction mark (U+200F)
+//! makes a name display as something it is not.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// Why a name was refused, said so the person can fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than {0} characters")]
+    TooLong(usize),
+    #[error("it contains a control character (U+{0:04X})")]
+    Control(u32),
+    #[error("it contains an invisible formatting character (U+{0:04X}), which can make it display as something else")]
+    Format(u32),
+}
+
+/// The name as it will be stored: trimmed, NFC, at most `max_chars` characters.
+///
+/// # Errors
+/// Empty, too long, or a control or format character anywhere in it.
+pub fn display_name(raw: &str, max_chars: usize) -> Result<String, NameProblem> {
+    let name: String = raw.trim().nfc().collect();
+    if name.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    for c in name.chars() {
+        match c.general_category() {
+            GeneralCategory::Control => return Err(NameProblem::Control(c as u32)),
+            GeneralCategory::Format => return Err(NameProblem::Format(c as u32)),
+            _ => {}
+        }
+    }
+    if name.chars().count() > max_chars {
+        return Err(NameProblem::TooLong(max_chars));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_display_misleadingly_are_refused() {
+        for (bad, code) in [
+            ("evil\u{202E}gpj.exe", 0x202E),
+            ("a\u{200B}b", 0x200B),
+            ("admin\u{200F}", 0x200F),
+            ("x\u{2066}y", 0x2066),
+            ("\u{FEFF}bom", 0xFEFF),
+            ("soft\u{00AD}hyphen", 0x00AD),
+        ] {
+            assert_eq!(
+                display_name(bad, 100),
+                Err(NameProblem::Format(code)),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(display_name("a\u{0}b", 100), Err(NameProblem::Control(0)));
+        assert_eq!(display_name("a\nb", 100), Err(NameProblem::Control(10)));
+        assert_eq!(display_name("  \t ", 100), Err(NameProblem::Empty));
+        assert_eq!(
+            display_name(&"x".repeat(101), 100),
+            Err(NameProblem::TooLong(100))
+        );
+        let e = display_name("a\u{202E}b", 100).unwrap_err().to_string();
+        assert!(e.contains("U+202E"), "{e}");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_normalised() {
+        assert_eq!(
+            display_name("  Acme Logistics ", 100).unwrap(),
+            "Acme Logistics"
+        );
+        // "e" + combining acute becomes the single precomposed character.
+        let composed = display_name("Caf\u{0065}\u{0301}", 100).unwrap();
+        assert_eq!(composed, "Caf\u{00E9}");
+        assert_eq!(composed, display_name("Caf\u{00E9}", 100).unwrap());
+        // Scripts and emoji that are not format characters stay.
+        assert!(display_name("Zürich Ωmega 東京 🚚", 100).is_ok());
+        // The length limit counts characters after normalisation.
+        assert!(display_name(&"e\u{0301}".repeat(100), 100).is_ok());
+    }
+}
