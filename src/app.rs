@@ -24,6 +24,8 @@ pub enum AppError {
     Exclusive(String),
     #[error("other strongroom processes are using {0} (the server, or another command); stop them first")]
     InUse(String),
+    #[error("{dir} holds an installation (system.key{tenants}) but its system.db is missing; nothing is recreated in its place, because a new one would hold none of the tenant keys. Restore it with `strongroom backup restore`")]
+    SystemDbMissing { dir: String, tenants: String },
     #[error("a restore into {dir} was interrupted, so its data may be incomplete; run the same `strongroom backup restore` again{aside}")]
     RestoreInterrupted { dir: String, aside: String },
     #[error(transparent)]
@@ -43,6 +45,7 @@ impl AppError {
             Self::Exclusive(_) => "APP-0005",
             Self::InUse(_) => "APP-0006",
             Self::RestoreInterrupted { .. } => "APP-0007",
+            Self::SystemDbMissing { .. } => "APP-0008",
             Self::Keyring(e) => e.code(),
             Self::SystemKey(e) => e.code(),
             Self::Store(e) => e.code(),
@@ -135,6 +138,13 @@ impl PendingRestore {
         match std::fs::read(data_dir.join(RESTORE_PENDING)) {
             Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_default()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // No marker can be there when the directory is not one, or its name too long.
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+                    || e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) =>
+            {
+                None
+            }
             Err(_) => Some(Self::default()),
         }
     }
@@ -159,6 +169,77 @@ impl PendingRestore {
         }
         crate::fsutil::sync_dir(data_dir)
     }
+}
+
+/// Names what is wrong with the data directory itself (not a directory, not reachable, a
+/// path too long) before anything reads inside it, so those are never mistaken for an
+/// interrupted restore. A directory that does not exist yet is fine here.
+fn check_data_dir(data_dir: &Path) -> Result<(), AppError> {
+    let fail = |reason: String| AppError::DataDir {
+        path: shorten(data_dir),
+        reason,
+    };
+    match std::fs::metadata(data_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(fail("is not a directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(dir_reason(&e))),
+    }
+    match std::fs::read_dir(data_dir) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(fail(dir_reason(&e))),
+    }
+}
+
+fn dir_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) if n == rustix::io::Errno::NAMETOOLONG.raw_os_error() => {
+            "the path is too long".into()
+        }
+        Some(n) if n == rustix::io::Errno::NOTDIR.raw_os_error() => {
+            "a part of the path is not a directory".into()
+        }
+        Some(n) if n == rustix::io::Errno::ACCESS.raw_os_error() => {
+            "permission denied; run as the user that owns the data directory".into()
+        }
+        _ => e.kind().to_string(),
+    }
+}
+
+/// A path for a message: a pathological 5,000-character path is cut, not echoed whole.
+fn shorten(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.chars().count() <= 200 {
+        return s;
+    }
+    let head: String = s.chars().take(120).collect();
+    format!("{head}… ({} characters)", s.chars().count())
+}
+
+/// Refuses a directory that was initialized but has lost its `system.db`: only `init` may
+/// create one, and only where there was never an installation.
+fn refuse_lost_system_db(data_dir: &Path) -> Result<(), AppError> {
+    if data_dir.join("system.db").exists() {
+        return Ok(());
+    }
+    let tenant_files = std::fs::read_dir(data_dir.join("tenants"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+                .count()
+        })
+        .unwrap_or(0);
+    if system_key_path(data_dir).exists() || tenant_files > 0 {
+        return Err(AppError::SystemDbMissing {
+            dir: shorten(data_dir),
+            tenants: if tenant_files > 0 {
+                format!(" and {tenant_files} tenant files")
+            } else {
+                String::new()
+            },
+        });
+    }
+    Ok(())
 }
 
 fn refuse_pending_restore(data_dir: &Path) -> Result<(), AppError> {
@@ -225,10 +306,12 @@ impl App {
             path: dd.clone(),
             reason: e.kind().to_string(),
         };
+        check_data_dir(data_dir)?;
         refuse_pending_restore(data_dir)?;
         if data_dir.join("system.db").exists() {
             return Err(AppError::AlreadyInitialized(dd));
         }
+        refuse_lost_system_db(data_dir)?;
         crate::fsutil::create_private_dir(&data_dir.join("tenants")).map_err(dir_err)?;
         crate::fsutil::create_private_dir(data_dir).map_err(dir_err)?;
         let creds = credentials_dir();
@@ -274,10 +357,12 @@ impl App {
     /// # Errors
     /// Not initialized, key problems, a root key that does not open `system.db`.
     pub fn open(config: &Config, data_dir: &Path) -> Result<Self, AppError> {
+        check_data_dir(data_dir)?;
         // Checked here for the clearer message, and again under the lock.
         refuse_pending_restore(data_dir)?;
+        refuse_lost_system_db(data_dir)?;
         if !data_dir.join("system.db").exists() {
-            return Err(AppError::NotInitialized(data_dir.display().to_string()));
+            return Err(AppError::NotInitialized(shorten(data_dir)));
         }
         Self::open_inner(config, data_dir, false, None)
     }

@@ -9,11 +9,19 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
+/// Colour codes only for a person at a terminal: a journal, a pipe or a log collector gets
+/// plain text.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
 /// One-shot commands: warnings and errors to stderr only.
 pub fn init_cli() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
         .with_target(false)
         .try_init();
 }
@@ -33,6 +41,7 @@ pub fn init_server(cfg: &LogConfig, dir: &Path) -> Result<Option<WorkerGuard>, s
             .boxed(),
         LogFormat::Text => fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(stderr_is_terminal())
             .with_target(false)
             .with_filter(filter())
             .boxed(),

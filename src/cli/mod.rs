@@ -129,6 +129,10 @@ fn hand_back(cli: &Cli) {
         return;
     };
     let dir = data_dir(cli, &loaded, dev);
+    // Nothing was created in what is not a directory; the command said what is wrong.
+    if !dir.is_dir() {
+        return;
+    }
     if let Err(e) = crate::fsutil::hand_back_to_owner(&dir) {
         eprintln!(
             "warning: cannot give files in {} back to the data directory's owner: {e}; \

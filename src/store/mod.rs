@@ -55,6 +55,14 @@ pub enum StoreError {
     Unaudited { what: String },
     #[error("{what}: a write failed unexpectedly and was rolled back; see the server log")]
     JobPanicked { what: String },
+    #[error("{what} ({path}) is empty. Nothing is recreated in its place, because that would lose what it held; restore it from a backup with `strongroom backup restore`")]
+    Emptied { what: String, path: String },
+    #[error("{what} ({path}) is truncated: {size} bytes is not a whole number of pages; restore it from a backup with `strongroom backup restore`")]
+    Truncated {
+        what: String,
+        path: String,
+        size: u64,
+    },
     #[error("{what}: every reader is in use and none came free within {waited_ms} ms; retry")]
     ReadersBusy { what: String, waited_ms: u64 },
 }
@@ -74,6 +82,8 @@ impl StoreError {
             Self::Unaudited { .. } => "STO-0010",
             Self::JobPanicked { .. } => "STO-0011",
             Self::ReadersBusy { .. } => "STO-0012",
+            Self::Emptied { .. } => "STO-0013",
+            Self::Truncated { .. } => "STO-0014",
         }
     }
 
@@ -159,11 +169,8 @@ pub struct OpenSpec<'a> {
 /// Missing file (unless `create`), wrong key, corrupt header, I/O.
 pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connection, StoreError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
-    if !spec.create && !spec.path.exists() {
-        return Err(StoreError::Missing {
-            what: spec.label.to_string(),
-            path: spec.path.display().to_string(),
-        });
+    if !spec.create {
+        refuse_emptied(spec)?;
     }
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= if read_only {
@@ -214,6 +221,43 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
     Ok(conn)
 }
 
+/// Every SQLCipher file is a whole number of pages of this size (its default).
+const PAGE_SIZE: u64 = 4096;
+
+/// Refuses a file that is missing, empty or cut short, before SQLite sees it: SQLite would
+/// take an empty file for a new database and build a fresh, empty store in its place, and a
+/// fresh `system.db` holds none of the tenant keys.
+///
+/// # Errors
+/// [`StoreError::Missing`], [`StoreError::Emptied`] or [`StoreError::Truncated`].
+pub fn refuse_emptied(spec: &OpenSpec<'_>) -> Result<(), StoreError> {
+    let (what, path) = (spec.label.to_string(), spec.path.display().to_string());
+    let size = match std::fs::metadata(spec.path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing { what, path })
+        }
+        Err(e) => {
+            return Err(StoreError::Io {
+                what,
+                reason: crate::fsutil::io_reason(&e),
+            })
+        }
+    };
+    if size == 0 {
+        // A brand-new file can hold everything in its WAL until the first checkpoint.
+        let mut wal = spec.path.as_os_str().to_os_string();
+        wal.push("-wal");
+        let wal_len = std::fs::metadata(std::path::PathBuf::from(wal)).map_or(0, |m| m.len());
+        if wal_len == 0 {
+            return Err(StoreError::Emptied { what, path });
+        }
+    } else if size % PAGE_SIZE != 0 {
+        return Err(StoreError::Truncated { what, path, size });
+    }
+    Ok(())
+}
+
 /// SQLCipher logs decryption failures to stderr by itself; Strongroom reports them as typed
 /// errors that name the file, so the library's own log stays off.
 fn quiet_cipher_log(conn: &Connection) {
@@ -223,6 +267,9 @@ fn quiet_cipher_log(conn: &Connection) {
 /// Runs SQLCipher's page HMAC check and SQLite's structural check; returns one line per
 /// problem (empty when the file is sound). Works on files whose page 1 cannot be decrypted.
 pub fn integrity_problems(spec: &OpenSpec<'_>) -> Vec<String> {
+    if let Err(e) = refuse_emptied(spec) {
+        return vec![e.to_string()];
+    }
     let mut problems = Vec::new();
     let conn = match Connection::open_with_flags(
         spec.path,

@@ -202,9 +202,22 @@ fn wrong_key_and_foreign_files_get_a_clear_error() {
         "cannot decrypt tenant t with key version 3: wrong key, or not a Strongroom file of this installation"
     );
     let foreign = dir.path().join("foreign.db");
-    std::fs::write(&foreign, b"SQLite format 3\0 but not really".repeat(200)).unwrap();
+    let mut bytes = b"SQLite format 3\0 but not really".repeat(200);
+    bytes.resize(8192, 7);
+    std::fs::write(&foreign, &bytes).unwrap();
     let err = open_connection(&spec(&foreign, &key, false), false).unwrap_err();
     assert!(matches!(err, StoreError::Decrypt { .. }), "{err:?}");
+    // Not a whole number of pages: cut short, whatever it is, and named so.
+    std::fs::write(&foreign, &bytes[..6200]).unwrap();
+    let err = open_connection(&spec(&foreign, &key, false), false).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Truncated { size: 6200, .. }),
+        "{err:?}"
+    );
+    std::fs::write(&foreign, b"").unwrap();
+    let err = open_connection(&spec(&foreign, &key, false), false).unwrap_err();
+    assert!(matches!(err, StoreError::Emptied { .. }), "{err:?}");
+    assert_eq!(std::fs::metadata(&foreign).unwrap().len(), 0, "not grown");
     let err =
         open_connection(&spec(&dir.path().join("absent.db"), &key, false), false).unwrap_err();
     assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");

@@ -6,6 +6,7 @@ mod audit_tamper;
 mod backup;
 mod cli;
 mod crash;
+mod damage;
 mod doctor;
 mod door;
 mod encryption;
