@@ -174,7 +174,7 @@ impl PendingRestore {
 /// Names what is wrong with the data directory itself (not a directory, not reachable, a
 /// path too long) before anything reads inside it, so those are never mistaken for an
 /// interrupted restore. A directory that does not exist yet is fine here.
-fn check_data_dir(data_dir: &Path) -> Result<(), AppError> {
+pub(crate) fn check_data_dir(data_dir: &Path) -> Result<(), AppError> {
     let fail = |reason: String| AppError::DataDir {
         path: shorten(data_dir),
         reason,
@@ -218,7 +218,7 @@ fn shorten(p: &Path) -> String {
 
 /// Refuses a directory that was initialized but has lost its `system.db`: only `init` may
 /// create one, and only where there was never an installation.
-fn refuse_lost_system_db(data_dir: &Path) -> Result<(), AppError> {
+pub(crate) fn refuse_lost_system_db(data_dir: &Path) -> Result<(), AppError> {
     if data_dir.join("system.db").exists() {
         return Ok(());
     }
@@ -242,7 +242,7 @@ fn refuse_lost_system_db(data_dir: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-fn refuse_pending_restore(data_dir: &Path) -> Result<(), AppError> {
+pub(crate) fn refuse_pending_restore(data_dir: &Path) -> Result<(), AppError> {
     let Some(pending) = PendingRestore::read(data_dir) else {
         return Ok(());
     };

@@ -181,9 +181,13 @@ fn journals(app: &App, quick: bool) -> Vec<Check> {
     let mut unopenable = Vec::new();
     let mut bad = Vec::new();
     let mut entries = 0u64;
-    let mut reports = vec![ops::verify_system_with(app, quick)];
+    let ev = match crate::audit::evidence::Evidence::open(app.config(), app.data_dir()) {
+        Ok(ev) => ev,
+        Err(e) => return vec![check("journals", Status::Fail, e.to_string())],
+    };
+    let mut reports = vec![ops::verify_system_with(&ev, quick)];
     for t in &tenants {
-        match ops::verify_tenant_with(app, &t.id, quick) {
+        match ops::verify_tenant_with(&ev, &t.id, quick) {
             Ok(r) => reports.push(r),
             Err(e) => unopenable.push(format!("{}: {e}", t.id)),
         }

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::audit::{Actor, NewEntry};
 use crate::keyring::system_key::{SystemKeyError, SystemKeyFile};
 use crate::keyring::{Key32, Keyring, KeyringError, RootKeySource};
-use crate::store::{system, StoreError};
+use crate::store::{staged, system, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -342,65 +342,6 @@ pub struct TenantRotation {
     pub new_version: u32,
 }
 
-/// Where a copy of a tenant file keyed for key version `version` (re-encrypted by a rotation,
-/// or taken from an archive by a restore) waits until it replaces the live file. The version
-/// in the name is what decides, after a crash, what the copy is: the tenant's data exactly
-/// when the registry's current key version for the tenant is `version`, because the registry
-/// commit is the one step that makes a rotation or a restore happen.
-pub fn staged_path(data_dir: &Path, id: &crate::tenants::TenantId, version: u32) -> PathBuf {
-    let mut p = crate::store::tenants::tenant_path(data_dir, id).into_os_string();
-    p.push(format!(".rekey-v{version}"));
-    PathBuf::from(p)
-}
-
-/// The staged copies of a tenant file in `tenants/`, with the key version each was made for.
-///
-/// # Errors
-/// `tenants/` cannot be read.
-pub fn staged_copies(
-    data_dir: &Path,
-    id: &crate::tenants::TenantId,
-) -> std::io::Result<Vec<(u32, PathBuf)>> {
-    let prefix = format!("{}.db.rekey-v", id.as_str());
-    let entries = match std::fs::read_dir(data_dir.join("tenants")) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        // SQLite's side files (`-journal`, `-wal`) do not parse as a version: skipped here,
-        // removed with their copy.
-        let version = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|v| v.parse::<u32>().ok());
-        if let Some(v) = version {
-            out.push((v, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Removes a staged copy and whatever SQLite left beside it.
-///
-/// # Errors
-/// The copy exists and cannot be removed.
-pub fn remove_staged(path: &Path) -> std::io::Result<()> {
-    for suffix in ["-journal", "-wal", "-shm"] {
-        let mut side = path.as_os_str().to_os_string();
-        side.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(side));
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 /// Gives a tenant a new data key and re-encrypts its file under it.
 ///
 /// 1. The tenant is taken from every other process (refused if one has it open); writes to
@@ -443,8 +384,8 @@ pub fn rotate_tenant(
         let new_dek = Key32::random()?;
         let label = st::tenant_label(id);
         let path = st::tenant_path(app.data_dir(), id);
-        let staged = staged_path(app.data_dir(), id, new_version);
-        remove_staged(&staged).map_err(|e| KeysError::Write {
+        let staged = staged::staged_path(app.data_dir(), id, new_version);
+        staged::remove_staged(&staged).map_err(|e| KeysError::Write {
             path: staged.display().to_string(),
             reason: e.kind().to_string(),
         })?;
@@ -497,9 +438,11 @@ pub fn rotate_tenant(
             .wait()?;
         crate::fault::point(13);
 
-        finish_tenant_rekey(app.data_dir(), id, new_version).map_err(|e| KeysError::Write {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
+        staged::finish_tenant_rekey(app.data_dir(), id, new_version).map_err(|e| {
+            KeysError::Write {
+                path: path.display().to_string(),
+                reason: e.kind().to_string(),
+            }
         })?;
         crate::fault::point(14);
 
@@ -553,37 +496,6 @@ pub fn destroy_older_tenant_keys(
         .wait()?;
     app.system().fold_wal();
     Ok(())
-}
-
-/// Step 4 of a tenant rotation (and the last step of a tenant restore), also run when a
-/// tenant opens after a crash between the registry commit and the rename: the copy staged for
-/// key `version` replaces the file. Returns false when there is no such copy.
-///
-/// # Errors
-/// The rename or the directory sync failed.
-pub fn finish_tenant_rekey(
-    data_dir: &Path,
-    id: &crate::tenants::TenantId,
-    version: u32,
-) -> std::io::Result<bool> {
-    let staged = staged_path(data_dir, id, version);
-    if !staged.exists() {
-        return Ok(false);
-    }
-    // The copy holds everything the old file had, its WAL included: the tenant was held
-    // alone from the copy on. The old file's side files would not match the new one.
-    // The copy's own side files are spent too: its WAL was folded in before it was synced.
-    let path = crate::store::tenants::tenant_path(data_dir, id);
-    for file in [&path, &staged] {
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut p = file.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
-    }
-    std::fs::rename(&staged, &path)?;
-    crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
-    Ok(true)
 }
 
 fn tenant_err(e: crate::tenants::TenantError) -> KeysError {

@@ -209,10 +209,20 @@ pub fn get(app: &App, id: &TenantId) -> Result<Tenant, TenantError> {
 /// As above, or a storage fault reading the registry.
 pub fn usable(app: &App, id: &TenantId) -> Result<Tenant, TenantError> {
     let t = get(app, id)?;
+    check_usable(&t)?;
+    Ok(t)
+}
+
+/// The rule [`usable`] applies, for a registry row already read (by the read-only evidence
+/// path, which has no `App`).
+///
+/// # Errors
+/// As [`usable`].
+pub fn check_usable(t: &Tenant) -> Result<(), TenantError> {
     match t.status {
-        TenantStatus::Active => Ok(t),
-        TenantStatus::Suspended => Err(TenantError::Suspended(id.to_string())),
-        TenantStatus::Deleted => Err(TenantError::NotFound(id.to_string())),
+        TenantStatus::Active => Ok(()),
+        TenantStatus::Suspended => Err(TenantError::Suspended(t.id.to_string())),
+        TenantStatus::Deleted => Err(TenantError::NotFound(t.id.to_string())),
     }
 }
 
@@ -443,7 +453,7 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
             e.kind()
         ),
     };
-    if crate::keys::staged_copies(app.data_dir(), id)
+    if crate::store::staged::staged_copies(app.data_dir(), id)
         .map_err(io)?
         .is_empty()
     {
@@ -459,7 +469,7 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
         return Ok(());
     }
     // Listed again under the lock: an operation that just finished has taken its copy.
-    let copies = crate::keys::staged_copies(app.data_dir(), id).map_err(io)?;
+    let copies = crate::store::staged::staged_copies(app.data_dir(), id).map_err(io)?;
     let current = match get(app, id) {
         Ok(t) if t.status != TenantStatus::Deleted => Some(t.key_version),
         Ok(_) | Err(TenantError::NotFound(_)) => None,
@@ -468,7 +478,7 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
     for (version, staged) in copies {
         if current != Some(version) {
             tracing::warn!(tenant = %id, version, "discarding the copy of a key rotation or restore that never committed");
-            crate::keys::remove_staged(&staged).map_err(io)?;
+            crate::store::staged::remove_staged(&staged).map_err(io)?;
             continue;
         }
         // Committed: the copy was whole and synced before the registry pointed at its key.
@@ -499,9 +509,43 @@ pub fn settle(app: &App, id: &TenantId) -> Result<(), TenantError> {
             .into());
         }
         tracing::warn!(tenant = %id, version, "finishing an interrupted tenant key rotation or restore");
-        crate::keys::finish_tenant_rekey(app.data_dir(), id, version).map_err(io)?;
+        crate::store::staged::finish_tenant_rekey(app.data_dir(), id, version).map_err(io)?;
     }
     Ok(())
+}
+
+/// Settles every tenant that has a staged copy beside its file (see [`settle`]). Cheap when
+/// there is none: one directory listing.
+///
+/// # Errors
+/// `tenants/` cannot be listed, or a tenant cannot be settled.
+pub fn settle_all(app: &App) -> Result<usize, TenantError> {
+    let dir = app.data_dir().join("tenants");
+    let names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(StoreError::Io {
+                what: "tenants/".into(),
+                reason: e.kind().to_string(),
+            }
+            .into())
+        }
+    };
+    let mut ids: Vec<TenantId> = names
+        .iter()
+        .filter_map(|n| n.split_once(".db.rekey-v"))
+        .filter_map(|(id, _)| TenantId::parse(id).ok())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        settle(app, id)?;
+    }
+    Ok(ids.len())
 }
 
 /// The tenant's current keys, unwrapped from the registry.

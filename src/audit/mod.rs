@@ -7,6 +7,7 @@
 //! files of an installation.
 
 pub mod entry;
+pub mod evidence;
 pub mod export;
 pub mod journal;
 pub mod ops;

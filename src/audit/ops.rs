@@ -1,13 +1,13 @@
 //! Verify and export for the journals of an installation: `system.db` and each tenant file.
-//! These open their own connections, never the writer, so they work on a file that a running
-//! server holds, and on a damaged file that would not open for writing.
+//! These work on [`Evidence`]: read-only connections, never the writer, so they work on a
+//! file that a running server holds, on a damaged file that would not open for writing, and
+//! on a read-only copy; they change nothing.
 
+use super::evidence::{Evidence, JournalFile};
 use super::export::{self, ExportError, ExportFormat};
 use super::verify::{self, ChainReport, TrustedKey};
-use crate::app::App;
-use crate::keyring::Key32;
+use crate::store;
 use crate::store::tenants::{tenant_label, tenant_path};
-use crate::store::{self, FileKind, OpenSpec};
 use crate::tenants::{self, TenantError, TenantId};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -34,90 +34,11 @@ impl FileReport {
     }
 }
 
-/// This installation's checkpoint key, and for a tenant journal restored from another
-/// installation, the keys trusted for that journal alone.
-fn trusted_keys(app: &App, journal: &str) -> Vec<TrustedKey> {
-    let mut keys = vec![TrustedKey {
-        id: app.signer().signing_key_id(),
-        public_key: app.signer().signing_public_key(),
-    }];
-    let others = app
-        .system()
-        .read(|c| crate::store::system::signing_keys(c, journal).map_err(|e| app.system().err(&e)));
-    match others {
-        Ok(rows) => keys.extend(
-            rows.into_iter()
-                .map(|(id, public_key)| TrustedKey { id, public_key }),
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot read trusted signing keys"),
-    }
-    keys
-}
-
-struct Target {
-    /// Where `system.db` says this journal reached (tenants only).
-    anchor: Option<(u64, Vec<u8>)>,
-    journal: String,
-    label: String,
-    path: PathBuf,
-    key: Key32,
-    version: u32,
-    kind: FileKind,
-}
-
-impl Target {
-    fn spec(&self, app: &App) -> OpenSpec<'_> {
-        OpenSpec {
-            path: &self.path,
-            label: &self.label,
-            key: &self.key,
-            key_version: self.version,
-            kind: self.kind,
-            create: false,
-            busy_timeout: crate::app::settings_from(app.config()).busy_timeout,
-            plaintext: false,
-        }
-    }
-}
-
-fn system_target(app: &App) -> Target {
-    Target {
-        anchor: None,
-        journal: "system".into(),
-        label: "system.db".into(),
-        path: app.data_dir().join("system.db"),
-        key: app.system_dek().duplicate(),
-        version: 1,
-        kind: FileKind::System,
-    }
-}
-
-fn tenant_target(app: &App, id: &TenantId) -> Result<Target, TenantError> {
-    tenants::settle(app, id)?;
-    let (_, keys) = tenants::tenant_keys(app, id)?;
-    let anchor = app
-        .system()
-        .read(|c| crate::store::system::anchor(c, id).map_err(|e| app.system().err(&e)))?;
-    Ok(Target {
-        anchor,
-        journal: id.to_string(),
-        label: tenant_label(id),
-        path: tenant_path(app.data_dir(), id),
-        key: keys.dek().duplicate(),
-        version: keys.version,
-        kind: FileKind::Tenant,
-    })
-}
-
-fn verify_target(app: &App, t: &Target) -> FileReport {
-    verify_target_with(app, t, false)
-}
-
-fn verify_target_with(app: &App, t: &Target, quick: bool) -> FileReport {
+fn verify_target(ev: &Evidence, t: &JournalFile, quick: bool) -> FileReport {
     check_file(
-        &t.spec(app),
+        &t.spec(),
         &t.journal,
-        &trusted_keys(app, &t.journal),
+        &ev.trusted_keys(&t.journal),
         t.anchor.clone(),
         quick,
         !quick,
@@ -166,8 +87,7 @@ fn check_file(
     if pages {
         report.integrity = store::integrity_problems(spec);
     }
-    let opened = store::open_connection(spec, false)
-        .and_then(|c| Ok((c, store::open_connection(spec, false)?)));
+    let opened = store::open_evidence(spec).and_then(|c| Ok((c, store::open_evidence(spec)?)));
     match opened {
         Ok((conn, second)) => {
             let walked = if quick {
@@ -197,8 +117,8 @@ fn check_file(
 }
 
 /// As [`verify_system`]; with `quick`, only against the newest checkpoint and no page scan.
-pub fn verify_system_with(app: &App, quick: bool) -> FileReport {
-    verify_target_with(app, &system_target(app), quick)
+pub fn verify_system_with(ev: &Evidence, quick: bool) -> FileReport {
+    verify_target(ev, &ev.system_file(), quick)
 }
 
 /// As [`verify_tenant`]; with `quick`, only against the newest checkpoint and no page scan.
@@ -206,39 +126,39 @@ pub fn verify_system_with(app: &App, quick: bool) -> FileReport {
 /// # Errors
 /// As [`verify_tenant`].
 pub fn verify_tenant_with(
-    app: &App,
+    ev: &Evidence,
     id: &TenantId,
     quick: bool,
 ) -> Result<FileReport, TenantError> {
-    Ok(verify_target_with(app, &tenant_target(app, id)?, quick))
+    Ok(verify_target(ev, &ev.tenant_file(id)?, quick))
 }
 
 /// Verifies the system journal and `system.db`'s pages.
-pub fn verify_system(app: &App) -> FileReport {
-    verify_target(app, &system_target(app))
+pub fn verify_system(ev: &Evidence) -> FileReport {
+    verify_system_with(ev, false)
 }
 
 /// Verifies one tenant's journal and pages.
 ///
 /// # Errors
 /// Unknown tenant or a key that does not unwrap (problems in the file are in the report).
-pub fn verify_tenant(app: &App, id: &TenantId) -> Result<FileReport, TenantError> {
-    Ok(verify_target(app, &tenant_target(app, id)?))
+pub fn verify_tenant(ev: &Evidence, id: &TenantId) -> Result<FileReport, TenantError> {
+    verify_tenant_with(ev, id, false)
 }
 
-/// Verifies `system.db` and every live tenant.
+/// Verifies `system.db` and every live tenant (suspended ones included).
 ///
 /// # Errors
 /// The tenant list cannot be read.
-pub fn verify_all(app: &App) -> Result<Vec<FileReport>, TenantError> {
-    let mut out = vec![verify_system(app)];
-    for t in tenants::list(app, false)? {
-        out.push(match tenant_target(app, &t.id) {
-            Ok(target) => verify_target(app, &target),
+pub fn verify_all(ev: &Evidence) -> Result<Vec<FileReport>, TenantError> {
+    let mut out = vec![verify_system(ev)];
+    for t in ev.tenants(false)? {
+        out.push(match ev.tenant_file(&t.id) {
+            Ok(file) => verify_target(ev, &file, false),
             Err(e) => FileReport {
                 journal: t.id.to_string(),
                 label: tenant_label(&t.id),
-                file: tenant_path(app.data_dir(), &t.id),
+                file: tenant_path(ev.data_dir(), &t.id),
                 chain: None,
                 integrity: Vec::new(),
                 error: Some(e.to_string()),
@@ -246,6 +166,18 @@ pub fn verify_all(app: &App) -> Result<Vec<FileReport>, TenantError> {
         });
     }
     Ok(out)
+}
+
+/// The journal file to read for `tenant` (`None`: the system journal), once the tenant's
+/// status allows its use.
+fn readable(ev: &Evidence, tenant: Option<&TenantId>) -> Result<JournalFile, OpsError> {
+    Ok(match tenant {
+        Some(id) => {
+            tenants::check_usable(&ev.tenant(id)?)?;
+            ev.tenant_file(id)?
+        }
+        None => ev.system_file(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,23 +203,17 @@ impl OpsError {
 /// Streams a journal (`None` = the system journal) to `out`.
 ///
 /// # Errors
-/// Unknown tenant, unreadable file, or a write failure on `out`.
+/// Unknown or suspended tenant, unreadable file, or a write failure on `out`.
 pub fn export_journal(
-    app: &App,
+    ev: &Evidence,
     tenant: Option<&TenantId>,
     format: ExportFormat,
     since: u64,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, OpsError> {
-    let target = match tenant {
-        Some(id) => {
-            tenants::usable(app, id)?;
-            tenant_target(app, id)?
-        }
-        None => system_target(app),
-    };
-    let conn = store::open_connection(&target.spec(app), false)?;
-    Ok(export::export(&conn, &target.journal, format, since, out)?)
+    let file = readable(ev, tenant)?;
+    let conn = file.open()?;
+    Ok(export::export(&conn, &file.journal, format, since, out)?)
 }
 
 /// A journal's signed checkpoints, for keeping outside the installation.
@@ -307,20 +233,14 @@ pub struct CheckpointRecord {
 /// # Errors
 /// Unknown tenant or unreadable file.
 pub fn checkpoints(
-    app: &App,
+    ev: &Evidence,
     tenant: Option<&TenantId>,
 ) -> Result<Vec<CheckpointRecord>, OpsError> {
-    let target = match tenant {
-        Some(id) => {
-            tenants::usable(app, id)?;
-            tenant_target(app, id)?
-        }
-        None => system_target(app),
-    };
-    let conn = store::open_connection(&target.spec(app), false)?;
+    let target = readable(ev, tenant)?;
+    let conn = target.open()?;
     let err =
         |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
-    let public_key = hex::encode(app.signer().signing_public_key());
+    let public_key = hex::encode(ev.signer().signing_public_key());
     let mut st = conn
         .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
         .map_err(err)?;

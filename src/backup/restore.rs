@@ -421,12 +421,12 @@ pub fn restore_tenant(
         .is_some_and(|t| t.status != crate::tenants::TenantStatus::Deleted);
     let expected = live.as_ref().map(|t| t.key_version);
     let version = expected.unwrap_or(0).max(entry.key_version) + 1;
-    let staged = crate::keys::staged_path(app.data_dir(), id, version);
+    let staged = crate::store::staged::staged_path(app.data_dir(), id, version);
     let outcome = (|| -> Result<u32, BackupError> {
         if live_active && !options.force {
             return Err(BackupError::LiveData(format!("tenant {id}")));
         }
-        crate::keys::remove_staged(&staged).map_err(io_err("stage the tenant file"))?;
+        crate::store::staged::remove_staged(&staged).map_err(io_err("stage the tenant file"))?;
         std::fs::copy(staged_dir.join(format!("tenants/{id}.db")), &staged)
             .map_err(io_err("stage the tenant file"))?;
         crate::fault::point(21);
@@ -543,7 +543,7 @@ pub fn restore_tenant(
             })
             .wait()?;
         crate::fault::point(22);
-        crate::keys::finish_tenant_rekey(app.data_dir(), id, version)
+        crate::store::staged::finish_tenant_rekey(app.data_dir(), id, version)
             .map_err(io_err("place the tenant file"))?;
         crate::keys::destroy_older_tenant_keys(app, actor, id, version)?;
         Ok(version)
@@ -555,7 +555,7 @@ pub fn restore_tenant(
             .map(|t| t.key_version == version)
             .unwrap_or_else(|e| !matches!(e, crate::tenants::TenantError::NotFound(_)));
         if !committed {
-            let _ = crate::keys::remove_staged(&staged);
+            let _ = crate::store::staged::remove_staged(&staged);
         }
     }
     drop(exclusive);

@@ -1,6 +1,7 @@
 //! `strongroom audit verify|export|checkpoints`.
 
-use super::{open_app, print_json, Cli, Failure};
+use super::{load_config, print_json, Cli, Failure};
+use crate::audit::evidence::Evidence;
 use crate::audit::export::ExportFormat;
 use crate::audit::ops::{self, FileReport};
 use crate::tenants::TenantId;
@@ -49,7 +50,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         | Command::Export { tenant, .. }
         | Command::Checkpoints { tenant } => tenant.as_deref().map(TenantId::parse).transpose()?,
     };
-    let app = open_app(cli)?;
+    // Evidence is read without a lock, a writer or a migration: nothing here writes.
+    let loaded = load_config(cli)?;
+    super::logging::init_cli();
+    let dir = super::data_dir(cli, &loaded, false);
+    let app = Evidence::open(&loaded.config, &dir)?;
     let result = match cmd {
         Command::Verify { system, json, .. } => {
             let reports = match (&tenant_arg, system) {
@@ -93,7 +98,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 Ok(ExitCode::SUCCESS)
             }),
     };
-    app.close();
+    drop(app);
     result
 }
 

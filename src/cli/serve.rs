@@ -66,6 +66,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         // Not fatal: the new key opens everything; /readyz says the rotation is unfinished.
         Err(e) => tracing::error!(error = %e, "cannot finish an interrupted root-key rotation"),
     }
+    // Copies left by a tenant rotation or restore that a crash interrupted: the registry
+    // decides which replace their file and which go. Verify and export only read, so this is
+    // where a stopped installation is tidied.
+    if let Err(e) = crate::tenants::settle_all(&app) {
+        tracing::error!(error = %e, "cannot settle an interrupted tenant rotation or restore");
+    }
     // Journal entries an interrupted tenant rotation or restore still owes its tenant.
     match crate::tenants::deliver_all_owed(&app) {
         Ok(0) => {}

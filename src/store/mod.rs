@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod migrate;
 pub mod snapshot;
+pub mod staged;
 pub mod system;
 pub mod tenants;
 pub mod writer;
@@ -194,11 +195,7 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
     }
     quiet_cipher_log(&conn);
     if !spec.plaintext {
-        let pragma = Zeroizing::new(format!(
-            "PRAGMA key = \"x'{}'\";",
-            spec.key.to_hex().as_str()
-        ));
-        conn.execute_batch(&pragma).map_err(err)?;
+        set_key(&conn, spec.key).map_err(err)?;
     }
     conn.busy_timeout(spec.busy_timeout).map_err(err)?;
     // The first read decrypts page 1: a wrong key or a foreign file fails here, clearly.
@@ -219,6 +216,83 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
             .map_err(err)?;
     }
     Ok(conn)
+}
+
+/// Opens a file for reading evidence (verify, export, backup checks) without changing
+/// anything: no write, no WAL or shared-memory file created, no file grown. Works on a
+/// read-only filesystem.
+///
+/// A file with no write-ahead log in use (no `-wal` with content, no `-shm`: no connection
+/// has it open) is opened `immutable`, which reads the main file alone and creates nothing.
+/// A file in use by a writer (the server) is opened read-only through its WAL, so what the
+/// writer committed is seen.
+///
+/// # Errors
+/// Missing, empty or truncated file, wrong key, or a WAL that cannot be read without writing.
+pub fn open_evidence(spec: &OpenSpec<'_>) -> Result<Connection, StoreError> {
+    refuse_emptied(spec)?;
+    let conn = connect_read_only(spec)
+        .map_err(|e| StoreError::from_sqlite(spec.label, spec.key_version, &e))?;
+    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(err)?;
+    conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;")
+        .map_err(err)?;
+    Ok(conn)
+}
+
+/// A read-only connection with the key set, not yet read from (so a file whose page 1 does
+/// not decrypt can still be page-checked).
+fn connect_read_only(spec: &OpenSpec<'_>) -> Result<Connection, rusqlite::Error> {
+    let side = |suffix: &str| {
+        let mut p = spec.path.as_os_str().to_os_string();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let wal_in_use =
+        std::fs::metadata(side("-wal")).is_ok_and(|m| m.len() > 0) || side("-shm").exists();
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let uri = format!(
+        "file:{}{}",
+        uri_path(spec.path),
+        if wal_in_use { "" } else { "?immutable=1" }
+    );
+    let conn = Connection::open_with_flags(uri, flags)?;
+    quiet_cipher_log(&conn);
+    if !spec.plaintext {
+        set_key(&conn, spec.key)?;
+    }
+    conn.busy_timeout(spec.busy_timeout)?;
+    Ok(conn)
+}
+
+/// A path for a `file:` URI: the characters a URI gives meaning to are percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Sets the SQLCipher key. The statement is built in a buffer sized up front and wiped on
+/// drop, so no copy of the key is left in freed memory.
+fn set_key(conn: &Connection, key: &Key32) -> Result<(), rusqlite::Error> {
+    let hex = key.to_hex();
+    let mut pragma = Zeroizing::new(String::with_capacity(32 + hex.len()));
+    pragma.push_str("PRAGMA key = \"x'");
+    pragma.push_str(hex.as_str());
+    pragma.push_str("'\";");
+    conn.execute_batch(&pragma)
 }
 
 /// Every SQLCipher file is a whole number of pages of this size (its default).
@@ -271,24 +345,12 @@ pub fn integrity_problems(spec: &OpenSpec<'_>) -> Vec<String> {
         return vec![e.to_string()];
     }
     let mut problems = Vec::new();
-    let conn = match Connection::open_with_flags(
-        spec.path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
+    let conn = match connect_read_only(spec) {
         Ok(c) => c,
         Err(e) => {
             return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]
         }
     };
-    quiet_cipher_log(&conn);
-    let pragma = Zeroizing::new(format!(
-        "PRAGMA key = \"x'{}'\";",
-        spec.key.to_hex().as_str()
-    ));
-    if let Err(e) = conn.execute_batch(&pragma) {
-        return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()];
-    }
-    let _ = conn.busy_timeout(spec.busy_timeout);
     let rows = conn
         .prepare("PRAGMA cipher_integrity_check")
         .and_then(|mut st| {

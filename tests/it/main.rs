@@ -10,6 +10,7 @@ mod damage;
 mod doctor;
 mod door;
 mod encryption;
+mod evidence;
 mod keys;
 mod packaging;
 mod server;
