@@ -28,6 +28,8 @@ pub enum AppError {
     SystemDbMissing { dir: String, tenants: String },
     #[error("a restore into {dir} was interrupted, so its data may be incomplete; run the same `strongroom backup restore` again{aside}")]
     RestoreInterrupted { dir: String, aside: String },
+    #[error("{0}")]
+    Witness(String),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
     #[error(transparent)]
@@ -46,6 +48,7 @@ impl AppError {
             Self::InUse(_) => "APP-0006",
             Self::RestoreInterrupted { .. } => "APP-0007",
             Self::SystemDbMissing { .. } => "APP-0008",
+            Self::Witness(_) => "APP-0009",
             Self::Keyring(e) => e.code(),
             Self::SystemKey(e) => e.code(),
             Self::Store(e) => e.code(),
@@ -62,6 +65,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     system: Arc<Store>,
     tenants: TenantStores,
+    /// Records each journal's checkpoints in the witness file.
+    witness: Arc<crate::audit::witness::Keeper>,
     /// Shared flock on `strongroom.lock` for as long as this process uses the directory;
     /// operations that must be alone (root-key rotation, restore) upgrade it to exclusive.
     lock: std::fs::File,
@@ -107,6 +112,15 @@ pub fn settings_from(config: &Config) -> StoreSettings {
         checkpoint_every: config.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
     }
+}
+
+/// Where the witness of journal heads is kept (see [`crate::audit::witness`]).
+pub fn witness_path(config: &Config, data_dir: &Path) -> PathBuf {
+    config
+        .audit
+        .witness_path
+        .clone()
+        .unwrap_or_else(|| data_dir.join("witness.ndjson"))
 }
 
 /// `<data_dir>/root.key` unless the configuration names another file.
@@ -426,6 +440,9 @@ impl App {
         create: bool,
         held: Option<std::fs::File>,
     ) -> Result<Self, AppError> {
+        // The restore that owns the directory opens it under its own lock; it replaces the
+        // journals on purpose, and resets their witnessed heads itself.
+        let restoring = held.is_some();
         let lock = match held {
             Some(lock) => lock,
             None => {
@@ -446,15 +463,28 @@ impl App {
             SystemKeyFile::read(&key_path)?.unwrap(&keyring)?
         };
         let signer = Arc::new(Signer::from_system_dek(&system_dek)?);
+        let witness = Arc::new(crate::audit::witness::Keeper::new(
+            witness_path(config, data_dir),
+            signer.clone(),
+            clock.clone(),
+        ));
         let path = data_dir.join("system.db");
         let spec = system_spec(&path, &system_dek, &settings, create);
+        if !create && !restoring {
+            // Before anything writes: a system.db put back from an older copy is refused
+            // here, by every command and by the server, before it can undo a deletion.
+            refuse_rolled_back_system(&spec, &witness)?;
+        }
         let journal = JournalConfig {
             journal_id: "system".into(),
             signer: signer.clone(),
             clock: clock.clone(),
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
-            on_checkpoint: None,
+            on_checkpoint: Some({
+                let w = witness.clone();
+                Arc::new(move |seq, hash| w.note("system", seq, hash))
+            }),
         };
         let system = Arc::new(Store::open(&spec, journal)?);
         let tenants = TenantStores::new(
@@ -462,7 +492,7 @@ impl App {
             signer.clone(),
             clock.clone(),
             settings,
-            Some(anchor_in_registry(&system)),
+            Some(anchor_in_registry(&system, &witness)),
         );
         Ok(Self {
             config: config.clone(),
@@ -473,6 +503,7 @@ impl App {
             clock,
             system,
             tenants,
+            witness,
             lock,
         })
     }
@@ -537,6 +568,18 @@ impl App {
         &self.tenants
     }
 
+    pub fn witness(&self) -> &crate::audit::witness::Keeper {
+        &self.witness
+    }
+
+    /// Writes the heads noted since the last flush into the witness file. The server calls
+    /// this periodically; every process does at close.
+    pub fn flush_witness(&self) {
+        if let Err(e) = self.witness.flush() {
+            tracing::warn!(error = %e, "cannot update the witness; the heads stay noted and the next flush retries");
+        }
+    }
+
     /// Flushes and closes every file: queued writes commit, journals get a final checkpoint.
     pub fn close(self) {
         self.shutdown();
@@ -549,15 +592,55 @@ impl App {
         if let Err(e) = self.system.writer().shutdown() {
             tracing::warn!(error = %e, "closing system.db failed");
         }
+        // After the writers stopped: their final checkpoints are noted by now.
+        self.flush_witness();
     }
+}
+
+/// A command that ends without [`App::close`] (an early return, a benchmark) still commits
+/// what is queued, signs its journals and records their heads in the witness.
+impl Drop for App {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Refuses a `system.db` whose journal does not extend the head its witness recorded.
+fn refuse_rolled_back_system(
+    spec: &OpenSpec<'_>,
+    witness: &crate::audit::witness::Keeper,
+) -> Result<(), AppError> {
+    use crate::audit::witness::{self, Extends};
+    let Some(head) = witness
+        .head_of("system")
+        .map_err(|e| AppError::Witness(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    let conn = crate::store::open_evidence(spec)?;
+    let found = witness::extends(&conn, &head)
+        .map_err(|e| StoreError::from_sqlite(spec.label, spec.key_version, &e))?;
+    if found == Extends::Yes {
+        return Ok(());
+    }
+    Err(StoreError::RolledBack {
+        what: "system.db".into(),
+        detail: witness::describe("system.db", witness.path(), &head, &found),
+    }
+    .into())
 }
 
 /// Records each tenant checkpoint's position in `system.db`, so that cutting a tenant's
 /// journal together with its checkpoints is still detected. The record lags the tenant file
 /// (a separate transaction, not waited for): it only ever claims less than is there.
-fn anchor_in_registry(system: &Arc<Store>) -> crate::store::tenants::AnchorHook {
+fn anchor_in_registry(
+    system: &Arc<Store>,
+    witness: &Arc<crate::audit::witness::Keeper>,
+) -> crate::store::tenants::AnchorHook {
     let weak = Arc::downgrade(system);
+    let witness = witness.clone();
     Arc::new(move |id: &crate::ids::TenantId, seq: u64, hash: [u8; 32]| {
+        witness.note(id.as_str(), seq, hash);
         if let Some(sys) = weak.upgrade() {
             let id = id.clone();
             let tenant = id.clone();

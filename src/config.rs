@@ -116,6 +116,10 @@ impl Default for StoreConfig {
 pub struct AuditConfig {
     pub checkpoint_every: u64,
     pub checkpoint_interval_secs: u64,
+    /// The witness: signed heads of every journal, which the journals must always extend.
+    /// Keep it outside the data directory (and ideally copy it elsewhere), so an old copy
+    /// of the data put back in place is caught. Default: `<data_dir>/witness.ndjson`.
+    pub witness_path: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -123,6 +127,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 60,
+            witness_path: None,
         }
     }
 }

@@ -238,7 +238,26 @@ fn journals(app: &App, quick: bool) -> Vec<Check> {
             format!("{} journals, {entries} entries verified", reports.len()),
         )
     };
-    vec![open, audit]
+    let kept = crate::app::witness_path(app.config(), app.data_dir());
+    let witness = match ops::check_witness(&ev, &kept, None) {
+        Ok(w) if w.ok() && w.checked == 0 => check(
+            "witness",
+            Status::Warn,
+            format!("{} holds no journal heads yet", kept.display()),
+        ),
+        Ok(w) if w.ok() => check(
+            "witness",
+            Status::Ok,
+            format!(
+                "every journal extends its head in {} ({} heads)",
+                kept.display(),
+                w.checked
+            ),
+        ),
+        Ok(w) => check("witness", Status::Fail, w.problems.join("; ")),
+        Err(e) => check("witness", Status::Fail, e.to_string()),
+    };
+    vec![open, audit, witness]
 }
 
 fn disk_space(dir: &Path) -> Check {

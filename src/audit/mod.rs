@@ -12,6 +12,7 @@ pub mod export;
 pub mod journal;
 pub mod ops;
 pub mod verify;
+pub mod witness;
 
 pub use entry::{Actor, ActorKind, Entry, NewEntry, Outcome};
 pub use journal::JournalConfig;

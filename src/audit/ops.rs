@@ -265,3 +265,147 @@ crate::domain_error!(OpsError, |e| match e {
     OpsError::Store(e) => crate::error::DomainError::kind(e),
     OpsError::Export(_) => crate::error::ErrorKind::Internal,
 });
+
+/// What checking the journals against a witness found.
+#[derive(Debug, Clone, Serialize)]
+pub struct WitnessReport {
+    pub path: PathBuf,
+    /// Heads of this installation that were checked.
+    pub checked: usize,
+    /// Heads signed by another installation's key, left alone.
+    pub foreign: usize,
+    /// One sentence per journal that does not extend its witnessed head.
+    pub problems: Vec<String>,
+}
+
+impl WitnessReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks that every journal extends the head `witness` recorded for it; `only` limits the
+/// check to the named journals. Deleted tenants are skipped (their journal is gone on
+/// purpose); a tenant the registry does not know at all means `system.db` went back in time.
+///
+/// # Errors
+/// The witness file cannot be read or parsed.
+pub fn check_witness(
+    ev: &Evidence,
+    path: &std::path::Path,
+    only: Option<&[String]>,
+) -> Result<WitnessReport, super::witness::WitnessError> {
+    use super::witness::{self, Extends};
+    let heads = witness::read(path)?;
+    let keys = ev.trusted_keys("system");
+    let mine = ev.signer().signing_key_id();
+    let mut report = WitnessReport {
+        path: path.to_path_buf(),
+        checked: 0,
+        foreign: 0,
+        problems: Vec::new(),
+    };
+    for head in &heads {
+        if head.key_id != mine {
+            report.foreign += 1;
+            continue;
+        }
+        if only.is_some_and(|o| !o.contains(&head.journal)) {
+            continue;
+        }
+        report.checked += 1;
+        if !head.signed_by(&keys[..1]) {
+            report.problems.push(format!(
+                "the witnessed head of journal {} does not carry this installation's signature: the witness was altered",
+                head.journal
+            ));
+            continue;
+        }
+        let file = if head.journal == "system" {
+            ev.system_file()
+        } else {
+            let Ok(id) = TenantId::parse(&head.journal) else {
+                report.problems.push(format!(
+                    "the witness names an unknown journal {:?}",
+                    head.journal
+                ));
+                continue;
+            };
+            match ev.tenant(&id) {
+                Ok(t) if t.status == crate::store::system::TenantStatus::Deleted => continue,
+                Ok(_) => match ev.tenant_file(&id) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        report.problems.push(format!("tenant {id}: {e}"));
+                        continue;
+                    }
+                },
+                Err(TenantError::NotFound(_)) => {
+                    report.problems.push(format!(
+                        "the witness {} recorded tenant {id} at {}, but system.db does not know this tenant: system.db was rolled back or replaced; restore it with `strongroom backup restore`",
+                        path.display(),
+                        head.seq
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    report.problems.push(format!("tenant {id}: {e}"));
+                    continue;
+                }
+            }
+        };
+        let found = file.open().map_err(|e| e.to_string()).and_then(|c| {
+            witness::extends(&c, head).map_err(|e| {
+                store::StoreError::from_sqlite(&file.label, file.version, &e).to_string()
+            })
+        });
+        match found {
+            Ok(Extends::Yes) => {}
+            Ok(other) => report
+                .problems
+                .push(witness::describe(&file.label, path, head, &other)),
+            Err(e) => report.problems.push(e),
+        }
+    }
+    if only.is_none() && report.checked == 0 && !heads.is_empty() {
+        report.problems.push(format!(
+            "the witness {} holds no head signed by this installation",
+            path.display()
+        ));
+    }
+    Ok(report)
+}
+
+/// The signed head of every journal now: `system` and every tenant not deleted.
+///
+/// # Errors
+/// The registry cannot be read, or a journal cannot be opened or read.
+pub fn witness_heads(ev: &Evidence, now_us: i64) -> Result<Vec<super::witness::Head>, OpsError> {
+    let mut files = vec![ev.system_file()];
+    for t in ev.tenants(false)? {
+        files.push(ev.tenant_file(&t.id)?);
+    }
+    let mut heads = Vec::with_capacity(files.len());
+    for f in files {
+        let conn = f.open()?;
+        let head = conn
+            .query_row(
+                "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .map_err(|e| store::StoreError::from_sqlite(&f.label, f.version, &e))?;
+        let mut hash = [0u8; 32];
+        if head.1.len() == 32 {
+            hash.copy_from_slice(&head.1);
+        }
+        heads.push(super::witness::Head::sign(
+            ev.signer(),
+            &f.journal,
+            head.0.max(0) as u64,
+            &hash,
+            now_us,
+        ));
+    }
+    Ok(heads)
+}

@@ -391,7 +391,7 @@ impl Walk<'_> {
     }
 }
 
-fn signature_ok(keys: &[TrustedKey], key_id: &str, msg: &[u8], sig: &[u8]) -> bool {
+pub(crate) fn signature_ok(keys: &[TrustedKey], key_id: &str, msg: &[u8], sig: &[u8]) -> bool {
     keys.iter()
         .filter(|k| k.id == key_id)
         .any(|k| crate::keyring::verify_signature(&k.public_key, msg, sig))

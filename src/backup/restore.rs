@@ -244,6 +244,13 @@ fn restore_into(
             .try_clone()
             .map_err(io_err("share the data directory's lock"))?;
         let app = App::open_during_restore(config, data_dir, held)?;
+        // Every journal was just put back to the archive's older head, on purpose: the
+        // witness forgets this installation's heads and learns the restored ones as the
+        // restore records itself below.
+        app.witness().forget(None).map_err(|e| BackupError::Io {
+            what: "reset the witness".into(),
+            reason: e.to_string(),
+        })?;
         let params = serde_json::json!({
             "archive_created_us": unpacked.manifest.created_us,
             "tenants": n,
@@ -542,6 +549,10 @@ pub fn restore_tenant(
                 Ok(((), entry))
             })
             .wait()?;
+        // Committed: the tenant's journal now goes back to the archive's head, on purpose.
+        if let Err(e) = app.witness().forget(Some(&[id.to_string()])) {
+            tracing::warn!(tenant = %id, error = %e, "cannot reset the tenant's witnessed head; the tenant will be refused until the witness is updated");
+        }
         crate::fault::point(22);
         crate::store::staged::finish_tenant_rekey(app.data_dir(), id, version)
             .map_err(io_err("place the tenant file"))?;

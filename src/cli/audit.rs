@@ -21,8 +21,19 @@ pub enum Command {
         /// Only the system journal.
         #[arg(long, conflicts_with = "all")]
         system: bool,
+        /// Also check that every journal extends the heads in this witness file (as
+        /// `audit witness` writes them). Default: the witness the installation keeps
+        /// (audit.witness_path), when it exists.
+        #[arg(long, value_name = "FILE")]
+        witness: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Write the signed head of every journal (NDJSON) to FILE, to keep somewhere else:
+    /// `audit verify --witness FILE` later proves that no journal went back in time.
+    Witness {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
     },
     /// Stream a journal's entries with their hashes to stdout.
     Export {
@@ -49,6 +60,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         Command::Verify { tenant, .. }
         | Command::Export { tenant, .. }
         | Command::Checkpoints { tenant } => tenant.as_deref().map(TenantId::parse).transpose()?,
+        Command::Witness { .. } => None,
     };
     // Evidence is read without a lock, a writer or a migration: nothing here writes.
     let loaded = load_config(cli)?;
@@ -56,18 +68,48 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     let dir = super::data_dir(cli, &loaded, false);
     let app = Evidence::open(&loaded.config, &dir)?;
     let result = match cmd {
-        Command::Verify { system, json, .. } => {
+        Command::Verify {
+            system,
+            json,
+            witness,
+            ..
+        } => {
             let reports = match (&tenant_arg, system) {
                 (Some(id), _) => Ok(vec![ops::verify_tenant(&app, id)?]),
                 (None, true) => Ok(vec![ops::verify_system(&app)]),
                 (None, false) => ops::verify_all(&app),
             };
+            let kept = crate::app::witness_path(app.config(), app.data_dir());
+            let witness_file = match witness {
+                Some(w) if !w.exists() => {
+                    return Err(Failure::new(
+                        "AUD-0103",
+                        format!("witness {} does not exist", w.display()),
+                    ))
+                }
+                Some(w) => Some(w.clone()),
+                None => kept.exists().then_some(kept),
+            };
+            let only: Option<Vec<String>> = match (&tenant_arg, system) {
+                (Some(id), _) => Some(vec![id.to_string()]),
+                (None, true) => Some(vec!["system".into()]),
+                (None, false) => None,
+            };
+            let witnessed = witness_file
+                .map(|w| ops::check_witness(&app, &w, only.as_deref()))
+                .transpose()?;
             reports.map_err(Failure::from).and_then(|reports| {
-                let all_ok = reports.iter().all(FileReport::ok);
+                let all_ok = reports.iter().all(FileReport::ok)
+                    && witnessed.as_ref().is_none_or(ops::WitnessReport::ok);
                 if *json {
-                    print_json(&serde_json::json!({ "ok": all_ok, "files": reports }))?;
+                    print_json(&serde_json::json!({
+                        "ok": all_ok, "files": reports, "witness": witnessed,
+                    }))?;
                 } else {
                     reports.iter().for_each(print_report);
+                    if let Some(w) = &witnessed {
+                        print_witness(w);
+                    }
                 }
                 Ok(if all_ok {
                     ExitCode::SUCCESS
@@ -87,6 +129,17 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 })
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Witness { out } => {
+            let now = crate::clock::Clock::now_us(&crate::clock::SystemClock);
+            let heads = ops::witness_heads(&app, now)?;
+            crate::audit::witness::write(out, &heads)?;
+            eprintln!(
+                "wrote the heads of {} journals to {}; keep it away from this machine",
+                heads.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Checkpoints { .. } => ops::checkpoints(&app, tenant_arg.as_ref())
             .map_err(Failure::from)
             .and_then(|list| {
@@ -100,6 +153,18 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     };
     drop(app);
     result
+}
+
+fn print_witness(w: &ops::WitnessReport) {
+    let verdict = if w.ok() { "OK  " } else { "FAIL" };
+    println!(
+        "{verdict}  witness {}: {} heads checked",
+        w.path.display(),
+        w.checked
+    );
+    for p in &w.problems {
+        println!("      {p}");
+    }
 }
 
 fn print_report(r: &FileReport) {

@@ -140,7 +140,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
                 loop {
                     tick.tick().await;
                     let app = app.clone();
-                    let _ = tokio::task::spawn_blocking(move || app.tenant_stores().close_idle()).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        app.tenant_stores().close_idle();
+                        app.flush_witness();
+                    })
+                    .await;
                 }
             })
         };

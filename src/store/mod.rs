@@ -64,6 +64,8 @@ pub enum StoreError {
         path: String,
         size: u64,
     },
+    #[error("{detail}")]
+    RolledBack { what: String, detail: String },
     #[error("{what}: every reader is in use and none came free within {waited_ms} ms; retry")]
     ReadersBusy { what: String, waited_ms: u64 },
 }
@@ -85,6 +87,7 @@ impl StoreError {
             Self::ReadersBusy { .. } => "STO-0012",
             Self::Emptied { .. } => "STO-0013",
             Self::Truncated { .. } => "STO-0014",
+            Self::RolledBack { .. } => "STO-0015",
         }
     }
 
@@ -393,6 +396,8 @@ pub struct Store {
     plaintext: bool,
     writer: Writer,
     readers: ReaderPool,
+    /// Set once the file was checked against its witnessed head in this process.
+    witnessed: std::sync::atomic::AtomicBool,
 }
 
 /// How many idle reader connections a store keeps; more are opened under load and dropped.
@@ -481,6 +486,7 @@ impl Store {
             plaintext: spec.plaintext,
             writer,
             readers: ReaderPool::new(MAX_READERS),
+            witnessed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -494,6 +500,14 @@ impl Store {
 
     pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// True the first time it is asked for this open file: the caller then checks it
+    /// against its witnessed head.
+    pub fn first_witness_check(&self) -> bool {
+        !self
+            .witnessed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on a query-only reader connection (a WAL snapshot) from the file's bounded

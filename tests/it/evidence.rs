@@ -109,11 +109,13 @@ fn verify_export_and_checkpoints_work_on_a_read_only_copy() {
     mount.remount_read_only();
     let before = listing(&copy.dir);
     let out = copy.ok(&["audit", "verify", "--all"]);
+    // system.db, two tenants, and the witness kept beside them.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("OK")).count(),
-        3,
+        4,
         "{out}"
     );
+    assert!(out.contains("OK    witness"), "{out}");
     assert_eq!(
         copy.ok(&["audit", "export", "--tenant", &id]),
         env.ok(&["audit", "export", "--tenant", &id])
@@ -140,10 +142,12 @@ fn verify_works_on_a_full_disk_and_leaves_nothing_behind() {
         .status();
     let before = listing(&copy.dir);
     let out = copy.ok(&["audit", "verify", "--all"]);
+    // system.db, two tenants, and the witness kept beside them.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("OK")).count(),
-        3,
+        4,
         "{out}"
     );
+    assert!(out.contains("OK    witness"), "{out}");
     assert_eq!(listing(&copy.dir), before, "verify wrote to a full disk");
 }

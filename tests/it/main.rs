@@ -16,3 +16,4 @@ mod packaging;
 mod server;
 mod support;
 mod systemd;
+mod witness;
