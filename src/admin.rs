@@ -45,15 +45,45 @@ pub fn server_running(data_dir: &Path) -> bool {
 ///
 /// # Errors
 /// The socket cannot be reached or the answer is malformed.
-pub fn call(data_dir: &Path, request: &Request) -> std::io::Result<Answer> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket_path(data_dir))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(600)))?;
-    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+pub fn call(data_dir: &Path, request: &Request) -> Result<Answer, CallError> {
+    let unreachable = |e: std::io::Error| CallError::Unreachable(e.kind().to_string());
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(socket_path(data_dir)).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(600)))
+        .map_err(unreachable)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| CallError::Malformed(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    stream.write_all(&line).map_err(unreachable)?;
+    // From here the request may be running: a lost connection is not "unreachable".
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(std::io::Error::other)
+    match BufReader::new(stream).read_line(&mut answer) {
+        Ok(0) => return Err(CallError::Lost),
+        Ok(_) => {}
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            return Err(CallError::TimedOut)
+        }
+        Err(_) => return Err(CallError::Lost),
+    }
+    serde_json::from_str(&answer).map_err(|e| CallError::Malformed(e.to_string()))
+}
+
+/// Why a call to the running server did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot reach the running server: {0}")]
+    Unreachable(String),
+    #[error(
+        "the server went away before it answered; the request may or may not have taken effect"
+    )]
+    Lost,
+    #[error("the server did not answer within 10 minutes; the request may still be running")]
+    TimedOut,
+    #[error("the server's answer is malformed: {0}")]
+    Malformed(String),
 }
 
 fn answer_err(code: &str, message: String) -> Answer {

@@ -78,17 +78,27 @@ pub fn next_key_path(key_file: &Path) -> PathBuf {
     key_file.with_file_name(name)
 }
 
+/// Checks that a root rotation can run here (the key is in a file this process may replace)
+/// and makes this process the only one using the data directory; returns the key file.
+///
+/// # Errors
+/// The key comes from a credential, or other processes use the directory.
+pub fn ready_to_rotate_root(app: &App) -> Result<PathBuf, KeysError> {
+    let key_file = match app.keyring().source() {
+        RootKeySource::KeyFile(p) => p.clone(),
+        other => return Err(KeysError::NotAKeyFile(other.to_string())),
+    };
+    app.lock_exclusive()?;
+    Ok(key_file)
+}
+
 /// Rotates the root key. See the module documentation for the crash-safe sequence.
 ///
 /// # Errors
 /// The key is not in a file, other processes use the directory, or a write fails (the old
 /// key then still opens everything).
 pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> {
-    let key_file = match app.keyring().source() {
-        RootKeySource::KeyFile(p) => p.clone(),
-        other => return Err(KeysError::NotAKeyFile(other.to_string())),
-    };
-    app.lock_exclusive()?;
+    let key_file = ready_to_rotate_root(app)?;
     if let Some(retired) = finish_root_rotation(app, actor)? {
         tracing::warn!(
             retired,

@@ -36,8 +36,18 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         if crate::admin::server_running(&dir) {
             crate::tenants::TenantId::parse(id)?;
             let req = crate::admin::Request::RotateTenant { tenant: id.clone() };
-            let answer = crate::admin::call(&dir, &req).map_err(|e| {
-                Failure::new("ADM-0003", format!("cannot reach the running server: {e}"))
+            let answer = crate::admin::call(&dir, &req).map_err(|e| match e {
+                crate::admin::CallError::Unreachable(_) => Failure::new("ADM-0003", e.to_string()),
+                crate::admin::CallError::Lost | crate::admin::CallError::TimedOut => Failure::new(
+                    "ADM-0006",
+                    format!(
+                        "{e}. Tenant {id}: the registry alone decides whether its rotation \
+                         committed; `strongroom keys status` shows its key version, and the next \
+                         start of the server finishes a committed rotation or discards the copy \
+                         of one that did not commit. Nothing is lost either way"
+                    ),
+                ),
+                crate::admin::CallError::Malformed(_) => Failure::new("ADM-0005", e.to_string()),
             })?;
             if !answer.ok {
                 return Err(Failure::new(

@@ -43,6 +43,12 @@ pub enum Command {
         /// Do not ask for confirmation on a terminal.
         #[arg(long)]
         yes: bool,
+        /// Also rotate the root key in the same operation, so that old copies of system.db
+        /// or archives kept elsewhere cannot unwrap the tenant's key without the old root
+        /// key (destroy that, and archives made before, for the shred to be complete).
+        /// Needs the server stopped, like `keys rotate-root`.
+        #[arg(long)]
+        rotate_root: bool,
         #[arg(long)]
         json: bool,
     },
@@ -95,9 +101,19 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                     println!("{} {}", t.id, t.status.as_str());
                 }
             }
-            Command::Delete { id, yes, json } => {
+            Command::Delete {
+                id,
+                yes,
+                rotate_root,
+                json,
+            } => {
                 let id = parse(id)?;
                 let t = tenants::get(&app, &id)?;
+                // Checked before anything is deleted: with --rotate-root, both happen or,
+                // if the rotation cannot run at all, neither.
+                if *rotate_root {
+                    crate::keys::ready_to_rotate_root(&app)?;
+                }
                 if !yes && std::io::stdin().is_terminal() && !confirm(&t)? {
                     return Err(Failure::new(
                         "CLI-0003",
@@ -105,8 +121,28 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                     ));
                 }
                 tenants::delete(&app, &actor, &id)?;
+                let rotated = if *rotate_root {
+                    Some(crate::keys::rotate_root(&app, &actor).map_err(|e| {
+                        Failure::new(
+                            e.code(),
+                            format!(
+                                "tenant {id} is deleted, but the root-key rotation failed: {e}; \
+                                 run `strongroom keys rotate-root`"
+                            ),
+                        )
+                    })?)
+                } else {
+                    None
+                };
                 if *json {
-                    print_json(&serde_json::json!({ "id": id, "status": "deleted" }))?;
+                    print_json(&serde_json::json!({
+                        "id": id, "status": "deleted", "root_rotation": rotated,
+                    }))?;
+                } else if let Some(r) = rotated {
+                    println!(
+                        "{id} deleted; root key rotated from {} to {}",
+                        r.old_root_key_id, r.new_root_key_id
+                    );
                 } else {
                     println!("{id} deleted");
                 }

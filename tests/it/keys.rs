@@ -457,3 +457,129 @@ fn an_owed_tenant_entry_is_delivered_once_even_if_delivered_before() {
     assert_eq!(delivered.len(), 1, "{log}");
     assert!(delivered[0].contains("\"new_version\":7"), "{log}");
 }
+
+/// The server dies while it rotates a tenant for the CLI: the CLI says the server went away
+/// and what decides the tenant's state, instead of a JSON parser's "EOF"; nothing is lost.
+#[test]
+fn a_cli_rotation_that_loses_the_server_says_so() {
+    let (mut env, ids) = three_tenants();
+    let before = env.ok(&["audit", "export", "--tenant", &ids[0]]);
+    env.extra_env
+        .push(("SR_FAULT_ROTATE_STEP".into(), "12".into()));
+    let mut server = Server::start(&env, &[]);
+    env.extra_env.clear();
+    let cli = env
+        .command(&["keys", "rotate-tenant", &ids[0]])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server stops dead once its copy is staged (fault point 12): then it dies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while staged_files(&env).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotation never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let out = cli.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let text = crate::support::stderr(&out);
+    assert!(
+        text.contains("went away") && text.contains("keys status") && text.contains("ADM-0006"),
+        "{text}"
+    );
+    assert!(!text.contains("EOF while parsing"), "{text}");
+    // The next start settles it; the tenant's history is whole.
+    assert!(Server::start(&env, &[]).terminate().success());
+    assert_eq!(staged_files(&env), Vec::<String>::new());
+    everything_opens(&env);
+    assert!(env
+        .ok(&["audit", "export", "--tenant", &ids[0]])
+        .starts_with(&before));
+}
+
+/// `tenant delete --rotate-root` shreds the tenant and rotates the root key in one command,
+/// so an old system.db cannot unwrap its key with the current root key.
+#[test]
+fn delete_with_rotate_root_rotates_the_root_key_too() {
+    let (env, ids) = three_tenants();
+    let old_key = std::fs::read(env.dir.join("root.key")).unwrap();
+    let old_system = std::fs::read(env.dir.join("system.db")).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "tenant",
+        "delete",
+        &ids[0],
+        "--yes",
+        "--rotate-root",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(out["status"], "deleted");
+    assert_ne!(
+        out["root_rotation"]["old_root_key_id"],
+        out["root_rotation"]["new_root_key_id"]
+    );
+    assert_ne!(std::fs::read(env.dir.join("root.key")).unwrap(), old_key);
+    let actions = env.system_actions();
+    assert_eq!(
+        actions[actions.len() - 3..],
+        ["tenant.delete", "keys.rotate_root", "keys.retire_root"]
+    );
+    everything_opens_but(&env, 3);
+    // The old system.db's wrapped key for the deleted tenant needs the old root key: the
+    // current one cannot unwrap it.
+    use strongroom::keyring::{load_root_key, system_key::SystemKeyFile, Keyring};
+    let old = tempfile::tempdir().unwrap();
+    let old_path = old.path().join("system.db");
+    std::fs::write(&old_path, &old_system).unwrap();
+    let (root, source) = load_root_key(None, &env.dir.join("root.key")).unwrap();
+    let keyring = Keyring::new(root, source).unwrap();
+    let system_dek = SystemKeyFile::read(&env.dir.join("system.key"))
+        .unwrap()
+        .unwrap(&keyring)
+        .unwrap();
+    let spec = strongroom::store::OpenSpec {
+        path: &old_path,
+        label: "old system.db",
+        key: &system_dek,
+        key_version: 1,
+        kind: strongroom::store::FileKind::System,
+        create: false,
+        busy_timeout: std::time::Duration::from_secs(5),
+        plaintext: false,
+    };
+    let conn = strongroom::store::open_evidence(&spec).unwrap();
+    let rows = strongroom::store::system::key_rows(&conn).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.tenant_id.as_str() == ids[0])
+        .expect("the old copy still holds the wrapped key");
+    assert!(
+        keyring
+            .unwrap_dek(&ids[0], row.version, &row.wrapped)
+            .is_err(),
+        "the current root key still unwraps the deleted tenant's key from an old copy"
+    );
+    // With a server running, the combined command refuses before deleting anything.
+    let server = Server::start(&env, &[]);
+    let text = env.fails(&["tenant", "delete", &ids[1], "--yes", "--rotate-root"]);
+    assert!(text.contains("other strongroom processes"), "{text}");
+    assert!(server.terminate().success());
+    let list = env.ok(&["tenant", "list"]);
+    assert!(
+        list.contains(&ids[1]),
+        "deleted although the rotation could not run"
+    );
+}
+
+fn everything_opens_but(env: &Env, files: usize) {
+    let out = env.ok(&["audit", "verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true, "{out}");
+    assert_eq!(v["files"].as_array().unwrap().len(), files);
+}
