@@ -6,7 +6,6 @@
 use crate::app::App;
 use crate::audit::ops;
 use crate::keys;
-use crate::store::tenants::tenant_path;
 use crate::tenants;
 use serde::Serialize;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -424,19 +423,22 @@ fn leftovers(app: &App) -> Check {
             }
         }
     }
-    let live: std::collections::HashSet<PathBuf> = tenants::list(app, false)
-        .map(|l| {
-            l.iter()
-                .map(|t| tenant_path(app.data_dir(), &t.id))
-                .collect()
-        })
-        .unwrap_or_default();
+    // Every file no live tenant owns, side files and lock files included.
+    let orphans = tenants::leftovers(app).unwrap_or_default();
+    for p in &orphans {
+        found.push(format!(
+            "{} (no live tenant owns it; `strongroom doctor --fix`, the next tenant create or \
+             the next server start removes it)",
+            p.display()
+        ));
+    }
     if let Ok(entries) = std::fs::read_dir(app.data_dir().join("tenants")) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "db") && !live.contains(&p) {
-                found.push(format!("{} (no live tenant; its key is gone)", p.display()));
-            } else if e.file_name().to_string_lossy().contains(".db.rekey") {
+            if orphans.contains(&p) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(".db.rekey") {
                 found.push(format!(
                     "{} (copy of an interrupted key rotation or restore; settled when the \
                      tenant next opens)",

@@ -462,6 +462,16 @@ pub fn rotate_tenant(
     let new_version = match result {
         Ok(r) => r,
         Err(e) => {
+            // Never committed (the registry does not name the copy's version): the copy goes
+            // now, not at the next open. If the registry cannot even be read, it stays for
+            // the next open to settle.
+            let attempted = t.key_version + 1;
+            let committed = crate::tenants::get(app, id)
+                .map(|now| now.key_version == attempted)
+                .unwrap_or(true);
+            if !committed {
+                let _ = staged::remove_staged(&staged::staged_path(app.data_dir(), id, attempted));
+            }
             drop(exclusive);
             app.tenant_stores().reopen_allowed(id);
             return Err(e);

@@ -10,12 +10,20 @@ pub struct Args {
     /// page scan.
     #[arg(long)]
     quick: bool,
+    /// Remove files under tenants/ that no live tenant owns (left by an interrupted create
+    /// or delete) before checking. Everything else doctor only reports.
+    #[arg(long)]
+    fix: bool,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     let app = open_app(cli)?;
+    if args.fix {
+        let n = crate::tenants::remove_leftovers(&app);
+        eprintln!("removed {n} leftover files");
+    }
     let now = app.clock().now_us() / 1_000_000;
     let checks = doctor::run(&app, args.quick, now);
     app.close();

@@ -69,6 +69,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     // Copies left by a tenant rotation or restore that a crash interrupted: the registry
     // decides which replace their file and which go. Verify and export only read, so this is
     // where a stopped installation is tidied.
+    crate::tenants::remove_leftovers(&app);
     if let Err(e) = crate::tenants::settle_all(&app) {
         tracing::error!(error = %e, "cannot settle an interrupted tenant rotation or restore");
     }

@@ -91,6 +91,41 @@ impl StoreError {
         }
     }
 
+    /// An I/O failure on a filesystem with no room left is a full disk, whatever SQLite
+    /// called it: it reports a failed write of its WAL index or journal as a generic I/O
+    /// error (SQLITE_IOERR), not SQLITE_FULL. `path` is the file concerned.
+    #[must_use]
+    pub fn on_full_disk(self, path: Option<&Path>) -> Self {
+        let what = match &self {
+            Self::Io { what, .. } | Self::Sqlite { what, .. } => what.clone(),
+            _ => return self,
+        };
+        let dir = path
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty());
+        let full = dir
+            .and_then(|d| rustix::fs::statvfs(d).ok())
+            .is_some_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < DISK_FULL_BELOW);
+        if full {
+            Self::DiskFull { what }
+        } else {
+            self
+        }
+    }
+
+    /// An I/O error on file `what`: ENOSPC is a full disk, anything else is named by kind.
+    pub fn from_io(what: &str, context: &str, e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Self::DiskFull {
+                what: what.to_string(),
+            };
+        }
+        Self::Io {
+            what: what.to_string(),
+            reason: format!("{context}: {}", crate::fsutil::io_reason(e)),
+        }
+    }
+
     /// Classifies a SQLite error for the file `what`.
     pub fn from_sqlite(what: &str, version: u32, e: &rusqlite::Error) -> Self {
         let what = what.to_string();
@@ -172,7 +207,9 @@ pub struct OpenSpec<'a> {
 /// # Errors
 /// Missing file (unless `create`), wrong key, corrupt header, I/O.
 pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connection, StoreError> {
-    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    let err = |e: rusqlite::Error| {
+        StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(spec.path))
+    };
     if !spec.create {
         refuse_emptied(spec)?;
     }
@@ -225,8 +262,8 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
 /// anything: no write, no WAL or shared-memory file created, no file grown. Works on a
 /// read-only filesystem.
 ///
-/// A file with no write-ahead log in use (no `-wal` with content, no `-shm`: no connection
-/// has it open) is opened `immutable`, which reads the main file alone and creates nothing.
+/// A file whose write-ahead log is empty or absent is opened `immutable`, which reads the
+/// main file alone and creates nothing.
 /// A file in use by a writer (the server) is opened read-only through its WAL, so what the
 /// writer committed is seen.
 ///
@@ -234,9 +271,10 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
 /// Missing, empty or truncated file, wrong key, or a WAL that cannot be read without writing.
 pub fn open_evidence(spec: &OpenSpec<'_>) -> Result<Connection, StoreError> {
     refuse_emptied(spec)?;
-    let conn = connect_read_only(spec)
-        .map_err(|e| StoreError::from_sqlite(spec.label, spec.key_version, &e))?;
-    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    let err = |e: rusqlite::Error| {
+        StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(spec.path))
+    };
+    let conn = connect_read_only(spec).map_err(err)?;
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })
@@ -254,8 +292,10 @@ fn connect_read_only(spec: &OpenSpec<'_>) -> Result<Connection, rusqlite::Error>
         p.push(suffix);
         std::path::PathBuf::from(p)
     };
-    let wal_in_use =
-        std::fs::metadata(side("-wal")).is_ok_and(|m| m.len() > 0) || side("-shm").exists();
+    // With an empty (or no) WAL the main file holds every committed page, whatever a stale
+    // `-shm` (a crashed or disk-full process left one) says; and a read-only connection
+    // could not rebuild that index anyway.
+    let wal_in_use = std::fs::metadata(side("-wal")).is_ok_and(|m| m.len() > 0);
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -297,6 +337,9 @@ fn set_key(conn: &Connection, key: &Key32) -> Result<(), rusqlite::Error> {
     pragma.push_str("'\";");
     conn.execute_batch(&pragma)
 }
+
+/// Below this much free space, an I/O failure is reported as a full disk.
+const DISK_FULL_BELOW: u64 = 1 << 20;
 
 /// Every SQLCipher file is a whole number of pages of this size (its default).
 const PAGE_SIZE: u64 = 4096;
@@ -474,7 +517,8 @@ impl Store {
         journal: crate::audit::JournalConfig,
     ) -> Result<Self, StoreError> {
         let conn = open_connection(spec, false)?;
-        migrate::migrate(&conn, spec.kind, spec.label, spec.key_version)?;
+        migrate::migrate(&conn, spec.kind, spec.label, spec.key_version)
+            .map_err(|e| e.on_full_disk(Some(spec.path)))?;
         let writer = Writer::spawn(conn, spec.label.to_string(), spec.key_version, journal)?;
         Ok(Self {
             path: spec.path.to_path_buf(),

@@ -62,7 +62,9 @@ pub fn reencrypt(
     dest: &Path,
     new_key: &crate::keyring::Key32,
 ) -> Result<(), StoreError> {
-    let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
+    let err = |e: rusqlite::Error| {
+        StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(dest))
+    };
     let conn = open_connection(spec, false)?;
     let dest_str = dest.to_str().ok_or_else(|| StoreError::Io {
         what: spec.label.to_string(),
@@ -80,16 +82,17 @@ pub fn reencrypt(
             .create_new(true)
             .mode(0o600)
             .open(dest)
-            .map_err(|e| StoreError::Io {
-                what: spec.label.to_string(),
-                reason: format!("cannot create {}: {}", dest.display(), e.kind()),
+            .map_err(|e| {
+                StoreError::from_io(spec.label, &format!("cannot create {}", dest.display()), &e)
             })?;
     }
     crate::fault::point(11);
-    let attach = zeroize::Zeroizing::new(format!(
-        "ATTACH DATABASE ?1 AS rekeyed KEY \"x'{}'\"",
-        new_key.to_hex().as_str()
-    ));
+    // Sized up front and wiped on drop: no copy of the key is left in freed memory.
+    let hex = new_key.to_hex();
+    let mut attach = zeroize::Zeroizing::new(String::with_capacity(64 + hex.len()));
+    attach.push_str("ATTACH DATABASE ?1 AS rekeyed KEY \"x'");
+    attach.push_str(hex.as_str());
+    attach.push_str("'\"");
     conn.execute(&attach, [dest_str]).map_err(err)?;
     let exported = conn
         .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))
@@ -111,8 +114,5 @@ pub fn reencrypt(
     std::fs::File::open(dest)
         .and_then(|f| f.sync_all())
         .and_then(|()| crate::fsutil::sync_dir(dest.parent().unwrap_or_else(|| Path::new("."))))
-        .map_err(|e| StoreError::Io {
-            what: spec.label.to_string(),
-            reason: e.kind().to_string(),
-        })
+        .map_err(|e| StoreError::from_io(spec.label, "sync the copy", &e))
 }

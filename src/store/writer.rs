@@ -574,6 +574,9 @@ fn run_batch(
     buf: &mut Vec<u8>,
 ) -> Option<(Head, u64)> {
     let fail_all = |batch: Vec<Work>, completions: Vec<Completion>, e: &StoreError| {
+        let e = &e
+            .clone()
+            .on_full_disk(conn.path().map(std::path::Path::new));
         tracing::warn!(file = label, jobs = batch.len() + completions.len(), error = %e,
             "write batch failed; nothing in it was committed");
         for done in completions {

@@ -136,3 +136,112 @@ fn logs_to_a_pipe_are_plain_text() {
         "ANSI escape codes in piped logs: {text:?}"
     );
 }
+
+fn tenant_files(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.dir.join("tenants"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A tenant create killed between its file and its registry row leaves files no tenant owns:
+/// doctor lists every one of them, and `doctor --fix` or the next create removes them.
+#[test]
+fn files_of_a_killed_create_are_listed_and_removed() {
+    let env = Env::init();
+    let a = env.create_tenant("Alpha");
+    env.kill_at(&["tenant", "create", "Killed"], 51);
+    let files = tenant_files(&env);
+    let orphans: Vec<&String> = files.iter().filter(|f| !f.starts_with(&a)).collect();
+    assert!(
+        !orphans.is_empty(),
+        "the killed create left nothing: {files:?}"
+    );
+    let doctor = crate::support::stdout(&env.run(&["doctor", "--json"]));
+    for f in &orphans {
+        assert!(
+            doctor.contains(f.as_str()),
+            "doctor does not list {f}: {doctor}"
+        );
+    }
+    assert!(
+        env.ok(&["tenant", "list"]).lines().count() == 2,
+        "one tenant and the header"
+    );
+    env.ok(&["doctor", "--fix"]);
+    assert!(
+        tenant_files(&env).iter().all(|f| f.starts_with(&a)),
+        "{:?}",
+        tenant_files(&env)
+    );
+    // Again, and this time the next create cleans up.
+    env.kill_at(&["tenant", "create", "Killed again"], 51);
+    let b = env.create_tenant("Bravo");
+    assert!(
+        tenant_files(&env)
+            .iter()
+            .all(|f| f.starts_with(&a) || f.starts_with(&b)),
+        "{:?}",
+        tenant_files(&env)
+    );
+    env.ok(&["audit", "verify", "--all"]);
+}
+
+/// A full disk is named as such by create and rotate-tenant, and neither leaves files behind.
+#[test]
+fn a_full_disk_is_named_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = tmp.path().join("small");
+    std::fs::create_dir(&at).unwrap();
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
+        eprintln!("not root: full-disk test skipped");
+        return;
+    }
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+        .arg(&at)
+        .status()
+        .unwrap()
+        .success();
+    assert!(mounted);
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(at.clone());
+    let mut env = Env::new();
+    env.dir = at.join("data");
+    env.ok(&["init"]);
+    let a = env.create_tenant("Alpha");
+    let before = tenant_files(&env);
+    let filler = at.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    for args in [
+        vec!["tenant", "create", "Bravo"],
+        vec!["keys", "rotate-tenant", &a],
+    ] {
+        let text = env.fails(&args);
+        assert!(
+            text.contains("disk full") && !text.contains("disk I/O error"),
+            "{args:?}: {text}"
+        );
+        assert_eq!(tenant_files(&env), before, "{args:?} left files");
+    }
+    std::fs::remove_file(&filler).unwrap();
+    env.ok(&["audit", "verify", "--all"]);
+    env.create_tenant("Bravo");
+    env.ok(&["keys", "rotate-tenant", &a]);
+}
