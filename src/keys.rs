@@ -440,8 +440,12 @@ pub fn rotate_tenant(
                     tx.now_us(),
                 )
                 .map_err(|e| tx.err(&e))?;
+                // The op id ties this entry to the one the tenant's journal receives, so
+                // verify can cross-check the two journals.
+                let mut sys_params = p;
+                sys_params["op_id"] = op_id.clone().into();
                 let entry = NewEntry::new(a, "keys.rotate_tenant", tid.as_str())
-                    .params(p)
+                    .params(sys_params)
                     .since(start);
                 Ok(((), entry))
             })

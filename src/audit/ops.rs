@@ -24,12 +24,15 @@ pub struct FileReport {
     pub integrity: Vec<String>,
     /// Why the journal could not be read at all, if it could not.
     pub error: Option<String>,
+    /// What the other journal records about this one but this one lacks.
+    pub cross: Vec<String>,
 }
 
 impl FileReport {
     pub fn ok(&self) -> bool {
         self.error.is_none()
             && self.integrity.is_empty()
+            && self.cross.is_empty()
             && self.chain.as_ref().is_some_and(|c| c.problem.is_none())
     }
 }
@@ -75,6 +78,7 @@ fn check_file(
         chain: None,
         integrity: Vec::new(),
         error: None,
+        cross: Vec::new(),
     };
     if !spec.path.exists() {
         report.error = Some(format!(
@@ -162,8 +166,128 @@ pub fn verify_all(ev: &Evidence) -> Result<Vec<FileReport>, TenantError> {
                 chain: None,
                 integrity: Vec::new(),
                 error: Some(e.to_string()),
+                cross: Vec::new(),
             },
         });
+    }
+    cross_check(ev, &mut out);
+    Ok(out)
+}
+
+/// An operation the system journal records for a tenant, which the tenant's journal must
+/// record too (delivered through the outbox, under the same op id).
+struct Owed {
+    seq: u64,
+    action: String,
+    op_id: String,
+}
+
+/// Cross-checks what `system.db`'s journal says about each tenant journal: every rotation or
+/// restore recorded there with an op id must be in the tenant's journal (under the same op
+/// id), unless it is still queued for delivery, or an operation a later restore of that tenant
+/// replaced. A tenant journal cut back (with its checkpoints, and its anchor lowered) shows
+/// up here, because the system journal still holds what it lost.
+fn cross_check(ev: &Evidence, reports: &mut [FileReport]) {
+    let mut owed: std::collections::HashMap<String, Vec<Owed>> = Default::default();
+    let read = (|| -> rusqlite::Result<std::collections::HashSet<String>> {
+        let mut st = ev.system().prepare(
+            "SELECT seq, action, target, params FROM audit_entries \
+             WHERE action IN ('keys.rotate_tenant', 'backup.restore') ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (seq, action, target, params) = row?;
+            let op_id = serde_json::from_str::<serde_json::Value>(&params)
+                .ok()
+                .and_then(|v| v.get("op_id").and_then(|o| o.as_str()).map(str::to_string));
+            let list = owed.entry(target).or_default();
+            if action == "backup.restore" {
+                // What came before a restore of this tenant was replaced on purpose.
+                list.clear();
+            }
+            if let Some(op_id) = op_id {
+                list.push(Owed {
+                    seq: seq.max(0) as u64,
+                    action,
+                    op_id,
+                });
+            }
+        }
+        let mut st = ev.system().prepare("SELECT op_id FROM tenant_outbox")?;
+        let queued = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(queued)
+    })();
+    let queued = match read {
+        Ok(q) => q,
+        Err(e) => {
+            if let Some(sys) = reports.iter_mut().find(|r| r.journal == "system") {
+                sys.cross.push(format!(
+                    "cannot cross-check the journals: {}",
+                    store::StoreError::from_sqlite("system.db", 1, &e)
+                ));
+            }
+            return;
+        }
+    };
+    for report in reports
+        .iter_mut()
+        .filter(|r| r.journal != "system" && r.ok())
+    {
+        let Some(expected) = owed.get(&report.journal) else {
+            continue;
+        };
+        let Ok(id) = TenantId::parse(&report.journal) else {
+            continue;
+        };
+        let delivered = ev
+            .tenant_file(&id)
+            .map_err(|e| e.to_string())
+            .and_then(|f| f.open().map_err(|e| e.to_string()))
+            .and_then(|c| delivered_ops(&c).map_err(|e| e.to_string()));
+        let delivered = match delivered {
+            Ok(d) => d,
+            Err(e) => {
+                report.cross.push(format!("cannot cross-check: {e}"));
+                continue;
+            }
+        };
+        for o in expected {
+            if !delivered.contains(&o.op_id) && !queued.contains(&o.op_id) {
+                report.cross.push(format!(
+                    "the system journal records {} for this tenant (system entry {}, op {}), \
+                     but this journal does not: entries were cut from it",
+                    o.action, o.seq, o.op_id
+                ));
+            }
+        }
+    }
+}
+
+/// The op ids of the entries delivered into a tenant journal from the outbox.
+fn delivered_ops(
+    conn: &rusqlite::Connection,
+) -> rusqlite::Result<std::collections::HashSet<String>> {
+    let mut st = conn.prepare(
+        "SELECT params FROM audit_entries WHERE action IN ('keys.rotate_tenant', 'backup.restore')",
+    )?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = std::collections::HashSet::new();
+    for p in rows {
+        if let Some(op) = serde_json::from_str::<serde_json::Value>(&p?)
+            .ok()
+            .and_then(|v| v.get("op_id").and_then(|o| o.as_str()).map(str::to_string))
+        {
+            out.insert(op);
+        }
     }
     Ok(out)
 }

@@ -543,6 +543,8 @@ pub fn restore_tenant(
                     tx.now_us(),
                 )
                 .map_err(e)?;
+                let mut params = params;
+                params["op_id"] = op_id.clone().into();
                 let entry = NewEntry::new(a, "backup.restore", tid.as_str())
                     .params(params)
                     .since(start);

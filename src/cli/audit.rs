@@ -196,4 +196,7 @@ fn print_report(r: &FileReport) {
     if let Some(e) = &r.error {
         println!("      {e}");
     }
+    for c in &r.cross {
+        println!("      cross-check: {c}");
+    }
 }

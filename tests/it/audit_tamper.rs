@@ -254,3 +254,74 @@ fn an_emptied_journal_is_caught() {
     expect(&p, 1, "truncated");
     assert!(text.contains("system.db recorded"), "{text}");
 }
+
+/// With the root key, an attacker cuts a tenant journal's last entries with their
+/// checkpoints, lowers its anchor in system.db and deletes the witness: each journal is
+/// consistent on its own, but the system journal still records the rotation the tenant
+/// journal lost. Before, verify passed.
+#[test]
+fn a_cut_tenant_journal_is_caught_by_what_the_system_journal_records() {
+    let env = Env::init();
+    let id = env.create_tenant("Cut");
+    env.create_tenant("Untouched");
+    env.ok(&["keys", "rotate-tenant", &id]);
+    env.ok(&["audit", "verify", "--all"]);
+    let tid = TenantId::parse(&id).unwrap();
+    {
+        let app = env.app();
+        let (_, keys) = tenants::tenant_keys(&app, &tid).unwrap();
+        let path = store::tenants::tenant_path(&env.dir, &tid);
+        let label = store::tenants::tenant_label(&tid);
+        let conn = store::open_connection(
+            &OpenSpec {
+                path: &path,
+                label: &label,
+                key: keys.dek(),
+                key_version: keys.version,
+                kind: FileKind::Tenant,
+                create: false,
+                busy_timeout: std::time::Duration::from_secs(5),
+                plaintext: false,
+            },
+            false,
+        )
+        .unwrap();
+        let first: Vec<u8> = conn
+            .query_row("SELECT hash FROM audit_entries WHERE seq = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute_batch(
+            "DELETE FROM audit_entries WHERE seq > 1; DELETE FROM audit_checkpoints WHERE seq > 1;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+        drop(conn);
+        let t = tid.clone();
+        app.system()
+            .writer()
+            .bookkeeping(move |tx| {
+                store::system::set_anchor(tx.conn(), &t, 1, &first).map_err(|e| tx.err(&e))
+            })
+            .wait()
+            .unwrap();
+        app.close();
+    }
+    std::fs::remove_file(env.dir.join("witness.ndjson")).unwrap();
+    // Each journal alone still verifies...
+    let alone = env.run(&["audit", "verify", "--tenant", &id]);
+    assert!(alone.status.success(), "{}", crate::support::stdout(&alone));
+    // ...but the system journal says what this one lost.
+    let out = env.run(&["audit", "verify", "--all"]);
+    assert!(!out.status.success());
+    let text = crate::support::stdout(&out);
+    assert!(
+        text.contains("cross-check: the system journal records keys.rotate_tenant"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("FAIL").count(),
+        1,
+        "only the cut tenant: {text}"
+    );
+}
