@@ -43,7 +43,8 @@ struct Slot {
 
 struct OpenTenant {
     store: Arc<Store>,
-    last_used: Instant,
+    /// On the stores' clock (microseconds), so idle closing follows a test's clock too.
+    last_used: i64,
     /// Shared flock on `tenants/<id>.lock`: another process that wants the tenant alone
     /// (delete, re-key) sees that this one has it open.
     _lock: std::fs::File,
@@ -186,7 +187,7 @@ impl TenantStores {
         let slot = self.slots.lock().ok()?.get(id).cloned()?;
         let mut open = slot.open.lock().ok()?;
         let t = open.as_mut()?;
-        t.last_used = Instant::now();
+        t.last_used = self.clock.now_us();
         Some(t.store.clone())
     }
 
@@ -226,7 +227,7 @@ impl TenantStores {
             slot = self.slot(id)?;
         };
         if let Some(t) = open.as_mut() {
-            t.last_used = Instant::now();
+            t.last_used = self.clock.now_us();
             return Ok(t.store.clone());
         }
         let keys = keys()?;
@@ -248,7 +249,7 @@ impl TenantStores {
         let store = Arc::new(Store::open(&spec, self.journal_config(id))?);
         *open = Some(OpenTenant {
             store: store.clone(),
-            last_used: Instant::now(),
+            last_used: self.clock.now_us(),
             _lock: lock,
         });
         drop(open);
@@ -308,7 +309,9 @@ impl TenantStores {
     /// periodically.
     pub fn close_idle(&self) -> usize {
         let idle = self.settings.tenant_idle;
-        let victims = self.take_where(|t| t.last_used.elapsed() >= idle, usize::MAX);
+        let idle_us = i64::try_from(idle.as_micros()).unwrap_or(i64::MAX);
+        let now = self.clock.now_us();
+        let victims = self.take_where(|t| now.saturating_sub(t.last_used) >= idle_us, usize::MAX);
         let n = victims.len();
         victims.into_iter().for_each(close_store);
         self.forget_closed();
@@ -358,7 +361,7 @@ impl TenantStores {
     /// Takes up to `max` open, unused stores matching `pred`, least recently used first.
     /// Slots whose lock is held (a file opening right now) are skipped, never waited for.
     fn take_where(&self, pred: impl Fn(&OpenTenant) -> bool, max: usize) -> Vec<Arc<Store>> {
-        let mut candidates: Vec<(Instant, Arc<Slot>)> = Vec::new();
+        let mut candidates: Vec<(i64, Arc<Slot>)> = Vec::new();
         for slot in self.open_slots() {
             if let Ok(open) = slot.open.try_lock() {
                 if let Some(t) = open.as_ref() {

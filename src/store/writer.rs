@@ -17,8 +17,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// How long a writer with unsigned entries sleeps at most before looking at its clock again.
+const POLL: Duration = Duration::from_secs(1);
 
 /// Largest number of jobs folded into one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -456,8 +459,12 @@ fn run(
     // When entries are waiting for a checkpoint, wake up in time to sign them. That includes
     // entries left unsigned by a process that crashed: a long-running writer signs them once
     // the interval has passed.
-    let mut unsigned_since: Option<Instant> = match journal::load_head(&conn) {
-        Ok(h) if h.seq > h.checkpoint_seq => Some(Instant::now()),
+    // Measured on the journal's clock, so tests can move time; the thread still wakes at
+    // least every `POLL` while entries wait, to notice a clock that jumped.
+    let now = || cfg.clock.now_us();
+    let interval_us = i64::try_from(cfg.checkpoint_interval.as_micros()).unwrap_or(i64::MAX);
+    let mut unsigned_since: Option<i64> = match journal::load_head(&conn) {
+        Ok(h) if h.seq > h.checkpoint_seq => Some(now()),
         _ => None,
     };
     // Whether this process appended anything. Only then does closing sign the tail: a
@@ -466,15 +473,17 @@ fn run(
     // The last checkpoint position told to `on_checkpoint`.
     let mut reported = 0u64;
     loop {
-        let wait = match unsigned_since {
-            Some(t) => cfg.checkpoint_interval.saturating_sub(t.elapsed()),
+        let due_in_us = unsigned_since.map(|t| interval_us.saturating_sub(now().saturating_sub(t)));
+        let wait = match due_in_us {
+            Some(us) => Duration::from_micros(us.max(0) as u64).min(POLL),
             None => Duration::from_secs(3600),
         };
         let first = match rx.recv_timeout(wait) {
             Ok(Msg::Work(w)) => w,
             Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                if unsigned_since.is_some() {
+                let due = unsigned_since.is_some_and(|t| now().saturating_sub(t) >= interval_us);
+                if due {
                     match checkpoint_now(&conn, cfg) {
                         Ok(head) => {
                             unsigned_since = None;
@@ -482,7 +491,7 @@ fn run(
                         }
                         Err(e) => {
                             tracing::warn!(file = label, error = %e, "checkpoint failed; will retry");
-                            unsigned_since = Some(Instant::now());
+                            unsigned_since = Some(now());
                         }
                     }
                 }
@@ -508,7 +517,7 @@ fn run(
             if head.seq == head.checkpoint_seq {
                 unsigned_since = None;
             } else if unsigned_since.is_none() {
-                unsigned_since = Some(Instant::now());
+                unsigned_since = Some(now());
             }
         }
         if stop {

@@ -7,7 +7,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::time::{Duration, SystemTime};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/.well-known/security.txt", get(security_txt))
@@ -20,8 +19,14 @@ async fn security_txt(State(state): State<AppState>) -> Response {
     };
     // RFC 9116 asks for an expiry less than a year ahead; the file is generated, so it is
     // always fresh.
-    let expires =
-        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(180 * 86_400));
+    let in_180_days = state
+        .app
+        .clock()
+        .now_us()
+        .saturating_add(180 * 86_400 * 1_000_000);
+    let expires = crate::clock::format_rfc3339(in_180_days);
+    let expires = &expires[..expires.find('.').unwrap_or(expires.len())];
+    let expires = format!("{expires}Z");
     let mut body = format!("Contact: {contact}\nExpires: {expires}\n");
     if let Some(policy) = &sec.policy_url {
         body.push_str(&format!("Policy: {policy}\n"));

@@ -5,6 +5,7 @@
 mod audit_tamper;
 mod backup;
 mod cli;
+mod clock;
 mod crash;
 mod damage;
 mod doctor;

@@ -469,3 +469,66 @@ pub fn healthz_of(child: &mut Child, data_dir: &Path) -> u16 {
     )
     .status
 }
+
+/// The real router in this process, on a clock that only moves when a test moves it: for
+/// tests that need time to pass (idle timeouts, expiries, checkpoint intervals) without
+/// waiting for it. The other helper, [`Server`], runs the real binary.
+pub struct InProcess {
+    pub env: Env,
+    pub app: Arc<strongroom::app::App>,
+    pub clock: Arc<strongroom::clock::ManualClock>,
+    router: axum::Router,
+}
+
+impl InProcess {
+    /// A fresh installation whose configuration file holds `config`, opened at `start_us`.
+    pub fn start(config: &str, start_us: i64) -> Self {
+        let env = Env::init();
+        std::fs::write(&env.config, config).unwrap();
+        let loaded = strongroom::config::load(Some(&env.config), std::iter::empty()).unwrap();
+        let (root, source) =
+            strongroom::keyring::load_root_key(None, &env.dir.join("root.key")).unwrap();
+        let keyring = Arc::new(strongroom::keyring::Keyring::new(root, source).unwrap());
+        let clock = Arc::new(strongroom::clock::ManualClock::new(start_us));
+        let app = Arc::new(
+            strongroom::app::App::with_keyring(
+                &loaded.config,
+                &env.dir,
+                keyring,
+                clock.clone(),
+                false,
+            )
+            .unwrap(),
+        );
+        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+        Self {
+            env,
+            app,
+            clock,
+            router,
+        }
+    }
+
+    /// Sends one request through the router (no socket, no TLS) and returns the status,
+    /// the headers and the body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::from(body.to_vec()))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, headers, bytes.to_vec())
+    }
+}
