@@ -228,6 +228,74 @@ pub fn hand_back_to_owner(dir: &Path) -> std::io::Result<usize> {
     Ok(changed)
 }
 
+/// Hands one file outside the data directory (the witness and its lock, under
+/// `/var/log/strongroom` on a packaged install) back to the data directory's owner, when root
+/// created it in a directory that owner owns. Through descriptors, like
+/// [`hand_back_to_owner`]: a symlink or a hard-linked file is left alone.
+///
+/// # Errors
+/// The owner cannot be changed.
+pub fn hand_back_file(data_dir: &Path, file: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{chownat, fstat, openat, AtFlags, FileType, Gid, Mode, OFlags, Uid};
+    if !rustix::process::geteuid().is_root() {
+        return Ok(false);
+    }
+    let path_fd = |p: &Path, dir: bool| {
+        let mut f = OFlags::PATH | OFlags::CLOEXEC;
+        if dir {
+            f |= OFlags::DIRECTORY;
+        } else {
+            f |= OFlags::NOFOLLOW;
+        }
+        openat(rustix::fs::CWD, p, f, Mode::empty())
+    };
+    let (Ok(data), Some(parent)) = (path_fd(data_dir, true), file.parent()) else {
+        return Ok(false);
+    };
+    let owner = fstat(&data)?;
+    let ours = openat(
+        &data,
+        c"system.db",
+        OFlags::PATH | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .is_ok();
+    let Ok(parent_fd) = path_fd(parent, true) else {
+        return Ok(false);
+    };
+    let parent_st = fstat(&parent_fd)?;
+    if !ours || owner.st_uid == 0 || parent_st.st_uid != owner.st_uid {
+        return Ok(false);
+    }
+    let Some(name) = file.file_name() else {
+        return Ok(false);
+    };
+    let fd = match openat(
+        &parent_fd,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(_) => return Ok(false),
+    };
+    let st = fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_nlink != 1
+        || st.st_uid != 0
+    {
+        return Ok(false);
+    }
+    chownat(
+        &fd,
+        c"",
+        Some(Uid::from_raw(owner.st_uid)),
+        Some(Gid::from_raw(owner.st_gid)),
+        AtFlags::EMPTY_PATH,
+    )?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,3 +217,35 @@ pub fn oldest_unsigned_us(conn: &Connection, head: &Head) -> Result<Option<i64>,
     )
     .optional()
 }
+
+/// The journal's tables (and the file's `meta` table), in every file. Applied before the
+/// writer starts, because the writer reads the chain head in every transaction.
+pub const SCHEMA: crate::store::migrate::Module = crate::store::migrate::Module {
+    name: "audit",
+    steps: &["
+CREATE TABLE audit_entries (
+    seq         INTEGER PRIMARY KEY,
+    format      INTEGER NOT NULL,
+    time_us     INTEGER NOT NULL,
+    actor_kind  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    source_ip   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL
+) STRICT;
+CREATE TABLE audit_checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    time_us   INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    key_id    TEXT NOT NULL,
+    signature BLOB NOT NULL
+) STRICT;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+"],
+};

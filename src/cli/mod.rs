@@ -140,6 +140,18 @@ fn hand_back(cli: &Cli) {
             dir.display()
         );
     }
+    // The witness lives outside the data directory on a packaged install.
+    let witness = crate::app::witness_path(&loaded.config, &dir);
+    let mut lock = witness.clone().into_os_string();
+    lock.push(".lock");
+    for file in [witness, std::path::PathBuf::from(lock)] {
+        if let Err(e) = crate::fsutil::hand_back_file(&dir, &file) {
+            eprintln!(
+                "warning: cannot give {} back to the data directory's owner: {e}",
+                file.display()
+            );
+        }
+    }
 }
 
 /// Loads defaults < file < environment for this invocation.

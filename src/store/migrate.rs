@@ -1,148 +1,230 @@
-//! Embedded schema migrations, applied at open inside one transaction per step.
-//! `PRAGMA user_version` holds the number of steps applied; a file with more steps than this
-//! build knows was written by a newer build and is refused rather than misread.
+//! Schema migrations, owned by the modules whose tables they create.
+//!
+//! Each module declares its own [`Module`]: a name and its steps, in order. The store lists,
+//! per kind of file, which modules a file carries and in which order they are applied; a new
+//! module adds its [`Module`] there and never edits another module's steps. Each applied step
+//! is recorded in the file as (module, step) in `schema_steps`; `PRAGMA user_version` holds
+//! [`PER_MODULE`] once a file records steps that way.
+//!
+//! - The journal's own steps run first, straight on the connection: the writer reads the
+//!   chain head in every transaction, so the journal must exist before the writer runs.
+//! - Every other step runs through the writer's bookkeeping call, one transaction per step;
+//!   on a file that already held data, each records a `store.migrate` entry in the file's own
+//!   journal. A brand-new file records none: its creation is on the record already
+//!   (`system.init`, `tenant.create`).
+//! - A file that records a module or a step this build does not know was written by a newer
+//!   build and is refused, never misread.
+//! - Files written before steps were recorded per module (`user_version` 1 to 6 for
+//!   `system.db`, 1 or 2 for a tenant file) are converted once: their steps were the same,
+//!   in the same order.
 
 use super::{FileKind, StoreError};
-use rusqlite::Connection;
+use crate::audit::{Actor, NewEntry};
+use rusqlite::{params, Connection, OptionalExtension};
 
-const JOURNAL_V1: &str = "
-CREATE TABLE audit_entries (
-    seq         INTEGER PRIMARY KEY,
-    format      INTEGER NOT NULL,
-    time_us     INTEGER NOT NULL,
-    actor_kind  TEXT NOT NULL,
-    actor_id    TEXT NOT NULL,
-    actor_role  TEXT NOT NULL,
-    source_ip   TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    target      TEXT NOT NULL,
-    params      TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    duration_us INTEGER NOT NULL,
-    prev_hash   BLOB NOT NULL,
-    hash        BLOB NOT NULL
-) STRICT;
-CREATE TABLE audit_checkpoints (
-    seq       INTEGER PRIMARY KEY,
-    time_us   INTEGER NOT NULL,
-    hash      BLOB NOT NULL,
-    key_id    TEXT NOT NULL,
-    signature BLOB NOT NULL
-) STRICT;
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-";
+/// One module's schema: its steps, in order, each applied once per file.
+pub struct Module {
+    pub name: &'static str,
+    pub steps: &'static [&'static str],
+}
 
-const SYSTEM_V1: &str = "
-CREATE TABLE tenants (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    region      TEXT,
-    status      TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deleted')),
-    key_version INTEGER NOT NULL,
-    created_us  INTEGER NOT NULL,
-    updated_us  INTEGER NOT NULL
-) STRICT;
-CREATE UNIQUE INDEX tenants_live_name ON tenants(name) WHERE status != 'deleted';
--- One row per DEK version and root key it is wrapped under. Normally one root key; two
--- while a root-key rotation is under way, so a crash leaves a wrapping that works.
-CREATE TABLE tenant_keys (
-    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
-    version     INTEGER NOT NULL,
-    root_key_id TEXT NOT NULL,
-    wrapped_dek BLOB NOT NULL,
-    created_us  INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, version, root_key_id)
-) STRICT;
-";
+/// `PRAGMA user_version` of a file whose steps are recorded per module. Older builds,
+/// which know versions up to 6, refuse such a file as newer than themselves.
+pub const PER_MODULE: i64 = 1_000_000;
 
-/// Where each tenant's journal is known to reach (seq and hash of its latest recorded
-/// checkpoint), kept outside the tenant file so that cutting the file's tail together with
-/// its checkpoints is still caught.
-const SYSTEM_V2_ANCHORS: &str = "
-ALTER TABLE tenants ADD COLUMN journal_anchor_seq INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE tenants ADD COLUMN journal_anchor_hash BLOB;
-";
+const STEPS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_steps (
+    module     TEXT NOT NULL,
+    step       INTEGER NOT NULL,
+    applied_us INTEGER NOT NULL,
+    PRIMARY KEY (module, step)
+) STRICT;";
 
-/// Checkpoint keys of other installations whose tenant journals were restored here: their
-/// checkpoints stay verifiable after the move.
-const SYSTEM_V3_SIGNING_KEYS: &str = "
-CREATE TABLE signing_keys (
-    key_id     TEXT PRIMARY KEY,
-    public_key BLOB NOT NULL,
-    origin     TEXT NOT NULL,
-    added_us   INTEGER NOT NULL
-) STRICT;
-";
-
-/// Trust in another installation's checkpoint key is scoped to the journal it was trusted
-/// for: restoring one tenant from elsewhere must not let that installation's key vouch for
-/// any other journal here. Keys trusted before the scoping stay trusted for the tenant
-/// journals that existed then, and for no other journal.
-const SYSTEM_V4_SCOPED_SIGNING_KEYS: &str = "
-CREATE TABLE journal_signing_keys (
-    journal    TEXT NOT NULL,
-    key_id     TEXT NOT NULL,
-    public_key BLOB NOT NULL,
-    origin     TEXT NOT NULL,
-    added_us   INTEGER NOT NULL,
-    PRIMARY KEY (journal, key_id)
-) STRICT;
-INSERT INTO journal_signing_keys (journal, key_id, public_key, origin, added_us)
-    SELECT t.id, s.key_id, s.public_key, s.origin, s.added_us
-    FROM signing_keys s CROSS JOIN tenants t;
-DROP TABLE signing_keys;
-";
-
-/// Entries a tenant's own journal is owed by an operation committed in `system.db` (a key
-/// rotation, a restore) that could not write to the tenant file in the same transaction.
-/// Delivered when the tenant next opens; ids are never reused.
-const SYSTEM_V5_TENANT_OUTBOX: &str = "
-CREATE TABLE tenant_outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id   TEXT NOT NULL,
-    op_id       TEXT NOT NULL UNIQUE,
-    actor_kind  TEXT NOT NULL,
-    actor_id    TEXT NOT NULL,
-    actor_role  TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    params      TEXT NOT NULL,
-    created_us  INTEGER NOT NULL
-) STRICT;
-CREATE INDEX tenant_outbox_tenant ON tenant_outbox(tenant_id, id);
-";
-
-/// Operations whose entry this tenant journal has taken from `system.db`'s outbox, written in
-/// the same transaction as the entry, so a delivery is never repeated.
-const TENANT_V2_DELIVERED_OPS: &str = "
-CREATE TABLE delivered_ops (
-    op_id        TEXT PRIMARY KEY,
-    delivered_us INTEGER NOT NULL
-) STRICT;
-";
-
-fn steps(kind: FileKind) -> &'static [&'static str] {
+/// The modules a file of `kind` carries, in the order they are applied.
+pub fn modules(kind: FileKind) -> &'static [&'static Module] {
     match kind {
         FileKind::System => &[
-            JOURNAL_V1,
-            SYSTEM_V1,
-            SYSTEM_V2_ANCHORS,
-            SYSTEM_V3_SIGNING_KEYS,
-            SYSTEM_V4_SCOPED_SIGNING_KEYS,
-            SYSTEM_V5_TENANT_OUTBOX,
+            &crate::audit::journal::SCHEMA,
+            &super::system::REGISTRY_SCHEMA,
+            &super::system::OUTBOX_SCHEMA,
         ],
-        FileKind::Tenant => &[JOURNAL_V1, TENANT_V2_DELIVERED_OPS],
+        FileKind::Tenant => &[
+            &crate::audit::journal::SCHEMA,
+            &super::system::DELIVERED_SCHEMA,
+        ],
     }
 }
 
-/// Highest schema version this build knows for `kind`.
-pub fn latest(kind: FileKind) -> i64 {
-    steps(kind).len() as i64
+/// Steps still to apply to a file, after [`prepare`].
+pub struct Pending {
+    /// (module, 1-based step) in application order.
+    steps: Vec<(&'static Module, usize)>,
+    /// The file was created by this open: its steps need no journal entry.
+    fresh: bool,
 }
 
-/// Brings the file up to date.
+fn recorded(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut st = conn.prepare("SELECT module, max(step) FROM schema_steps GROUP BY module")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn record(conn: &Connection, module: &str, step: usize, now_us: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO schema_steps (module, step, applied_us) VALUES (?1, ?2, ?3)",
+        params![module, step as i64, now_us],
+    )
+    .map(|_| ())
+}
+
+fn applied(conn: &Connection, module: &str, step: usize) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM schema_steps WHERE module = ?1 AND step = ?2",
+        params![module, step as i64],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+}
+
+fn now_us() -> i64 {
+    crate::clock::Clock::now_us(&crate::clock::SystemClock)
+}
+
+/// Reads (and, for an old file, converts) what the file records, refuses a file from a newer
+/// build, and applies the journal's own steps. Returns the steps left for the writer.
 ///
 /// # Errors
-/// [`StoreError::TooNew`] for a file from a newer build; storage errors otherwise.
+/// [`StoreError::TooNew`] or [`StoreError::TooNewModule`] for a file from a newer build;
+/// storage errors otherwise.
+pub fn prepare(
+    conn: &Connection,
+    kind: FileKind,
+    label: &str,
+    key_version: u32,
+) -> Result<Pending, StoreError> {
+    let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
+    let all = modules(kind);
+    let legacy: Vec<(&'static Module, usize)> = all
+        .iter()
+        .flat_map(|m| (1..=m.steps.len()).map(move |n| (*m, n)))
+        .collect();
+    // Under the write lock: a CLI process and the server opening the same file at once
+    // never both convert or apply a step.
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    let state = (|| -> Result<(bool, Vec<(String, i64)>), StoreError> {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let fresh = version == 0;
+        match version {
+            PER_MODULE => {}
+            v if v >= 0 && v as usize <= legacy.len() => {
+                conn.execute_batch(STEPS_TABLE).map_err(err)?;
+                let now = now_us();
+                for (m, n) in &legacy[..v as usize] {
+                    record(conn, m.name, *n, now).map_err(err)?;
+                }
+                conn.execute_batch(&format!("PRAGMA user_version = {PER_MODULE}"))
+                    .map_err(err)?;
+            }
+            v => {
+                return Err(StoreError::TooNew {
+                    what: label.to_string(),
+                    found: v,
+                    known: legacy.len() as i64,
+                })
+            }
+        }
+        let done = recorded(conn).map_err(err)?;
+        for (module, step) in &done {
+            let known = all
+                .iter()
+                .find(|m| m.name == module)
+                .map_or(0, |m| m.steps.len() as i64);
+            if *step > known {
+                return Err(StoreError::TooNewModule {
+                    what: label.to_string(),
+                    module: module.clone(),
+                    found: *step,
+                    known,
+                });
+            }
+        }
+        Ok((fresh, done))
+    })();
+    let (fresh, done) = match state {
+        Ok(s) => {
+            conn.execute_batch("COMMIT").map_err(err)?;
+            s
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    };
+    let have = |name: &str| done.iter().find(|(m, _)| m == name).map_or(0, |(_, s)| *s);
+    let mut steps: Vec<(&'static Module, usize)> = legacy
+        .into_iter()
+        .filter(|(m, n)| *n as i64 > have(m.name))
+        .collect();
+    // The journal first, directly: the writer cannot run without it.
+    let journal = crate::audit::journal::SCHEMA.name;
+    for (m, n) in steps.iter().filter(|(m, _)| m.name == journal) {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let r = applied(conn, m.name, *n).and_then(|done| {
+            if !done {
+                conn.execute_batch(m.steps[*n - 1])?;
+                record(conn, m.name, *n, now_us())?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
+    }
+    steps.retain(|(m, _)| m.name != journal);
+    Ok(Pending { steps, fresh })
+}
+
+/// Applies the remaining steps through the file's writer, one transaction each, recording a
+/// `store.migrate` entry for each on a file that already held data.
+///
+/// # Errors
+/// A step fails (nothing of it is applied).
+pub fn finish(writer: &super::Writer, pending: Pending, label: &str) -> Result<(), StoreError> {
+    for (m, n) in pending.steps {
+        let (fresh, label) = (pending.fresh, label.to_string());
+        writer
+            .bookkeeping(move |tx| -> Result<(), StoreError> {
+                let conn = tx.conn();
+                if applied(conn, m.name, n).map_err(|e| tx.err(&e))? {
+                    return Ok(());
+                }
+                conn.execute_batch(m.steps[n - 1]).map_err(|e| tx.err(&e))?;
+                record(conn, m.name, n, tx.now_us()).map_err(|e| tx.err(&e))?;
+                if !fresh {
+                    tx.audit(
+                        NewEntry::new(Actor::system(), "store.migrate", m.name).params(
+                            serde_json::json!({ "module": m.name, "step": n, "file": label }),
+                        ),
+                    )?;
+                }
+                Ok(())
+            })
+            .wait()?;
+    }
+    Ok(())
+}
+
+/// Applies every step straight on the connection, without entries: for files that no writer
+/// serves (a fresh file in a test, a copy being checked).
+///
+/// # Errors
+/// As [`prepare`].
 pub fn migrate(
     conn: &Connection,
     kind: FileKind,
@@ -150,40 +232,21 @@ pub fn migrate(
     key_version: u32,
 ) -> Result<(), StoreError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
-    let all = steps(kind);
-    // Each step reads the version inside its own write transaction, so a CLI process and the
-    // server opening the same file at once never apply a step twice.
-    loop {
+    let pending = prepare(conn, kind, label, key_version)?;
+    for (m, n) in pending.steps {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        let step = (|| {
-            let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if current >= all.len() as i64 {
-                return Ok(Some(current));
-            }
-            let version = current + 1;
-            conn.execute_batch(all[current as usize])?;
-            conn.execute_batch(&format!("PRAGMA user_version = {version}"))?;
-            Ok(None)
-        })();
-        match step {
-            Ok(Some(current)) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                if current > all.len() as i64 {
-                    return Err(StoreError::TooNew {
-                        what: label.to_string(),
-                        found: current,
-                        known: all.len() as i64,
-                    });
-                }
-                return Ok(());
-            }
-            Ok(None) => conn.execute_batch("COMMIT").map_err(err)?,
+        let r = conn
+            .execute_batch(m.steps[n - 1])
+            .and_then(|()| record(conn, m.name, n, now_us()));
+        match r {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(err(e));
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,7 +256,13 @@ mod tests {
     #[test]
     fn keys_trusted_before_scoping_stay_with_the_tenant_journals_only() {
         let conn = Connection::open_in_memory().unwrap();
-        for step in &steps(FileKind::System)[..4] {
+        // A file from before steps were recorded per module, at the old version 4.
+        let old: Vec<&str> = modules(FileKind::System)
+            .iter()
+            .flat_map(|m| m.steps.iter().copied())
+            .take(4)
+            .collect();
+        for step in old {
             conn.execute_batch(step).unwrap();
         }
         conn.execute_batch(
@@ -224,6 +293,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0, "the unscoped table is gone");
-        assert_eq!(latest(FileKind::System), 6);
+        // Converted: every step recorded under its module, and the new marker.
+        let steps: Vec<(String, i64)> = conn
+            .prepare("SELECT module, step FROM schema_steps ORDER BY module, step")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            steps,
+            [
+                ("audit".into(), 1),
+                ("outbox".into(), 1),
+                ("registry".into(), 1),
+                ("registry".into(), 2),
+                ("registry".into(), 3),
+                ("registry".into(), 4)
+            ]
+        );
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, PER_MODULE);
     }
 }

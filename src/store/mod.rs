@@ -66,6 +66,13 @@ pub enum StoreError {
     },
     #[error("{detail}")]
     RolledBack { what: String, detail: String },
+    #[error("{what} was written by a newer Strongroom (its {module} schema is at step {found}, this build knows up to {known}); upgrade the strongroom binary")]
+    TooNewModule {
+        what: String,
+        module: String,
+        found: i64,
+        known: i64,
+    },
     #[error("{what}: every reader is in use and none came free within {waited_ms} ms; retry")]
     ReadersBusy { what: String, waited_ms: u64 },
 }
@@ -88,6 +95,7 @@ impl StoreError {
             Self::Emptied { .. } => "STO-0013",
             Self::Truncated { .. } => "STO-0014",
             Self::RolledBack { .. } => "STO-0015",
+            Self::TooNewModule { .. } => "STO-0016",
         }
     }
 
@@ -517,9 +525,11 @@ impl Store {
         journal: crate::audit::JournalConfig,
     ) -> Result<Self, StoreError> {
         let conn = open_connection(spec, false)?;
-        migrate::migrate(&conn, spec.kind, spec.label, spec.key_version)
-            .map_err(|e| e.on_full_disk(Some(spec.path)))?;
+        let full = |e: StoreError| e.on_full_disk(Some(spec.path));
+        let pending =
+            migrate::prepare(&conn, spec.kind, spec.label, spec.key_version).map_err(full)?;
         let writer = Writer::spawn(conn, spec.label.to_string(), spec.key_version, journal)?;
+        migrate::finish(&writer, pending, spec.label).map_err(full)?;
         Ok(Self {
             path: spec.path.to_path_buf(),
             label: spec.label.to_string(),

@@ -426,3 +426,102 @@ pub fn outbox_tenants(conn: &Connection) -> rusqlite::Result<Vec<TenantId>> {
         .map(|(id, _)| TenantId::from_trusted(id))
         .collect())
 }
+
+/// The tenant registry's tables in `system.db`.
+pub const REGISTRY_SCHEMA: super::migrate::Module = super::migrate::Module {
+    name: "registry",
+    steps: &[
+        // Tenants and their wrapped data keys: one row per DEK version and root key it is
+        // wrapped under (two while a root-key rotation is under way).
+        "
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    region      TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deleted')),
+    key_version INTEGER NOT NULL,
+    created_us  INTEGER NOT NULL,
+    updated_us  INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX tenants_live_name ON tenants(name) WHERE status != 'deleted';
+-- One row per DEK version and root key it is wrapped under. Normally one root key; two
+-- while a root-key rotation is under way, so a crash leaves a wrapping that works.
+CREATE TABLE tenant_keys (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    version     INTEGER NOT NULL,
+    root_key_id TEXT NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    created_us  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, version, root_key_id)
+) STRICT;
+",
+        // Where each tenant's journal is known to reach (seq and hash of its latest recorded
+        // checkpoint), kept outside the tenant file so that cutting the file's tail together with
+        // its checkpoints is still caught.
+        "
+ALTER TABLE tenants ADD COLUMN journal_anchor_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN journal_anchor_hash BLOB;
+",
+        // Checkpoint keys of other installations whose tenant journals were restored here: their
+        // checkpoints stay verifiable after the move.
+        "
+CREATE TABLE signing_keys (
+    key_id     TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    origin     TEXT NOT NULL,
+    added_us   INTEGER NOT NULL
+) STRICT;
+",
+        // Trust in another installation's checkpoint key is scoped to the journal it was trusted
+        // for: restoring one tenant from elsewhere must not let that installation's key vouch for
+        // any other journal here. Keys trusted before the scoping stay trusted for the tenant
+        // journals that existed then, and for no other journal.
+        "
+CREATE TABLE journal_signing_keys (
+    journal    TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    origin     TEXT NOT NULL,
+    added_us   INTEGER NOT NULL,
+    PRIMARY KEY (journal, key_id)
+) STRICT;
+INSERT INTO journal_signing_keys (journal, key_id, public_key, origin, added_us)
+    SELECT t.id, s.key_id, s.public_key, s.origin, s.added_us
+    FROM signing_keys s CROSS JOIN tenants t;
+DROP TABLE signing_keys;
+",
+    ],
+};
+
+/// Entries a tenant's own journal is owed by an operation committed in `system.db` (a key
+/// rotation, a restore) that could not write to the tenant file in the same transaction.
+/// Delivered when the tenant next opens; ids are never reused.
+pub const OUTBOX_SCHEMA: super::migrate::Module = super::migrate::Module {
+    name: "outbox",
+    steps: &["
+CREATE TABLE tenant_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
+    op_id       TEXT NOT NULL UNIQUE,
+    actor_kind  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    created_us  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tenant_outbox_tenant ON tenant_outbox(tenant_id, id);
+"],
+};
+
+/// Operations whose entry this tenant journal has taken from `system.db`'s outbox, written in
+/// the same transaction as the entry, so a delivery is never repeated.
+pub const DELIVERED_SCHEMA: super::migrate::Module = super::migrate::Module {
+    name: "outbox",
+    steps: &["
+CREATE TABLE delivered_ops (
+    op_id        TEXT PRIMARY KEY,
+    delivered_us INTEGER NOT NULL
+) STRICT;
+"],
+};

@@ -648,3 +648,118 @@ fn reads_are_bounded_and_a_queue_that_waits_too_long_is_told_busy() {
         .read(|_c| -> Result<(), StoreError> { Ok(()) })
         .unwrap();
 }
+
+fn count(store: &Store, sql: &'static str) -> i64 {
+    store
+        .read(|c| {
+            c.query_row(sql, [], |r| r.get(0))
+                .map_err(|e| store.err(&e))
+        })
+        .unwrap()
+}
+
+/// A step a module adds after a file was written is applied at the next open, through the
+/// writer, with a `store.migrate` entry in that file's journal; a brand-new file gets its
+/// steps without entries.
+#[test]
+fn a_later_step_is_applied_at_open_and_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 1000)).unwrap();
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM audit_entries"),
+        0,
+        "fresh: no entry"
+    );
+    append(&store, 1).unwrap();
+    // As if the file came from a build before the outbox module's step existed.
+    store
+        .writer()
+        .enqueue(Mode::Bookkeeping, |tx| {
+            tx.conn()
+                .execute_batch(
+                    "DROP TABLE delivered_ops; DELETE FROM schema_steps WHERE module = 'outbox'",
+                )
+                .map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
+    store.close().unwrap();
+    let store = Store::open(&spec(&path, &key, false), journal(&kr, 1000)).unwrap();
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM delivered_ops"),
+        0,
+        "table is back"
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM audit_entries WHERE action = 'store.migrate' AND target = 'outbox'"),
+        1
+    );
+    // Opening again applies nothing more.
+    store.close().unwrap();
+    let store = Store::open(&spec(&path, &key, false), journal(&kr, 1000)).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM audit_entries"), 2);
+    store.close().unwrap();
+    let conn = open_connection(&spec(&path, &key, false), true).unwrap();
+    assert_eq!(
+        verify_chain(&conn, "t", &trusted(&kr)).unwrap().problem,
+        None
+    );
+}
+
+/// A file that records a step or a module this build does not know is refused, unchanged.
+#[test]
+fn a_file_with_a_newer_module_step_is_refused() {
+    for (module, step) in [("outbox", 9), ("identity", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let key = Key32::random().unwrap();
+        Store::open(&spec(&path, &key, true), journal(&keyring(), 10))
+            .unwrap()
+            .close()
+            .unwrap();
+        let conn = open_connection(&spec(&path, &key, false), false).unwrap();
+        conn.execute(
+            "INSERT INTO schema_steps VALUES (?1, ?2, 0)",
+            rusqlite::params![module, step],
+        )
+        .unwrap();
+        drop(conn);
+        let err = Store::open(&spec(&path, &key, false), journal(&keyring(), 10))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, StoreError::TooNewModule { module: m, found, .. } if m == module && *found == step),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("upgrade the strongroom binary"),
+            "{err}"
+        );
+        assert_eq!(err.code(), "STO-0016");
+    }
+}
+
+/// A tenant file from before steps were recorded per module (user_version 2) converts
+/// without applying anything twice and without an entry.
+#[test]
+fn an_old_file_is_converted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let conn = open_connection(&spec(&path, &key, true), false).unwrap();
+    for m in migrate::modules(FileKind::Tenant) {
+        for s in m.steps {
+            conn.execute_batch(s).unwrap();
+        }
+    }
+    conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    drop(conn);
+    let store = Store::open(&spec(&path, &key, false), journal(&keyring(), 10)).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM schema_steps"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM audit_entries"), 0);
+    assert_eq!(count(&store, "PRAGMA user_version"), migrate::PER_MODULE);
+    store.close().unwrap();
+}
