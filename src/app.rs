@@ -547,9 +547,23 @@ impl App {
         &self.keyring
     }
 
-    /// The SQLCipher key of `system.db`, for opening extra connections (verify, export).
-    pub fn system_dek(&self) -> &Key32 {
-        &self.system_dek
+    /// How to open a copy of `system.db` (a backup snapshot): the store's open path is the
+    /// one place the system key goes.
+    pub fn system_spec_for<'a>(&'a self, path: &'a Path) -> OpenSpec<'a> {
+        system_spec(path, &self.system_dek, &settings_from(&self.config), false)
+    }
+
+    /// Seals the system key under `next` too, in `system.key` (step 3 of a root rotation),
+    /// so that both the old and the new root key open it.
+    ///
+    /// # Errors
+    /// `system.key` cannot be read, sealed or written.
+    pub fn add_system_key_wrapping(&self, next: &Keyring) -> Result<(), AppError> {
+        let path = system_key_path(&self.data_dir);
+        let mut skf = SystemKeyFile::read(&path)?;
+        skf.add(next, &self.system_dek)?;
+        skf.write(&path)?;
+        Ok(())
     }
 
     pub fn signer(&self) -> &Signer {

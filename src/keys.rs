@@ -117,10 +117,7 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
     // 1.
     let next = next_key_path(&key_file);
     // Sized up front: a reallocation would leave an unwiped copy of the key behind.
-    let mut text = zeroize::Zeroizing::new(String::with_capacity(80));
-    text.push_str(&new.root_hex());
-    text.push('\n');
-    crate::fsutil::replace_atomically(&next, text.as_bytes(), 0o600)
+    new.replace_key_file(&next)
         .map_err(|e| write_err(&next, e))?;
     crate::fault::point(1);
 
@@ -130,9 +127,7 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
 
     // 3.
     let key_path = crate::app::system_key_path(app.data_dir());
-    let mut skf = SystemKeyFile::read(&key_path)?;
-    skf.add(&new, app.system_dek())?;
-    skf.write(&key_path)?;
+    app.add_system_key_wrapping(&new)?;
     crate::fault::point(3);
 
     // 4.
@@ -142,6 +137,7 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
     crate::fault::point(4);
 
     // 5.
+    let mut skf = SystemKeyFile::read(&key_path)?;
     skf.keep_only(&new_id);
     skf.write(&key_path)?;
     crate::fault::point(5);

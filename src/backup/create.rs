@@ -50,7 +50,7 @@ pub fn create(
     // The registry snapshot decides which tenants, and with which keys, go in.
     let sys_path = app.data_dir().join("system.db");
     let sys_copy = sdir.join("system.db");
-    let sys_spec = |p| spec(p, "system.db", app.system_dek(), 1, FileKind::System);
+    let sys_spec = |p| app.system_spec_for(p);
     store::snapshot::snapshot(&sys_spec(&sys_path), &sys_copy)?;
     std::fs::copy(
         app::system_key_path(app.data_dir()),
@@ -124,10 +124,8 @@ pub fn create(
         let tenants = snapshot_into(app, sdir, &jobs, &mut sink, &mut members)?;
         if let Sealing::Passphrase(_) = sealing {
             // Sized up front: a reallocation would leave an unwiped copy of the key behind.
-            let mut h = zeroize::Zeroizing::new(String::with_capacity(80));
-            h.push_str(&app.keyring().root_hex());
-            h.push('\n');
-            members.push(sink.bytes("root.key", h.as_bytes())?);
+            let key = app.keyring().key_file_bytes_for_passphrase_archive();
+            members.push(sink.bytes("root.key", &key)?);
         }
         sink.w.write_all(&0u16.to_be_bytes())?;
         let manifest = Manifest {

@@ -173,7 +173,9 @@ fn restore_into(
         }
         Some(_) => {}
         None => {
-            crate::keyring::write_root_key_file(&key_file, &unpacked.keyring.root_key_copy())
+            unpacked
+                .keyring
+                .write_key_file(&key_file)
                 .map_err(io_err(format!("write {}", key_file.display())))?;
             wrote_root_key = true;
         }

@@ -84,13 +84,13 @@ impl hkdf::KeyType for Len32 {
 fn derive(ikm: &Key32, label: &[u8], info: &[&[u8]]) -> Result<Key32, KeyringError> {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, label);
     let prk = salt.extract(ikm.expose());
-    let mut out = zeroize::Zeroizing::new([0u8; 32]);
     // 32 bytes is far below HKDF's limit, so this cannot fail; if it ever did, no key (rather
     // than an all-zero key) comes out.
-    prk.expand(info, Len32)
-        .and_then(|okm| okm.fill(out.as_mut()))
-        .map_err(|_| KeyringError::Derive)?;
-    Ok(Key32::from_bytes(*out))
+    Key32::fill_with(|out| {
+        prk.expand(info, Len32)
+            .and_then(|okm| okm.fill(out))
+            .map_err(|_| KeyringError::Derive)
+    })
 }
 
 /// Encodes a tenant id and key version unambiguously, for HKDF `info` and AEAD associated data.
@@ -139,9 +139,36 @@ impl Keyring {
         Self::new(self.root.duplicate(), self.source.clone())
     }
 
-    /// A copy of the root key itself, for writing a key file during restore.
-    pub fn root_key_copy(&self) -> Key32 {
-        self.root.duplicate()
+    /// Writes this root key to a new key file (mode 0600, never replacing one): a restore
+    /// onto a machine with no key. The key never leaves the keyring as a value.
+    ///
+    /// # Errors
+    /// The file exists or cannot be written.
+    pub fn write_key_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        root::write_root_key_file(path, &self.root)
+    }
+
+    /// Replaces `path` with this root key, atomically (mode 0600): step 1 of a rotation.
+    ///
+    /// # Errors
+    /// The file cannot be written; the old one is then unchanged.
+    pub fn replace_key_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let hex = self.root.to_hex();
+        // Sized up front: a reallocation would leave an unwiped copy of the key behind.
+        let mut text = zeroize::Zeroizing::new(Vec::with_capacity(hex.len() + 1));
+        text.extend_from_slice(hex.as_bytes());
+        text.push(b'\n');
+        crate::fsutil::replace_atomically(path, &text, 0o600)
+    }
+
+    /// The root key as a key file holds it, for the one place that must carry it: a
+    /// passphrase-sealed archive, which restores with the passphrase alone.
+    pub fn key_file_bytes_for_passphrase_archive(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let hex = self.root.to_hex();
+        let mut text = zeroize::Zeroizing::new(Vec::with_capacity(hex.len() + 1));
+        text.extend_from_slice(hex.as_bytes());
+        text.push(b'\n');
+        text
     }
 
     /// The key that seals one backup archive, from the root key and the archive's salt.
@@ -150,11 +177,6 @@ impl Keyring {
     /// Only if key derivation fails.
     pub fn backup_key(&self, salt: &[u8]) -> Result<Key32, KeyringError> {
         derive(&self.root, LABEL_BACKUP, &[salt])
-    }
-
-    /// The root key as hex, for writing a new key file during rotation. Zeroized on drop.
-    pub fn root_hex(&self) -> zeroize::Zeroizing<String> {
-        self.root.to_hex()
     }
 
     /// Wraps a fresh DEK for `owner` (a tenant id) at `version`.
@@ -182,14 +204,10 @@ impl Keyring {
             owner: owner.to_string(),
             version,
         })?;
-        let bytes: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyringError::Unwrap {
-                owner: owner.to_string(),
-                version,
-            })?;
-        Ok(Key32::from_bytes(bytes))
+        Key32::from_slice(plain.as_slice()).ok_or_else(|| KeyringError::Unwrap {
+            owner: owner.to_string(),
+            version,
+        })
     }
 }
 

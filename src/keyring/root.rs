@@ -102,17 +102,13 @@ pub fn load_root_key_bytes(raw: &[u8]) -> Option<Key32> {
 
 fn parse_key(raw: &[u8]) -> Option<Key32> {
     if raw.len() == 32 {
-        let mut b = [0u8; 32];
-        b.copy_from_slice(raw);
-        return Some(Key32::from_bytes(b));
+        return Key32::from_slice(raw);
     }
     let text = std::str::from_utf8(raw).ok()?.trim();
     if text.len() != 64 {
         return None;
     }
-    let mut b = [0u8; 32];
-    hex::decode_to_slice(text, &mut b).ok()?;
-    Some(Key32::from_bytes(b))
+    Key32::from_hex(text)
 }
 
 /// Writes a new key file with mode 0600; refuses to replace an existing file.
