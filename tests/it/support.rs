@@ -412,6 +412,16 @@ pub fn all_entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// True when the tests run as root (as CI does), which some checks need.
+/// A tool a test needs is missing: a failure under CI (where `.ci/run` installs it), a note
+/// and a skip elsewhere. Returns so the caller can `return`.
+pub fn tool_missing(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing under CI; .ci/run installs it"
+    );
+    eprintln!("{what} is not installed; this part of the test is skipped");
+}
+
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").unwrap().uid() == 0

@@ -50,7 +50,7 @@ fn the_unit_is_hardened() {
         ))
         .output()
     else {
-        eprintln!("systemd-analyze is not installed; exposure not measured");
+        crate::support::tool_missing("systemd-analyze");
         return;
     };
     let report = String::from_utf8_lossy(&out.stdout);
