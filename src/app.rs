@@ -276,6 +276,15 @@ pub(crate) fn refuse_pending_restore(data_dir: &Path) -> Result<(), AppError> {
     })
 }
 
+/// True when the root key was read from a file inside `data_dir`.
+pub fn key_beside_data(source: &crate::keyring::RootKeySource, data_dir: &Path) -> bool {
+    let crate::keyring::RootKeySource::KeyFile(file) = source else {
+        return false;
+    };
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canonical(file).starts_with(canonical(data_dir))
+}
+
 /// `<data_dir>/system.key`: the system DEK wrapped under the root key.
 pub fn system_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("system.key")
@@ -536,11 +545,7 @@ impl App {
     /// True when the root key was read from a file inside the data directory. Then a copy of
     /// the directory, or a snapshot of the volume, carries the key that opens it.
     pub fn root_key_beside_data(&self) -> bool {
-        let crate::keyring::RootKeySource::KeyFile(file) = self.keyring.source() else {
-            return false;
-        };
-        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        canonical(file).starts_with(canonical(&self.data_dir))
+        key_beside_data(self.keyring.source(), &self.data_dir)
     }
 
     pub fn keyring(&self) -> &Keyring {

@@ -1,9 +1,10 @@
 //! `doctor`: a self-check of an installation, for operators and for support. Each check says
-//! ok, warn or fail, with a detail that names what to fix. It changes nothing, except what
-//! opening a tenant always does: a tenant key rotation or restore that a crash interrupted is
-//! settled (finished if it committed, its copy discarded if not).
+//! ok, warn or fail, with a detail that names what to fix. It works on the read-only
+//! [`Evidence`]: it takes no lock, starts no writer, settles nothing and creates no file, so
+//! it runs on a read-only copy and on a full disk, and cannot change what it reports.
+//! (`doctor --fix`, in the CLI, removes leftover tenant files before the checks run.)
 
-use crate::app::App;
+use crate::audit::evidence::Evidence;
 use crate::audit::ops;
 use crate::keys;
 use crate::tenants;
@@ -41,13 +42,9 @@ credential root-key, or a container secret)";
 
 /// Runs every check. With `quick`, journals are checked against their last checkpoint
 /// instead of walked in full.
-pub fn run(app: &App, quick: bool, now_secs: i64) -> Vec<Check> {
-    let loaded = format!(
-        "loaded from {} (id {})",
-        app.keyring().source(),
-        app.keyring().root_key_id()
-    );
-    let root_key = if app.root_key_beside_data() {
+pub fn run(ev: &Evidence, quick: bool, now_secs: i64) -> Vec<Check> {
+    let loaded = format!("loaded from {} (id {})", ev.key_source(), ev.root_key_id());
+    let root_key = if ev.root_key_beside_data() {
         check(
             "root_key",
             Status::Warn,
@@ -60,13 +57,13 @@ pub fn run(app: &App, quick: bool, now_secs: i64) -> Vec<Check> {
         check("config", Status::Ok, "configuration is valid"),
         root_key,
     ];
-    out.push(file_modes(app));
-    out.extend(journals(app, quick));
-    out.push(disk_space(app.data_dir()));
-    out.push(certificate(app, now_secs));
-    out.push(clock(app, now_secs));
-    out.push(key_ages(app));
-    out.push(leftovers(app));
+    out.push(file_modes(ev));
+    out.extend(journals(ev, quick));
+    out.push(disk_space(ev.data_dir()));
+    out.push(certificate(ev, now_secs));
+    out.push(clock(ev, now_secs));
+    out.push(key_ages(ev, now_secs));
+    out.push(leftovers(ev));
     out
 }
 
@@ -114,8 +111,8 @@ fn some_of(items: &[String]) -> String {
 
 /// Everything in the data directory is private to its owner and belongs to the directory's
 /// owner (the service user on a packaged install), or the service may not open it.
-fn file_modes(app: &App) -> Check {
-    let dir = app.data_dir();
+fn file_modes(ev: &Evidence) -> Check {
+    let dir = ev.data_dir();
     // The directory may be a link the operator configured; what it points to is checked.
     let Ok(top) = std::fs::metadata(dir) else {
         return check(
@@ -131,7 +128,7 @@ fn file_modes(app: &App) -> Check {
             .filter(|(_, m)| !m.file_type().is_symlink()),
     );
     let mut checked: Vec<(PathBuf, std::fs::Metadata)> = entries.clone();
-    if let crate::keyring::RootKeySource::KeyFile(p) = app.keyring().source() {
+    if let crate::keyring::RootKeySource::KeyFile(p) = ev.key_source() {
         if let Ok(m) = std::fs::metadata(p) {
             checked.push((p.clone(), m));
         }
@@ -172,21 +169,17 @@ fn file_modes(app: &App) -> Check {
     }
 }
 
-fn journals(app: &App, quick: bool) -> Vec<Check> {
-    let tenants = match tenants::list(app, false) {
+fn journals(ev: &Evidence, quick: bool) -> Vec<Check> {
+    let tenants = match ev.tenants(false) {
         Ok(t) => t,
         Err(e) => return vec![check("tenants_open", Status::Fail, e.to_string())],
     };
     let mut unopenable = Vec::new();
     let mut bad = Vec::new();
     let mut entries = 0u64;
-    let ev = match crate::audit::evidence::Evidence::open(app.config(), app.data_dir()) {
-        Ok(ev) => ev,
-        Err(e) => return vec![check("journals", Status::Fail, e.to_string())],
-    };
-    let mut reports = vec![ops::verify_system_with(&ev, quick)];
+    let mut reports = vec![ops::verify_system_with(ev, quick)];
     for t in &tenants {
-        match ops::verify_tenant_with(&ev, &t.id, quick) {
+        match ops::verify_tenant_with(ev, &t.id, quick) {
             Ok(r) => reports.push(r),
             Err(e) => unopenable.push(format!("{}: {e}", t.id)),
         }
@@ -237,8 +230,8 @@ fn journals(app: &App, quick: bool) -> Vec<Check> {
             format!("{} journals, {entries} entries verified", reports.len()),
         )
     };
-    let kept = crate::app::witness_path(app.config(), app.data_dir());
-    let witness = match ops::check_witness(&ev, &kept, None) {
+    let kept = crate::app::witness_path(ev.config(), ev.data_dir());
+    let witness = match ops::check_witness(ev, &kept, None) {
         Ok(w) if w.ok() && w.checked == 0 => check(
             "witness",
             Status::Warn,
@@ -282,13 +275,13 @@ fn disk_space(dir: &Path) -> Check {
     }
 }
 
-fn certificate(app: &App, now_secs: i64) -> Check {
-    let path = app
+fn certificate(ev: &Evidence, now_secs: i64) -> Check {
+    let path = ev
         .config()
         .server
         .tls_cert
         .clone()
-        .unwrap_or_else(|| crate::web::tls::default_cert_paths(app.data_dir()).0);
+        .unwrap_or_else(|| crate::web::tls::default_cert_paths(ev.data_dir()).0);
     match crate::web::tls::not_after(&path) {
         Ok(not_after) => {
             let days = (not_after - now_secs) / 86_400;
@@ -309,7 +302,7 @@ fn certificate(app: &App, now_secs: i64) -> Check {
     }
 }
 
-fn clock(app: &App, now_secs: i64) -> Check {
+fn clock(ev: &Evidence, now_secs: i64) -> Check {
     let built = crate::build_info::build_epoch();
     if now_secs < built - 86_400 {
         return check(
@@ -318,14 +311,14 @@ fn clock(app: &App, now_secs: i64) -> Check {
             "the system clock is earlier than this build's date: set the time (NTP)",
         );
     }
-    let last = app.system().read(|c| {
-        c.query_row(
+    let last = ev
+        .system()
+        .query_row(
             "SELECT coalesce(max(time_us), 0) FROM audit_entries",
             [],
             |r| r.get::<_, i64>(0),
         )
-        .map_err(|e| app.system().err(&e))
-    });
+        .map_err(|e| crate::store::StoreError::from_sqlite("system.db", 1, &e));
     match last {
         Ok(last_us) if last_us / 1_000_000 > now_secs + 300 => check(
             "clock",
@@ -341,8 +334,14 @@ fn clock(app: &App, now_secs: i64) -> Check {
     }
 }
 
-fn key_ages(app: &App) -> Check {
-    match keys::status(app) {
+fn key_ages(ev: &Evidence, now_secs: i64) -> Check {
+    let now = now_secs.saturating_mul(1_000_000);
+    match keys::status_in(
+        ev.system(),
+        ev.keyring(),
+        now,
+        ev.config().keys.max_age_days,
+    ) {
         Ok(list) => {
             let old: Vec<String> = list
                 .iter()
@@ -371,9 +370,9 @@ fn key_ages(app: &App) -> Check {
 }
 
 /// Files a crash or an interrupted operation can leave behind.
-fn leftovers(app: &App) -> Check {
+fn leftovers(ev: &Evidence) -> Check {
     let mut found = Vec::new();
-    if let crate::keyring::RootKeySource::KeyFile(p) = app.keyring().source() {
+    if let crate::keyring::RootKeySource::KeyFile(p) = ev.key_source() {
         let next = keys::next_key_path(p);
         if next.exists() {
             found.push(format!(
@@ -382,16 +381,16 @@ fn leftovers(app: &App) -> Check {
             ));
         }
     }
-    let owed = app
-        .system()
-        .read(|c| crate::store::system::outbox_counts(c).map_err(|e| app.system().err(&e)));
+    let owed = crate::store::system::outbox_counts(ev.system());
     for (tenant, n) in owed.unwrap_or_default() {
         found.push(format!(
             "{n} entries owed to tenant {tenant}'s journal by an operation a crash interrupted \
              (written when the server next starts, or the tenant next opens)"
         ));
     }
-    if keys::unfinished_root_rotation(app).is_ok_and(|old| old.is_some()) {
+    if keys::unfinished_root_rotation_in(ev.system(), ev.root_key_id())
+        .is_ok_and(|old| old.is_some())
+    {
         found.push(
             "a root-key rotation stopped after the new key took over; `strongroom serve` or \
              `strongroom keys rotate-root` finishes it"
@@ -400,14 +399,14 @@ fn leftovers(app: &App) -> Check {
     }
     // Work folders of a backup or restore killed before it could clean up. They hold copies
     // of system.db, with wrapped keys of tenants that may have been deleted since.
-    if let Ok(entries) = std::fs::read_dir(app.data_dir()) {
+    if let Ok(entries) = std::fs::read_dir(ev.data_dir()) {
         let mut names: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
         for name in names {
-            let path = app.data_dir().join(&name);
+            let path = ev.data_dir().join(&name);
             if name.starts_with(".backup-") || name.starts_with(".restore-") {
                 found.push(format!(
                     "{} (work folder of a backup or restore that did not finish; remove it when \
@@ -424,7 +423,11 @@ fn leftovers(app: &App) -> Check {
         }
     }
     // Every file no live tenant owns, side files and lock files included.
-    let orphans = tenants::leftovers(app).unwrap_or_default();
+    let orphans = ev
+        .tenants(false)
+        .ok()
+        .and_then(|live| tenants::leftovers_in(ev.data_dir(), &live).ok())
+        .unwrap_or_default();
     for p in &orphans {
         found.push(format!(
             "{} (no live tenant owns it; `strongroom doctor --fix`, the next tenant create or \
@@ -432,7 +435,7 @@ fn leftovers(app: &App) -> Check {
             p.display()
         ));
     }
-    if let Ok(entries) = std::fs::read_dir(app.data_dir().join("tenants")) {
+    if let Ok(entries) = std::fs::read_dir(ev.data_dir().join("tenants")) {
         for e in entries.flatten() {
             let p = e.path();
             if orphans.contains(&p) {

@@ -124,6 +124,24 @@ impl Evidence {
         &self.signer
     }
 
+    /// The root key, for reading (key ids, sources, unwrapping for verification).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub fn key_source(&self) -> &crate::keyring::RootKeySource {
+        self.keyring.source()
+    }
+
+    pub fn root_key_id(&self) -> &str {
+        self.keyring.root_key_id()
+    }
+
+    /// True when the root key was read from a file inside the data directory.
+    pub fn root_key_beside_data(&self) -> bool {
+        app::key_beside_data(self.keyring.source(), &self.data_dir)
+    }
+
     /// The read-only connection to `system.db`.
     pub fn system(&self) -> &Connection {
         &self.system

@@ -19,14 +19,20 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
-    let app = open_app(cli)?;
     if args.fix {
+        // The one change doctor makes, and only when asked: through the writing door.
+        let app = open_app(cli)?;
         let n = crate::tenants::remove_leftovers(&app);
+        app.close();
         eprintln!("removed {n} leftover files");
     }
-    let now = app.clock().now_us() / 1_000_000;
-    let checks = doctor::run(&app, args.quick, now);
-    app.close();
+    let loaded = super::load_config(cli)?;
+    super::logging::init_cli();
+    let dir = super::data_dir(cli, &loaded, false);
+    let ev = crate::audit::evidence::Evidence::open(&loaded.config, &dir)?;
+    let now = crate::clock::Clock::now_us(&crate::clock::SystemClock) / 1_000_000;
+    let checks = doctor::run(&ev, args.quick, now);
+    drop(ev);
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     if args.json {
         print_json(&serde_json::json!({ "ok": !failed, "checks": checks }))?;

@@ -102,7 +102,7 @@ fn installation() -> (Env, String) {
 fn verify_export_and_checkpoints_work_on_a_read_only_copy() {
     let (env, id) = installation();
     let at = env.tmp.path().join("ro");
-    let Some(mount) = Mount::tmpfs(&at, "64m") else {
+    let Some(mount) = Mount::tmpfs(&at, "2g") else {
         return;
     };
     let copy = copied_onto(&env, &at);
@@ -122,6 +122,10 @@ fn verify_export_and_checkpoints_work_on_a_read_only_copy() {
     );
     copy.ok(&["audit", "export", "--system", "--format", "csv"]);
     copy.ok(&["audit", "checkpoints", "--tenant", &id]);
+    // doctor too: before, it failed at once ("cannot open strongroom.lock").
+    let doctor = copy.ok(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&doctor).unwrap();
+    assert_eq!(v["ok"], true, "{doctor}");
     assert_eq!(listing(&copy.dir), before, "verification changed the copy");
 }
 
@@ -149,5 +153,15 @@ fn verify_works_on_a_full_disk_and_leaves_nothing_behind() {
         "{out}"
     );
     assert!(out.contains("OK    witness"), "{out}");
+    // doctor runs, and says the disk is full rather than failing on it.
+    let doctor = crate::support::stdout(&copy.run(&["doctor", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&doctor).unwrap();
+    let journals = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "audit_chains")
+        .unwrap();
+    assert_eq!(journals["status"], "ok", "{doctor}");
     assert_eq!(listing(&copy.dir), before, "verify wrote to a full disk");
 }
