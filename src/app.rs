@@ -290,7 +290,7 @@ pub fn system_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("system.key")
 }
 
-fn system_spec<'a>(
+pub(crate) fn system_spec<'a>(
     path: &'a Path,
     key: &'a keyring::Key32,
     settings: &StoreSettings,

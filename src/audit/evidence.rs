@@ -89,16 +89,7 @@ impl Evidence {
         let signer = Signer::from_system_dek(&system_dek)?;
         let busy_timeout = app::settings_from(config).busy_timeout;
         let path = data_dir.join("system.db");
-        let spec = OpenSpec {
-            path: &path,
-            label: "system.db",
-            key: &system_dek,
-            key_version: 1,
-            kind: FileKind::System,
-            create: false,
-            busy_timeout,
-            plaintext: false,
-        };
+        let spec = app::system_spec(&path, &system_dek, &app::settings_from(config), false);
         let system = store::open_evidence(&spec)?;
         Ok(Self {
             config: config.clone(),

@@ -62,23 +62,7 @@ fn tamper(f: impl FnOnce(&Connection)) -> (String, serde_json::Value) {
     let tid = TenantId::parse(id).unwrap();
     {
         let app = copy.app();
-        let (_, keys) = tenants::tenant_keys(&app, &tid).unwrap();
-        let path = store::tenants::tenant_path(&copy.dir, &tid);
-        let label = store::tenants::tenant_label(&tid);
-        let conn = store::open_connection(
-            &OpenSpec {
-                path: &path,
-                label: &label,
-                key: keys.dek(),
-                key_version: 1,
-                kind: FileKind::Tenant,
-                create: false,
-                busy_timeout: std::time::Duration::from_secs(5),
-                plaintext: false,
-            },
-            false,
-        )
-        .unwrap();
+        let conn = raw_tenant_file(&app, &tid);
         f(&conn);
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();
@@ -94,6 +78,28 @@ fn tamper(f: impl FnOnce(&Connection)) -> (String, serde_json::Value) {
         crate::support::stdout(&text),
         v["files"][0]["chain"]["problem"].clone(),
     )
+}
+
+/// The tenant's file on a plain connection with its real key, outside any writer: what an
+/// attacker who holds the key (or a bug) could do to it.
+fn raw_tenant_file(app: &strongroom::app::App, tid: &TenantId) -> Connection {
+    let (_, keys) = tenants::tenant_keys(app, tid).unwrap();
+    let path = store::tenants::tenant_path(app.data_dir(), tid);
+    let label = store::tenants::tenant_label(tid);
+    store::open_connection(
+        &OpenSpec {
+            path: &path,
+            label: &label,
+            key: keys.dek(),
+            key_version: keys.version,
+            kind: FileKind::Tenant,
+            create: false,
+            busy_timeout: std::time::Duration::from_secs(5),
+            plaintext: false,
+        },
+        false,
+    )
+    .unwrap()
 }
 
 fn expect(problem: &serde_json::Value, seq: u64, kind: &str) {
@@ -269,23 +275,7 @@ fn a_cut_tenant_journal_is_caught_by_what_the_system_journal_records() {
     let tid = TenantId::parse(&id).unwrap();
     {
         let app = env.app();
-        let (_, keys) = tenants::tenant_keys(&app, &tid).unwrap();
-        let path = store::tenants::tenant_path(&env.dir, &tid);
-        let label = store::tenants::tenant_label(&tid);
-        let conn = store::open_connection(
-            &OpenSpec {
-                path: &path,
-                label: &label,
-                key: keys.dek(),
-                key_version: keys.version,
-                kind: FileKind::Tenant,
-                create: false,
-                busy_timeout: std::time::Duration::from_secs(5),
-                plaintext: false,
-            },
-            false,
-        )
-        .unwrap();
+        let conn = raw_tenant_file(&app, &tid);
         let first: Vec<u8> = conn
             .query_row("SELECT hash FROM audit_entries WHERE seq = 1", [], |r| {
                 r.get(0)
