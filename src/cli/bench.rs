@@ -291,6 +291,8 @@ fn cipher_vs_plain(
 fn append_loop(cli: &Cli, tenant: &str, threads: usize, max: u64) -> Result<ExitCode, Failure> {
     let id = TenantId::parse(tenant)?;
     let app = Arc::new(super::open_app(cli)?);
+    // The same status check as the door: a suspended tenant takes no writes.
+    tenants::usable(&app, &id)?;
     let store = tenants::open_store(&app, &id)?;
     let per_thread = max.div_ceil(threads.max(1) as u64);
     // Attributed to the operator who ran it, like every other CLI write.

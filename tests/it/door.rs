@@ -125,6 +125,7 @@ fn a_suspended_tenant_is_refused_by_every_command_but_the_exempt_ones() {
         vec!["audit", "export", "--tenant", &id],
         vec!["audit", "checkpoints", "--tenant", &id],
         vec!["keys", "rotate-tenant", &id],
+        vec!["bench", "append-loop", "--tenant", &id, "--max", "1"],
     ] {
         let text = env.fails(&args);
         assert!(
