@@ -502,7 +502,8 @@ impl App {
             clock.clone(),
             settings,
             Some(anchor_in_registry(&system, &witness)),
-        );
+        )
+        .with_open_check(refuse_rolled_back_tenant(&system, &witness));
         Ok(Self {
             config: config.clone(),
             data_dir: data_dir.to_path_buf(),
@@ -636,7 +637,8 @@ fn refuse_rolled_back_system(
     else {
         return Ok(());
     };
-    let conn = crate::store::open_evidence(spec)?;
+    // Other processes may be writing it: read it through its WAL and locks.
+    let conn = crate::store::open_evidence_with(spec, false)?;
     let found = witness::extends(&conn, &head)
         .map_err(|e| StoreError::from_sqlite(spec.label, spec.key_version, &e))?;
     if found == Extends::Yes {
@@ -647,6 +649,48 @@ fn refuse_rolled_back_system(
         detail: witness::describe("system.db", witness.path(), &head, &found),
     }
     .into())
+}
+
+/// Refuses a tenant file whose journal does not extend the head its witness recorded (an
+/// older copy put back in place), before its schema steps run and before any request can
+/// reach it. A tenant restore that committed (its entry still owed to the tenant's journal)
+/// but died before it could reset the witnessed head is the sanctioned step back.
+fn refuse_rolled_back_tenant(
+    system: &Arc<Store>,
+    witness: &Arc<crate::audit::witness::Keeper>,
+) -> crate::store::tenants::OpenCheck {
+    use crate::audit::witness::{self, Extends};
+    let (system, witness) = (Arc::downgrade(system), witness.clone());
+    Arc::new(
+        move |id: &crate::ids::TenantId, conn: &rusqlite::Connection| {
+            let label = crate::store::tenants::tenant_label(id);
+            let io = |e: crate::audit::witness::WitnessError| StoreError::Io {
+                what: label.clone(),
+                reason: e.to_string(),
+            };
+            let Some(head) = witness.head_of(id.as_str()).map_err(io)? else {
+                return Ok(());
+            };
+            let found = witness::extends(conn, &head)
+                .map_err(|e| StoreError::from_sqlite(&label, 0, &e))?;
+            if found == Extends::Yes {
+                return Ok(());
+            }
+            let Some(sys) = system.upgrade() else {
+                return Err(StoreError::Closed { what: label });
+            };
+            let owed = sys.read(|c| system::outbox_for(c, id).map_err(|e| sys.err(&e)))?;
+            if owed.iter().any(|e| e.action == "backup.restore") {
+                tracing::warn!(tenant = %id, "a committed tenant restore had not reset the witness; resetting it now");
+                witness.forget(Some(&[id.to_string()])).map_err(io)?;
+                return Ok(());
+            }
+            Err(StoreError::RolledBack {
+                detail: witness::describe(&label, witness.path(), &head, &found),
+                what: label,
+            })
+        },
+    )
 }
 
 /// Records each tenant checkpoint's position in `system.db`, so that cutting a tenant's

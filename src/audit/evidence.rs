@@ -18,6 +18,15 @@ use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// True when no process uses the data directory right now: its shared lock is free. Looked
+/// at without creating the lock file; one that cannot be read counts as in use.
+fn nobody_else(data_dir: &Path) -> bool {
+    match std::fs::File::open(data_dir.join("strongroom.lock")) {
+        Ok(f) => f.try_lock().is_ok(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// One installation, opened for reading evidence only.
 pub struct Evidence {
     config: Config,
@@ -27,6 +36,9 @@ pub struct Evidence {
     signer: Signer,
     system: Connection,
     busy_timeout: Duration,
+    /// No other process held the data directory when this opened: files with an empty WAL
+    /// may then be read `immutable` (see [`store::open_evidence_with`]).
+    quiet: bool,
 }
 
 /// How to open one journal's file for reading.
@@ -41,6 +53,7 @@ pub struct JournalFile {
     /// Where `system.db` says this journal reached (tenants only).
     pub anchor: Option<(u64, Vec<u8>)>,
     busy_timeout: Duration,
+    pub quiet: bool,
 }
 
 impl JournalFile {
@@ -62,7 +75,7 @@ impl JournalFile {
     /// # Errors
     /// As [`store::open_evidence`].
     pub fn open(&self) -> Result<Connection, StoreError> {
-        store::open_evidence(&self.spec())
+        store::open_evidence_with(&self.spec(), self.quiet)
     }
 }
 
@@ -90,7 +103,8 @@ impl Evidence {
         let busy_timeout = app::settings_from(config).busy_timeout;
         let path = data_dir.join("system.db");
         let spec = app::system_spec(&path, &system_dek, &app::settings_from(config), false);
-        let system = store::open_evidence(&spec)?;
+        let quiet = nobody_else(data_dir);
+        let system = store::open_evidence_with(&spec, quiet)?;
         Ok(Self {
             config: config.clone(),
             data_dir: data_dir.to_path_buf(),
@@ -99,6 +113,7 @@ impl Evidence {
             signer,
             system,
             busy_timeout,
+            quiet,
         })
     }
 
@@ -188,6 +203,7 @@ impl Evidence {
             kind: FileKind::System,
             anchor: None,
             busy_timeout: self.busy_timeout,
+            quiet: self.quiet,
         }
     }
 
@@ -219,6 +235,7 @@ impl Evidence {
             kind: FileKind::Tenant,
             anchor,
             busy_timeout: self.busy_timeout,
+            quiet: self.quiet,
         })
     }
 

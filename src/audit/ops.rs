@@ -45,6 +45,7 @@ fn verify_target(ev: &Evidence, t: &JournalFile, quick: bool) -> FileReport {
         t.anchor.clone(),
         quick,
         !quick,
+        t.quiet,
     )
 }
 
@@ -60,7 +61,8 @@ pub fn verify_file(
     anchor: Option<(u64, Vec<u8>)>,
     pages: bool,
 ) -> FileReport {
-    check_file(spec, journal, keys, anchor, false, pages)
+    // Files unpacked from an archive: no process writes them.
+    check_file(spec, journal, keys, anchor, false, pages, true)
 }
 
 fn check_file(
@@ -70,6 +72,7 @@ fn check_file(
     anchor: Option<(u64, Vec<u8>)>,
     quick: bool,
     pages: bool,
+    quiet: bool,
 ) -> FileReport {
     let mut report = FileReport {
         journal: journal.to_string(),
@@ -89,9 +92,10 @@ fn check_file(
         return report;
     }
     if pages {
-        report.integrity = store::integrity_problems(spec);
+        report.integrity = store::integrity_problems_with(spec, quiet);
     }
-    let opened = store::open_evidence(spec).and_then(|c| Ok((c, store::open_evidence(spec)?)));
+    let opened = store::open_evidence_with(spec, quiet)
+        .and_then(|c| Ok((c, store::open_evidence_with(spec, quiet)?)));
     match opened {
         Ok((conn, second)) => {
             let walked = if quick {

@@ -130,6 +130,25 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Witness { out } => {
+            // The kept witness only moves forward, under its lock, from heads that were
+            // checked; writing over it here could make an older journal the new baseline.
+            let kept = crate::app::witness_path(app.config(), app.data_dir());
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                std::fs::canonicalize(a)
+                    .ok()
+                    .zip(std::fs::canonicalize(b).ok())
+                    .is_some_and(|(x, y)| x == y)
+                    || a == b
+            };
+            if same(out, &kept) {
+                return Err(Failure::new(
+                    "AUD-0104",
+                    format!(
+                        "{} is the witness this installation keeps (audit.witness_path); write the copy to keep elsewhere to another file",
+                        out.display()
+                    ),
+                ));
+            }
             let now = crate::clock::Clock::now_us(&crate::clock::SystemClock);
             let heads = ops::witness_heads(&app, now)?;
             crate::audit::witness::write(out, &heads)?;

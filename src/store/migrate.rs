@@ -54,6 +54,22 @@ pub fn modules(kind: FileKind) -> &'static [&'static Module] {
     }
 }
 
+/// What `user_version` 1, 2, ... meant before steps were recorded per module: frozen, so
+/// that a module adding a step later does not change how an old file is read.
+fn legacy_steps(kind: FileKind) -> &'static [(&'static str, usize)] {
+    match kind {
+        FileKind::System => &[
+            ("audit", 1),
+            ("registry", 1),
+            ("registry", 2),
+            ("registry", 3),
+            ("registry", 4),
+            ("outbox", 1),
+        ],
+        FileKind::Tenant => &[("audit", 1), ("outbox", 1)],
+    }
+}
+
 /// Steps still to apply to a file, after [`prepare`].
 pub struct Pending {
     /// (module, 1-based step) in application order.
@@ -104,10 +120,12 @@ pub fn prepare(
 ) -> Result<Pending, StoreError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
     let all = modules(kind);
-    let legacy: Vec<(&'static Module, usize)> = all
+    // Every step this build knows, in application order.
+    let known: Vec<(&'static Module, usize)> = all
         .iter()
         .flat_map(|m| (1..=m.steps.len()).map(move |n| (*m, n)))
         .collect();
+    let legacy = legacy_steps(kind);
     // Under the write lock: a CLI process and the server opening the same file at once
     // never both convert or apply a step.
     conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
@@ -122,7 +140,7 @@ pub fn prepare(
                 conn.execute_batch(STEPS_TABLE).map_err(err)?;
                 let now = now_us();
                 for (m, n) in &legacy[..v as usize] {
-                    record(conn, m.name, *n, now).map_err(err)?;
+                    record(conn, m, *n, now).map_err(err)?;
                 }
                 conn.execute_batch(&format!("PRAGMA user_version = {PER_MODULE}"))
                     .map_err(err)?;
@@ -163,7 +181,7 @@ pub fn prepare(
         }
     };
     let have = |name: &str| done.iter().find(|(m, _)| m == name).map_or(0, |(_, s)| *s);
-    let mut steps: Vec<(&'static Module, usize)> = legacy
+    let mut steps: Vec<(&'static Module, usize)> = known
         .into_iter()
         .filter(|(m, n)| *n as i64 > have(m.name))
         .collect();

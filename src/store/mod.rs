@@ -73,6 +73,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("{what}: a write tried a statement the writer does not allow inside a change (transaction control, attaching a file, a schema change or a pragma); it was rolled back")]
+    NotAllowed { what: String },
     #[error("{what}: every reader is in use and none came free within {waited_ms} ms; retry")]
     ReadersBusy { what: String, waited_ms: u64 },
 }
@@ -96,6 +98,7 @@ impl StoreError {
             Self::Truncated { .. } => "STO-0014",
             Self::RolledBack { .. } => "STO-0015",
             Self::TooNewModule { .. } => "STO-0016",
+            Self::NotAllowed { .. } => "STO-0017",
         }
     }
 
@@ -148,6 +151,7 @@ impl StoreError {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
                     Self::Busy { what }
                 }
+                rusqlite::ErrorCode::AuthorizationForStatementDenied => Self::NotAllowed { what },
                 rusqlite::ErrorCode::CannotOpen => Self::Io {
                     what,
                     reason: "cannot open file".into(),
@@ -270,47 +274,75 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
 /// anything: no write, no WAL or shared-memory file created, no file grown. Works on a
 /// read-only filesystem.
 ///
-/// A file whose write-ahead log is empty or absent is opened `immutable`, which reads the
-/// main file alone and creates nothing.
-/// A file in use by a writer (the server) is opened read-only through its WAL, so what the
-/// writer committed is seen.
+/// `quiet` says no other process can be writing the file (the caller checked: an unpacked
+/// archive, or no process holds the data directory's lock). Then a file whose write-ahead
+/// log is empty or absent is opened `immutable`, which reads the main file alone and creates
+/// nothing. Otherwise the file is opened read-only through its WAL and its locks, so a
+/// writer's commits and checkpoints are seen consistently; where that cannot work (a
+/// read-only filesystem, a full disk) and the WAL is empty, `immutable` is the fallback.
 ///
 /// # Errors
 /// Missing, empty or truncated file, wrong key, or a WAL that cannot be read without writing.
-pub fn open_evidence(spec: &OpenSpec<'_>) -> Result<Connection, StoreError> {
+pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection, StoreError> {
     refuse_emptied(spec)?;
     let err = |e: rusqlite::Error| {
         StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(spec.path))
     };
-    let conn = connect_read_only(spec).map_err(err)?;
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(err)?;
-    conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;")
-        .map_err(err)?;
-    Ok(conn)
+    let first_read = |conn: Connection| -> Result<Connection, rusqlite::Error> {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;")?;
+        Ok(conn)
+    };
+    let wal_empty = !wal_has_content(spec.path);
+    let immutable = quiet && wal_empty;
+    match connect_read_only(spec, immutable).and_then(first_read) {
+        Ok(c) => Ok(c),
+        Err(e) if !immutable && wal_empty && is_cannot_share(&e) => connect_read_only(spec, true)
+            .and_then(first_read)
+            .map_err(err),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// [`open_evidence_with`] for a file no process can be writing.
+///
+/// # Errors
+/// As [`open_evidence_with`].
+pub fn open_evidence(spec: &OpenSpec<'_>) -> Result<Connection, StoreError> {
+    open_evidence_with(spec, true)
+}
+
+/// A read-only open that failed because the WAL index could not be made or shared.
+fn is_cannot_share(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DiskFull
+        )
+    )
+}
+
+fn wal_has_content(path: &Path) -> bool {
+    let mut p = path.as_os_str().to_os_string();
+    p.push("-wal");
+    std::fs::metadata(std::path::PathBuf::from(p)).is_ok_and(|m| m.len() > 0)
 }
 
 /// A read-only connection with the key set, not yet read from (so a file whose page 1 does
 /// not decrypt can still be page-checked).
-fn connect_read_only(spec: &OpenSpec<'_>) -> Result<Connection, rusqlite::Error> {
-    let side = |suffix: &str| {
-        let mut p = spec.path.as_os_str().to_os_string();
-        p.push(suffix);
-        std::path::PathBuf::from(p)
-    };
-    // With an empty (or no) WAL the main file holds every committed page, whatever a stale
-    // `-shm` (a crashed or disk-full process left one) says; and a read-only connection
-    // could not rebuild that index anyway.
-    let wal_in_use = std::fs::metadata(side("-wal")).is_ok_and(|m| m.len() > 0);
+fn connect_read_only(spec: &OpenSpec<'_>, immutable: bool) -> Result<Connection, rusqlite::Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let uri = format!(
         "file:{}{}",
         uri_path(spec.path),
-        if wal_in_use { "" } else { "?immutable=1" }
+        if immutable { "?immutable=1" } else { "" }
     );
     let conn = Connection::open_with_flags(uri, flags)?;
     quiet_cipher_log(&conn);
@@ -395,11 +427,17 @@ fn quiet_cipher_log(conn: &Connection) {
 /// Runs SQLCipher's page HMAC check and SQLite's structural check; returns one line per
 /// problem (empty when the file is sound). Works on files whose page 1 cannot be decrypted.
 pub fn integrity_problems(spec: &OpenSpec<'_>) -> Vec<String> {
+    integrity_problems_with(spec, true)
+}
+
+/// [`integrity_problems`]; `quiet` as in [`open_evidence_with`].
+pub fn integrity_problems_with(spec: &OpenSpec<'_>, quiet: bool) -> Vec<String> {
     if let Err(e) = refuse_emptied(spec) {
         return vec![e.to_string()];
     }
     let mut problems = Vec::new();
-    let conn = match connect_read_only(spec) {
+    let immutable = quiet && !wal_has_content(spec.path);
+    let conn = match connect_read_only(spec, immutable) {
         Ok(c) => c,
         Err(e) => {
             return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]
@@ -447,8 +485,6 @@ pub struct Store {
     plaintext: bool,
     writer: Writer,
     readers: ReaderPool,
-    /// Set once the file was checked against its witnessed head in this process.
-    witnessed: std::sync::atomic::AtomicBool,
 }
 
 /// How many idle reader connections a store keeps; more are opened under load and dropped.
@@ -491,6 +527,9 @@ impl ReaderPool {
     }
 
     fn release(&self, conn: Option<Connection>) {
+        // A read that left a transaction open would pin an old snapshot (and the WAL) for
+        // every later read on this connection: such a connection is dropped, not pooled.
+        let conn = conn.filter(Connection::is_autocommit);
         if let (Some(conn), Ok(mut idle)) = (conn, self.idle.lock()) {
             if idle.len() < IDLE_READERS {
                 idle.push(conn);
@@ -540,7 +579,6 @@ impl Store {
             plaintext: spec.plaintext,
             writer,
             readers: ReaderPool::new(MAX_READERS),
-            witnessed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -554,14 +592,6 @@ impl Store {
 
     pub fn writer(&self) -> &Writer {
         &self.writer
-    }
-
-    /// True the first time it is asked for this open file: the caller then checks it
-    /// against its witnessed head.
-    pub fn first_witness_check(&self) -> bool {
-        !self
-            .witnessed
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on a query-only reader connection (a WAL snapshot) from the file's bounded
@@ -589,8 +619,10 @@ impl Store {
         let conn = match pooled {
             Some(c) => c,
             None => {
-                let c = open_connection(&self.spec(false), false)?;
-                // A read cannot write: changes go through the writer and its journal.
+                // A read cannot write: changes go through the writer and its journal. The
+                // connection is opened read-only, which no statement can undo (`query_only`
+                // alone could be switched off by the read itself).
+                let c = open_connection(&self.spec(false), true)?;
                 c.execute_batch("PRAGMA query_only = ON;")
                     .map_err(|e| self.err(&e))?;
                 c
@@ -624,13 +656,20 @@ impl Store {
     ///
     /// Returns whether every committed page reached the main file.
     pub fn fold_wal(&self) -> bool {
+        // Its own connection: readers are read-only, and a checkpoint writes the main file.
+        let conn = match open_connection(&self.spec(false), false) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(file = %self.label, error = %e, "WAL checkpoint failed");
+                return false;
+            }
+        };
         for _ in 0..50 {
-            let r = self.read(|c| {
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            let r = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                     r.get::<_, i64>(0)
                 })
-                .map_err(|e| self.err(&e))
-            });
+                .map_err(|e| self.err(&e));
             match r {
                 Ok(0) => return true,
                 Ok(_busy) => std::thread::sleep(Duration::from_millis(20)),

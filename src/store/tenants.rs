@@ -53,10 +53,16 @@ struct OpenTenant {
 /// Told (tenant, seq, hash) after a tenant checkpoint commits.
 pub type AnchorHook = Arc<dyn Fn(&TenantId, u64, [u8; 32]) + Send + Sync>;
 
+/// Checks an existing tenant file, on a read-only connection, before it is opened for use:
+/// before its schema steps run and before any request can reach it (the witness check).
+pub type OpenCheck =
+    Arc<dyn Fn(&TenantId, &rusqlite::Connection) -> Result<(), StoreError> + Send + Sync>;
+
 pub struct TenantStores {
     dir: PathBuf,
     signer: Arc<Signer>,
     anchor: Option<AnchorHook>,
+    open_check: Option<OpenCheck>,
     clock: Arc<dyn Clock>,
     settings: StoreSettings,
     slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
@@ -122,12 +128,20 @@ impl TenantStores {
             dir: data_dir.to_path_buf(),
             signer,
             anchor,
+            open_check: None,
             clock,
             settings,
             slots: Mutex::new(HashMap::new()),
             closing: Mutex::new(HashMap::new()),
             released: Condvar::new(),
         }
+    }
+
+    /// Runs `check` on every existing tenant file before it opens (see [`OpenCheck`]).
+    #[must_use]
+    pub fn with_open_check(mut self, check: OpenCheck) -> Self {
+        self.open_check = Some(check);
+        self
     }
 
     fn journal_config(&self, id: &TenantId) -> JournalConfig {
@@ -246,6 +260,11 @@ impl TenantStores {
             busy_timeout: self.settings.busy_timeout,
             plaintext: false,
         };
+        if let (false, Some(check)) = (create, &self.open_check) {
+            // Other processes may be writing it: read it through its WAL and locks.
+            let conn = super::open_evidence_with(&spec, false)?;
+            check(id, &conn)?;
+        }
         let store = Arc::new(Store::open(&spec, self.journal_config(id))?);
         *open = Some(OpenTenant {
             store: store.clone(),

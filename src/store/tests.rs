@@ -144,7 +144,7 @@ fn disk_full_fails_the_write_and_leaves_nothing_half_written() {
     // A page budget is SQLite's own SQLITE_FULL path, the same one a full disk takes.
     store
         .writer()
-        .enqueue(Mode::Audited, |tx| {
+        .enqueue(Mode::Bookkeeping, |tx| {
             tx.conn()
                 .query_row("PRAGMA max_page_count = 12", [], |_| Ok(()))
                 .map_err(|e| tx.err(&e))
@@ -761,5 +761,92 @@ fn an_old_file_is_converted_once() {
     assert_eq!(count(&store, "SELECT count(*) FROM schema_steps"), 2);
     assert_eq!(count(&store, "SELECT count(*) FROM audit_entries"), 0);
     assert_eq!(count(&store, "PRAGMA user_version"), migrate::PER_MODULE);
+    store.close().unwrap();
+}
+
+/// A job cannot end, nest or widen the group transaction, nor (when audited) change the
+/// schema: a COMMIT inside a job would commit its change without its entry, and its batch
+/// mates with it.
+#[test]
+fn a_job_cannot_take_over_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let store = Store::open(&spec(&path, &key, true), journal(&keyring(), 1000)).unwrap();
+    append(&store, 1).unwrap();
+    let attach = format!(
+        "ATTACH DATABASE '{}' AS other",
+        dir.path().join("o.db").display()
+    );
+    for (mode, sql) in [
+        (
+            Mode::Audited,
+            "INSERT INTO meta VALUES ('sneaky', 'v'); COMMIT".to_string(),
+        ),
+        (
+            Mode::Audited,
+            "COMMIT; INSERT INTO meta VALUES ('sneaky', 'v')".to_string(),
+        ),
+        (
+            Mode::Audited,
+            "SAVEPOINT mine; INSERT INTO meta VALUES ('sneaky', 'v'); RELEASE mine".to_string(),
+        ),
+        (Mode::Audited, "ROLLBACK".to_string()),
+        (
+            Mode::Bookkeeping,
+            "INSERT INTO meta VALUES ('sneaky', 'v'); COMMIT".to_string(),
+        ),
+        (Mode::Audited, attach.clone()),
+        (Mode::Bookkeeping, attach),
+        (Mode::Audited, "CREATE TABLE sneaky (x)".to_string()),
+        (Mode::Audited, "DROP TABLE meta".to_string()),
+        (Mode::Audited, "PRAGMA user_version = 7".to_string()),
+    ] {
+        let held = sql.clone();
+        let r = store
+            .writer()
+            .enqueue(mode, move |tx| -> Result<(), StoreError> {
+                tx.conn().execute_batch(&held).map_err(|e| tx.err(&e))?;
+                tx.audit(NewEntry::new(Actor::system(), "test.change", "x"))?;
+                Err(StoreError::Busy {
+                    what: "the job fails after its statements".into(),
+                })
+            })
+            .wait();
+        let err = r.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotAllowed { .. }),
+            "{sql}: {err:?}"
+        );
+        assert_eq!(err.code(), "STO-0017");
+        assert_eq!(meta(&store, "sneaky"), None, "{sql}");
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sneaky'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'meta'"
+        ),
+        1
+    );
+    assert!(!dir.path().join("o.db").exists());
+    // The writer carries on, and its chain is whole.
+    assert_eq!(append(&store, 2).unwrap(), 2);
+    // Schema steps (bookkeeping) may still change the schema.
+    store
+        .writer()
+        .bookkeeping(|tx| -> Result<(), StoreError> {
+            tx.conn()
+                .execute_batch("CREATE TABLE allowed (x)")
+                .map_err(|e| tx.err(&e))
+        })
+        .wait()
+        .unwrap();
     store.close().unwrap();
 }

@@ -12,8 +12,10 @@
 use super::StoreError;
 use crate::audit::journal::{self, AppendError, Head, JournalConfig};
 use crate::audit::NewEntry;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -60,6 +62,55 @@ pub struct WriteTx<'a> {
     label: &'a str,
     version: u32,
     appended: u64,
+    /// What the connection's authorizer lets the running job do (see [`Guard`]).
+    guard: &'a AtomicU8,
+}
+
+/// What SQL the writer's connection accepts right now. While a job runs, it may not end,
+/// open or nest the group transaction, nor attach another file: a `COMMIT` inside a job
+/// would commit its changes without their entry and the rest of the batch with them. An
+/// audited job may not change the schema or write a pragma either; bookkeeping (schema
+/// steps) may.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Guard {
+    /// The writer's own statements: BEGIN, SAVEPOINT, RELEASE, COMMIT.
+    Writer = 0,
+    Audited = 1,
+    Bookkeeping = 2,
+}
+
+fn authorize(guard: &AtomicU8, ctx: &AuthContext<'_>) -> Authorization {
+    let mode = guard.load(Ordering::SeqCst);
+    if mode == Guard::Writer as u8 {
+        return Authorization::Allow;
+    }
+    let denied = match &ctx.action {
+        AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. }
+        | AuthAction::Attach { .. }
+        | AuthAction::Detach { .. } => true,
+        AuthAction::Pragma { pragma_value, .. } => {
+            mode == Guard::Audited as u8 && pragma_value.is_some()
+        }
+        AuthAction::CreateIndex { .. }
+        | AuthAction::CreateTable { .. }
+        | AuthAction::CreateTrigger { .. }
+        | AuthAction::CreateView { .. }
+        | AuthAction::CreateVtable { .. }
+        | AuthAction::DropIndex { .. }
+        | AuthAction::DropTable { .. }
+        | AuthAction::DropTrigger { .. }
+        | AuthAction::DropView { .. }
+        | AuthAction::DropVtable { .. }
+        | AuthAction::AlterTable { .. } => mode == Guard::Audited as u8,
+        _ => false,
+    };
+    if denied {
+        Authorization::Deny
+    } else {
+        Authorization::Allow
+    }
 }
 
 impl WriteTx<'_> {
@@ -86,14 +137,18 @@ impl WriteTx<'_> {
     /// # Errors
     /// A malformed action name or a storage fault; the caller must fail its job.
     pub fn audit(&mut self, entry: NewEntry) -> Result<u64, StoreError> {
-        self.appended += 1;
-        journal::append(self.conn, self.cfg, self.head, entry, self.buf).map_err(|e| match e {
-            AppendError::BadAction(a) => StoreError::Sqlite {
-                what: self.label.to_string(),
-                detail: format!("invalid audit action {a:?}"),
+        let seq = journal::append(self.conn, self.cfg, self.head, entry, self.buf).map_err(
+            |e| match e {
+                AppendError::BadAction(a) => StoreError::Sqlite {
+                    what: self.label.to_string(),
+                    detail: format!("invalid audit action {a:?}"),
+                },
+                AppendError::Sql(f) => fault(self.label, self.version, &f),
             },
-            AppendError::Sql(f) => fault(self.label, self.version, &f),
-        })
+        )?;
+        // Counted once it is in: a failed append is no entry.
+        self.appended += 1;
+        Ok(seq)
     }
 
     /// Current chain head (seq, hash) inside this transaction.
@@ -367,9 +422,16 @@ impl Writer {
             let result = match wtx {
                 Ok(wtx) => {
                     let before = wtx.conn.total_changes();
+                    let guard = match mode {
+                        Mode::Audited => Guard::Audited,
+                        Mode::Bookkeeping => Guard::Bookkeeping,
+                    };
+                    wtx.guard.store(guard as u8, Ordering::SeqCst);
                     // Caught here, where the reply is at hand, so the caller learns that the
                     // job panicked (and that it may not be retried as if it never ran).
-                    match catch_unwind(AssertUnwindSafe(|| f(wtx))) {
+                    let outcome = catch_unwind(AssertUnwindSafe(|| f(wtx)));
+                    wtx.guard.store(Guard::Writer as u8, Ordering::SeqCst);
+                    match outcome {
                         Ok(Ok(_))
                             if mode == Mode::Audited
                                 && wtx.appended == 0
@@ -449,13 +511,19 @@ fn short(label: &str) -> String {
 }
 
 fn run(
-    conn: Connection,
+    mut conn: Connection,
     label: &str,
     version: u32,
     cfg: &JournalConfig,
     rx: mpsc::Receiver<Msg>,
 ) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(512);
+    let guard = std::sync::Arc::new(AtomicU8::new(Guard::Writer as u8));
+    {
+        let guard = guard.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&guard, &ctx)))
+            .map_err(|e| StoreError::from_sqlite(label, version, &e))?;
+    }
     // When entries are waiting for a checkpoint, wake up in time to sign them. That includes
     // entries left unsigned by a process that crashed: a long-running writer signs them once
     // the interval has passed.
@@ -511,7 +579,7 @@ fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        if let Some((head, n)) = run_batch(&conn, label, version, cfg, batch, &mut buf) {
+        if let Some((head, n)) = run_batch(&conn, label, version, cfg, batch, &mut buf, &guard) {
             appended |= n > 0;
             report_checkpoint(cfg, &head, &mut reported);
             if head.seq == head.checkpoint_seq {
@@ -581,6 +649,7 @@ fn run_batch(
     cfg: &JournalConfig,
     batch: Vec<Work>,
     buf: &mut Vec<u8>,
+    guard: &AtomicU8,
 ) -> Option<(Head, u64)> {
     let fail_all = |batch: Vec<Work>, completions: Vec<Completion>, e: &StoreError| {
         let e = &e
@@ -636,6 +705,7 @@ fn run_batch(
                 label,
                 version,
                 appended: 0,
+                guard,
             };
             let r = work(Ok(&mut wtx));
             job_appended = wtx.appended;

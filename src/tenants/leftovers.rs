@@ -61,6 +61,22 @@ pub fn remove_leftovers(app: &App) -> usize {
         }
     };
     let mut n = 0;
+    let mut ids: Vec<TenantId> = files
+        .iter()
+        .filter_map(|f| {
+            f.file_name()?
+                .to_str()?
+                .split('.')
+                .next()
+                .map(str::to_string)
+        })
+        .filter_map(|id| TenantId::parse(&id).ok())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        super::lifecycle::forget_witnessed(app, id);
+    }
     for f in &files {
         match std::fs::remove_file(f) {
             Ok(()) => n += 1,

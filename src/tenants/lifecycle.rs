@@ -117,6 +117,15 @@ fn discard_file(app: &App, id: &TenantId) {
     app.tenant_stores().close(id);
     remove_files(app, id);
     let _ = std::fs::remove_file(crate::store::tenants::tenant_lock_path(app.data_dir(), id));
+    forget_witnessed(app, id);
+}
+
+/// A tenant that never came to be has no head to keep: closing its file noted one, which
+/// would otherwise make verify report an unknown tenant forever.
+pub(super) fn forget_witnessed(app: &App, id: &TenantId) {
+    if let Err(e) = app.witness().forget(Some(&[id.to_string()])) {
+        tracing::warn!(tenant = %id, error = %e, "cannot drop the witnessed head of a tenant that was never created");
+    }
 }
 
 fn remove_files(app: &App, id: &TenantId) {

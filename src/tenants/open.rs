@@ -27,13 +27,6 @@ pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
         let store = app
             .tenant_stores()
             .get::<TenantError>(id, false, || tenant_keys(app, id).map(|(_, k)| k))?;
-        if store.first_witness_check() {
-            if let Err(e) = refuse_rolled_back(app, id, &store) {
-                drop(store);
-                app.tenant_stores().close(id);
-                return Err(e);
-            }
-        }
         match deliver_outbox(app, id, &store) {
             Ok(_) => return Ok(store),
             Err(TenantError::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {}
@@ -45,47 +38,6 @@ pub fn open_store(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
             }
         }
     }
-}
-
-/// Refuses a tenant file whose journal does not extend the head its witness recorded: an
-/// older copy put back in place.
-fn refuse_rolled_back(app: &App, id: &TenantId, store: &Store) -> Result<(), TenantError> {
-    use crate::audit::witness::{self, Extends};
-    let head = app
-        .witness()
-        .head_of(id.as_str())
-        .map_err(|e| StoreError::Io {
-            what: tenant_label(id),
-            reason: e.to_string(),
-        })?;
-    let Some(head) = head else {
-        return Ok(());
-    };
-    let found = store.read(|c| witness::extends(c, &head).map_err(|e| store.err(&e)))?;
-    if found == Extends::Yes {
-        return Ok(());
-    }
-    // A restore of this tenant committed (its entry is still owed to the tenant's journal)
-    // but died before it could reset the witnessed head: the step back is sanctioned.
-    let owed = app
-        .system()
-        .read(|c| system::outbox_for(c, id).map_err(|e| app.system().err(&e)))?;
-    if owed.iter().any(|e| e.action == "backup.restore") {
-        tracing::warn!(tenant = %id, "a committed tenant restore had not reset the witness; resetting it now");
-        app.witness()
-            .forget(Some(&[id.to_string()]))
-            .map_err(|e| StoreError::Io {
-                what: tenant_label(id),
-                reason: e.to_string(),
-            })?;
-        return Ok(());
-    }
-    let label = tenant_label(id);
-    Err(StoreError::RolledBack {
-        detail: witness::describe(&label, app.witness().path(), &head, &found),
-        what: label,
-    }
-    .into())
 }
 
 /// Appends to the tenant's own journal the entries `system.db` owes it (see

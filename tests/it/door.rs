@@ -87,6 +87,24 @@ fn a_read_cannot_write() {
             .map_err(|e| strongroom::store::StoreError::from_sqlite("t", 1, &e).into())
     });
     assert!(r.is_err(), "a read could delete the journal");
+    // Nor can a read switch the guard off: the connection itself is read-only.
+    let r = ctx.read_blocking(|c| -> Result<(), TenantError> {
+        c.execute_batch(
+            "PRAGMA query_only = 0; INSERT INTO meta (key, value) VALUES ('sneaky', 'x')",
+        )
+        .map_err(|e| strongroom::store::StoreError::from_sqlite("t", 1, &e).into())
+    });
+    assert!(r.is_err(), "a read turned query_only off and wrote");
+    // A read that leaves a transaction open does not pin later reads to its snapshot.
+    ctx.read_blocking(|c| -> Result<(), TenantError> {
+        c.execute_batch("BEGIN").unwrap();
+        Ok(())
+    })
+    .unwrap();
+    set(&ctx, "after_begin", "1").unwrap();
+    for _ in 0..16 {
+        assert_eq!(get(&ctx, "after_begin").as_deref(), Some("1"));
+    }
     assert_eq!(get(&ctx, "sneaky"), None);
     let entries = ctx
         .read_blocking(|c| -> Result<i64, TenantError> {
