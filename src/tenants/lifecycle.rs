@@ -199,7 +199,7 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
     let done = app
         .system()
         .writer()
-        .change(move |tx| -> Result<_, TenantError> {
+        .change_recorded(move |tx| -> Result<_, TenantError> {
             let t = system::get(tx.conn(), &tid)
                 .map_err(|e| tx.err(&e))?
                 .filter(|t| t.status != TenantStatus::Deleted)
@@ -215,10 +215,17 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             Ok(((), entry))
         })
         .wait();
-    if let Err(e) = done {
-        app.tenant_stores().reopen_allowed(id);
-        return Err(e);
-    }
+    let receipt = match done {
+        Ok(((), receipt)) => receipt,
+        Err(e) => {
+            app.tenant_stores().reopen_allowed(id);
+            return Err(e);
+        }
+    };
+    // Witnessed before the command answers, not at the next checkpoint: an older system.db
+    // put back after a crash must not bring the tenant back unnoticed.
+    app.witness().note("system", receipt.seq, receipt.hash);
+    app.flush_witness();
     // Push the overwritten pages from the WAL into the main file now, not at some later
     // checkpoint, so the wrapped key's old page is gone from disk promptly.
     app.system().fold_wal();

@@ -225,3 +225,28 @@ fn a_broken_or_altered_witness_is_named() {
     let text = env.fails(&["audit", "verify", "--witness", "/nonexistent/w.ndjson"]);
     assert!(text.contains("does not exist"), "{text}");
 }
+
+/// A deletion is witnessed before it answers, not at the next checkpoint: a long-running
+/// process (the server) that dies right after cannot leave a window in which an older
+/// system.db brings the tenant back unnoticed.
+#[test]
+fn a_deletion_is_witnessed_before_it_answers() {
+    use strongroom::audit::Actor;
+    let t = crate::support::InProcess::start("", 1_900_000_000 * 1_000_000);
+    let tenant = strongroom::tenants::create(&t.app, &Actor::cli(), "Gone", None).unwrap();
+    strongroom::tenants::delete(&t.app, &Actor::cli(), &tenant.id).unwrap();
+    let last_seq: u64 = t
+        .app
+        .system()
+        .read(|c| -> Result<i64, strongroom::store::StoreError> {
+            Ok(
+                c.query_row("SELECT max(seq) FROM audit_entries", [], |r| r.get(0))
+                    .unwrap(),
+            )
+        })
+        .unwrap() as u64;
+    // The process is still running: nothing was closed or flushed at exit.
+    let heads = strongroom::audit::witness::read(t.app.witness().path()).unwrap();
+    let system = heads.iter().find(|h| h.journal == "system").unwrap();
+    assert_eq!(system.seq, last_seq, "{heads:?}");
+}
