@@ -337,6 +337,16 @@ impl App {
         refuse_lost_system_db(data_dir)?;
         crate::fsutil::create_private_dir(&data_dir.join("tenants")).map_err(dir_err)?;
         crate::fsutil::create_private_dir(data_dir).map_err(dir_err)?;
+        // Alone, for the whole init: two inits at once would each seal their own system key.
+        let lock = lock_file(data_dir)?;
+        if lock.try_lock().is_err() {
+            return Err(AppError::InUse(dd));
+        }
+        // Checked again under the lock: another init may have finished meanwhile.
+        if data_dir.join("system.db").exists() {
+            return Err(AppError::AlreadyInitialized(dd));
+        }
+        refuse_lost_system_db(data_dir)?;
         let creds = credentials_dir();
         let key_file = root_key_file(config, data_dir);
         let credential_present = creds
@@ -348,7 +358,8 @@ impl App {
             keyring::write_root_key_file(&key_file, &key).map_err(dir_err)?;
             created_key_file = true;
         }
-        let app = Self::open_inner(config, data_dir, true, None)?;
+        let held = lock.try_clone().map_err(dir_err)?;
+        let app = Self::open_inner(config, data_dir, true, Some(held))?;
         let params = serde_json::json!({ "root_key_id": app.keyring.root_key_id() });
         let actor = actor.clone();
         let id = app.keyring.root_key_id().to_string();

@@ -22,6 +22,17 @@ pub enum NameProblem {
     Format(u32),
 }
 
+/// Default-ignorable code points outside category Cf: they render as nothing, so a name
+/// made of them, or one with them inside, is not what it looks like (Unicode's
+/// Default_Ignorable_Code_Point, less the Cf ones already refused).
+fn invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x034F | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x3164
+            | 0xFE00..=0xFE0F | 0xFFA0 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
+    )
+}
+
 /// The name as it will be stored: trimmed, NFC, at most `max_chars` characters.
 ///
 /// # Errors
@@ -33,8 +44,11 @@ pub fn display_name(raw: &str, max_chars: usize) -> Result<String, NameProblem> 
     }
     for c in name.chars() {
         match c.general_category() {
-            GeneralCategory::Control => return Err(NameProblem::Control(c as u32)),
+            GeneralCategory::Control
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator => return Err(NameProblem::Control(c as u32)),
             GeneralCategory::Format => return Err(NameProblem::Format(c as u32)),
+            _ if invisible(c) => return Err(NameProblem::Format(c as u32)),
             _ => {}
         }
     }
@@ -65,6 +79,26 @@ mod tests {
             );
         }
         assert_eq!(display_name("a\u{0}b", 100), Err(NameProblem::Control(0)));
+        assert_eq!(
+            display_name("a\u{2028}b", 100),
+            Err(NameProblem::Control(0x2028))
+        );
+        assert_eq!(
+            display_name("a\u{2029}b", 100),
+            Err(NameProblem::Control(0x2029))
+        );
+        for (bad, code) in [
+            ("Ac\u{034F}me", 0x034F),
+            ("\u{3164}", 0x3164),
+            ("x\u{FE0F}", 0xFE0F),
+            ("\u{115F}a", 0x115F),
+        ] {
+            assert_eq!(
+                display_name(bad, 100),
+                Err(NameProblem::Format(code)),
+                "{bad:?}"
+            );
+        }
         assert_eq!(display_name("a\nb", 100), Err(NameProblem::Control(10)));
         assert_eq!(display_name("  \t ", 100), Err(NameProblem::Empty));
         assert_eq!(

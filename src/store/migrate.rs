@@ -117,6 +117,7 @@ pub fn prepare(
     kind: FileKind,
     label: &str,
     key_version: u32,
+    created: bool,
 ) -> Result<Pending, StoreError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
     let all = modules(kind);
@@ -134,6 +135,14 @@ pub fn prepare(
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         let fresh = version == 0;
+        if fresh && !created {
+            // An existing file with no schema is an emptied one: building a fresh store in
+            // its place would lose what it held (for system.db, every tenant key).
+            return Err(StoreError::Corrupt {
+                what: label.to_string(),
+                detail: "it holds no schema (it was emptied or replaced)".into(),
+            });
+        }
         match version {
             PER_MODULE => {}
             v if v >= 0 && v as usize <= legacy.len() => {
@@ -250,7 +259,7 @@ pub fn migrate(
     key_version: u32,
 ) -> Result<(), StoreError> {
     let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
-    let pending = prepare(conn, kind, label, key_version)?;
+    let pending = prepare(conn, kind, label, key_version, true)?;
     for (m, n) in pending.steps {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         let r = conn

@@ -108,7 +108,7 @@ impl StoreError {
     #[must_use]
     pub fn on_full_disk(self, path: Option<&Path>) -> Self {
         let what = match &self {
-            Self::Io { what, .. } | Self::Sqlite { what, .. } => what.clone(),
+            Self::Io { what, .. } => what.clone(),
             _ => return self,
         };
         let dir = path
@@ -116,7 +116,9 @@ impl StoreError {
             .filter(|d| !d.as_os_str().is_empty());
         let full = dir
             .and_then(|d| rustix::fs::statvfs(d).ok())
-            .is_some_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < DISK_FULL_BELOW);
+            .is_some_and(|s| {
+                s.f_bavail.saturating_mul(s.f_frsize) < DISK_FULL_BELOW || s.f_favail == 0
+            });
         if full {
             Self::DiskFull { what }
         } else {
@@ -405,13 +407,9 @@ pub fn refuse_emptied(spec: &OpenSpec<'_>) -> Result<(), StoreError> {
         }
     };
     if size == 0 {
-        // A brand-new file can hold everything in its WAL until the first checkpoint.
-        let mut wal = spec.path.as_os_str().to_os_string();
-        wal.push("-wal");
-        let wal_len = std::fs::metadata(std::path::PathBuf::from(wal)).map_or(0, |m| m.len());
-        if wal_len == 0 {
-            return Err(StoreError::Emptied { what, path });
-        }
+        // Never a good file: switching to WAL writes page 1 into the main file first, and
+        // SQLite takes a 0-byte main file for a new database whatever its WAL holds.
+        return Err(StoreError::Emptied { what, path });
     } else if size % PAGE_SIZE != 0 {
         return Err(StoreError::Truncated { what, path, size });
     }
@@ -565,8 +563,8 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let conn = open_connection(spec, false)?;
         let full = |e: StoreError| e.on_full_disk(Some(spec.path));
-        let pending =
-            migrate::prepare(&conn, spec.kind, spec.label, spec.key_version).map_err(full)?;
+        let pending = migrate::prepare(&conn, spec.kind, spec.label, spec.key_version, spec.create)
+            .map_err(full)?;
         let writer = Writer::spawn(conn, spec.label.to_string(), spec.key_version, journal)?;
         migrate::finish(&writer, pending, spec.label).map_err(full)?;
         Ok(Self {

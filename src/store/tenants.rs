@@ -94,6 +94,15 @@ fn open_lock(path: &Path, label: &str) -> Result<std::fs::File, StoreError> {
     })
 }
 
+/// True when `path` still names the file `held` is open on.
+fn same_file(held: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (held.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Why a tenant is taken away from everyone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -247,6 +256,10 @@ impl TenantStores {
         let keys = keys()?;
         let lock = open_lock(&tenant_lock_path(&self.dir, id), &label)?;
         if lock.try_lock_shared().is_err() {
+            return Err(StoreError::Busy { what: label }.into());
+        }
+        // A lock on a file that was unlinked meanwhile (leftover removal) protects nothing.
+        if !same_file(&lock, &tenant_lock_path(&self.dir, id)) {
             return Err(StoreError::Busy { what: label }.into());
         }
         let path = tenant_path(&self.dir, id);

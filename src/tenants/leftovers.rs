@@ -52,6 +52,11 @@ pub fn leftovers_in(
 }
 
 /// Removes [`leftovers`]; failures are logged, not fatal (doctor lists what stays).
+///
+/// Each tenant's files go only while this process holds that tenant's lock exclusively and
+/// after the registry, read again under the lock, still does not know the tenant: a create
+/// in another process either holds the lock (and is skipped) or has registered its tenant by
+/// the time the lock is free (and is kept).
 pub fn remove_leftovers(app: &App) -> usize {
     let files = match leftovers(app) {
         Ok(f) => f,
@@ -60,7 +65,6 @@ pub fn remove_leftovers(app: &App) -> usize {
             return 0;
         }
     };
-    let mut n = 0;
     let mut ids: Vec<TenantId> = files
         .iter()
         .filter_map(|f| {
@@ -74,10 +78,43 @@ pub fn remove_leftovers(app: &App) -> usize {
         .collect();
     ids.sort();
     ids.dedup();
-    for id in &ids {
-        super::lifecycle::forget_witnessed(app, id);
+    let n: usize = ids.iter().map(|id| remove_if_still_unowned(app, id)).sum();
+    if n > 0 {
+        tracing::warn!(
+            files = n,
+            "removed files no tenant owns (left by an interrupted create or delete)"
+        );
     }
-    for f in &files {
+    n
+}
+
+fn remove_if_still_unowned(app: &App, id: &TenantId) -> usize {
+    let lock_path = crate::store::tenants::tenant_lock_path(app.data_dir(), id);
+    let Ok(lock) = crate::fsutil::open_lock_file(&lock_path) else {
+        return 0;
+    };
+    if lock.try_lock().is_err() {
+        return 0;
+    }
+    match get(app, id) {
+        Err(TenantError::NotFound(_)) => {}
+        Ok(t) if t.status == TenantStatus::Deleted => {}
+        _ => return 0,
+    }
+    let prefix = format!("{}.", id.as_str());
+    let mine: Vec<std::path::PathBuf> = std::fs::read_dir(app.data_dir().join("tenants"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .filter(|p| *p != lock_path)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut n = 0;
+    // The lock file last, still held: a create that opened it meanwhile finds its lock
+    // gone from the path and gives up (see `TenantStores::get`).
+    for f in mine.iter().chain(std::iter::once(&lock_path)) {
         match std::fs::remove_file(f) {
             Ok(()) => n += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -86,11 +123,7 @@ pub fn remove_leftovers(app: &App) -> usize {
             }
         }
     }
-    if n > 0 {
-        tracing::warn!(
-            files = n,
-            "removed files no tenant owns (left by an interrupted create or delete)"
-        );
-    }
+    super::lifecycle::forget_witnessed(app, id);
+    drop(lock);
     n
 }

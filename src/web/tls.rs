@@ -99,17 +99,21 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         path: cert.display().to_string(),
         reason,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(e.to_string()))?
+    // Regular files only, read with a bound: a FIFO or a device must not hang the start.
+    let read = |p: &Path| crate::fsutil::read_regular(p, 1 << 20);
+    let cert_pem = read(cert).map_err(|e| cert_err(crate::fsutil::io_reason(&e)))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
     if certs.is_empty() {
         return Err(cert_err("no PEM certificate found".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let key_err = |reason: String| TlsError::Key {
         path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let key_pem = read(key).map_err(|e| key_err(crate::fsutil::io_reason(&e)))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_err(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

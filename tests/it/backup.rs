@@ -792,4 +792,13 @@ fn key_passphrase_and_archive_arguments_must_be_regular_files() {
         text.contains("a directory, not a regular file") && !text.contains("chmod"),
         "{text}"
     );
+    // The TLS key too: serve names it instead of waiting on the FIFO forever.
+    let cert = env.dir.join("tls/cert.pem");
+    std::fs::write(
+        &env.config,
+        format!("[server]\ntls_cert = {cert:?}\ntls_key = {f:?}\n"),
+    )
+    .unwrap();
+    let text = env.fails(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(text.contains("a FIFO, not a regular file"), "{text}");
 }

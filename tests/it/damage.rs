@@ -40,6 +40,14 @@ fn an_emptied_truncated_or_missing_system_db_is_refused_by_every_command() {
         }
         assert!(!archive.exists());
     }
+    // Emptied after a crash that left a WAL behind: SQLite would take the empty main file
+    // for a new database and drop the WAL.
+    std::fs::write(&sys, b"").unwrap();
+    std::fs::write(env.dir.join("system.db-wal"), vec![7u8; 8192]).unwrap();
+    let text = env.fails(&["tenant", "list"]);
+    assert!(text.contains("is empty"), "{text}");
+    assert_eq!(size(&sys), 0);
+    std::fs::remove_file(env.dir.join("system.db-wal")).unwrap();
     std::fs::remove_file(&sys).unwrap();
     for args in commands.iter().chain([&vec!["init"]]) {
         let text = env.fails(args);

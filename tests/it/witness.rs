@@ -16,6 +16,21 @@ fn installation() -> (Env, std::path::PathBuf) {
     (env, witness)
 }
 
+/// Appends `n` entries to a tenant's journal through the real binary.
+fn append(env: &Env, tenant: &str, n: u32) {
+    let n = n.to_string();
+    env.ok(&[
+        "bench",
+        "append-loop",
+        "--tenant",
+        tenant,
+        "--threads",
+        "1",
+        "--max",
+        &n,
+    ]);
+}
+
 fn copy(env: &Env, rel: &str, to: &str) {
     std::fs::copy(env.dir.join(rel), env.tmp.path().join(to)).unwrap();
 }
@@ -98,16 +113,7 @@ fn a_rolled_back_tenant_file_is_refused_when_it_opens() {
     let a = env.create_tenant("Alpha");
     let other = env.create_tenant("Other");
     copy(&env, &format!("tenants/{a}.db"), "a.old");
-    env.ok(&[
-        "bench",
-        "append-loop",
-        "--tenant",
-        &a,
-        "--threads",
-        "1",
-        "--max",
-        "5",
-    ]);
+    append(&env, &a, 5);
     env.ok(&["audit", "verify", "--all"]);
     put_back(&env, "a.old", &format!("tenants/{a}.db"));
     let out = env.run(&["audit", "verify", "--all"]);
@@ -132,16 +138,7 @@ fn a_rolled_back_tenant_file_is_refused_when_it_opens() {
         "{text}"
     );
     // Other tenants carry on.
-    env.ok(&[
-        "bench",
-        "append-loop",
-        "--tenant",
-        &other,
-        "--threads",
-        "1",
-        "--max",
-        "1",
-    ]);
+    append(&env, &other, 1);
     let out = env.run(&["audit", "verify", "--tenant", &other]);
     assert!(out.status.success(), "{}", crate::support::stdout(&out));
 }
@@ -154,16 +151,7 @@ fn a_restore_resets_the_witness_and_the_server_keeps_it() {
     let a = env.create_tenant("Alpha");
     let archive = env.tmp.path().join("a.srbk");
     env.ok(&["backup", "create", "--out", archive.to_str().unwrap()]);
-    env.ok(&[
-        "bench",
-        "append-loop",
-        "--tenant",
-        &a,
-        "--threads",
-        "1",
-        "--max",
-        "5",
-    ]);
+    append(&env, &a, 5);
     env.ok(&["tenant", "create", "Later"]);
     env.ok(&[
         "backup",
@@ -174,16 +162,7 @@ fn a_restore_resets_the_witness_and_the_server_keeps_it() {
         "--force",
     ]);
     env.ok(&["audit", "verify", "--all"]);
-    env.ok(&[
-        "bench",
-        "append-loop",
-        "--tenant",
-        &a,
-        "--threads",
-        "1",
-        "--max",
-        "1",
-    ]);
+    append(&env, &a, 1);
     env.ok(&["backup", "restore", archive.to_str().unwrap(), "--force"]);
     let out = env.run(&["audit", "verify", "--all"]);
     assert!(out.status.success(), "{}", crate::support::stdout(&out));
