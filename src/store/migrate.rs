@@ -102,6 +102,37 @@ fn applied(conn: &Connection, module: &str, step: usize) -> rusqlite::Result<boo
     .map(|o| o.is_some())
 }
 
+/// Runs `f` inside its own `BEGIN IMMEDIATE` transaction: committed if it succeeds, rolled
+/// back if not. The write lock orders processes opening the same file at once.
+fn in_transaction<T>(
+    conn: &Connection,
+    err: impl Fn(rusqlite::Error) -> StoreError,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+    match f() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(&err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Applies step `n` of `m` and records it, unless another process already did; returns
+/// whether it applied it. Call inside a write transaction.
+fn apply_step(conn: &Connection, m: &Module, n: usize, now_us: i64) -> rusqlite::Result<bool> {
+    if applied(conn, m.name, n)? {
+        return Ok(false);
+    }
+    conn.execute_batch(m.steps[n - 1])?;
+    record(conn, m.name, n, now_us)?;
+    Ok(true)
+}
+
 fn now_us() -> i64 {
     crate::clock::Clock::now_us(&crate::clock::SystemClock)
 }
@@ -129,8 +160,7 @@ pub fn prepare(
     let legacy = legacy_steps(kind);
     // Under the write lock: a CLI process and the server opening the same file at once
     // never both convert or apply a step.
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-    let state = (|| -> Result<(bool, Vec<(String, i64)>), StoreError> {
+    let (fresh, done) = in_transaction(conn, err, || {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
@@ -178,17 +208,7 @@ pub fn prepare(
             }
         }
         Ok((fresh, done))
-    })();
-    let (fresh, done) = match state {
-        Ok(s) => {
-            conn.execute_batch("COMMIT").map_err(err)?;
-            s
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    };
+    })?;
     let have = |name: &str| done.iter().find(|(m, _)| m == name).map_or(0, |(_, s)| *s);
     let mut steps: Vec<(&'static Module, usize)> = known
         .into_iter()
@@ -197,21 +217,7 @@ pub fn prepare(
     // The journal first, directly: the writer cannot run without it.
     let journal = crate::audit::journal::SCHEMA.name;
     for (m, n) in steps.iter().filter(|(m, _)| m.name == journal) {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        let r = applied(conn, m.name, *n).and_then(|done| {
-            if !done {
-                conn.execute_batch(m.steps[*n - 1])?;
-                record(conn, m.name, *n, now_us())?;
-            }
-            Ok(())
-        });
-        match r {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(err(e));
-            }
-        }
+        in_transaction(conn, err, || apply_step(conn, m, *n, now_us()).map_err(err))?;
     }
     steps.retain(|(m, _)| m.name != journal);
     Ok(Pending { steps, fresh })
@@ -227,12 +233,10 @@ pub fn finish(writer: &super::Writer, pending: Pending, label: &str) -> Result<(
         let (fresh, label) = (pending.fresh, label.to_string());
         writer
             .bookkeeping(move |tx| -> Result<(), StoreError> {
-                let conn = tx.conn();
-                if applied(conn, m.name, n).map_err(|e| tx.err(&e))? {
+                let now = tx.now_us();
+                if !apply_step(tx.conn(), m, n, now).map_err(|e| tx.err(&e))? {
                     return Ok(());
                 }
-                conn.execute_batch(m.steps[n - 1]).map_err(|e| tx.err(&e))?;
-                record(conn, m.name, n, tx.now_us()).map_err(|e| tx.err(&e))?;
                 if !fresh {
                     tx.audit(
                         NewEntry::new(Actor::system(), "store.migrate", m.name).params(
@@ -261,17 +265,7 @@ pub fn migrate(
     let err = |e: rusqlite::Error| StoreError::from_sqlite(label, key_version, &e);
     let pending = prepare(conn, kind, label, key_version, true)?;
     for (m, n) in pending.steps {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        let r = conn
-            .execute_batch(m.steps[n - 1])
-            .and_then(|()| record(conn, m.name, n, now_us()));
-        match r {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(err(e));
-            }
-        }
+        in_transaction(conn, err, || apply_step(conn, m, n, now_us()).map_err(err))?;
     }
     Ok(())
 }
