@@ -65,6 +65,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     system: Arc<Store>,
     tenants: TenantStores,
+    /// The e-mail directory, identity keys and the password hasher.
+    directory: Arc<crate::identity::Directory>,
     /// Records each journal's checkpoints in the witness file.
     witness: Arc<crate::audit::witness::Keeper>,
     /// Shared flock on `strongroom.lock` for as long as this process uses the directory;
@@ -515,10 +517,15 @@ impl App {
             Some(anchor_in_registry(&system, &witness)),
         )
         .with_open_check(refuse_rolled_back_tenant(&system, &witness));
+        let directory = Arc::new(crate::identity::Directory::new(
+            system.clone(),
+            &system_dek,
+        )?);
         Ok(Self {
             config: config.clone(),
             data_dir: data_dir.to_path_buf(),
             keyring,
+            directory,
             system_dek,
             signer,
             clock,
@@ -589,6 +596,16 @@ impl App {
 
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
+    }
+
+    /// `system.db`, shared: for a [`crate::door::PlatformCtx`].
+    pub(crate) fn system_shared(&self) -> Arc<Store> {
+        self.system.clone()
+    }
+
+    /// Accounts' addresses, identity keys, the password hasher.
+    pub fn directory(&self) -> &Arc<crate::identity::Directory> {
+        &self.directory
     }
 
     pub fn system(&self) -> &Store {

@@ -22,6 +22,7 @@
 
 use crate::app::App;
 use crate::audit::{Actor, NewEntry, Outcome};
+use crate::identity::{Caller, Realm};
 use crate::ids::TenantId;
 use crate::store::{Store, StoreError, WriteTx};
 use crate::tenants::{self, TenantError};
@@ -82,11 +83,11 @@ impl Audit {
 
 type Reopen = Arc<dyn Fn() -> Result<Arc<Store>, TenantError> + Send + Sync>;
 
-/// One tenant, for one actor, for the length of one request or command.
+/// One tenant, for one caller, for the length of one request or command.
 pub struct TenantCtx {
     id: TenantId,
     store: Mutex<Arc<Store>>,
-    actor: Actor,
+    caller: Caller,
     source_ip: Option<IpAddr>,
     /// Opens the tenant again after its store was closed under this context. Opaque on
     /// purpose: it reaches the registry and the keyring, which the context does not expose.
@@ -97,7 +98,7 @@ impl std::fmt::Debug for TenantCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantCtx")
             .field("id", &self.id)
-            .field("actor", &self.actor)
+            .field("actor", &self.caller.actor)
             .field("source_ip", &self.source_ip)
             .finish_non_exhaustive()
     }
@@ -109,7 +110,7 @@ fn open_checked(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
     tenants::open_store(app, id)
 }
 
-/// Opens a tenant for `actor`, from a blocking context (the CLI).
+/// Opens a tenant for `caller`, from a blocking context (the CLI).
 ///
 /// # Errors
 /// [`TenantError::NotFound`] for an unknown or deleted tenant, [`TenantError::Suspended`] for
@@ -117,7 +118,7 @@ fn open_checked(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
 pub fn open_blocking(
     app: &Arc<App>,
     id: &TenantId,
-    actor: Actor,
+    caller: Caller,
     source_ip: Option<IpAddr>,
 ) -> Result<TenantCtx, TenantError> {
     let reopen: Reopen = {
@@ -128,7 +129,7 @@ pub fn open_blocking(
     Ok(TenantCtx {
         id: id.clone(),
         store: Mutex::new(store),
-        actor,
+        caller,
         source_ip,
         reopen,
     })
@@ -142,11 +143,11 @@ pub fn open_blocking(
 pub async fn open(
     app: &Arc<App>,
     id: &TenantId,
-    actor: Actor,
+    caller: Caller,
     source_ip: Option<IpAddr>,
 ) -> Result<TenantCtx, TenantError> {
     let (app, id) = (app.clone(), id.clone());
-    tokio::task::spawn_blocking(move || open_blocking(&app, &id, actor, source_ip))
+    tokio::task::spawn_blocking(move || open_blocking(&app, &id, caller, source_ip))
         .await
         .map_err(|_| {
             TenantError::Store(StoreError::JobPanicked {
@@ -167,13 +168,38 @@ impl<E> From<StoreError> for Attempt<E> {
     }
 }
 
+/// The job as the writer runs it: the domain closure, then its entry, stamped with the
+/// caller and the source address.
+#[allow(clippy::type_complexity)]
+fn job<T, E, F>(
+    f: &Arc<F>,
+    caller: &Caller,
+    ip: Option<IpAddr>,
+    start: std::time::Instant,
+) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), Attempt<E>> + Send + 'static
+where
+    F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (f, actor) = (f.clone(), caller.actor.clone());
+    move |tx: &mut WriteTx<'_>| {
+        let (out, audit) = f(tx).map_err(Attempt::Job)?;
+        Ok((out, audit.into_entry(actor, ip, start)))
+    }
+}
+
 impl TenantCtx {
     pub fn tenant(&self) -> &TenantId {
         &self.id
     }
 
     pub fn actor(&self) -> &Actor {
-        &self.actor
+        &self.caller.actor
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     pub fn source_ip(&self) -> Option<IpAddr> {
@@ -195,25 +221,6 @@ impl TenantCtx {
         }
     }
 
-    /// The job as the writer runs it: the domain closure, then its entry, stamped here.
-    #[allow(clippy::type_complexity)]
-    fn job<T, E, F>(
-        &self,
-        f: &Arc<F>,
-        start: std::time::Instant,
-    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(T, NewEntry), Attempt<E>> + Send + 'static
-    where
-        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-    {
-        let (f, actor, ip) = (f.clone(), self.actor.clone(), self.source_ip);
-        move |tx: &mut WriteTx<'_>| {
-            let (out, audit) = f(tx).map_err(Attempt::Job)?;
-            Ok((out, audit.into_entry(actor, ip, start)))
-        }
-    }
-
     /// Makes a change and records it, from a blocking context (the CLI). `f` returns its
     /// output together with the [`Audit`] entry, appended in the same transaction; if `f`
     /// fails, or the entry cannot be written, nothing of it is committed.
@@ -231,7 +238,11 @@ impl TenantCtx {
         loop {
             attempt += 1;
             let store = self.current()?;
-            match store.writer().change(self.job(&f, start)).wait() {
+            match store
+                .writer()
+                .change(job(&f, &self.caller, self.source_ip, start))
+                .wait()
+            {
                 Ok(out) => return Ok(out),
                 Err(Attempt::Job(e)) => return Err(e),
                 Err(Attempt::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {
@@ -258,7 +269,11 @@ impl TenantCtx {
         loop {
             attempt += 1;
             let store = self.current()?;
-            match store.writer().change_async(self.job(&f, start)).await {
+            match store
+                .writer()
+                .change_async(job(&f, &self.caller, self.source_ip, start))
+                .await
+            {
                 Ok(out) => return Ok(out),
                 Err(Attempt::Job(e)) => return Err(e),
                 Err(Attempt::Store(StoreError::Closed { .. })) if attempt < ATTEMPTS => {
@@ -331,5 +346,218 @@ impl TenantCtx {
             self.replace(fresh);
         }
         out
+    }
+}
+
+/// What identity code (and any code that serves both realms) needs from a context: who is
+/// calling, from where, audited writes and query-only reads. Implemented by [`TenantCtx`]
+/// (a tenant's file) and [`PlatformCtx`] (`system.db`, for platform accounts).
+pub trait Door: Send + Sync {
+    fn realm(&self) -> Realm;
+
+    /// The tenant, for a tenant context.
+    fn tenant_id(&self) -> Option<&TenantId>;
+
+    fn caller(&self) -> &Caller;
+
+    fn source_ip(&self) -> Option<IpAddr>;
+
+    /// As [`TenantCtx::change_blocking`].
+    ///
+    /// # Errors
+    /// `f`'s error, or a storage fault (the change did not happen).
+    fn change_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static;
+
+    /// As [`TenantCtx::change`].
+    fn change<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static;
+
+    /// As [`TenantCtx::read_blocking`].
+    ///
+    /// # Errors
+    /// `f`'s error, or a storage fault.
+    fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError> + From<TenantError>;
+
+    /// As [`TenantCtx::read`].
+    fn read<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static;
+}
+
+impl Door for TenantCtx {
+    fn realm(&self) -> Realm {
+        Realm::Tenant
+    }
+
+    fn tenant_id(&self) -> Option<&TenantId> {
+        Some(&self.id)
+    }
+
+    fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    fn change_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        TenantCtx::change_blocking(self, f)
+    }
+
+    fn change<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        TenantCtx::change(self, f)
+    }
+
+    fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError> + From<TenantError>,
+    {
+        TenantCtx::read_blocking(self, f)
+    }
+
+    fn read<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        TenantCtx::read(self, f)
+    }
+}
+
+/// The platform realm (`system.db`): platform accounts and their sessions, for one caller.
+/// It carries the system store and nothing else: no keyring, no tenant.
+pub struct PlatformCtx {
+    store: Arc<Store>,
+    caller: Caller,
+    source_ip: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for PlatformCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformCtx")
+            .field("actor", &self.caller.actor)
+            .field("source_ip", &self.source_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The platform realm for `caller`.
+pub fn platform(app: &App, caller: Caller, source_ip: Option<IpAddr>) -> PlatformCtx {
+    PlatformCtx {
+        store: app.system_shared(),
+        caller,
+        source_ip,
+    }
+}
+
+impl PlatformCtx {
+    fn finish<T, E>(r: Result<T, Attempt<E>>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        r.map_err(|e| match e {
+            Attempt::Job(e) => e,
+            Attempt::Store(e) => e.into(),
+        })
+    }
+}
+
+impl Door for PlatformCtx {
+    fn realm(&self) -> Realm {
+        Realm::Platform
+    }
+
+    fn tenant_id(&self) -> Option<&TenantId> {
+        None
+    }
+
+    fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    fn change_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let start = std::time::Instant::now();
+        Self::finish(
+            self.store
+                .writer()
+                .change(job(&f, &self.caller, self.source_ip, start))
+                .wait(),
+        )
+    }
+
+    fn change<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let start = std::time::Instant::now();
+        let pending =
+            self.store
+                .writer()
+                .change_async(job(&f, &self.caller, self.source_ip, start));
+        async move { Self::finish(pending.await) }
+    }
+
+    fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError> + From<TenantError>,
+    {
+        self.store.read(f)
+    }
+
+    fn read<T, E, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, E>> + Send
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.read(f))
+                .await
+                .map_err(|_| {
+                    E::from(StoreError::JobPanicked {
+                        what: "system.db".into(),
+                    })
+                })?
+        }
     }
 }

@@ -12,8 +12,12 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state (a name in use, already suspended).
     Conflict,
-    /// Not allowed in this state (a suspended tenant).
+    /// Not allowed in this state (a suspended tenant), or not allowed to this caller.
     Forbidden,
+    /// No valid credentials came with the request.
+    Unauthenticated,
+    /// Too many attempts; the message says when to try again.
+    Throttled,
     /// Something is busy or briefly unavailable; retrying later may work.
     Busy,
     /// A fault on our side (storage, keys, I/O); details go to the log only.
@@ -50,6 +54,8 @@ impl crate::ids::InvalidId {
         match self.kind {
             "tenant" => "TEN-0001",
             "user" => "USR-0001",
+            "token" => "TOK-0001",
+            "session" => "SES-0001",
             _ => "DOC-0001",
         }
     }

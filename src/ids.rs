@@ -72,6 +72,16 @@ hex_id!(
     "user"
 );
 hex_id!(
+    /// An API token of one tenant; the public half of the token, never the secret.
+    TokenId,
+    "token"
+);
+hex_id!(
+    /// A signed-in session; the public handle shown in a session list, never its secret.
+    SessionId,
+    "session"
+);
+hex_id!(
     /// A document in one tenant's knowledge base.
     DocumentId,
     "document"

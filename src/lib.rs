@@ -30,6 +30,8 @@ pub mod error;
 pub mod fault;
 /// Durable file replacement.
 pub mod fsutil;
+/// People and programs: accounts, passwords, roles and permissions, sessions, tokens.
+pub mod identity;
 /// Identifier newtypes; a leaf that depends on nothing else here.
 pub mod ids;
 /// Root key, HKDF-derived KEKs, wrapped per-tenant DEKs, sealing, signing.

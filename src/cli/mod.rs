@@ -12,6 +12,7 @@ mod keys;
 mod logging;
 mod serve;
 mod tenant;
+mod user;
 
 use crate::config::Loaded;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ pub enum Command {
     /// Create, list, suspend, resume and delete tenants.
     #[command(subcommand)]
     Tenant(tenant::Command),
+    /// Accounts of a tenant (--tenant ID) or of the platform (--platform).
+    #[command(subcommand)]
+    User(user::Command),
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -98,6 +102,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Init(ref a) => init::run(&cli, a),
         Command::Tenant(ref c) => tenant::run(&cli, c),
+        Command::User(ref c) => user::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
         Command::Backup(ref c) => backup::run(&cli, c),

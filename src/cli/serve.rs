@@ -25,6 +25,19 @@ pub struct Args {
     log_format: Option<LogFormat>,
 }
 
+/// First start: the platform owner, and with `--dev` a tenant `demo` with its own owner, so a
+/// newcomer reaches both the platform's view and a tenant's in a minute.
+fn provision(app: &Arc<App>, config: &crate::config::Config, dev: bool) -> Result<(), Failure> {
+    let owner = super::init::first_owner(app, None)?;
+    super::init::print_first_owner(config, &owner);
+    if dev {
+        let demo = crate::tenants::create(app, &crate::audit::Actor::system(), "demo", None)?;
+        let owner = super::init::first_owner(app, Some((&demo.id, "owner@demo.localhost")))?;
+        super::init::print_first_owner(config, &owner);
+    }
+    Ok(())
+}
+
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     let loaded = load_config_for(cli, args.dev)?;
     let mut config = loaded.config;
@@ -38,7 +51,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     let addr = config.listen_addr()?;
     let dir = data_dir(cli, &loaded_with(&config), args.dev);
 
-    if (args.dev || args.init) && !dir.join("system.db").exists() {
+    let fresh = (args.dev || args.init) && !dir.join("system.db").exists();
+    if fresh {
         let report = super::init::initialize(&config, &dir)?;
         super::init::print_report(&report);
     }
@@ -55,6 +69,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         );
     }
     let _single = lock_server(&dir)?;
+    if fresh {
+        provision(&app, &config, args.dev)?;
+    }
     match crate::keys::finish_root_rotation(&app, &crate::audit::Actor::system()) {
         Ok(Some(retired)) => {
             tracing::warn!(

@@ -72,6 +72,7 @@ const LABEL_AUDIT_SIGNING: &[u8] = b"strongroom/v1/audit-signing";
 const LABEL_SEAL: &[u8] = b"strongroom/v1/seal";
 const LABEL_KEY_ID: &[u8] = b"strongroom/v1/key-id";
 const LABEL_BACKUP: &[u8] = b"strongroom/v1/backup";
+const LABEL_IDENTITY: &[u8] = b"strongroom/v1/identity";
 
 struct Len32;
 impl hkdf::KeyType for Len32 {
@@ -251,6 +252,15 @@ impl Signer {
     pub fn signing_key_id(&self) -> String {
         self.key_id.clone()
     }
+}
+
+/// A key for one identity purpose (the e-mail lookup, token and session hashing), derived
+/// from the system DEK: it lives as long as the installation and survives root rotation.
+///
+/// # Errors
+/// Only if key derivation fails.
+pub fn identity_key(system_dek: &Key32, purpose: &str) -> Result<Key32, KeyringError> {
+    derive(system_dek, LABEL_IDENTITY, &[purpose.as_bytes()])
 }
 
 /// A random 128-bit identifier in hex (tenant ids, operation ids): unguessable and, in

@@ -46,10 +46,12 @@ pub fn modules(kind: FileKind) -> &'static [&'static Module] {
             &crate::audit::journal::SCHEMA,
             &super::system::REGISTRY_SCHEMA,
             &super::system::OUTBOX_SCHEMA,
+            &crate::identity::PLATFORM_SCHEMA,
         ],
         FileKind::Tenant => &[
             &crate::audit::journal::SCHEMA,
             &super::system::DELIVERED_SCHEMA,
+            &crate::identity::TENANT_SCHEMA,
         ],
     }
 }
@@ -326,6 +328,8 @@ mod tests {
             steps,
             [
                 ("audit".into(), 1),
+                // A module this old file never had: applied fresh, after the conversion.
+                ("identity".into(), 1),
                 ("outbox".into(), 1),
                 ("registry".into(), 1),
                 ("registry".into(), 2),

@@ -207,10 +207,17 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             let shredded = system::shred_keys(tx.conn(), &tid).map_err(|e| tx.err(&e))?;
             // Nothing is owed any more to a journal that is about to go.
             system::outbox_remove_through(tx.conn(), &tid, i64::MAX).map_err(|e| tx.err(&e))?;
+            // Its people go with it: their addresses become free for other tenants.
+            let addresses = crate::identity::directory::forget_tenant(tx.conn(), &tid)
+                .map_err(|e| tx.err(&e))?;
             system::set_status(tx.conn(), &tid, TenantStatus::Deleted, tx.now_us())
                 .map_err(|e| tx.err(&e))?;
             let entry = NewEntry::new(actor, "tenant.delete", tid.as_str())
-                .params(serde_json::json!({ "name": t.name, "key_versions_destroyed": shredded }))
+                .params(serde_json::json!({
+                    "name": t.name,
+                    "key_versions_destroyed": shredded,
+                    "addresses_released": addresses,
+                }))
                 .since(start);
             Ok(((), entry))
         })

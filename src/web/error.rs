@@ -78,6 +78,11 @@ pub fn status_for(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::Conflict => (StatusCode::CONFLICT, "conflicts with the current state"),
         ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "not allowed"),
         ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy; retry shortly"),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "sign in first"),
+        ErrorKind::Throttled => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many attempts; wait a moment and try again",
+        ),
         ErrorKind::Internal => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error; quote the request id to your administrator",

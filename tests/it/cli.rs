@@ -29,7 +29,8 @@ fn init_creates_a_locked_down_data_directory_once() {
     let out = env.ok(&["audit", "verify", "--system", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["files"][0]["chain"]["entries"], 1);
+    // system.init and the platform owner's user.create.
+    assert_eq!(v["files"][0]["chain"]["entries"], 2);
 }
 
 #[test]
@@ -79,6 +80,7 @@ fn tenant_lifecycle_is_journaled() {
         actions,
         [
             "system.init",
+            "user.create",
             "tenant.create",
             "tenant.suspend",
             "tenant.resume",
@@ -86,7 +88,7 @@ fn tenant_lifecycle_is_journaled() {
             "tenant.create"
         ]
     );
-    let delete: serde_json::Value = serde_json::from_str(export.lines().nth(4).unwrap()).unwrap();
+    let delete: serde_json::Value = serde_json::from_str(export.lines().nth(5).unwrap()).unwrap();
     assert_eq!(delete["target"], id.as_str());
     assert_eq!(delete["actor"]["kind"], "cli");
     assert_eq!(delete["params"]["key_versions_destroyed"], 1);
@@ -130,9 +132,9 @@ fn export_formats_and_since() {
     let id = env.create_tenant("Exporter");
     env.create_tenant("Other");
     let all = env.ok(&["audit", "export", "--system", "--format", "ndjson"]);
-    assert_eq!(all.lines().count(), 3);
+    assert_eq!(all.lines().count(), 4);
     let since = env.ok(&["audit", "export", "--system", "--since", "2"]);
-    assert_eq!(since.lines().count(), 2);
+    assert_eq!(since.lines().count(), 3);
     let first: serde_json::Value = serde_json::from_str(since.lines().next().unwrap()).unwrap();
     assert_eq!(first["seq"], 2);
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);

@@ -8,12 +8,15 @@ use strongroom::door::{self, Audit};
 use strongroom::store::system::{meta_get, meta_set};
 use strongroom::tenants::{TenantError, TenantId};
 
-fn actor() -> Actor {
-    Actor {
-        kind: ActorKind::Cli,
-        id: "door-test".into(),
-        role: "admin".into(),
-    }
+fn actor() -> strongroom::identity::Caller {
+    strongroom::identity::Caller::new(
+        Actor {
+            kind: ActorKind::Cli,
+            id: "door-test".into(),
+            role: "admin".into(),
+        },
+        strongroom::identity::permission::everything(strongroom::identity::Realm::Tenant),
+    )
 }
 
 fn setup(name: &str) -> (Env, Arc<strongroom::app::App>, TenantId) {

@@ -345,8 +345,13 @@ fn writes_wait_while_their_tenant_is_rotated_and_other_tenants_carry_on() {
     let writer = |id: TenantId| {
         let (app, started) = (app.clone(), started.clone());
         std::thread::spawn(move || {
-            let ctx = door::open_blocking(&app, &id, Actor::system(), None)
-                .expect("a paused tenant waits, it does not fail");
+            let ctx = door::open_blocking(
+                &app,
+                &id,
+                strongroom::identity::Caller::system(strongroom::identity::Realm::Tenant),
+                None,
+            )
+            .expect("a paused tenant waits, it does not fail");
             for i in 0..N {
                 ctx.change_blocking(move |_tx| -> Result<_, TenantError> {
                     Ok(((), Audit::new("record.write", &format!("w{i}"))))

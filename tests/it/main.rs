@@ -12,6 +12,7 @@ mod doctor;
 mod door;
 mod encryption;
 mod evidence;
+mod identity;
 mod keys;
 mod packaging;
 mod server;
