@@ -54,6 +54,32 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub security: SecurityConfig,
+    pub identity: IdentityConfig,
+}
+
+/// Sessions and sign-in throttling; a tenant's policy may tighten the session timeouts.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// A session unused this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after sign-in, however busy.
+    pub session_absolute_secs: u64,
+    /// Failed sign-ins (per account, and per source address) within the lockout window
+    /// after which sign-in is refused until the window has passed. Delays grow before that.
+    pub lockout_failures: u64,
+    pub lockout_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 12 * 3600,
+            lockout_failures: 10,
+            lockout_secs: 15 * 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -388,7 +414,7 @@ impl Config {
     /// Every numeric key with its value and the range it must lie in. Bounded at load time, so
     /// a value that would overflow further down (SQLite's busy timeout is a C int of
     /// milliseconds) is a configuration error naming the key, never a panic.
-    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 9] {
+    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 13] {
         let n = |v: usize| v as u64;
         [
             (
@@ -435,6 +461,26 @@ impl Config {
                 "audit.checkpoint_interval_secs",
                 self.audit.checkpoint_interval_secs,
                 1..=86_400,
+            ),
+            (
+                "identity.session_idle_secs",
+                self.identity.session_idle_secs,
+                60..=7 * 86_400,
+            ),
+            (
+                "identity.session_absolute_secs",
+                self.identity.session_absolute_secs,
+                300..=30 * 86_400,
+            ),
+            (
+                "identity.lockout_failures",
+                self.identity.lockout_failures,
+                3..=1000,
+            ),
+            (
+                "identity.lockout_secs",
+                self.identity.lockout_secs,
+                10..=86_400,
             ),
         ]
     }

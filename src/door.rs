@@ -349,6 +349,33 @@ impl TenantCtx {
     }
 }
 
+/// A mark of use that is not a change worth an entry: when a session was last seen, when a
+/// token was last used. The only unaudited write the door offers, with fixed statements.
+#[derive(Debug, Clone)]
+pub enum UseMark {
+    SessionSeen { id: String, at_us: i64 },
+    TokenUsed { id: String, at_us: i64 },
+}
+
+fn apply_mark(tx: &mut WriteTx<'_>, mark: &UseMark) -> Result<(), StoreError> {
+    let (sql, id, at) = match mark {
+        UseMark::SessionSeen { id, at_us } => (
+            "UPDATE sessions SET last_seen_us = max(last_seen_us, ?2) WHERE id = ?1",
+            id,
+            at_us,
+        ),
+        UseMark::TokenUsed { id, at_us } => (
+            "UPDATE tokens SET last_used_us = max(coalesce(last_used_us, 0), ?2) WHERE id = ?1",
+            id,
+            at_us,
+        ),
+    };
+    tx.conn()
+        .execute(sql, rusqlite::params![id, at])
+        .map(|_| ())
+        .map_err(|e| tx.err(&e))
+}
+
 /// What identity code (and any code that serves both realms) needs from a context: who is
 /// calling, from where, audited writes and query-only reads. Implemented by [`TenantCtx`]
 /// (a tenant's file) and [`PlatformCtx`] (`system.db`, for platform accounts).
@@ -394,6 +421,12 @@ pub trait Door: Send + Sync {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + From<TenantError> + Send + 'static;
+
+    /// Records a [`UseMark`], from a blocking context.
+    ///
+    /// # Errors
+    /// A storage fault.
+    fn mark_used_blocking(&self, mark: UseMark) -> Result<(), StoreError>;
 }
 
 impl Door for TenantCtx {
@@ -446,6 +479,13 @@ impl Door for TenantCtx {
         E: From<StoreError> + From<TenantError> + Send + 'static,
     {
         TenantCtx::read(self, f)
+    }
+
+    fn mark_used_blocking(&self, mark: UseMark) -> Result<(), StoreError> {
+        self.current()?
+            .writer()
+            .bookkeeping(move |tx| apply_mark(tx, &mark))
+            .wait()
     }
 }
 
@@ -559,5 +599,12 @@ impl Door for PlatformCtx {
                     })
                 })?
         }
+    }
+
+    fn mark_used_blocking(&self, mark: UseMark) -> Result<(), StoreError> {
+        self.store
+            .writer()
+            .bookkeeping(move |tx| apply_mark(tx, &mark))
+            .wait()
     }
 }

@@ -12,6 +12,7 @@ mod keys;
 mod logging;
 mod serve;
 mod tenant;
+mod token;
 mod user;
 
 use crate::config::Loaded;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Accounts of a tenant (--tenant ID) or of the platform (--platform).
     #[command(subcommand)]
     User(user::Command),
+    /// API tokens of a tenant: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::Command),
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Init(ref a) => init::run(&cli, a),
         Command::Tenant(ref c) => tenant::run(&cli, c),
         Command::User(ref c) => user::run(&cli, c),
+        Command::Token(ref c) => token::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
         Command::Backup(ref c) => backup::run(&cli, c),

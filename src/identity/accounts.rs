@@ -8,7 +8,7 @@
 use super::directory::{self, Directory, Home};
 use super::email::Email;
 use super::password::{self, Password};
-use super::permission::{self, Permission, Realm};
+use super::permission::{self, Permission, Permissions, Realm};
 use super::IdentityError;
 use crate::door::{Audit, Door};
 use crate::ids::UserId;
@@ -32,9 +32,9 @@ fn email_str<S: serde::Serializer>(e: &Email, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(e.as_str())
 }
 
-const COLUMNS: &str = "id, email, name, role, must_change, disabled, created_us";
+pub(crate) const COLUMNS: &str = "id, email, name, role, must_change, disabled, created_us";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         id: UserId::from_trusted(r.get(0)?),
         email: Email::from_trusted(r.get(1)?),
@@ -76,21 +76,40 @@ fn realm_word(realm: Realm) -> &'static str {
     }
 }
 
-/// Whether `role` names a role of the realm: a built-in one, or a tenant's custom role.
-fn role_exists(c: &Connection, realm: Realm, role: &str) -> rusqlite::Result<bool> {
-    if permission::built_in(realm, role).is_some() {
-        return Ok(true);
+/// What `role` allows in the realm: a built-in role, or a tenant's custom role. `None` for a
+/// role that does not exist (any more).
+pub(crate) fn permissions_of(
+    c: &Connection,
+    realm: Realm,
+    role: &str,
+) -> rusqlite::Result<Option<Permissions>> {
+    if let Some(p) = permission::built_in(realm, role) {
+        return Ok(Some(p));
     }
     if realm == Realm::Platform {
-        return Ok(false);
+        return Ok(None);
     }
-    c.query_row("SELECT 1 FROM roles WHERE name = ?1", [role], |_| Ok(()))
-        .optional()
-        .map(|r| r.is_some())
+    let names: Option<String> = c
+        .query_row(
+            "SELECT permissions FROM roles WHERE name = ?1",
+            [role],
+            |r| r.get(0),
+        )
+        .optional()?;
+    // A stored name this build no longer knows grants nothing rather than failing the role.
+    Ok(names.map(|n| {
+        n.split(',')
+            .filter_map(Permission::parse)
+            .fold(Permissions::empty(), |acc, p| acc | Permissions::of(&[p]))
+    }))
+}
+
+fn role_exists(c: &Connection, realm: Realm, role: &str) -> rusqlite::Result<bool> {
+    permissions_of(c, realm, role).map(|p| p.is_some())
 }
 
 /// The account named by `key`: its id, or its e-mail address.
-fn resolve(c: &Connection, key: &str) -> rusqlite::Result<Option<Account>> {
+pub(crate) fn resolve(c: &Connection, key: &str) -> rusqlite::Result<Option<Account>> {
     let sql = if UserId::parse(key).is_ok() {
         format!("SELECT {COLUMNS} FROM users WHERE id = ?1")
     } else {
@@ -256,7 +275,7 @@ pub fn list_blocking<D: Door>(door: &D) -> Result<Vec<Account>, IdentityError> {
     })
 }
 
-fn store_err(e: rusqlite::Error) -> IdentityError {
+pub(crate) fn store_err(e: rusqlite::Error) -> IdentityError {
     IdentityError::Store(crate::store::StoreError::from_sqlite("identity", 0, &e))
 }
 
@@ -267,7 +286,12 @@ fn store_err(e: rusqlite::Error) -> IdentityError {
 pub fn get_blocking<D: Door>(door: &D, key: &str) -> Result<Account, IdentityError> {
     door.caller().require(read_perm(door.realm()))?;
     door.read_blocking(|c| resolve(c, key).map_err(store_err))?
-        .ok_or_else(|| IdentityError::NotFound(key.chars().take(254).collect()))
+        .ok_or_else(|| {
+            IdentityError::NotFound(format!(
+                "no account {}",
+                key.chars().take(254).collect::<String>()
+            ))
+        })
 }
 
 /// What a change to one existing account does, given the account as it is.
@@ -291,7 +315,12 @@ fn edit_blocking<D: Door>(
         let now = tx.now_us();
         let before = resolve(c, &key)
             .map_err(|e| IdentityError::Store(tx.err(&e)))?
-            .ok_or_else(|| IdentityError::NotFound(key.chars().take(254).collect()))?;
+            .ok_or_else(|| {
+                IdentityError::NotFound(format!(
+                    "no account {}",
+                    key.chars().take(254).collect::<String>()
+                ))
+            })?;
         if before.role == "owner" {
             caller.require(Permission::OwnersManage)?;
         }
@@ -434,4 +463,24 @@ pub fn reset_password_blocking<D: Door>(
         }),
     )?;
     Ok((account, one_time))
+}
+
+/// The stored password hash and state of an account, for signing in.
+pub(crate) struct Credentials {
+    pub account: Account,
+    pub password_hash: Option<String>,
+}
+
+pub(crate) fn credentials(c: &Connection, id: &UserId) -> rusqlite::Result<Option<Credentials>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS}, password_hash FROM users WHERE id = ?1"),
+        [id.as_str()],
+        |r| {
+            Ok(Credentials {
+                account: from_row(r)?,
+                password_hash: r.get(7)?,
+            })
+        },
+    )
+    .optional()
 }

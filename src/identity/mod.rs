@@ -15,6 +15,9 @@ pub mod directory;
 pub mod email;
 pub mod password;
 pub mod permission;
+pub mod sessions;
+pub mod signin;
+pub mod tokens;
 
 pub use directory::Directory;
 pub use email::{BadEmail, Email};
@@ -38,7 +41,8 @@ pub enum IdentityError {
     UnknownRole(String),
     #[error(transparent)]
     Denied(#[from] Denied),
-    #[error("no account {0}")]
+    /// What was not found, said in full ("no account x@example.com").
+    #[error("{0}")]
     NotFound(String),
     #[error("wrong e-mail address or password")]
     BadCredentials,
@@ -54,6 +58,8 @@ pub enum IdentityError {
     WrongCurrentPassword,
     #[error("the new password must differ from the current one")]
     SamePassword,
+    #[error("too many failed sign-ins; try again in {0} seconds")]
+    Throttled(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -78,6 +84,7 @@ impl IdentityError {
             Self::LastOwner(_) => "IDN-0011",
             Self::WrongCurrentPassword => "IDN-0012",
             Self::SamePassword => "IDN-0013",
+            Self::Throttled(_) => "IDN-0014",
             Self::Store(e) => e.code(),
             Self::Tenant(e) => e.code(),
             Self::Keyring(e) => e.code(),
@@ -100,6 +107,7 @@ crate::domain_error!(IdentityError, |e| {
         IdentityError::Denied(_) => ErrorKind::Forbidden,
         IdentityError::NotFound(_) => ErrorKind::NotFound,
         IdentityError::BadCredentials => ErrorKind::Unauthenticated,
+        IdentityError::Throttled(_) => ErrorKind::Throttled,
         IdentityError::Hash(_) => ErrorKind::Internal,
         IdentityError::Store(e) => e.kind(),
         IdentityError::Tenant(e) => e.kind(),

@@ -1,19 +1,20 @@
 //! `/healthz` (the process answers) and `/readyz` (keys loaded, `system.db` readable, not
 //! shutting down): the first for restarts, the second for load balancers.
 
+use super::access::{Access, Routes};
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/healthz", Access::Public, get(healthz))
+        .route("/readyz", Access::Public, get(readyz))
 }
 
 async fn healthz() -> &'static str {

@@ -4,9 +4,13 @@
 //! nosniff, referrer policy) and a request id; request bodies are capped; handlers stay thin
 //! and reach SQLite only through `spawn_blocking` or a store's writer.
 
+pub mod access;
+mod api;
+pub mod auth;
 pub mod error;
 mod health;
 pub mod notify;
+mod pages;
 pub mod server;
 mod status;
 pub mod tls;
@@ -29,25 +33,37 @@ pub struct AppState {
     pub started: Instant,
     /// False once shutdown has begun, so load balancers drain this node.
     pub accepting: Arc<AtomicBool>,
+    /// Credential caches and the sign-in throttle.
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
     pub fn new(app: Arc<App>) -> Self {
         Self {
-            app,
             started: Instant::now(),
             accepting: Arc::new(AtomicBool::new(true)),
+            auth: Arc::new(auth::Auth::new(&app.config().identity)),
+            app,
         }
     }
 }
 
-/// The whole router: every area's routes, then the layers that apply to all of them.
-pub fn app(state: AppState) -> Router {
-    let limit = state.app.config().server.max_body_bytes;
-    Router::new()
+/// Every area's routes, each with its declared access.
+pub fn routes() -> access::Routes {
+    access::Routes::new()
         .merge(health::routes())
         .merge(status::routes())
         .merge(wellknown::routes())
+        .merge(pages::routes())
+        .merge(api::routes())
+}
+
+/// The whole router: every area's routes behind their guards, then the layers that apply to
+/// all of them.
+pub fn app(state: AppState) -> Router {
+    let limit = state.app.config().server.max_body_bytes;
+    Router::new()
+        .merge(routes().into_router(&state))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))

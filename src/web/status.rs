@@ -1,6 +1,7 @@
 //! `/status`: a small public page (and `/status.json`) saying whether the service is up and
 //! ready. It shows no tenant, no count and no path: it is readable without signing in.
 
+use super::access::{Access, Routes};
 use super::health::readiness;
 use super::AppState;
 use askama::Template;
@@ -8,18 +9,19 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/status", get(status_page))
-        .route("/status.json", get(status_json))
-        .route("/static/style.css", get(stylesheet))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/status", Access::Public, get(status_page))
+        .route("/status.json", Access::Public, get(status_json))
+        .route("/static/style.css", Access::Public, get(stylesheet))
 }
 
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage {
+    header: Option<super::pages::Header>,
     version: &'static str,
     operational: bool,
     uptime: String,
@@ -48,6 +50,7 @@ fn uptime(state: &AppState) -> String {
 async fn status_page(State(state): State<AppState>) -> Response {
     let checks = readiness(&state).await;
     let page = StatusPage {
+        header: None,
         version: env!("CARGO_PKG_VERSION"),
         operational: checks.iter().all(|(_, ok)| *ok),
         uptime: uptime(&state),

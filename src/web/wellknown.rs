@@ -1,15 +1,19 @@
 //! `/.well-known/security.txt` (RFC 9116), from the `security` section of the configuration.
 //! Without a configured contact it answers 404 rather than publish a made-up address.
 
+use super::access::{Access, Routes};
 use super::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/.well-known/security.txt", get(security_txt))
+pub fn routes() -> Routes {
+    Routes::new().route(
+        "/.well-known/security.txt",
+        Access::Public,
+        get(security_txt),
+    )
 }
 
 async fn security_txt(State(state): State<AppState>) -> Response {

@@ -16,6 +16,7 @@ mod identity;
 mod keys;
 mod packaging;
 mod server;
+mod signin;
 mod support;
 mod systemd;
 mod witness;

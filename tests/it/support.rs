@@ -527,12 +527,31 @@ impl InProcess {
         path: &str,
         body: &[u8],
     ) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+        self.send(method, path, &[], body).await
+    }
+
+    /// As [`InProcess::request`], with headers, from 192.0.2.10 (the accept loop's
+    /// `ConnectInfo`) unless an `x-test-peer` header names another address.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, axum::http::HeaderMap, Vec<u8>) {
         use tower::ServiceExt;
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .body(axum::body::Body::from(body.to_vec()))
-            .unwrap();
+        let mut b = axum::http::Request::builder().method(method).uri(path);
+        let mut peer: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
+        for (k, v) in headers {
+            if *k == "x-test-peer" {
+                peer = v.parse().unwrap();
+            } else {
+                b = b.header(*k, *v);
+            }
+        }
+        let mut req = b.body(axum::body::Body::from(body.to_vec())).unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status().as_u16();
         let headers = res.headers().clone();

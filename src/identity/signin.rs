@@ -1,0 +1,442 @@
+//! Signing in and out, the first-password change, and sign-in throttling.
+//!
+//! Every attempt is journaled, never with the password: in the account's realm when the
+//! address belongs to an account, in the system journal otherwise. An unknown address, a
+//! wrong password and a disabled account get one answer and take the same time (a dummy
+//! hash is checked when there is no real one).
+//!
+//! Throttling counts failures per account (by the address's keyed hash) and per source
+//! address (an IPv6 client by its /64): from the third failure each further attempt waits
+//! twice as long as the last (1 s, 2 s, 4 s, ...), and at `lockout_failures` within
+//! `lockout_secs` the key is locked until the window has passed. A refused attempt is
+//! answered at once, without hashing, so a flood costs the server nothing but the entry.
+
+use super::accounts::{self, Account};
+use super::directory::Home;
+use super::password::{self, Password};
+use super::permission::{Caller, Permissions};
+use super::sessions::{self, Client, Place, SessionSecret, Stage};
+use super::IdentityError;
+use crate::app::App;
+use crate::audit::{Actor, ActorKind, NewEntry, Outcome};
+use crate::door::{self, Audit, Door};
+use crate::ids::{SessionId, UserId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// How sign-in is throttled and how long sessions last.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lockout_failures: u32,
+    pub lockout_secs: u64,
+    pub session_absolute_secs: u64,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::IdentityConfig) -> Self {
+        Self {
+            lockout_failures: u32::try_from(c.lockout_failures).unwrap_or(u32::MAX),
+            lockout_secs: c.lockout_secs,
+            session_absolute_secs: c.session_absolute_secs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Account([u8; 32]),
+    Source(IpAddr),
+}
+
+fn source_key(ip: IpAddr) -> Key {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            // One client usually holds a whole /64.
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            Key::Source(IpAddr::V6(o.into()))
+        }
+        IpAddr::V6(v6) => Key::Source(IpAddr::V4(
+            v6.to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        )),
+        v4 => Key::Source(v4),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    first_us: i64,
+    last_us: i64,
+}
+
+/// Bound on remembered keys, so a spray of addresses cannot grow memory without end.
+const MAX_KEYS: usize = 100_000;
+
+/// Failed sign-ins per account and per source, in memory.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<Key, Failures>>,
+}
+
+impl Throttle {
+    /// Seconds until `keys` may try again, if any of them must wait.
+    fn wait_secs(&self, keys: &[Key], now_us: i64, s: &Settings) -> Option<u64> {
+        let map = self.failures.lock().ok()?;
+        let window = i64::try_from(s.lockout_secs).unwrap_or(i64::MAX / 2) * 1_000_000;
+        let mut wait = 0i64;
+        for k in keys {
+            let Some(f) = map.get(k) else { continue };
+            if now_us - f.first_us >= window {
+                continue;
+            }
+            if f.count >= s.lockout_failures {
+                wait = wait.max(f.first_us + window - now_us);
+            } else if f.count >= 3 {
+                let delay = (1i64 << (f.count - 3).min(20)) * 1_000_000;
+                wait = wait.max(f.last_us + delay.min(window) - now_us);
+            }
+        }
+        (wait > 0).then(|| u64::try_from((wait + 999_999) / 1_000_000).unwrap_or(1))
+    }
+
+    fn fail(&self, keys: &[Key], now_us: i64, s: &Settings) {
+        let Ok(mut map) = self.failures.lock() else {
+            return;
+        };
+        let window = i64::try_from(s.lockout_secs).unwrap_or(i64::MAX / 2) * 1_000_000;
+        if map.len() >= MAX_KEYS {
+            map.retain(|_, f| now_us - f.first_us < window);
+        }
+        for k in keys {
+            if map.len() >= MAX_KEYS && !map.contains_key(k) {
+                continue;
+            }
+            let f = map.entry(k.clone()).or_insert(Failures {
+                count: 0,
+                first_us: now_us,
+                last_us: now_us,
+            });
+            if now_us - f.first_us >= window {
+                *f = Failures {
+                    count: 0,
+                    first_us: now_us,
+                    last_us: now_us,
+                };
+            }
+            f.count = f.count.saturating_add(1);
+            f.last_us = now_us;
+        }
+    }
+
+    fn succeed(&self, account: &Key) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(account);
+        }
+    }
+}
+
+/// A successful sign-in: the cookie's secret (set it, then forget it) and where it leads.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub place: Place,
+    pub session: SessionId,
+    pub secret: SessionSecret,
+    pub stage: Stage,
+    pub account: Account,
+}
+
+fn user_actor(id: &str, role: &str) -> Actor {
+    Actor {
+        kind: ActorKind::User,
+        id: id.to_string(),
+        role: role.to_string(),
+    }
+}
+
+/// A failed attempt that belongs to no account: recorded in the system journal.
+async fn journal_unattached(app: &App, reason: &'static str, ip: Option<IpAddr>) {
+    let mut entry = NewEntry::new(user_actor("unknown", ""), "auth.sign_in", "unknown")
+        .params(serde_json::json!({ "reason": reason }))
+        .outcome(Outcome::Failure);
+    entry.source_ip = ip;
+    let done = app
+        .system()
+        .writer()
+        .change_async(move |_tx| Ok::<_, crate::store::StoreError>(((), entry)))
+        .await;
+    if let Err(e) = done {
+        tracing::error!(error = %e, "cannot journal a failed sign-in");
+    }
+}
+
+/// Signs in with address and password.
+///
+/// # Errors
+/// [`IdentityError::BadCredentials`] for every wrong combination (unknown address, wrong
+/// password, disabled account, unavailable tenant); [`IdentityError::Throttled`] while the
+/// account or the source must wait; a storage fault (then no session exists).
+pub async fn sign_in(
+    app: &Arc<App>,
+    throttle: &Throttle,
+    settings: &Settings,
+    email: &str,
+    password: Password,
+    client: Client,
+) -> Result<SignedIn, IdentityError> {
+    let now = app.clock().now_us();
+    let dir = app.directory().clone();
+    let email = super::Email::parse(email).ok();
+    let mut keys = Vec::with_capacity(2);
+    if let Some(e) = &email {
+        keys.push(Key::Account(dir.mac(e)));
+    }
+    if let Some(ip) = client.ip {
+        keys.push(source_key(ip));
+    }
+    if let Some(wait) = throttle.wait_secs(&keys, now, settings) {
+        journal_unattached(app, "throttled", client.ip).await;
+        return Err(IdentityError::Throttled(wait));
+    }
+    let listing = match &email {
+        Some(e) => {
+            let (dir, e) = (dir.clone(), e.clone());
+            tokio::task::spawn_blocking(move || dir.find(&e))
+                .await
+                .map_err(|_| crate::store::StoreError::JobPanicked {
+                    what: "sign-in".into(),
+                })??
+        }
+        None => None,
+    };
+    let Some(listing) = listing else {
+        dir.hasher().verify(password, None).await;
+        throttle.fail(&keys, now, settings);
+        journal_unattached(app, "unknown_account", client.ip).await;
+        return Err(IdentityError::BadCredentials);
+    };
+    let caller = Caller::new(
+        user_actor(listing.user_id.as_str(), ""),
+        Permissions::empty(),
+    );
+    // The realm's reads and writes run on a blocking thread; only the hash is awaited here.
+    let (app2, home, uid, ip) = (
+        app.clone(),
+        listing.home.clone(),
+        listing.user_id.clone(),
+        client.ip,
+    );
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, IdentityError> {
+        let opened = match &home {
+            Home::Platform => Opened::Platform(door::platform(&app2, caller, ip)),
+            Home::Tenant(t) => match door::open_blocking(&app2, t, caller, ip) {
+                Ok(ctx) => Opened::Tenant(ctx),
+                Err(e) => {
+                    tracing::info!(
+                        code = crate::error::DomainError::code(&e),
+                        "sign-in to an unusable tenant"
+                    );
+                    return Ok(None);
+                }
+            },
+        };
+        let creds = on!(&opened, |c| c.read_blocking(|conn| {
+            accounts::credentials(conn, &uid).map_err(accounts::store_err)
+        }))?;
+        Ok(Some((opened, creds)))
+    })
+    .await
+    .map_err(|_| crate::store::StoreError::JobPanicked {
+        what: "sign-in".into(),
+    })??;
+    let Some((opened, Some(creds))) = opened else {
+        dir.hasher().verify(password, None).await;
+        throttle.fail(&keys, now, settings);
+        journal_unattached(app, "unavailable", client.ip).await;
+        return Err(IdentityError::BadCredentials);
+    };
+    let ok = dir
+        .hasher()
+        .verify(password, creds.password_hash.clone())
+        .await;
+    let account = creds.account;
+    if !ok || account.disabled {
+        throttle.fail(&keys, now, settings);
+    } else if let Some(k) = keys.first() {
+        throttle.succeed(k);
+    }
+    let (dir2, absolute) = (dir.clone(), settings.session_absolute_secs);
+    tokio::task::spawn_blocking(move || {
+        on!(&opened, |c| record_blocking(
+            c, &dir2, account, ok, &client, absolute
+        ))
+    })
+    .await
+    .map_err(|_| crate::store::StoreError::JobPanicked {
+        what: "sign-in".into(),
+    })?
+}
+
+/// A realm opened for signing in.
+enum Opened {
+    Platform(door::PlatformCtx),
+    Tenant(door::TenantCtx),
+}
+
+/// Runs the same generic code on either kind of opened realm.
+macro_rules! on {
+    ($o:expr, |$c:ident| $body:expr) => {
+        match $o {
+            Opened::Platform($c) => $body,
+            Opened::Tenant($c) => $body,
+        }
+    };
+}
+use on;
+
+/// Journals the attempt in the account's realm, and opens the session of a good one.
+fn record_blocking<D: Door>(
+    ctx: &D,
+    dir: &Arc<super::Directory>,
+    account: Account,
+    password_ok: bool,
+    client: &Client,
+    absolute_secs: u64,
+) -> Result<SignedIn, IdentityError> {
+    let place = match ctx.tenant_id() {
+        Some(t) => Place::Tenant(t.clone()),
+        None => Place::Platform,
+    };
+    if !password_ok || account.disabled {
+        let reason = if password_ok {
+            "disabled"
+        } else {
+            "wrong_password"
+        };
+        let (id, role) = (account.id.clone(), account.role.clone());
+        ctx.change_blocking(move |_tx| {
+            let audit = Audit::new("auth.sign_in", id.as_str())
+                .params(serde_json::json!({ "reason": reason, "role": role }))
+                .outcome(Outcome::Failure);
+            Ok::<_, IdentityError>(((), audit))
+        })?;
+        return Err(IdentityError::BadCredentials);
+    }
+    let stage = if account.must_change_password {
+        Stage::ChangePassword
+    } else {
+        Stage::Full
+    };
+    let (uid, dir, client2, role) = (
+        account.id.clone(),
+        dir.clone(),
+        client.clone(),
+        account.role.clone(),
+    );
+    let (session, secret, unfamiliar) = ctx.change_blocking(move |tx| {
+        let c = tx.conn();
+        let (before, known): (i64, i64) = c
+            .query_row(
+                "SELECT count(*), count(CASE WHEN ip IS ?2 AND device = ?3 THEN 1 END) \
+                 FROM sessions WHERE user_id = ?1",
+                rusqlite::params![
+                    uid.as_str(),
+                    client2.ip.map(|i| i.to_string()),
+                    client2.device
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(accounts::store_err)?;
+        let unfamiliar = before > 0 && known == 0;
+        let (sid, secret) =
+            sessions::insert(c, &dir, &uid, stage, tx.now_us(), absolute_secs, &client2)?;
+        let audit = Audit::new("auth.sign_in", uid.as_str()).params(serde_json::json!({
+            "session": sid.as_str(),
+            "stage": stage.as_str(),
+            "role": role,
+            "device": client2.device,
+            "unfamiliar": unfamiliar,
+        }));
+        Ok::<_, IdentityError>(((sid, secret, unfamiliar), audit))
+    })?;
+    if unfamiliar {
+        // Its own entry, so a security team can alert on the action alone.
+        let (uid, ip, device) = (account.id.clone(), client.ip, client.device.clone());
+        ctx.change_blocking(move |_tx| {
+            let audit = Audit::new("auth.unfamiliar_sign_in", uid.as_str())
+                .params(serde_json::json!({ "ip": ip.map(|i| i.to_string()), "device": device }));
+            Ok::<_, IdentityError>(((), audit))
+        })?;
+    }
+    Ok(SignedIn {
+        place,
+        session,
+        secret,
+        stage,
+        account,
+    })
+}
+
+/// Replaces the password of the signed-in account (the one-time password at first sign-in,
+/// or by choice), ends all its sessions, and opens a new full session with a new secret.
+///
+/// # Errors
+/// A wrong current password, a weak or unchanged new one, or a storage fault (then nothing
+/// changed).
+pub fn change_password_blocking<D: Door>(
+    door: &D,
+    dir: &Arc<super::Directory>,
+    user: &UserId,
+    current: &Password,
+    new: &Password,
+    client: &Client,
+    settings: &Settings,
+) -> Result<(SessionId, SessionSecret), IdentityError> {
+    if door.caller().actor.id != user.as_str() {
+        return Err(super::Denied("one's own password").into());
+    }
+    let uid = user.clone();
+    let creds = door
+        .read_blocking(|c| accounts::credentials(c, &uid).map_err(accounts::store_err))?
+        .ok_or_else(|| IdentityError::NotFound(format!("no account {user}")))?;
+    if !password::verify_blocking(current, creds.password_hash.as_deref()) {
+        return Err(IdentityError::WrongCurrentPassword);
+    }
+    if current.expose() == new.expose() {
+        return Err(IdentityError::SamePassword);
+    }
+    password::check_strength(new, Some(&creds.account.email))?;
+    let hash = password::hash_blocking(new)?;
+    let (dir, client, absolute) = (dir.clone(), client.clone(), settings.session_absolute_secs);
+    door.change_blocking(move |tx| {
+        let c = tx.conn();
+        let now = tx.now_us();
+        c.execute(
+            "UPDATE users SET password_hash = ?2, must_change = 0, changed_us = ?3 WHERE id = ?1",
+            rusqlite::params![uid.as_str(), hash, now],
+        )
+        .map_err(accounts::store_err)?;
+        let ended = accounts::end_sessions_of(c, &uid, now).map_err(accounts::store_err)?;
+        let (sid, secret) = sessions::insert(c, &dir, &uid, Stage::Full, now, absolute, &client)?;
+        let audit = Audit::new("user.password_change", uid.as_str())
+            .params(serde_json::json!({ "sessions_ended": ended, "new_session": sid.as_str() }));
+        Ok(((sid, secret), audit))
+    })
+}
+
+/// Ends the caller's own session (sign out).
+///
+/// # Errors
+/// A storage fault.
+pub fn sign_out_blocking<D: Door>(
+    door: &D,
+    user: &UserId,
+    session: &SessionId,
+) -> Result<(), IdentityError> {
+    match sessions::end_blocking(door, user, session, "sign_out") {
+        Ok(()) | Err(IdentityError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

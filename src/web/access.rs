@@ -1,0 +1,289 @@
+//! Every route declares who may reach it, where it is registered: [`Routes::route`] takes an
+//! [`Access`] with each path, and nothing else in `web` registers a route. The guard that
+//! enforces it authenticates the request (`web::auth`), checks the CSRF token of a
+//! cookie-authenticated request that is not a GET, checks the declared access, and hands
+//! the handler a [`Principal`].
+
+use super::auth::{Principal, Refused, Via};
+use super::error::WebError;
+use super::AppState;
+use crate::audit::Outcome;
+use crate::door::{self, Audit};
+use crate::identity::sessions::Place;
+use crate::identity::Permission;
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::MethodRouter;
+use axum::Router;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Who may reach a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not (sign-in, health, status).
+    Public,
+    /// Any signed-in session, whatever its stage (the first-password change, sign-out).
+    Session,
+    /// A signed-in caller whose session has reached its full stage, or a token.
+    SignedIn,
+    /// A signed-in caller with this permission.
+    Allowed(Permission),
+}
+
+impl Access {
+    pub fn describe(self) -> String {
+        match self {
+            Access::Public => "public".into(),
+            Access::Session => "session".into(),
+            Access::SignedIn => "signed-in".into(),
+            Access::Allowed(p) => p.name().into(),
+        }
+    }
+}
+
+/// An area's routes, each with its declared access.
+#[derive(Default)]
+pub struct Routes {
+    entries: Vec<(&'static str, Access, MethodRouter<AppState>)>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn route(
+        mut self,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        self.entries.push((path, access, handler));
+        self
+    }
+
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.entries.extend(other.entries);
+        self
+    }
+
+    /// Every path with its access, for the test that walks them.
+    pub fn table(&self) -> Vec<(&'static str, Access)> {
+        self.entries.iter().map(|(p, a, _)| (*p, *a)).collect()
+    }
+
+    /// The router, each route behind its guard.
+    pub fn into_router(self, state: &AppState) -> Router<AppState> {
+        let mut router = Router::new();
+        for (path, access, handler) in self.entries {
+            let guarded = handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), access),
+                guard,
+            ));
+            router = router.route(path, guarded);
+        }
+        router
+    }
+}
+
+/// The caller's address, as the TLS accept loop recorded it.
+pub fn client_ip(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/v1/")
+}
+
+fn unauthenticated(path: &str) -> Response {
+    if is_api(path) {
+        let mut res = WebError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "AUTH-0001",
+            message: "missing or invalid credentials; send Authorization: Bearer <token>",
+        }
+        .into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"strongroom\""),
+        );
+        res
+    } else {
+        Redirect::to("/login").into_response()
+    }
+}
+
+fn forbidden(code: &'static str, message: &'static str) -> Response {
+    WebError {
+        status: StatusCode::FORBIDDEN,
+        code,
+        message,
+    }
+    .into_response()
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+async fn guard(
+    axum::extract::State((state, access)): axum::extract::State<(AppState, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let ip = client_ip(req.extensions());
+    let auth = state.auth.clone();
+    let found = auth.authenticate(&state.app, req.headers(), ip).await;
+    let (principal, via) = match found {
+        Ok(Some((p, via))) => (Some(p), Some(via)),
+        Ok(None) => (None, None),
+        Err(Refused::Invalid) if access == Access::Public => (None, None),
+        Err(Refused::Invalid) => return unauthenticated(&path),
+        Err(Refused::Tenant(e)) if access == Access::Public => {
+            tracing::info!(
+                code = crate::error::DomainError::code(&e),
+                "credentials of an unusable tenant on a public route"
+            );
+            (None, None)
+        }
+        Err(Refused::Tenant(e)) => return WebError::from(e).into_response(),
+        Err(Refused::Internal(e)) => return WebError::from(e).into_response(),
+    };
+    let mut req = req;
+    if let (Some(p), Some(Via::Cookie)) = (&principal, via) {
+        if !is_safe(req.method()) {
+            let (ok, rebuilt) = csrf_holds(p, req).await;
+            req = match rebuilt {
+                Some(r) => r,
+                None => return forbidden("AUTH-0003", "request too large"),
+            };
+            if !ok {
+                record_refusal(&state, p, "auth.csrf_refused", &path, ip).await;
+                return forbidden(
+                    "AUTH-0002",
+                    "the form's security token is missing or stale; reload the page and try again",
+                );
+            }
+        }
+    }
+    match access {
+        Access::Public => {}
+        Access::Session => {
+            if principal.as_ref().is_none_or(|p| p.user_id().is_none()) {
+                return unauthenticated(&path);
+            }
+        }
+        Access::SignedIn | Access::Allowed(_) => {
+            let Some(p) = &principal else {
+                return unauthenticated(&path);
+            };
+            if !p.is_full() {
+                return if is_api(&path) {
+                    forbidden("AUTH-0004", "change your one-time password first")
+                } else {
+                    Redirect::to("/password").into_response()
+                };
+            }
+            if let Access::Allowed(perm) = access {
+                if !p.permissions.contains(perm) {
+                    if !is_safe(req.method()) {
+                        record_refusal(&state, p, "auth.denied", &path, ip).await;
+                    }
+                    return forbidden("AUTH-0005", "not allowed for your role");
+                }
+            }
+        }
+    }
+    if let Some(p) = principal {
+        req.extensions_mut().insert(p);
+    }
+    next.run(req).await
+}
+
+/// Whether the request carries the session's CSRF token, in the `x-csrf-token` header or
+/// as the `csrf` field of a URL-encoded form (whose body is read and put back).
+async fn csrf_holds(p: &Principal, req: Request) -> (bool, Option<Request>) {
+    let super::auth::Who::User { csrf, .. } = &p.who else {
+        return (true, Some(req));
+    };
+    let want = csrf.as_bytes();
+    let eq = |got: &[u8]| bool::from(subtle::ConstantTimeEq::ct_eq(got, want));
+    if let Some(h) = req.headers().get("x-csrf-token") {
+        return (eq(h.as_bytes()), Some(req));
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return (false, Some(req));
+    }
+    let (parts, body) = req.into_parts();
+    // The body limit of the router applies; past it the request is refused anyway.
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return (false, None);
+    };
+    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    let ok = token.is_some_and(|t| eq(t.as_bytes()));
+    (
+        ok,
+        Some(Request::from_parts(parts, axum::body::Body::from(bytes))),
+    )
+}
+
+/// Journals a refused request in the caller's realm: a missing CSRF token (a forged form),
+/// or a change the caller's role does not allow.
+async fn record_refusal(
+    state: &AppState,
+    p: &Principal,
+    action: &'static str,
+    path: &str,
+    ip: Option<IpAddr>,
+) {
+    let caller = p.caller();
+    let target = path.chars().take(200).collect::<String>();
+    let job = move |_tx: &mut crate::store::WriteTx<'_>| {
+        Ok::<_, crate::identity::IdentityError>((
+            (),
+            Audit::new(action, &target).outcome(Outcome::Denied),
+        ))
+    };
+    let done = match &p.place {
+        Place::Platform => {
+            let ctx = door::platform(&state.app, caller, ip);
+            door::Door::change(&ctx, job).await
+        }
+        Place::Tenant(t) => match door::open(&state.app, t, caller, ip).await {
+            Ok(ctx) => ctx.change(job).await,
+            Err(e) => Err(e.into()),
+        },
+    };
+    if let Err(e) = done {
+        tracing::error!(error = %e, "cannot journal a refused request");
+    }
+}
+
+/// The authenticated caller, as the guard found it.
+impl<S: Send + Sync> FromRequestParts<S> for PrincipalOf {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Principal>>()
+            .cloned()
+            .map(PrincipalOf)
+            .ok_or_else(|| unauthenticated(parts.uri.path()))
+    }
+}
+
+/// Extractor for the authenticated caller.
+pub struct PrincipalOf(pub Arc<Principal>);

@@ -1,0 +1,422 @@
+//! Who is calling: a session cookie or a bearer token, resolved to a [`Principal`].
+//!
+//! Checks are served from memory: each resolved credential is cached under its keyed hash,
+//! and the realm's file stays the truth. In this process, every change that takes power away
+//! (sign-out, an ended session, a disabled account, a new role, a revoked token, a suspended
+//! tenant) removes the affected entries at once, so it holds on the next request on every
+//! thread. An entry is also read again from the file when it is older than
+//! [`REVALIDATE_US`], which bounds how long a change made by another process (the CLI)
+//! takes to reach this one; that read records when the session was last seen.
+
+use crate::app::App;
+use crate::audit::{Actor, ActorKind};
+use crate::door::{self, Door, UseMark};
+use crate::identity::sessions::{self, Place, SessionSecret, Stage};
+use crate::identity::tokens::{self, Presented};
+use crate::identity::{Caller, Email, IdentityError, Permissions, Realm};
+use crate::ids::{SessionId, TokenId, UserId};
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// How long a cached credential is trusted before the file is read again.
+pub const REVALIDATE_US: i64 = 10_000_000;
+
+/// Bound on cached credentials; past it, the cache is emptied of expired entries, then of
+/// the oldest half (they are read again on use).
+const MAX_ENTRIES: usize = 200_000;
+
+/// What kind of caller, and which.
+#[derive(Debug, Clone)]
+pub enum Who {
+    User {
+        id: UserId,
+        email: Email,
+        name: String,
+        session: SessionId,
+        stage: Stage,
+        /// The session's CSRF token: a keyed hash of its secret, so it is per session and
+        /// needs no storage.
+        csrf: String,
+    },
+    Token {
+        id: TokenId,
+        name: String,
+    },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub place: Place,
+    pub who: Who,
+    pub role: String,
+    pub permissions: Permissions,
+}
+
+impl Principal {
+    /// The caller as domain functions see it. A session that has not reached its full
+    /// stage carries no permission at all.
+    pub fn caller(&self) -> Caller {
+        let (kind, id, permissions) = match &self.who {
+            Who::User { id, stage, .. } => (
+                ActorKind::User,
+                id.to_string(),
+                if *stage == Stage::Full {
+                    self.permissions
+                } else {
+                    Permissions::empty()
+                },
+            ),
+            Who::Token { id, .. } => (ActorKind::Token, id.to_string(), self.permissions),
+        };
+        Caller::new(
+            Actor {
+                kind,
+                id,
+                role: self.role.clone(),
+            },
+            permissions,
+        )
+    }
+
+    pub fn is_full(&self) -> bool {
+        match &self.who {
+            Who::User { stage, .. } => *stage == Stage::Full,
+            Who::Token { .. } => true,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&UserId> {
+        match &self.who {
+            Who::User { id, .. } => Some(id),
+            Who::Token { .. } => None,
+        }
+    }
+}
+
+struct Entry {
+    principal: Arc<Principal>,
+    /// When the file was last read for this entry.
+    checked_us: i64,
+    /// Absolute end (session) or expiry (token); `i64::MAX` for none.
+    ends_us: i64,
+    last_seen_us: AtomicI64,
+}
+
+/// How a request authenticated, for the CSRF rule (cookies need it, bearer tokens do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cookie,
+    Bearer,
+}
+
+/// Why a request carrying credentials is not authenticated.
+#[derive(Debug)]
+pub enum Refused {
+    /// Malformed, unknown, expired, revoked or ended: one answer.
+    Invalid,
+    /// The tenant is suspended (or gone).
+    Tenant(crate::tenants::TenantError),
+    Internal(IdentityError),
+}
+
+/// The credential caches, the sign-in throttle, and the session timeouts.
+pub struct Auth {
+    entries: RwLock<HashMap<[u8; 32], Entry>>,
+    pub throttle: crate::identity::signin::Throttle,
+    pub settings: crate::identity::signin::Settings,
+    pub idle_us: i64,
+}
+
+impl Auth {
+    pub fn new(config: &crate::config::IdentityConfig) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            throttle: Default::default(),
+            settings: crate::identity::signin::Settings::from_config(config),
+            idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
+        }
+    }
+
+    /// The principal behind the request's credentials: `Ok(None)` when it carries none.
+    ///
+    /// # Errors
+    /// [`Refused`] for credentials that do not hold.
+    pub async fn authenticate(
+        &self,
+        app: &Arc<App>,
+        headers: &HeaderMap,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<(Arc<Principal>, Via)>, Refused> {
+        if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+            let text = v.to_str().map_err(|_| Refused::Invalid)?;
+            let token = text
+                .strip_prefix("Bearer ")
+                .or_else(|| text.strip_prefix("bearer "))
+                .ok_or(Refused::Invalid)?;
+            let p = Presented::parse(token.trim()).ok_or(Refused::Invalid)?;
+            let key = app.directory().secret_hash("token", p.secret());
+            return self
+                .resolve(app, key, ip, Lookup::Token(p))
+                .await
+                .map(|p| Some((p, Via::Bearer)));
+        }
+        let Some(value) = session_cookie(headers) else {
+            return Ok(None);
+        };
+        let (place, secret) = SessionSecret::parse_cookie(&value).ok_or(Refused::Invalid)?;
+        let key = app.directory().secret_hash("session", secret.expose());
+        let csrf = hex::encode(app.directory().secret_hash("csrf", secret.expose()));
+        self.resolve(app, key, ip, Lookup::Session { place, key, csrf })
+            .await
+            .map(|p| Some((p, Via::Cookie)))
+    }
+
+    async fn resolve(
+        &self,
+        app: &Arc<App>,
+        key: [u8; 32],
+        ip: Option<IpAddr>,
+        lookup: Lookup,
+    ) -> Result<Arc<Principal>, Refused> {
+        let now = app.clock().now_us();
+        let mut seen_before = None;
+        if let Ok(map) = self.entries.read() {
+            if let Some(e) = map.get(&key) {
+                let last = e.last_seen_us.load(Ordering::Relaxed);
+                let idle_ok =
+                    matches!(e.principal.who, Who::Token { .. }) || now - last < self.idle_us;
+                if now >= e.ends_us || !idle_ok {
+                    drop(map);
+                    self.forget_key(&key);
+                    return Err(Refused::Invalid);
+                }
+                if now - e.checked_us < REVALIDATE_US {
+                    e.last_seen_us.fetch_max(now, Ordering::Relaxed);
+                    return Ok(e.principal.clone());
+                }
+                seen_before = Some(last);
+            }
+        }
+        // Not cached, or cached too long ago: the file decides.
+        let loaded = load(app, lookup, ip, now, self.idle_us, seen_before).await;
+        match loaded {
+            Ok(Some((principal, ends_us))) => {
+                let principal = Arc::new(principal);
+                self.insert(
+                    key,
+                    Entry {
+                        principal: principal.clone(),
+                        checked_us: now,
+                        ends_us,
+                        last_seen_us: AtomicI64::new(now),
+                    },
+                    now,
+                );
+                Ok(principal)
+            }
+            Ok(None) => {
+                self.forget_key(&key);
+                Err(Refused::Invalid)
+            }
+            Err(e) => {
+                self.forget_key(&key);
+                Err(e)
+            }
+        }
+    }
+
+    fn insert(&self, key: [u8; 32], entry: Entry, now: i64) {
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= MAX_ENTRIES {
+                map.retain(|_, e| e.ends_us > now && now - e.checked_us < REVALIDATE_US);
+                if map.len() >= MAX_ENTRIES {
+                    map.clear();
+                }
+            }
+            map.insert(key, entry);
+        }
+    }
+
+    fn forget_key(&self, key: &[u8; 32]) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(key);
+        }
+    }
+
+    fn forget_where(&self, f: impl Fn(&Principal) -> bool) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, e| !f(&e.principal));
+        }
+    }
+
+    /// After a session ended.
+    pub fn forget_session(&self, session: &SessionId) {
+        self.forget_where(|p| matches!(&p.who, Who::User { session: s, .. } if s == session));
+    }
+
+    /// After an account lost power (disabled, new role, password reset or changed).
+    pub fn forget_user(&self, place: &Place, user: &UserId) {
+        self.forget_where(|p| {
+            p.place == *place && matches!(&p.who, Who::User { id, .. } if id == user)
+        });
+    }
+
+    /// After a token was revoked (`None`: all of the place's tokens).
+    pub fn forget_tokens(&self, place: &Place, token: Option<&TokenId>) {
+        self.forget_where(|p| {
+            p.place == *place
+                && matches!(&p.who, Who::Token { id, .. } if token.is_none_or(|t| t == id))
+        });
+    }
+
+    /// After a tenant was suspended or deleted, or a custom role changed.
+    pub fn forget_place(&self, place: &Place) {
+        self.forget_where(|p| p.place == *place);
+    }
+}
+
+enum Lookup {
+    Session {
+        place: Place,
+        key: [u8; 32],
+        csrf: String,
+    },
+    Token(Presented),
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    for v in headers.get_all(axum::http::header::COOKIE) {
+        let Ok(text) = v.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((name, value)) = pair.trim().split_once('=') {
+                if name == sessions::COOKIE {
+                    return Some(value.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Reads a credential from its realm's file (and records the last use of a revalidated one).
+async fn load(
+    app: &Arc<App>,
+    lookup: Lookup,
+    ip: Option<IpAddr>,
+    now: i64,
+    idle_us: i64,
+    seen_before: Option<i64>,
+) -> Result<Option<(Principal, i64)>, Refused> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, Refused> {
+        let reader = Caller::new(Actor::system(), Permissions::empty());
+        match lookup {
+            Lookup::Token(p) => {
+                let ctx =
+                    door::open_blocking(&app, &p.tenant, reader, ip).map_err(Refused::Tenant)?;
+                let dir = app.directory().clone();
+                let live = ctx
+                    .read_blocking(|c| tokens::load(c, &dir, &p, now))
+                    .map_err(Refused::Internal)?;
+                let Some(live) = live else { return Ok(None) };
+                let stale = live
+                    .info
+                    .last_used_us
+                    .is_none_or(|u| now - u > REVALIDATE_US);
+                if stale {
+                    let mark = UseMark::TokenUsed {
+                        id: live.info.id.to_string(),
+                        at_us: now,
+                    };
+                    if let Err(e) = ctx.mark_used_blocking(mark) {
+                        tracing::warn!(error = %e, "cannot record a token's last use");
+                    }
+                }
+                let ends = live.info.expires_us.unwrap_or(i64::MAX);
+                Ok(Some((
+                    Principal {
+                        place: Place::Tenant(p.tenant.clone()),
+                        who: Who::Token {
+                            id: live.info.id,
+                            name: live.info.name,
+                        },
+                        role: live.info.role,
+                        permissions: live.permissions,
+                    },
+                    ends,
+                )))
+            }
+            Lookup::Session { place, key, csrf } => {
+                let live = match &place {
+                    Place::Platform => {
+                        let ctx = door::platform(&app, reader, ip);
+                        let live = ctx
+                            .read_blocking(|c| sessions::load(c, Realm::Platform, &key, now))
+                            .map_err(Refused::Internal)?;
+                        mark_seen(&ctx, live.as_ref(), seen_before);
+                        live
+                    }
+                    Place::Tenant(t) => {
+                        let ctx =
+                            door::open_blocking(&app, t, reader, ip).map_err(Refused::Tenant)?;
+                        let live = ctx
+                            .read_blocking(|c| sessions::load(c, Realm::Tenant, &key, now))
+                            .map_err(Refused::Internal)?;
+                        mark_seen(&ctx, live.as_ref(), seen_before);
+                        live
+                    }
+                };
+                let Some(live) = live else { return Ok(None) };
+                // Idle by the file's record (a restarted server has no memory of use).
+                let last = seen_before
+                    .unwrap_or(live.session.last_seen_us)
+                    .max(live.session.last_seen_us);
+                if now - last >= idle_us {
+                    return Ok(None);
+                }
+                Ok(Some((
+                    Principal {
+                        place,
+                        who: Who::User {
+                            id: live.account.id.clone(),
+                            email: live.account.email.clone(),
+                            name: live.account.name.clone(),
+                            session: live.session.id.clone(),
+                            stage: live.session.stage,
+                            csrf,
+                        },
+                        role: live.account.role.clone(),
+                        permissions: live.permissions,
+                    },
+                    live.session.expires_us,
+                )))
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        Refused::Internal(IdentityError::Store(
+            crate::store::StoreError::JobPanicked {
+                what: "authentication".into(),
+            },
+        ))
+    })?
+}
+
+fn mark_seen<D: Door>(ctx: &D, live: Option<&sessions::Live>, seen: Option<i64>) {
+    if let (Some(live), Some(at)) = (live, seen) {
+        if at > live.session.last_seen_us {
+            let mark = UseMark::SessionSeen {
+                id: live.session.id.to_string(),
+                at_us: at,
+            };
+            if let Err(e) = ctx.mark_used_blocking(mark) {
+                tracing::warn!(error = %e, "cannot record when a session was last seen");
+            }
+        }
+    }
+}

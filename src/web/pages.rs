@@ -1,0 +1,429 @@
+//! The signed-out and first pages: sign-in, the first-password change, sign-out, overview.
+
+use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::auth::{Principal, Who};
+use super::AppState;
+use crate::door;
+use crate::identity::sessions::{self, Client, Place, SessionSecret, Stage};
+use crate::identity::{signin, IdentityError, Password};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/", Access::Public, get(home))
+        .route("/login", Access::Public, get(login_form).post(login))
+        .route(
+            "/password",
+            Access::Session,
+            get(password_form).post(password_change),
+        )
+        .route("/logout", Access::Session, axum::routing::post(logout))
+}
+
+/// The top bar of a signed-in page.
+pub struct Header {
+    pub place: String,
+    pub name: String,
+    pub email: String,
+    pub csrf: String,
+}
+
+/// One problem with a form, linked from the summary to its field.
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Renders a page; a template that fails is logged and the person sees a generic error.
+pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "page failed to render");
+            super::error::WebError::internal("WEB-0001").into_response()
+        }
+    }
+}
+
+/// The header for a principal: the realm's name, the person, the CSRF token.
+pub async fn header_for(state: &AppState, p: &Principal) -> Option<Header> {
+    let Who::User {
+        name, email, csrf, ..
+    } = &p.who
+    else {
+        return None;
+    };
+    let place = match &p.place {
+        Place::Platform => "Platform".to_string(),
+        Place::Tenant(t) => {
+            let (app, t) = (state.app.clone(), t.clone());
+            tokio::task::spawn_blocking(move || crate::tenants::get(&app, &t))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map_or_else(|| "Tenant".to_string(), |t| t.name)
+        }
+    };
+    Some(Header {
+        place,
+        name: name.clone(),
+        email: email.to_string(),
+        csrf: csrf.clone(),
+    })
+}
+
+fn principal(req: &Request) -> Option<Arc<Principal>> {
+    req.extensions().get::<Arc<Principal>>().cloned()
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    header: Option<Header>,
+    name: String,
+    role: String,
+    notice: Option<&'static str>,
+}
+
+async fn home(State(state): State<AppState>, req: Request) -> Response {
+    let Some(p) = principal(&req) else {
+        return Redirect::to("/login").into_response();
+    };
+    if !p.is_full() {
+        return Redirect::to("/password").into_response();
+    }
+    let notice = req
+        .uri()
+        .query()
+        .filter(|q| q.split('&').any(|kv| kv == "changed=1"))
+        .map(|_| "Your password has been changed.");
+    let name = match &p.who {
+        Who::User { name, .. } => name.clone(),
+        Who::Token { name, .. } => name.clone(),
+    };
+    let page = HomePage {
+        header: header_for(&state, &p).await,
+        name,
+        role: p.role.clone(),
+        notice,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    header: Option<Header>,
+    email: String,
+    errors: Vec<FieldError>,
+}
+
+async fn login_form(req: Request) -> Response {
+    if principal(&req).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            header: None,
+            email: String::new(),
+            errors: Vec::new(),
+        },
+    )
+}
+
+/// A URL-encoded form as pairs; a malformed body reads as an empty form (every field then
+/// gets its own "enter ..." message).
+fn form_fields(body: &Bytes) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn field(fields: &[(String, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The `Set-Cookie` value of a new session. `__Host-`: Secure, no Domain, Path=/.
+fn session_cookie(secret: &SessionSecret, place: &Place, max_age_secs: u64) -> Option<HeaderValue> {
+    let value = secret.cookie_value(place);
+    HeaderValue::from_str(&format!(
+        "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}",
+        sessions::COOKIE,
+        value.expose()
+    ))
+    .ok()
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static(
+        "__Host-strongroom=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+    )
+}
+
+fn with_cookie(mut res: Response, cookie: Option<HeaderValue>) -> Response {
+    match cookie {
+        Some(c) => {
+            res.headers_mut().append(header::SET_COOKIE, c);
+            res
+        }
+        None => super::error::WebError::internal("WEB-0002").into_response(),
+    }
+}
+
+async fn login(State(state): State<AppState>, req: Request) -> Response {
+    let ip = client_ip(req.extensions());
+    let device = user_agent(req.headers());
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let fields = form_fields(&body);
+    let (email, password) = (field(&fields, "email"), field(&fields, "password"));
+    let again = |status: StatusCode, field: &'static str, message: String| {
+        render(
+            status,
+            &LoginPage {
+                header: None,
+                email: email.trim().chars().take(254).collect(),
+                errors: vec![FieldError { field, message }],
+            },
+        )
+    };
+    if email.trim().is_empty() {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "email",
+            "Enter your e-mail address".into(),
+        );
+    }
+    if password.is_empty() {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "password",
+            "Enter your password".into(),
+        );
+    }
+    let done = signin::sign_in(
+        &state.app,
+        &state.auth.throttle,
+        &state.auth.settings,
+        &email,
+        Password::new(password),
+        Client::new(ip, &device),
+    )
+    .await;
+    match done {
+        Ok(s) => {
+            let to = if s.stage == Stage::Full {
+                "/"
+            } else {
+                "/password"
+            };
+            let cookie = session_cookie(
+                &s.secret,
+                &s.place,
+                state.auth.settings.session_absolute_secs,
+            );
+            with_cookie(Redirect::to(to).into_response(), cookie)
+        }
+        Err(IdentityError::BadCredentials) => again(
+            StatusCode::UNAUTHORIZED,
+            "email",
+            "The e-mail address or password is wrong".into(),
+        ),
+        Err(IdentityError::Throttled(secs)) => {
+            let mut res = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "email",
+                format!("Too many failed sign-ins. Try again in {secs} seconds."),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
+        Err(e) => super::error::WebError::from(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    header: Option<Header>,
+    csrf: String,
+    first: bool,
+    errors: Vec<FieldError>,
+}
+
+async fn password_form(State(state): State<AppState>, PrincipalOf(p): PrincipalOf) -> Response {
+    password_page(&state, &p, StatusCode::OK, Vec::new()).await
+}
+
+async fn password_page(
+    state: &AppState,
+    p: &Principal,
+    status: StatusCode,
+    errors: Vec<FieldError>,
+) -> Response {
+    let Who::User { csrf, stage, .. } = &p.who else {
+        return Redirect::to("/").into_response();
+    };
+    let page = PasswordPage {
+        header: header_for(state, p).await,
+        csrf: csrf.clone(),
+        first: *stage == Stage::ChangePassword,
+        errors,
+    };
+    render(status, &page)
+}
+
+async fn password_change(State(state): State<AppState>, req: Request) -> Response {
+    let Some(p) = principal(&req) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Some(user) = p.user_id().cloned() else {
+        return Redirect::to("/").into_response();
+    };
+    let ip = client_ip(req.extensions());
+    let device = user_agent(req.headers());
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let fields = form_fields(&body);
+    let (current, new, confirm) = (
+        field(&fields, "current"),
+        field(&fields, "new"),
+        field(&fields, "confirm"),
+    );
+    let problem = |field: &'static str, message: &str| {
+        vec![FieldError {
+            field,
+            message: message.to_string(),
+        }]
+    };
+    if new != confirm {
+        return password_page(
+            &state,
+            &p,
+            StatusCode::BAD_REQUEST,
+            problem("confirm", "The two new passwords differ"),
+        )
+        .await;
+    }
+    let caller = super::auth::Principal::caller(&p);
+    let (app, settings, place) = (
+        state.app.clone(),
+        state.auth.settings.clone(),
+        p.place.clone(),
+    );
+    let client = Client::new(ip, &device);
+    let uid = user.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let (current, new) = (Password::new(current), Password::new(new));
+        let dir = app.directory().clone();
+        match &place {
+            Place::Platform => {
+                let ctx = door::platform(&app, caller, ip);
+                signin::change_password_blocking(
+                    &ctx, &dir, &uid, &current, &new, &client, &settings,
+                )
+            }
+            Place::Tenant(t) => {
+                let ctx = door::open_blocking(&app, t, caller, ip)?;
+                signin::change_password_blocking(
+                    &ctx, &dir, &uid, &current, &new, &client, &settings,
+                )
+            }
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok((_, secret))) => {
+            state.auth.forget_user(&p.place, &user);
+            let cookie =
+                session_cookie(&secret, &p.place, state.auth.settings.session_absolute_secs);
+            with_cookie(Redirect::to("/?changed=1").into_response(), cookie)
+        }
+        Ok(Err(IdentityError::WrongCurrentPassword)) => {
+            password_page(
+                &state,
+                &p,
+                StatusCode::BAD_REQUEST,
+                problem("current", "The current password is wrong"),
+            )
+            .await
+        }
+        Ok(Err(e @ (IdentityError::WeakPassword(_) | IdentityError::SamePassword))) => {
+            password_page(
+                &state,
+                &p,
+                StatusCode::BAD_REQUEST,
+                problem("new", &capitalise(&e.to_string())),
+            )
+            .await
+        }
+        Ok(Err(e)) => super::error::WebError::from(e).into_response(),
+        Err(_) => super::error::WebError::internal("WEB-0003").into_response(),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    if let Who::User { id, session, .. } = &p.who {
+        let (app, caller, place, id, sid) = (
+            state.app.clone(),
+            p.caller(),
+            p.place.clone(),
+            id.clone(),
+            session.clone(),
+        );
+        // Signing out must work at any stage, so it is the person acting for themself.
+        let done = tokio::task::spawn_blocking(move || -> Result<(), IdentityError> {
+            match &place {
+                Place::Platform => {
+                    signin::sign_out_blocking(&door::platform(&app, caller, ip), &id, &sid)
+                }
+                Place::Tenant(t) => {
+                    signin::sign_out_blocking(&door::open_blocking(&app, t, caller, ip)?, &id, &sid)
+                }
+            }
+        })
+        .await;
+        state.auth.forget_session(session);
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return super::error::WebError::from(e).into_response(),
+            Err(_) => return super::error::WebError::internal("WEB-0004").into_response(),
+        }
+    }
+    let mut res = Redirect::to("/login").into_response();
+    res.headers_mut().append(header::SET_COOKIE, clear_cookie());
+    res
+}
