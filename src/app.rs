@@ -603,6 +603,26 @@ impl App {
         self.system.clone()
     }
 
+    /// The keys that verify a journal's checkpoints: this installation's signing key and any
+    /// a journal brought from elsewhere (a restore).
+    pub fn trusted_keys(&self, journal: &str) -> Vec<crate::audit::verify::TrustedKey> {
+        let mut keys = vec![crate::audit::verify::TrustedKey {
+            id: self.signer.signing_key_id(),
+            public_key: self.signer.signing_public_key(),
+        }];
+        match self
+            .system
+            .read(|c| system::signing_keys(c, journal).map_err(|e| self.system.err(&e)))
+        {
+            Ok(rows) => keys.extend(
+                rows.into_iter()
+                    .map(|(id, public_key)| crate::audit::verify::TrustedKey { id, public_key }),
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read trusted signing keys"),
+        }
+        keys
+    }
+
     /// Accounts' addresses, identity keys, the password hasher.
     pub fn directory(&self) -> &Arc<crate::identity::Directory> {
         &self.directory

@@ -608,3 +608,100 @@ impl Door for PlatformCtx {
             .wait()
     }
 }
+
+/// Either realm's context, for code that serves both (identity, the audit log) and is
+/// reached by callers of either.
+#[derive(Debug)]
+pub enum RealmCtx {
+    Platform(PlatformCtx),
+    Tenant(TenantCtx),
+}
+
+/// Opens the realm `tenant` names (`None`: the platform) for `caller`, from a blocking
+/// context.
+///
+/// # Errors
+/// As [`open_blocking`] for a tenant.
+pub fn open_realm_blocking(
+    app: &Arc<App>,
+    tenant: Option<&TenantId>,
+    caller: Caller,
+    source_ip: Option<IpAddr>,
+) -> Result<RealmCtx, TenantError> {
+    Ok(match tenant {
+        None => RealmCtx::Platform(platform(app, caller, source_ip)),
+        Some(t) => RealmCtx::Tenant(open_blocking(app, t, caller, source_ip)?),
+    })
+}
+
+macro_rules! either {
+    ($s:expr, |$c:ident| $body:expr) => {
+        match $s {
+            RealmCtx::Platform($c) => $body,
+            RealmCtx::Tenant($c) => $body,
+        }
+    };
+}
+
+impl Door for RealmCtx {
+    fn realm(&self) -> Realm {
+        either!(self, |c| c.realm())
+    }
+
+    fn tenant_id(&self) -> Option<&TenantId> {
+        either!(self, |c| c.tenant_id())
+    }
+
+    fn caller(&self) -> &Caller {
+        either!(self, |c| Door::caller(c))
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        either!(self, |c| Door::source_ip(c))
+    }
+
+    fn change_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        either!(self, |c| Door::change_blocking(c, f))
+    }
+
+    async fn change<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut WriteTx<'_>) -> Result<(T, Audit), E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        match self {
+            RealmCtx::Platform(c) => Door::change(c, f).await,
+            RealmCtx::Tenant(c) => Door::change(c, f).await,
+        }
+    }
+
+    fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError> + From<TenantError>,
+    {
+        either!(self, |c| Door::read_blocking(c, f))
+    }
+
+    async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + From<TenantError> + Send + 'static,
+    {
+        match self {
+            RealmCtx::Platform(c) => Door::read(c, f).await,
+            RealmCtx::Tenant(c) => Door::read(c, f).await,
+        }
+    }
+
+    fn mark_used_blocking(&self, mark: UseMark) -> Result<(), StoreError> {
+        either!(self, |c| c.mark_used_blocking(mark))
+    }
+}

@@ -6,6 +6,7 @@
 //! detectable. [`verify`] walks a chain, [`export`] streams it, [`ops`] does both for the
 //! files of an installation.
 
+pub mod browse;
 pub mod entry;
 pub mod evidence;
 pub mod export;

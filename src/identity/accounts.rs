@@ -359,7 +359,10 @@ pub fn set_disabled_blocking<D: Door>(
         Box::new(move |c, a, now| {
             if a.disabled == disabled {
                 let state = if disabled { "disabled" } else { "enabled" };
-                return Err(IdentityError::AlreadyInState(a.email.to_string(), state));
+                return Err(IdentityError::AlreadyInState(
+                    format!("the account {}", a.email),
+                    state,
+                ));
             }
             if disabled {
                 refuse_last_owner(c, realm, a)?;
@@ -408,7 +411,7 @@ pub fn set_role_blocking<D: Door>(
             }
             if a.role == role {
                 return Err(IdentityError::AlreadyInState(
-                    a.email.to_string(),
+                    format!("the account {}", a.email),
                     "in that role",
                 ));
             }

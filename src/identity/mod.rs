@@ -15,6 +15,7 @@ pub mod directory;
 pub mod email;
 pub mod password;
 pub mod permission;
+pub mod roles;
 pub mod sessions;
 pub mod signin;
 pub mod tokens;
@@ -46,7 +47,7 @@ pub enum IdentityError {
     NotFound(String),
     #[error("wrong e-mail address or password")]
     BadCredentials,
-    #[error("the account {0} is already {1}")]
+    #[error("{0} is already {1}")]
     AlreadyInState(String, &'static str),
     #[error("invalid name: {0}")]
     BadName(String),

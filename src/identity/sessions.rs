@@ -345,6 +345,12 @@ pub fn end_all_blocking<D: Door>(door: &D, user: &UserId) -> Result<usize, Ident
     may_act_for(door, user)?;
     let user = user.clone();
     door.change_blocking(move |tx| {
+        if accounts::resolve(tx.conn(), user.as_str())
+            .map_err(store_err)?
+            .is_none()
+        {
+            return Err(IdentityError::NotFound(format!("no account {user}")));
+        }
         let n = accounts::end_sessions_of(tx.conn(), &user, tx.now_us())
             .map_err(|e| IdentityError::Store(tx.err(&e)))?;
         let audit = Audit::new("auth.sessions_end_all", user.as_str())

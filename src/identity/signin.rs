@@ -229,22 +229,22 @@ pub async fn sign_in(
         client.ip,
     );
     let opened = tokio::task::spawn_blocking(move || -> Result<_, IdentityError> {
-        let opened = match &home {
-            Home::Platform => Opened::Platform(door::platform(&app2, caller, ip)),
-            Home::Tenant(t) => match door::open_blocking(&app2, t, caller, ip) {
-                Ok(ctx) => Opened::Tenant(ctx),
-                Err(e) => {
-                    tracing::info!(
-                        code = crate::error::DomainError::code(&e),
-                        "sign-in to an unusable tenant"
-                    );
-                    return Ok(None);
-                }
-            },
+        let tenant = match &home {
+            Home::Platform => None,
+            Home::Tenant(t) => Some(t),
         };
-        let creds = on!(&opened, |c| c.read_blocking(|conn| {
-            accounts::credentials(conn, &uid).map_err(accounts::store_err)
-        }))?;
+        let opened = match door::open_realm_blocking(&app2, tenant, caller, ip) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::info!(
+                    code = crate::error::DomainError::code(&e),
+                    "sign-in to an unusable tenant"
+                );
+                return Ok(None);
+            }
+        };
+        let creds = opened
+            .read_blocking(|conn| accounts::credentials(conn, &uid).map_err(accounts::store_err))?;
         Ok(Some((opened, creds)))
     })
     .await
@@ -269,32 +269,13 @@ pub async fn sign_in(
     }
     let (dir2, absolute) = (dir.clone(), settings.session_absolute_secs);
     tokio::task::spawn_blocking(move || {
-        on!(&opened, |c| record_blocking(
-            c, &dir2, account, ok, &client, absolute
-        ))
+        record_blocking(&opened, &dir2, account, ok, &client, absolute)
     })
     .await
     .map_err(|_| crate::store::StoreError::JobPanicked {
         what: "sign-in".into(),
     })?
 }
-
-/// A realm opened for signing in.
-enum Opened {
-    Platform(door::PlatformCtx),
-    Tenant(door::TenantCtx),
-}
-
-/// Runs the same generic code on either kind of opened realm.
-macro_rules! on {
-    ($o:expr, |$c:ident| $body:expr) => {
-        match $o {
-            Opened::Platform($c) => $body,
-            Opened::Tenant($c) => $body,
-        }
-    };
-}
-use on;
 
 /// Journals the attempt in the account's realm, and opens the session of a good one.
 fn record_blocking<D: Door>(

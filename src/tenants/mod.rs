@@ -39,6 +39,8 @@ pub enum TenantError {
     #[error("tenant {0} is open in another strongroom process (the server keeps a tenant open until it has been idle for store.tenant_idle_secs); retry later, or stop the server")]
     InUse(String),
     #[error(transparent)]
+    Denied(#[from] crate::identity::Denied),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
@@ -55,6 +57,7 @@ impl TenantError {
             Self::Suspended(_) => "TEN-0006",
             Self::AlreadyInState { .. } => "TEN-0007",
             Self::InUse(_) => "TEN-0008",
+            Self::Denied(_) => "TEN-0009",
             Self::Store(e) => e.code(),
             Self::Keyring(e) => e.code(),
         }
@@ -165,7 +168,7 @@ crate::domain_error!(TenantError, |e| match e {
     TenantError::NameTaken(_) | TenantError::AlreadyInState { .. } =>
         crate::error::ErrorKind::Conflict,
     TenantError::NotFound(_) => crate::error::ErrorKind::NotFound,
-    TenantError::Suspended(_) => crate::error::ErrorKind::Forbidden,
+    TenantError::Suspended(_) | TenantError::Denied(_) => crate::error::ErrorKind::Forbidden,
     TenantError::InUse(_) => crate::error::ErrorKind::Busy,
     TenantError::Store(e) => crate::error::DomainError::kind(e),
     TenantError::Keyring(e) => crate::error::DomainError::kind(e),
@@ -195,5 +198,50 @@ mod tests {
         for bad in ["", "EU", "eu central", &"a".repeat(33)] {
             assert!(validate_region(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// The tenant lifecycle for a caller whose permission is checked here: the web's platform
+/// pages. (The CLI is the operator at the console, who holds every permission.)
+pub mod by {
+    use super::*;
+    use crate::identity::{Caller, Permission};
+
+    /// # Errors
+    /// Permission, or as [`super::list`].
+    pub fn list(app: &App, caller: &Caller) -> Result<Vec<Tenant>, TenantError> {
+        caller.require(Permission::TenantsRead)?;
+        super::list(app, false)
+    }
+
+    /// # Errors
+    /// Permission, or as [`super::create`].
+    pub fn create(
+        app: &App,
+        caller: &Caller,
+        name: &str,
+        region: Option<&str>,
+    ) -> Result<Tenant, TenantError> {
+        caller.require(Permission::TenantsManage)?;
+        super::create(app, &caller.actor, name, region)
+    }
+
+    /// # Errors
+    /// Permission, or as [`super::set_active`].
+    pub fn set_active(
+        app: &App,
+        caller: &Caller,
+        id: &TenantId,
+        active: bool,
+    ) -> Result<Tenant, TenantError> {
+        caller.require(Permission::TenantsManage)?;
+        super::set_active(app, &caller.actor, id, active)
+    }
+
+    /// # Errors
+    /// Permission, or as [`super::delete`].
+    pub fn delete(app: &App, caller: &Caller, id: &TenantId) -> Result<(), TenantError> {
+        caller.require(Permission::TenantsManage)?;
+        super::delete(app, &caller.actor, id)
     }
 }

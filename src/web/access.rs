@@ -164,10 +164,20 @@ async fn guard(
             };
             if !ok {
                 record_refusal(&state, p, "auth.csrf_refused", &path, ip).await;
-                return forbidden(
-                    "AUTH-0002",
-                    "the form's security token is missing or stale; reload the page and try again",
-                );
+                let message =
+                    "the form's security token is missing or stale; reload the page and try again";
+                return if is_api(&path) {
+                    forbidden("AUTH-0002", message)
+                } else {
+                    super::ui::refusal_page(
+                        &state,
+                        Some(p),
+                        StatusCode::FORBIDDEN,
+                        message,
+                        "AUTH-0002",
+                    )
+                    .await
+                };
             }
         }
     }
@@ -194,7 +204,19 @@ async fn guard(
                     if !is_safe(req.method()) {
                         record_refusal(&state, p, "auth.denied", &path, ip).await;
                     }
-                    return forbidden("AUTH-0005", "not allowed for your role");
+                    let message = "not allowed for your role";
+                    return if is_api(&path) {
+                        forbidden("AUTH-0005", message)
+                    } else {
+                        super::ui::refusal_page(
+                            &state,
+                            Some(p),
+                            StatusCode::FORBIDDEN,
+                            message,
+                            "AUTH-0005",
+                        )
+                        .await
+                    };
                 }
             }
         }

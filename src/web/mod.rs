@@ -6,14 +6,20 @@
 
 pub mod access;
 mod api;
+mod audit;
 pub mod auth;
 pub mod error;
 mod health;
 pub mod notify;
 mod pages;
+mod security;
 pub mod server;
 mod status;
+mod tenants;
 pub mod tls;
+mod tokens;
+pub mod ui;
+mod users;
 mod wellknown;
 
 use crate::app::App;
@@ -56,6 +62,11 @@ pub fn routes() -> access::Routes {
         .merge(wellknown::routes())
         .merge(pages::routes())
         .merge(api::routes())
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(security::routes())
+        .merge(tenants::routes())
+        .merge(audit::routes())
 }
 
 /// The whole router: every area's routes behind their guards, then the layers that apply to

@@ -2,15 +2,15 @@
 
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Principal, Who};
+use super::ui::{capitalise, field, form_fields, header_for, render, FieldError, Header};
 use super::AppState;
 use crate::door;
 use crate::identity::sessions::{self, Client, Place, SessionSecret, Stage};
 use crate::identity::{signin, IdentityError, Password};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
@@ -24,58 +24,6 @@ pub fn routes() -> Routes {
             get(password_form).post(password_change),
         )
         .route("/logout", Access::Session, axum::routing::post(logout))
-}
-
-/// The top bar of a signed-in page.
-pub struct Header {
-    pub place: String,
-    pub name: String,
-    pub email: String,
-    pub csrf: String,
-}
-
-/// One problem with a form, linked from the summary to its field.
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-/// Renders a page; a template that fails is logged and the person sees a generic error.
-pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "page failed to render");
-            super::error::WebError::internal("WEB-0001").into_response()
-        }
-    }
-}
-
-/// The header for a principal: the realm's name, the person, the CSRF token.
-pub async fn header_for(state: &AppState, p: &Principal) -> Option<Header> {
-    let Who::User {
-        name, email, csrf, ..
-    } = &p.who
-    else {
-        return None;
-    };
-    let place = match &p.place {
-        Place::Platform => "Platform".to_string(),
-        Place::Tenant(t) => {
-            let (app, t) = (state.app.clone(), t.clone());
-            tokio::task::spawn_blocking(move || crate::tenants::get(&app, &t))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map_or_else(|| "Tenant".to_string(), |t| t.name)
-        }
-    };
-    Some(Header {
-        place,
-        name: name.clone(),
-        email: email.to_string(),
-        csrf: csrf.clone(),
-    })
 }
 
 fn principal(req: &Request) -> Option<Arc<Principal>> {
@@ -108,7 +56,7 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
         Who::Token { name, .. } => name.clone(),
     };
     let page = HomePage {
-        header: header_for(&state, &p).await,
+        header: header_for(&state, &p, "/").await,
         name,
         role: p.role.clone(),
         notice,
@@ -136,20 +84,6 @@ async fn login_form(req: Request) -> Response {
             errors: Vec::new(),
         },
     )
-}
-
-/// A URL-encoded form as pairs; a malformed body reads as an empty form (every field then
-/// gets its own "enter ..." message).
-fn form_fields(body: &Bytes) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
-}
-
-fn field(fields: &[(String, String)], name: &str) -> String {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
 }
 
 fn user_agent(headers: &HeaderMap) -> String {
@@ -201,7 +135,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             &LoginPage {
                 header: None,
                 email: email.trim().chars().take(254).collect(),
-                errors: vec![FieldError { field, message }],
+                errors: FieldError::new(field, message),
             },
         )
     };
@@ -285,7 +219,7 @@ async fn password_page(
         return Redirect::to("/").into_response();
     };
     let page = PasswordPage {
-        header: header_for(state, p).await,
+        header: header_for(state, p, "").await,
         csrf: csrf.clone(),
         first: *stage == Stage::ChangePassword,
         errors,
@@ -311,12 +245,7 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
         field(&fields, "new"),
         field(&fields, "confirm"),
     );
-    let problem = |field: &'static str, message: &str| {
-        vec![FieldError {
-            field,
-            message: message.to_string(),
-        }]
-    };
+    let problem = |field: &'static str, message: &str| FieldError::new(field, message);
     if new != confirm {
         return password_page(
             &state,
@@ -381,13 +310,6 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
         Ok(Err(e)) => super::error::WebError::from(e).into_response(),
         Err(_) => super::error::WebError::internal("WEB-0003").into_response(),
     }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 async fn logout(

@@ -21,7 +21,7 @@ pub fn routes() -> Routes {
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage {
-    header: Option<super::pages::Header>,
+    header: Option<super::ui::Header>,
     version: &'static str,
     operational: bool,
     uptime: String,

@@ -2,6 +2,7 @@
 //! against real SQLCipher files in temporary directories and talk TLS to it on loopback.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_ui;
 mod audit_tamper;
 mod backup;
 mod cli;

@@ -14,34 +14,34 @@ fn config() -> &'static str {
     "[identity]\nsession_idle_secs = 600\nsession_absolute_secs = 3600\nlockout_failures = 5\nlockout_secs = 300\n"
 }
 
-struct Site {
-    s: InProcess,
-    tenant: TenantId,
+pub struct Site {
+    pub s: InProcess,
+    pub tenant: TenantId,
 }
 
 /// A signed-in browser: its cookie and the session's CSRF token.
 #[derive(Clone, Debug)]
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
 }
 
-fn text(b: &[u8]) -> String {
+pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn set_cookie(h: &axum::http::HeaderMap) -> Option<String> {
+pub fn set_cookie(h: &axum::http::HeaderMap) -> Option<String> {
     h.get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
         .find(|v| v.starts_with("__Host-strongroom="))
 }
 
-fn cookie_value(set: &str) -> String {
+pub fn cookie_value(set: &str) -> String {
     set.split(';').next().unwrap().to_string()
 }
 
-fn journal(site: &Site) -> Vec<serde_json::Value> {
+pub fn journal(site: &Site) -> Vec<serde_json::Value> {
     site.s
         .env
         .ok(&["audit", "export", "--tenant", site.tenant.as_str()])
@@ -51,14 +51,14 @@ fn journal(site: &Site) -> Vec<serde_json::Value> {
 }
 
 impl Site {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let s = InProcess::start(config(), crate::support::now_us());
         let tenant = TenantId::parse(&s.env.create_tenant("acme")).unwrap();
         Self { s, tenant }
     }
 
     /// A tenant account with a one-time password.
-    fn account(&self, email: &str, role: &str) -> String {
+    pub fn account(&self, email: &str, role: &str) -> String {
         tokio::task::block_in_place(|| self.account_blocking(email, role))
     }
 
@@ -79,7 +79,7 @@ impl Site {
         pw.expose().to_string()
     }
 
-    async fn sign_in_raw(
+    pub async fn sign_in_raw(
         &self,
         email: &str,
         password: &str,
@@ -98,7 +98,7 @@ impl Site {
         (st, h, text(&b))
     }
 
-    async fn csrf_of(&self, cookie: &str) -> String {
+    pub async fn csrf_of(&self, cookie: &str) -> String {
         let (st, _, b) = self
             .s
             .send("GET", "/password", &[("cookie", cookie)], b"")
@@ -110,8 +110,14 @@ impl Site {
     }
 
     /// Signs in with the one-time password and replaces it: a full session.
-    async fn signed_in(&self, email: &str, role: &str) -> (Browser, String) {
+    pub async fn signed_in(&self, email: &str, role: &str) -> (Browser, String) {
         let otp = self.account(email, role);
+        self.first_sign_in(email, &otp, role).await
+    }
+
+    /// Signs in with a one-time password and replaces it with `velvet harbour lantern <tag>`.
+    pub async fn first_sign_in(&self, email: &str, otp: &str, tag: &str) -> (Browser, String) {
+        let (otp, role) = (otp.to_string(), tag);
         let (st, h, _) = self.sign_in_raw(email, &otp, &[]).await;
         assert_eq!(st, 303);
         assert_eq!(h.get("location").unwrap(), "/password");
@@ -143,7 +149,7 @@ impl Site {
         (Browser { cookie, csrf }, new)
     }
 
-    async fn me(&self, auth: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    pub async fn me(&self, auth: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let (st, _, b) = self.s.send("GET", "/api/v1/me", auth, b"").await;
         (
             st,

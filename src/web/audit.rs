@@ -1,0 +1,269 @@
+//! The audit log of the caller's realm: filter by actor, action and time, page through with
+//! keyset pagination (the filters stay in the URL), verify the chain with one button, export.
+
+use super::access::{Access, PrincipalOf, Routes};
+use super::auth::Principal;
+use super::ui::{error_page, header_for, in_realm, render, when, FieldError, Header};
+use super::AppState;
+use crate::audit::browse::{self, Filter};
+use crate::audit::export::ExportFormat;
+use crate::identity::{IdentityError, Permission};
+use askama::Template;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(
+            "/audit",
+            Access::Allowed(Permission::AuditRead),
+            get(audit_log),
+        )
+        .route(
+            "/audit/verify",
+            Access::Allowed(Permission::AuditVerify),
+            post(audit_verify),
+        )
+        .route(
+            "/audit/export",
+            Access::Allowed(Permission::AuditExport),
+            get(audit_export),
+        )
+}
+
+/// The filters as typed, kept in the URL.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Params {
+    actor: String,
+    action: String,
+    from: String,
+    to: String,
+    before: String,
+    format: String,
+}
+
+fn day_start(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339(&format!("{}T00:00:00Z", s.trim())).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_micros()).ok()
+}
+
+/// The filter, or the field that is wrong and why.
+fn filter(q: &Params) -> Result<Filter, Vec<FieldError>> {
+    let opt =
+        |s: &str| (!s.trim().is_empty()).then(|| s.trim().chars().take(200).collect::<String>());
+    let mut f = Filter {
+        actor: opt(&q.actor),
+        action: opt(&q.action),
+        limit: 50,
+        ..Filter::default()
+    };
+    if !q.from.trim().is_empty() {
+        f.from_us = Some(
+            day_start(&q.from)
+                .ok_or_else(|| FieldError::new("from", "Enter the start date as YYYY-MM-DD"))?,
+        );
+    }
+    if !q.to.trim().is_empty() {
+        let end = day_start(&q.to)
+            .ok_or_else(|| FieldError::new("to", "Enter the end date as YYYY-MM-DD"))?;
+        f.to_us = Some(end.saturating_add(86_400_000_000));
+    }
+    if let (Some(a), Some(b)) = (f.from_us, f.to_us) {
+        if a >= b {
+            return Err(FieldError::new(
+                "to",
+                "The end date must not be before the start date",
+            ));
+        }
+    }
+    if !q.before.trim().is_empty() {
+        f.before_seq = Some(
+            q.before
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "before",
+                        "The page position is not a number; start again from the first page",
+                    )
+                })?,
+        );
+    }
+    Ok(f)
+}
+
+pub struct Line {
+    pub seq: i64,
+    pub time: String,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub target: String,
+    pub params: String,
+    pub outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit/log.html")]
+struct LogPage {
+    header: Option<Header>,
+    q: Params,
+    lines: Vec<Line>,
+    next: Option<String>,
+    errors: Vec<FieldError>,
+    verified: Option<(bool, String)>,
+    may_verify: bool,
+    may_export: bool,
+}
+
+fn query_with(q: &Params, before: i64) -> String {
+    serde_urlencoded::to_string([
+        ("actor", q.actor.as_str()),
+        ("action", q.action.as_str()),
+        ("from", q.from.as_str()),
+        ("to", q.to.as_str()),
+        ("before", &before.to_string()),
+    ])
+    .unwrap_or_default()
+}
+
+async fn log_page(
+    state: &AppState,
+    p: &Principal,
+    q: Params,
+    verified: Option<(bool, String)>,
+) -> Response {
+    let (f, errors) = match filter(&q) {
+        Ok(f) => (Some(f), Vec::new()),
+        Err(e) => (None, e),
+    };
+    let page = match f {
+        Some(f) => {
+            match in_realm(state, p, None, move |ctx, _| browse::page_blocking(ctx, &f)).await {
+                Ok(page) => Some(page),
+                Err(e) => return error_page(state, Some(p), e).await,
+            }
+        }
+        None => None,
+    };
+    let (lines, next) = match page {
+        Some(page) => (
+            page.rows
+                .into_iter()
+                .map(|r| Line {
+                    seq: r.seq,
+                    time: when(r.time_us),
+                    actor: format!("{} {} ({})", r.actor_kind, r.actor_id, r.actor_role),
+                    source: if r.source_ip.is_empty() {
+                        "-".into()
+                    } else {
+                        r.source_ip
+                    },
+                    action: r.action,
+                    target: r.target,
+                    params: r.params,
+                    outcome: r.outcome,
+                })
+                .collect(),
+            page.next_before.map(|b| query_with(&q, b)),
+        ),
+        None => (Vec::new(), None),
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let page = LogPage {
+        header: header_for(state, p, "/audit").await,
+        q,
+        lines,
+        next,
+        errors,
+        verified,
+        may_verify: p.permissions.contains(Permission::AuditVerify),
+        may_export: p.permissions.contains(Permission::AuditExport),
+    };
+    render(status, &page)
+}
+
+/// The filters from the URL; a malformed query string reads as no filter.
+fn params(uri: &Uri) -> Params {
+    serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default()
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    uri: Uri,
+) -> Response {
+    log_page(&state, &p, params(&uri), None).await
+}
+
+async fn audit_verify(State(state): State<AppState>, PrincipalOf(p): PrincipalOf) -> Response {
+    let done = in_realm(&state, &p, None, |ctx, app| -> Result<_, IdentityError> {
+        let keys = app.trusted_keys(&browse::journal_id(ctx));
+        browse::verify_blocking(ctx, &keys)
+    })
+    .await;
+    let verified = match done {
+        Ok(r) => match &r.problem {
+            None => (
+                true,
+                format!(
+                    "The journal is intact: {} entries, {} signed checkpoints, {} entries after the last checkpoint.",
+                    r.entries, r.checkpoints, r.unsigned_tail
+                ),
+            ),
+            Some(problem) => (
+                false,
+                format!("The journal is damaged at entry {}: {}.", problem.seq, problem.kind.as_str()),
+            ),
+        },
+        Err(e) => return error_page(&state, Some(&p), e).await,
+    };
+    log_page(&state, &p, Params::default(), Some(verified)).await
+}
+
+async fn audit_export(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    uri: Uri,
+) -> Response {
+    let q = params(&uri);
+    let (format, ext, mime) = match q.format.as_str() {
+        "" | "ndjson" => (ExportFormat::Ndjson, "ndjson", "application/x-ndjson"),
+        "csv" => (ExportFormat::Csv, "csv", "text/csv; charset=utf-8"),
+        _ => {
+            return error_page(
+                &state,
+                Some(&p),
+                IdentityError::BadName("the export format must be ndjson or csv".into()),
+            )
+            .await;
+        }
+    };
+    let done = in_realm(&state, &p, None, move |ctx, _| {
+        browse::export_blocking(ctx, format)
+    })
+    .await;
+    match done {
+        Ok(bytes) => {
+            let mut res = (StatusCode::OK, bytes).into_response();
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"audit.{ext}\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            res
+        }
+        Err(e) => error_page(&state, Some(&p), e).await,
+    }
+}

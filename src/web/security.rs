@@ -1,0 +1,102 @@
+//! My security: the signed-in person's sessions (device, address, last seen), ending any of
+//! them, and the way to a new password.
+
+use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::auth::Who;
+use super::ui::{error_page, header_for, in_realm, render, Header};
+use super::users::{session_rows, SessionRow};
+use super::AppState;
+use crate::identity::{sessions, IdentityError};
+use crate::ids::SessionId;
+use askama::Template;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/security", Access::SignedIn, get(security_show))
+        .route(
+            "/security/sessions/{id}/end",
+            Access::SignedIn,
+            post(session_end),
+        )
+}
+
+#[derive(Template)]
+#[template(path = "identity/security.html")]
+struct SecurityPage {
+    header: Option<Header>,
+    sessions: Vec<SessionRow>,
+    notice: Option<&'static str>,
+}
+
+async fn security_show(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let Who::User { id, session, .. } = &p.who else {
+        return Redirect::to("/").into_response();
+    };
+    let uid = id.clone();
+    let listed = in_realm(&state, &p, None, move |ctx, _| {
+        sessions::list_blocking(ctx, &uid)
+    })
+    .await;
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => return error_page(&state, Some(&p), e).await,
+    };
+    let notice = req
+        .uri()
+        .query()
+        .filter(|q| q.contains("done=ended"))
+        .map(|_| "The session has been ended.");
+    let now = state.app.clock().now_us();
+    let page = SecurityPage {
+        header: header_for(&state, &p, "/security").await,
+        sessions: session_rows(&list, now, Some(session)),
+        notice,
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn session_end(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    Path(raw): Path<String>,
+    req: Request,
+) -> Response {
+    let Who::User { id, .. } = &p.who else {
+        return Redirect::to("/").into_response();
+    };
+    let Ok(sid) = SessionId::parse(&raw) else {
+        return error_page(
+            &state,
+            Some(&p),
+            IdentityError::NotFound("no such session".into()),
+        )
+        .await;
+    };
+    let ip = client_ip(req.extensions());
+    let (uid, s) = (id.clone(), sid.clone());
+    let done = in_realm(&state, &p, ip, move |ctx, _| {
+        sessions::end_blocking(ctx, &uid, &s, "ended_by_owner")
+    })
+    .await;
+    state.auth.forget_session(&sid);
+    match done {
+        Ok(()) => Redirect::to("/security?done=ended").into_response(),
+        Err(IdentityError::NotFound(_)) => {
+            error_page(
+                &state,
+                Some(&p),
+                IdentityError::NotFound("no such session".into()),
+            )
+            .await
+        }
+        Err(e) => error_page(&state, Some(&p), e).await,
+    }
+}

@@ -1,0 +1,641 @@
+//! The admin pages through the real router: users and roles, tokens, tenants, the audit
+//! log; an auditor trying every change; one tenant asking for another's objects.
+
+use crate::signin::{journal, set_cookie, text, Browser, Site};
+use strongroom::door;
+use strongroom::identity::tokens::{self, NewToken};
+use strongroom::identity::{Caller, Realm};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+async fn post(
+    site: &Site,
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, axum::http::HeaderMap, String) {
+    let mut all = vec![("csrf", b.csrf.as_str())];
+    all.extend_from_slice(fields);
+    let body = serde_urlencoded::to_string(&all).unwrap();
+    let (st, h, out) = site
+        .s
+        .send(
+            "POST",
+            path,
+            &[("cookie", &b.cookie), ("content-type", FORM)],
+            body.as_bytes(),
+        )
+        .await;
+    (st, h, text(&out))
+}
+
+async fn get(site: &Site, b: &Browser, path: &str) -> (u16, String) {
+    let (st, _, out) = site
+        .s
+        .send("GET", path, &[("cookie", &b.cookie)], b"")
+        .await;
+    (st, text(&out))
+}
+
+fn secret_on(page: &str) -> String {
+    let at = page.find("id=\"secret\">").unwrap() + 12;
+    page[at..].split('<').next().unwrap().trim().to_string()
+}
+
+fn user_id_on(page: &str, email: &str) -> String {
+    let table = page.find("id=\"users\"").unwrap();
+    let at = table + page[table..].find(email).unwrap();
+    let before = &page[..at];
+    let href = before.rfind("/users/").unwrap() + 7;
+    before[href..href + 32].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_manages_people_and_roles_through_the_pages() {
+    let site = Site::new();
+    let (admin, _) = site.signed_in("ad@acme.example", "admin").await;
+    // Broken input is answered on the form, naming the field.
+    for (fields, want) in [
+        (
+            vec![("email", "nope"), ("role", "operator")],
+            "exactly one @",
+        ),
+        (
+            vec![("email", "x@acme.example"), ("role", "wizard")],
+            "Unknown role",
+        ),
+        (
+            vec![("email", "ad@acme.example"), ("role", "operator")],
+            "already used",
+        ),
+        (
+            vec![("email", "x@acme.example"), ("role", "owner")],
+            "owners.manage",
+        ),
+    ] {
+        let (st, _, page) = post(&site, &admin, "/users", &fields).await;
+        assert!(st == 400 || st == 403, "{fields:?}: {st}");
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/users",
+        &[
+            ("email", "New.Person@acme.example"),
+            ("name", "New Person"),
+            ("role", "operator"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 201, "{page}");
+    let otp = secret_on(&page);
+    assert_eq!(otp.len(), 24);
+    let (person, _) = site
+        .first_sign_in("new.person@acme.example", &otp, "person")
+        .await;
+    assert_eq!(
+        site.me(&[("cookie", &person.cookie)]).await.1["role"],
+        "operator"
+    );
+
+    let (_, list) = get(&site, &admin, "/users").await;
+    let id = user_id_on(&list, "new.person@acme.example");
+    // A new role ends the person's sessions at once, in this process.
+    let (st, h, _) = post(
+        &site,
+        &admin,
+        &format!("/users/{id}/role"),
+        &[("role", "auditor")],
+    )
+    .await;
+    assert_eq!(st, 303);
+    assert_eq!(
+        h.get("location").unwrap().to_str().unwrap(),
+        format!("/users/{id}?done=role")
+    );
+    assert_eq!(site.me(&[("cookie", &person.cookie)]).await.0, 401);
+    let (_, page) = get(&site, &admin, &format!("/users/{id}?done=role")).await;
+    assert!(page.contains("<td id=\"role-now\">auditor</td>"), "{page}");
+
+    assert_eq!(
+        post(&site, &admin, &format!("/users/{id}/disable"), &[])
+            .await
+            .0,
+        303
+    );
+    assert_eq!(
+        site.sign_in_raw(
+            "new.person@acme.example",
+            "velvet harbour lantern person",
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        post(&site, &admin, &format!("/users/{id}/enable"), &[])
+            .await
+            .0,
+        303
+    );
+    let (st, _, page) = post(&site, &admin, &format!("/users/{id}/reset-password"), &[]).await;
+    assert_eq!(st, 200);
+    let again = secret_on(&page);
+    assert_ne!(again, otp);
+    assert_eq!(
+        site.sign_in_raw("new.person@acme.example", &again, &[])
+            .await
+            .0,
+        303
+    );
+
+    // A custom role: defined, held, then refused removal while held.
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/roles",
+        &[
+            ("role_name", "shift-lead"),
+            ("permission", "users.read"),
+            ("permission", "knowledge.read"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 303, "{page}");
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/roles",
+        &[("role_name", "Bad Name"), ("permission", "users.read")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("lower-case"), "{page}");
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/roles",
+        &[("role_name", "too-strong"), ("permission", "grants.manage")],
+    )
+    .await;
+    assert_eq!(
+        st, 403,
+        "an admin cannot define a role stronger than itself: {page}"
+    );
+    assert_eq!(
+        post(
+            &site,
+            &admin,
+            &format!("/users/{id}/role"),
+            &[("role", "shift-lead")]
+        )
+        .await
+        .0,
+        303
+    );
+    let (st, _, page) = post(&site, &admin, "/roles/shift-lead/delete", &[]).await;
+    assert_eq!(st, 409, "{page}");
+    let actions: Vec<String> = journal(&site)
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for a in [
+        "user.create",
+        "user.role",
+        "user.disable",
+        "user.enable",
+        "user.reset_password",
+        "role.create",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_made_shown_once_and_revoked_through_the_pages() {
+    let site = Site::new();
+    let (admin, _) = site.signed_in("tk@acme.example", "admin").await;
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/tokens",
+        &[
+            ("name", "nightly-export"),
+            ("role", "auditor"),
+            ("expires", "30d"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 201, "{page}");
+    let token = secret_on(&page);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        site.me(&[("authorization", &bearer)]).await.1["token"]["name"],
+        "nightly-export"
+    );
+    let (_, list) = get(&site, &admin, "/tokens").await;
+    assert!(
+        list.contains("nightly-export") && !list.contains(&token[token.len() - 64..]),
+        "the list never shows the secret"
+    );
+    let tid = token.split('_').nth(2).unwrap().to_string();
+    assert_eq!(
+        post(&site, &admin, &format!("/tokens/{tid}/revoke"), &[])
+            .await
+            .0,
+        303
+    );
+    // Refused on the very next request.
+    assert_eq!(site.me(&[("authorization", &bearer)]).await.0, 401);
+    let (st, _, page) = post(
+        &site,
+        &admin,
+        "/tokens",
+        &[("name", "x"), ("role", "auditor"), ("expires", "forever")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        page.contains("invalid expiry") || page.contains("Invalid expiry"),
+        "{page}"
+    );
+    let (st, _, _) = post(
+        &site,
+        &admin,
+        "/tokens",
+        &[("name", "x"), ("role", "owner"), ("expires", "30d")],
+    )
+    .await;
+    assert_eq!(st, 403, "an admin cannot mint an owner token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_manages_tenants_and_sees_no_tenant_data() {
+    let site = Site::new();
+    let otp = site
+        .s
+        .env
+        .ok(&["user", "reset-password", "--platform", "owner@localhost"])
+        .trim()
+        .to_string();
+    let (platform, _) = site
+        .first_sign_in("owner@localhost", &otp, "platform")
+        .await;
+    let (user, _) = site.signed_in("tu@acme.example", "operator").await;
+    let t = site.tenant.to_string();
+
+    let (st, page) = get(&site, &platform, "/tenants").await;
+    assert_eq!(st, 200);
+    assert!(page.contains("acme"));
+    let (st, _, page) = post(
+        &site,
+        &platform,
+        "/tenants",
+        &[("name", "acme"), ("region", "")],
+    )
+    .await;
+    assert_eq!(st, 400, "{page}");
+    assert!(page.contains("already exists"), "{page}");
+    let (st, _, page) = post(
+        &site,
+        &platform,
+        "/tenants",
+        &[("name", "globex"), ("region", "EU central")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.to_lowercase().contains("invalid region"), "{page}");
+    assert_eq!(
+        post(
+            &site,
+            &platform,
+            "/tenants",
+            &[("name", "globex"), ("region", "eu-central")]
+        )
+        .await
+        .0,
+        303
+    );
+
+    // Suspending ends the tenant's sessions at once; resuming lets them back.
+    assert_eq!(
+        post(&site, &platform, &format!("/tenants/{t}/suspend"), &[])
+            .await
+            .0,
+        303
+    );
+    assert_eq!(site.me(&[("cookie", &user.cookie)]).await.0, 403);
+    assert_eq!(
+        post(&site, &platform, &format!("/tenants/{t}/resume"), &[])
+            .await
+            .0,
+        303
+    );
+    assert_eq!(site.me(&[("cookie", &user.cookie)]).await.0, 200);
+
+    // The platform sees its own accounts and the system journal, not the tenant's.
+    let (_, accounts) = get(&site, &platform, "/users").await;
+    assert!(accounts.contains("owner@localhost") && !accounts.contains("tu@acme.example"));
+    let (_, log) = get(&site, &platform, "/audit").await;
+    assert!(
+        log.contains("tenant.suspend") && !log.contains("tu@acme.example"),
+        "{log}"
+    );
+    assert_eq!(get(&site, &platform, "/tokens").await.0, 403);
+
+    // Deleting needs the name typed exactly.
+    let (st, _, page) = post(
+        &site,
+        &platform,
+        &format!("/tenants/{t}/delete"),
+        &[("confirm", "acm")],
+    )
+    .await;
+    assert_eq!(st, 400, "{page}");
+    assert_eq!(site.me(&[("cookie", &user.cookie)]).await.0, 200);
+    assert_eq!(
+        post(
+            &site,
+            &platform,
+            &format!("/tenants/{t}/delete"),
+            &[("confirm", "acme")]
+        )
+        .await
+        .0,
+        303
+    );
+    assert!(site.me(&[("cookie", &user.cookie)]).await.0 >= 401);
+    // A tenant's user may not manage tenants at all.
+    let (other, _) = {
+        let site2 = &site;
+        let otp = site2
+            .s
+            .env
+            .ok(&[
+                "user",
+                "create",
+                "--platform",
+                "--email",
+                "aud@localhost",
+                "--role",
+                "auditor",
+            ])
+            .trim()
+            .to_string();
+        site2.first_sign_in("aud@localhost", &otp, "aud").await
+    };
+    assert_eq!(
+        post(&site, &other, "/tenants", &[("name", "initech")])
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_filters_pages_verifies_and_exports() {
+    let site = Site::new();
+    let (owner, _) = site.signed_in("au@acme.example", "owner").await;
+    tokio::task::block_in_place(|| {
+        let ctx = door::open_blocking(
+            &site.s.app,
+            &site.tenant,
+            Caller::operator(Realm::Tenant),
+            None,
+        )
+        .unwrap();
+        for i in 0..60 {
+            let input = NewToken {
+                name: Some(format!("t{i}")),
+                role: "auditor".into(),
+                lifetime_secs: None,
+            };
+            tokens::create_blocking(&ctx, site.s.app.directory(), &input).unwrap();
+        }
+    });
+    let total = journal(&site).len();
+    let (st, page) = get(&site, &owner, "/audit").await;
+    assert_eq!(st, 200);
+    assert_eq!(page.matches("<tr><td>").count(), 50);
+    let next = page.split("rel=\"next\"").next().unwrap();
+    let href = &next[next.rfind("href=\"").unwrap() + 6..next.rfind('"').unwrap()];
+    let href = href.replace("&amp;", "&");
+    let (st, page2) = get(&site, &owner, &href).await;
+    assert_eq!(st, 200);
+    assert_eq!(page2.matches("<tr><td>").count(), total - 50);
+    let (_, filtered) = get(&site, &owner, "/audit?action=token.").await;
+    assert_eq!(filtered.matches("<td>token.create</td>").count(), 50);
+    assert!(!filtered.contains("<td>user.create</td>"));
+    let (_, by_actor) = get(&site, &owner, "/audit?actor=nobody").await;
+    assert!(by_actor.contains("No entries match"));
+    for bad in [
+        "/audit?from=yesterday",
+        "/audit?from=2026-12-05&to=2026-12-01",
+        "/audit?before=-4",
+    ] {
+        let (st, page) = get(&site, &owner, bad).await;
+        assert_eq!(st, 400, "{bad}");
+        assert!(page.contains("error-summary"), "{bad}");
+    }
+    let (st, _, page) = post(&site, &owner, "/audit/verify", &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("The journal is intact"), "{page}");
+    let (st, h, body) = site
+        .s
+        .send(
+            "GET",
+            "/audit/export?format=ndjson",
+            &[("cookie", &owner.cookie)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(h
+        .get("content-disposition")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("audit.ndjson"));
+    assert!(text(&body).lines().count() >= total);
+    let (_, _, csv) = site
+        .s
+        .send(
+            "GET",
+            "/audit/export?format=csv",
+            &[("cookie", &owner.cookie)],
+            b"",
+        )
+        .await;
+    assert!(
+        text(&csv).starts_with("journal,seq,"),
+        "{}",
+        &text(&csv)[..80]
+    );
+    assert_eq!(
+        site.s
+            .send(
+                "GET",
+                "/audit/export?format=xml",
+                &[("cookie", &owner.cookie)],
+                b""
+            )
+            .await
+            .0,
+        400
+    );
+    let _ = set_cookie;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_can_change_nothing() {
+    let site = Site::new();
+    let (owner, _) = site.signed_in("ow@acme.example", "owner").await;
+    let (auditor, _) = site.signed_in("ad@acme.example", "auditor").await;
+    let (_, list) = get(&site, &owner, "/users").await;
+    let target = user_id_on(&list, "ow@acme.example");
+    let (st, _, page) = post(
+        &site,
+        &owner,
+        "/tokens",
+        &[("name", "keep"), ("role", "auditor"), ("expires", "30d")],
+    )
+    .await;
+    assert_eq!(st, 201, "{page}");
+    let token_id = secret_on(&page).split('_').nth(2).unwrap().to_string();
+    let before = journal(&site).len();
+    let mutations: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/users".into(),
+            vec![("email", "z@acme.example"), ("role", "operator")],
+        ),
+        (format!("/users/{target}/role"), vec![("role", "auditor")]),
+        (format!("/users/{target}/disable"), vec![]),
+        (format!("/users/{target}/enable"), vec![]),
+        (format!("/users/{target}/reset-password"), vec![]),
+        (format!("/users/{target}/end-sessions"), vec![]),
+        (
+            "/roles".into(),
+            vec![("role_name", "sneaky"), ("permission", "audit.read")],
+        ),
+        ("/roles/sneaky/delete".into(), vec![]),
+        ("/tokens".into(), vec![("name", "x"), ("role", "auditor")]),
+        (format!("/tokens/{token_id}/revoke"), vec![]),
+        ("/tenants".into(), vec![("name", "x")]),
+        (format!("/tenants/{}/suspend", site.tenant), vec![]),
+        (
+            format!("/tenants/{}/delete", site.tenant),
+            vec![("confirm", "acme")],
+        ),
+    ];
+    for (path, fields) in &mutations {
+        let (st, _, page) = post(&site, &auditor, path, fields).await;
+        assert_eq!(st, 403, "{path}: {page}");
+    }
+    // Nothing changed but the refusals on the record.
+    assert_eq!(site.me(&[("cookie", &owner.cookie)]).await.0, 200);
+    let after = journal(&site);
+    let changes: Vec<&str> = after[before..]
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .filter(|a| !a.starts_with("auth."))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+    let denied = after[before..]
+        .iter()
+        .filter(|e| e["action"] == "auth.denied" && e["outcome"] == "denied")
+        .count();
+    assert!(denied >= 5, "{denied}");
+    // What an auditor may do: read the log, verify it, export it.
+    assert_eq!(get(&site, &auditor, "/audit").await.0, 200);
+    assert_eq!(post(&site, &auditor, "/audit/verify", &[]).await.0, 200);
+}
+
+/// A user of tenant A asks for every kind of tenant B's objects by id, on every route that
+/// takes one: the answer is the one a missing object gets, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tenant_cannot_reach_anothers_objects() {
+    let site = Site::new();
+    let (a_owner, _) = site.signed_in("alice@a.example", "owner").await;
+    // Tenant B, with a user, a token, a session and a custom role.
+    let b = strongroom::ids::TenantId::parse(&site.s.env.create_tenant("bravo")).unwrap();
+    let (b_user, b_token, b_session) = tokio::task::block_in_place(|| {
+        let ctx =
+            door::open_blocking(&site.s.app, &b, Caller::operator(Realm::Tenant), None).unwrap();
+        let input = strongroom::identity::accounts::NewAccount {
+            email: "victim@b.example".into(),
+            name: None,
+            role: "admin".into(),
+        };
+        let (user, _) =
+            strongroom::identity::accounts::create_blocking(&ctx, site.s.app.directory(), &input)
+                .unwrap();
+        let (tok, _) = tokens::create_blocking(
+            &ctx,
+            site.s.app.directory(),
+            &NewToken {
+                name: None,
+                role: "auditor".into(),
+                lifetime_secs: None,
+            },
+        )
+        .unwrap();
+        strongroom::identity::roles::create_blocking(
+            &ctx,
+            "b-role",
+            strongroom::identity::Permissions::of(&[strongroom::identity::Permission::UsersRead]),
+        )
+        .unwrap();
+        (user.id.to_string(), tok.id.to_string(), "ab".repeat(16))
+    });
+    let missing = "cd".repeat(16);
+    type Fields = Vec<(&'static str, &'static str)>;
+    let routes: Vec<(&str, String, Fields)> = vec![
+        ("GET", "/users/{}".into(), vec![]),
+        ("POST", "/users/{}/role".into(), vec![("role", "auditor")]),
+        ("POST", "/users/{}/disable".into(), vec![]),
+        ("POST", "/users/{}/enable".into(), vec![]),
+        ("POST", "/users/{}/reset-password".into(), vec![]),
+        ("POST", "/users/{}/end-sessions".into(), vec![]),
+        ("POST", "/tokens/{}/revoke".into(), vec![]),
+        ("POST", "/security/sessions/{}/end".into(), vec![]),
+    ];
+    for (method, template, fields) in &routes {
+        let foreign_id = if template.starts_with("/tokens") {
+            &b_token
+        } else if template.starts_with("/security") {
+            &b_session
+        } else {
+            &b_user
+        };
+        let mut answers = Vec::new();
+        for id in [foreign_id.as_str(), missing.as_str()] {
+            let path = template.replace("{}", id);
+            let (st, body) = if *method == "GET" {
+                get(&site, &a_owner, &path).await
+            } else {
+                let (st, _, body) = post(&site, &a_owner, &path, fields).await;
+                (st, body)
+            };
+            answers.push((st, body));
+        }
+        assert_eq!(answers[0].0, 404, "{template}: {}", answers[0].1);
+        assert_eq!(
+            answers[0], answers[1],
+            "{template}: a foreign id answers unlike a missing one"
+        );
+    }
+    // B's custom role is unknown to A.
+    let (st, _, _) = post(&site, &a_owner, "/roles/b-role/delete", &[]).await;
+    assert_eq!(st, 404);
+    // B's victim is untouched.
+    let list = site
+        .s
+        .env
+        .ok(&["user", "list", "--tenant", b.as_str(), "--json"]);
+    assert!(
+        list.contains("\"disabled\": false") && list.contains("\"role\": \"admin\""),
+        "{list}"
+    );
+}
