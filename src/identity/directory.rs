@@ -60,6 +60,7 @@ pub struct Directory {
     system: Arc<Store>,
     lookup: ring::hmac::Key,
     secrets: ring::hmac::Key,
+    sealer: crate::keyring::Sealer,
     hasher: Hasher,
 }
 
@@ -81,8 +82,14 @@ impl Directory {
             system,
             lookup: hmac_key(&identity_key(system_dek, "email-lookup")?),
             secrets: hmac_key(&identity_key(system_dek, "secret-hash")?),
+            sealer: crate::keyring::Sealer::derive(system_dek, "identity-seal")?,
             hasher: Hasher::default(),
         })
+    }
+
+    /// Seals identity secrets that must be read back (TOTP seeds).
+    pub fn sealer(&self) -> &crate::keyring::Sealer {
+        &self.sealer
     }
 
     pub fn hasher(&self) -> &Hasher {

@@ -19,6 +19,7 @@ pub mod roles;
 pub mod sessions;
 pub mod signin;
 pub mod tokens;
+pub mod totp;
 
 pub use directory::Directory;
 pub use email::{BadEmail, Email};
@@ -61,6 +62,10 @@ pub enum IdentityError {
     SamePassword,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     Throttled(u64),
+    #[error("the code is wrong or was already used; enter the current code from your app, or a recovery code")]
+    WrongCode,
+    #[error("signing in from this address is not allowed by your organisation's policy")]
+    AddressRefused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -86,6 +91,8 @@ impl IdentityError {
             Self::WrongCurrentPassword => "IDN-0012",
             Self::SamePassword => "IDN-0013",
             Self::Throttled(_) => "IDN-0014",
+            Self::WrongCode => "IDN-0015",
+            Self::AddressRefused => "IDN-0016",
             Self::Store(e) => e.code(),
             Self::Tenant(e) => e.code(),
             Self::Keyring(e) => e.code(),
@@ -101,11 +108,12 @@ crate::domain_error!(IdentityError, |e| {
         | IdentityError::UnknownRole(_)
         | IdentityError::BadName(_)
         | IdentityError::WrongCurrentPassword
-        | IdentityError::SamePassword => ErrorKind::Invalid,
+        | IdentityError::SamePassword
+        | IdentityError::WrongCode => ErrorKind::Invalid,
         IdentityError::EmailInUse(_)
         | IdentityError::AlreadyInState(..)
         | IdentityError::LastOwner(_) => ErrorKind::Conflict,
-        IdentityError::Denied(_) => ErrorKind::Forbidden,
+        IdentityError::Denied(_) | IdentityError::AddressRefused => ErrorKind::Forbidden,
         IdentityError::NotFound(_) => ErrorKind::NotFound,
         IdentityError::BadCredentials => ErrorKind::Unauthenticated,
         IdentityError::Throttled(_) => ErrorKind::Throttled,
@@ -149,12 +157,35 @@ CREATE INDEX sessions_by_user ON sessions(user_id);
     };
 }
 
+/// Second factors, added after the first release of the account tables: TOTP seeds
+/// (sealed) with the last time step used, and hashed one-time recovery codes.
+macro_rules! second_factor_tables {
+    () => {
+        "
+CREATE TABLE totp (
+    user_id      TEXT PRIMARY KEY REFERENCES users(id),
+    secret       BLOB NOT NULL,
+    confirmed_us INTEGER,
+    last_step    INTEGER NOT NULL DEFAULT 0,
+    created_us   INTEGER NOT NULL
+) STRICT;
+CREATE TABLE recovery_codes (
+    user_id   TEXT NOT NULL REFERENCES users(id),
+    code_hash BLOB NOT NULL UNIQUE,
+    used_us   INTEGER
+) STRICT;
+CREATE INDEX recovery_codes_by_user ON recovery_codes(user_id);
+"
+    };
+}
+
 /// A tenant file's identity tables: its users and their sessions, custom roles, API tokens.
 pub const TENANT_SCHEMA: crate::store::migrate::Module = crate::store::migrate::Module {
     name: "identity",
-    steps: &[concat!(
-        account_tables!(),
-        "
+    steps: &[
+        concat!(
+            account_tables!(),
+            "
 CREATE TABLE roles (
     name        TEXT PRIMARY KEY,
     permissions TEXT NOT NULL,
@@ -172,16 +203,19 @@ CREATE TABLE tokens (
     revoked_us   INTEGER
 ) STRICT;
 "
-    )],
+        ),
+        second_factor_tables!(),
+    ],
 };
 
 /// `system.db`'s identity tables: platform accounts, their sessions, and the e-mail
 /// directory (keyed hash of an address to the realm and account that own it).
 pub const PLATFORM_SCHEMA: crate::store::migrate::Module = crate::store::migrate::Module {
     name: "identity",
-    steps: &[concat!(
-        account_tables!(),
-        "
+    steps: &[
+        concat!(
+            account_tables!(),
+            "
 CREATE TABLE email_directory (
     mac        BLOB PRIMARY KEY,
     realm      TEXT NOT NULL,
@@ -190,5 +224,7 @@ CREATE TABLE email_directory (
 ) STRICT;
 CREATE INDEX email_directory_by_realm ON email_directory(realm);
 "
-    )],
+        ),
+        second_factor_tables!(),
+    ],
 };

@@ -104,20 +104,41 @@ pub enum Stage {
     Full,
     /// Must choose a new password before anything else.
     ChangePassword,
+    /// Must give the second factor before anything else.
+    Totp,
+    /// Must set up a second factor (the tenant's policy requires one) before anything else.
+    Enrol,
 }
 
 impl Stage {
+    /// Where a session at this stage is sent before anything else.
+    pub fn page(self) -> &'static str {
+        match self {
+            Stage::Full => "/",
+            Stage::ChangePassword => "/password",
+            Stage::Totp => "/login/totp",
+            Stage::Enrol => "/security/totp",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Full => "full",
             Stage::ChangePassword => "change_password",
+            Stage::Totp => "totp",
+            Stage::Enrol => "enrol",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Stage::Full, Stage::ChangePassword]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Stage::Full,
+            Stage::ChangePassword,
+            Stage::Totp,
+            Stage::Enrol,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -169,8 +190,8 @@ fn info_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
     Ok(SessionInfo {
         id: SessionId::from_trusted(r.get(0)?),
         user_id: UserId::from_trusted(r.get(1)?),
-        // A stage this build does not know leads nowhere but back to the start.
-        stage: Stage::parse(&stage).unwrap_or(Stage::ChangePassword),
+        // A stage this build does not know leads nowhere but the second-factor check.
+        stage: Stage::parse(&stage).unwrap_or(Stage::Totp),
         created_us: r.get(3)?,
         last_seen_us: r.get(4)?,
         expires_us: r.get(5)?,

@@ -47,6 +47,8 @@ impl Settings {
 enum Key {
     Account([u8; 32]),
     Source(IpAddr),
+    /// Second-factor codes tried for one account.
+    Factor(String),
 }
 
 fn source_key(ip: IpAddr) -> Key {
@@ -129,6 +131,20 @@ impl Throttle {
             f.count = f.count.saturating_add(1);
             f.last_us = now_us;
         }
+    }
+
+    /// Seconds until `user` may try another second-factor code, if it must wait: codes are
+    /// throttled like passwords, so six digits cannot be walked through.
+    pub fn factor_wait(&self, user: &UserId, now_us: i64, s: &Settings) -> Option<u64> {
+        self.wait_secs(&[Key::Factor(user.to_string())], now_us, s)
+    }
+
+    pub fn factor_failed(&self, user: &UserId, now_us: i64, s: &Settings) {
+        self.fail(&[Key::Factor(user.to_string())], now_us, s);
+    }
+
+    pub fn factor_passed(&self, user: &UserId) {
+        self.succeed(&Key::Factor(user.to_string()));
     }
 
     fn succeed(&self, account: &Key) {
@@ -290,8 +306,12 @@ fn record_blocking<D: Door>(
         Some(t) => Place::Tenant(t.clone()),
         None => Place::Platform,
     };
-    if !password_ok || account.disabled {
-        let reason = if password_ok {
+    let policy = read_policy(ctx)?;
+    let refused_here = password_ok && !account.disabled && !policy.admits(client.ip);
+    if !password_ok || account.disabled || refused_here {
+        let reason = if refused_here {
+            "address_refused"
+        } else if password_ok {
             "disabled"
         } else {
             "wrong_password"
@@ -303,20 +323,23 @@ fn record_blocking<D: Door>(
                 .outcome(Outcome::Failure);
             Ok::<_, IdentityError>(((), audit))
         })?;
-        return Err(IdentityError::BadCredentials);
+        return Err(if refused_here {
+            IdentityError::AddressRefused
+        } else {
+            IdentityError::BadCredentials
+        });
     }
-    let stage = if account.must_change_password {
-        Stage::ChangePassword
-    } else {
-        Stage::Full
-    };
+    let absolute_secs = policy
+        .session_absolute_secs
+        .map_or(absolute_secs, |p| p.min(absolute_secs));
+    let realm = ctx.realm();
     let (uid, dir, client2, role) = (
         account.id.clone(),
         dir.clone(),
         client.clone(),
         account.role.clone(),
     );
-    let (session, secret, unfamiliar) = ctx.change_blocking(move |tx| {
+    let (session, secret, unfamiliar, stage) = ctx.change_blocking(move |tx| {
         let c = tx.conn();
         let (before, known): (i64, i64) = c
             .query_row(
@@ -331,6 +354,7 @@ fn record_blocking<D: Door>(
             )
             .map_err(accounts::store_err)?;
         let unfamiliar = before > 0 && known == 0;
+        let stage = next_stage(c, realm, &uid, false)?;
         let (sid, secret) =
             sessions::insert(c, &dir, &uid, stage, tx.now_us(), absolute_secs, &client2)?;
         let audit = Audit::new("auth.sign_in", uid.as_str()).params(serde_json::json!({
@@ -340,7 +364,7 @@ fn record_blocking<D: Door>(
             "device": client2.device,
             "unfamiliar": unfamiliar,
         }));
-        Ok::<_, IdentityError>(((sid, secret, unfamiliar), audit))
+        Ok::<_, IdentityError>(((sid, secret, unfamiliar, stage), audit))
     })?;
     if unfamiliar {
         // Its own entry, so a security team can alert on the action alone.
@@ -374,7 +398,7 @@ pub fn change_password_blocking<D: Door>(
     new: &Password,
     client: &Client,
     settings: &Settings,
-) -> Result<(SessionId, SessionSecret), IdentityError> {
+) -> Result<(SessionId, SessionSecret, Stage), IdentityError> {
     if door.caller().actor.id != user.as_str() {
         return Err(super::Denied("one's own password").into());
     }
@@ -390,7 +414,13 @@ pub fn change_password_blocking<D: Door>(
     }
     password::check_strength(new, Some(&creds.account.email))?;
     let hash = password::hash_blocking(new)?;
-    let (dir, client, absolute) = (dir.clone(), client.clone(), settings.session_absolute_secs);
+    let policy = read_policy(door)?;
+    let absolute = policy
+        .session_absolute_secs
+        .map_or(settings.session_absolute_secs, |p| {
+            p.min(settings.session_absolute_secs)
+        });
+    let (dir, client, realm) = (dir.clone(), client.clone(), door.realm());
     door.change_blocking(move |tx| {
         let c = tx.conn();
         let now = tx.now_us();
@@ -400,10 +430,11 @@ pub fn change_password_blocking<D: Door>(
         )
         .map_err(accounts::store_err)?;
         let ended = accounts::end_sessions_of(c, &uid, now).map_err(accounts::store_err)?;
-        let (sid, secret) = sessions::insert(c, &dir, &uid, Stage::Full, now, absolute, &client)?;
+        let stage = next_stage(c, realm, &uid, true)?;
+        let (sid, secret) = sessions::insert(c, &dir, &uid, stage, now, absolute, &client)?;
         let audit = Audit::new("user.password_change", uid.as_str())
             .params(serde_json::json!({ "sessions_ended": ended, "new_session": sid.as_str() }));
-        Ok(((sid, secret), audit))
+        Ok(((sid, secret, stage), audit))
     })
 }
 
@@ -420,4 +451,97 @@ pub fn sign_out_blocking<D: Door>(
         Ok(()) | Err(IdentityError::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The tenant's policy as sign-in enforces it (the platform has none).
+fn read_policy<D: Door>(door: &D) -> Result<crate::policy::Policy, IdentityError> {
+    crate::policy::read_unchecked(door).map_err(|e| match e {
+        crate::policy::PolicyError::Store(e) => IdentityError::Store(e),
+        crate::policy::PolicyError::Tenant(e) => IdentityError::Tenant(e),
+        other => IdentityError::Store(crate::store::StoreError::Io {
+            what: "policy".into(),
+            reason: other.to_string(),
+        }),
+    })
+}
+
+/// The step an account's session must be at next: the second factor (unless given), a new
+/// password, enrolment when the policy requires a second factor it lacks, or signed in.
+fn next_stage(
+    c: &rusqlite::Connection,
+    realm: super::Realm,
+    user: &UserId,
+    second_factor_given: bool,
+) -> Result<Stage, IdentityError> {
+    let account = accounts::resolve(c, user.as_str())
+        .map_err(accounts::store_err)?
+        .ok_or_else(|| IdentityError::NotFound(format!("no account {user}")))?;
+    let (enrolled, _) = super::totp::status(c, user).map_err(accounts::store_err)?;
+    if enrolled && !second_factor_given {
+        return Ok(Stage::Totp);
+    }
+    if account.must_change_password {
+        return Ok(Stage::ChangePassword);
+    }
+    let policy = match realm {
+        super::Realm::Tenant => crate::policy::Policy::read(c).map_err(accounts::store_err)?,
+        super::Realm::Platform => crate::policy::Policy::default(),
+    };
+    let permissions = accounts::permissions_of(c, realm, &account.role)
+        .map_err(accounts::store_err)?
+        .unwrap_or_default();
+    if !enrolled && policy.requires_two_factor(&account.role, permissions) {
+        return Ok(Stage::Enrol);
+    }
+    Ok(Stage::Full)
+}
+
+/// Moves a session on after a step of signing in (the second factor given, a second factor
+/// set up): the old session ends and a new one, with a new secret, takes the next stage.
+///
+/// # Errors
+/// Not the caller's own session, or a storage fault.
+pub fn advance_blocking<D: Door>(
+    door: &D,
+    dir: &Arc<super::Directory>,
+    user: &UserId,
+    old: &SessionId,
+    client: &Client,
+    settings: &Settings,
+) -> Result<(SessionId, SessionSecret, Stage), IdentityError> {
+    if door.caller().actor.id != user.as_str() {
+        return Err(super::Denied("one's own session").into());
+    }
+    let policy = read_policy(door)?;
+    let absolute = policy
+        .session_absolute_secs
+        .map_or(settings.session_absolute_secs, |p| {
+            p.min(settings.session_absolute_secs)
+        });
+    let (uid, old, dir, client, realm) = (
+        user.clone(),
+        old.clone(),
+        dir.clone(),
+        client.clone(),
+        door.realm(),
+    );
+    door.change_blocking(move |tx| {
+        let c = tx.conn();
+        let now = tx.now_us();
+        let ended = c
+            .execute(
+                "UPDATE sessions SET ended_us = ?3 WHERE id = ?1 AND user_id = ?2 AND ended_us IS NULL",
+                rusqlite::params![old.as_str(), uid.as_str(), now],
+            )
+            .map_err(accounts::store_err)?;
+        if ended == 0 {
+            return Err(IdentityError::NotFound("no open session".into()));
+        }
+        let stage = next_stage(c, realm, &uid, true)?;
+        let (sid, secret) = sessions::insert(c, &dir, &uid, stage, now, absolute, &client)?;
+        let audit = Audit::new("auth.session_advance", uid.as_str()).params(serde_json::json!({
+            "from": old.as_str(), "to": sid.as_str(), "stage": stage.as_str(),
+        }));
+        Ok(((sid, secret, stage), audit))
+    })
 }

@@ -263,6 +263,37 @@ pub fn identity_key(system_dek: &Key32, purpose: &str) -> Result<Key32, KeyringE
     derive(system_dek, LABEL_IDENTITY, &[purpose.as_bytes()])
 }
 
+/// A sealing key for one purpose of the installation (identity secrets such as TOTP seeds),
+/// derived from the system DEK, so a sealed value read out of a file is useless without it.
+pub struct Sealer(Key32);
+
+impl Sealer {
+    /// # Errors
+    /// Only if key derivation fails.
+    pub fn derive(system_dek: &Key32, purpose: &str) -> Result<Self, KeyringError> {
+        identity_key(system_dek, purpose).map(Self)
+    }
+
+    /// Seals `plain`, bound to `context` (e.g. the account it belongs to).
+    ///
+    /// # Errors
+    /// The random source failed.
+    pub fn seal(&self, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyringError> {
+        wrap::seal(&self.0, context, plain)
+    }
+
+    /// # Errors
+    /// [`KeyringError::Unseal`] if the value was changed, moved to another context, or
+    /// sealed under another key.
+    pub fn unseal(
+        &self,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyringError> {
+        wrap::open(&self.0, context, sealed).map_err(|_| KeyringError::Unseal)
+    }
+}
+
 /// A random 128-bit identifier in hex (tenant ids, operation ids): unguessable and, in
 /// practice, unique.
 ///

@@ -52,6 +52,7 @@ pub fn modules(kind: FileKind) -> &'static [&'static Module] {
             &crate::audit::journal::SCHEMA,
             &super::system::DELIVERED_SCHEMA,
             &crate::identity::TENANT_SCHEMA,
+            &crate::policy::SCHEMA,
         ],
     }
 }
@@ -330,6 +331,7 @@ mod tests {
                 ("audit".into(), 1),
                 // A module this old file never had: applied fresh, after the conversion.
                 ("identity".into(), 1),
+                ("identity".into(), 2),
                 ("outbox".into(), 1),
                 ("registry".into(), 1),
                 ("registry".into(), 2),

@@ -9,7 +9,7 @@ use super::error::WebError;
 use super::AppState;
 use crate::audit::Outcome;
 use crate::door::{self, Audit};
-use crate::identity::sessions::Place;
+use crate::identity::sessions::{Place, Stage};
 use crate::identity::Permission;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -26,8 +26,11 @@ use std::sync::Arc;
 pub enum Access {
     /// Anyone, signed in or not (sign-in, health, status).
     Public,
-    /// Any signed-in session, whatever its stage (the first-password change, sign-out).
-    Session,
+    /// Any signed-in session, whatever its stage (sign-out).
+    AnyStage,
+    /// A signed-in session at one of these stages (the first-password change, the
+    /// second-factor check, enrolment).
+    Stages(&'static [Stage]),
     /// A signed-in caller whose session has reached its full stage, or a token.
     SignedIn,
     /// A signed-in caller with this permission.
@@ -38,7 +41,8 @@ impl Access {
     pub fn describe(self) -> String {
         match self {
             Access::Public => "public".into(),
-            Access::Session => "session".into(),
+            Access::AnyStage => "any-stage".into(),
+            Access::Stages(s) => s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("|"),
             Access::SignedIn => "signed-in".into(),
             Access::Allowed(p) => p.name().into(),
         }
@@ -117,6 +121,21 @@ fn unauthenticated(path: &str) -> Response {
     }
 }
 
+/// A session that must finish signing in first: pages go to its step, the API says so.
+fn elsewhere(path: &str, stage: Stage) -> Response {
+    if is_api(path) {
+        let message = match stage {
+            Stage::ChangePassword => "change your one-time password first",
+            Stage::Totp => "give your second factor first",
+            Stage::Enrol => "set up a second factor first",
+            Stage::Full => "not allowed",
+        };
+        forbidden("AUTH-0004", message)
+    } else {
+        Redirect::to(stage.page()).into_response()
+    }
+}
+
 fn forbidden(code: &'static str, message: &'static str) -> Response {
     WebError {
         status: StatusCode::FORBIDDEN,
@@ -154,6 +173,34 @@ async fn guard(
         Err(Refused::Tenant(e)) => return WebError::from(e).into_response(),
         Err(Refused::Internal(e)) => return WebError::from(e).into_response(),
     };
+    // A tenant's address lists apply to every request of its users and tokens.
+    if let Some(p) = &principal {
+        if let Place::Tenant(t) = &p.place {
+            match auth.policy(&state.app, t).await {
+                Ok(policy) if policy.admits(ip) => {}
+                Ok(_) => {
+                    record_refusal(&state, p, "auth.address_refused", &path, ip).await;
+                    let message =
+                        "requests from this address are not allowed by your organisation's policy";
+                    return if is_api(&path) {
+                        forbidden("AUTH-0006", message)
+                    } else {
+                        super::ui::refusal_page(
+                            &state,
+                            None,
+                            StatusCode::FORBIDDEN,
+                            message,
+                            "AUTH-0006",
+                        )
+                        .await
+                    };
+                }
+                Err(Refused::Tenant(e)) => return WebError::from(e).into_response(),
+                Err(Refused::Internal(e)) => return WebError::from(e).into_response(),
+                Err(Refused::Invalid) => return unauthenticated(&path),
+            }
+        }
+    }
     let mut req = req;
     if let (Some(p), Some(Via::Cookie)) = (&principal, via) {
         if !is_safe(req.method()) {
@@ -183,21 +230,28 @@ async fn guard(
     }
     match access {
         Access::Public => {}
-        Access::Session => {
+        Access::AnyStage => {
             if principal.as_ref().is_none_or(|p| p.user_id().is_none()) {
                 return unauthenticated(&path);
+            }
+        }
+        Access::Stages(stages) => {
+            let Some(p) = &principal else {
+                return unauthenticated(&path);
+            };
+            let Some(stage) = p.stage() else {
+                return unauthenticated(&path);
+            };
+            if !stages.contains(&stage) {
+                return elsewhere(&path, stage);
             }
         }
         Access::SignedIn | Access::Allowed(_) => {
             let Some(p) = &principal else {
                 return unauthenticated(&path);
             };
-            if !p.is_full() {
-                return if is_api(&path) {
-                    forbidden("AUTH-0004", "change your one-time password first")
-                } else {
-                    Redirect::to("/password").into_response()
-                };
+            if let Some(stage) = p.stage().filter(|s| *s != Stage::Full) {
+                return elsewhere(&path, stage);
             }
             if let Access::Allowed(perm) = access {
                 if !p.permissions.contains(perm) {

@@ -89,6 +89,14 @@ impl Principal {
         }
     }
 
+    /// A session's stage; `None` for a token.
+    pub fn stage(&self) -> Option<Stage> {
+        match &self.who {
+            Who::User { stage, .. } => Some(*stage),
+            Who::Token { .. } => None,
+        }
+    }
+
     pub fn user_id(&self) -> Option<&UserId> {
         match &self.who {
             Who::User { id, .. } => Some(id),
@@ -126,6 +134,8 @@ pub enum Refused {
 /// The credential caches, the sign-in throttle, and the session timeouts.
 pub struct Auth {
     entries: RwLock<HashMap<[u8; 32], Entry>>,
+    /// Each tenant's policy as last read, with when.
+    policies: RwLock<HashMap<crate::ids::TenantId, (Arc<crate::policy::Policy>, i64)>>,
     pub throttle: crate::identity::signin::Throttle,
     pub settings: crate::identity::signin::Settings,
     pub idle_us: i64,
@@ -135,6 +145,7 @@ impl Auth {
     pub fn new(config: &crate::config::IdentityConfig) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
+            policies: RwLock::new(HashMap::new()),
             throttle: Default::default(),
             settings: crate::identity::signin::Settings::from_config(config),
             idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
@@ -175,6 +186,73 @@ impl Auth {
             .map(|p| Some((p, Via::Cookie)))
     }
 
+    /// A tenant's policy, from memory when read less than [`REVALIDATE_US`] ago.
+    ///
+    /// # Errors
+    /// The tenant cannot be opened (suspended, deleted) or read.
+    pub async fn policy(
+        &self,
+        app: &Arc<App>,
+        tenant: &crate::ids::TenantId,
+    ) -> Result<Arc<crate::policy::Policy>, Refused> {
+        let now = app.clock().now_us();
+        if let Ok(map) = self.policies.read() {
+            if let Some((p, at)) = map.get(tenant) {
+                if now - at < REVALIDATE_US {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let (app2, t) = (app.clone(), tenant.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let reader = Caller::new(Actor::system(), Permissions::empty());
+            let ctx = door::open_blocking(&app2, &t, reader, None).map_err(Refused::Tenant)?;
+            crate::policy::read_unchecked(&ctx).map_err(|e| match e {
+                crate::policy::PolicyError::Tenant(e) => Refused::Tenant(e),
+                other => Refused::Internal(IdentityError::Store(crate::store::StoreError::Io {
+                    what: "policy".into(),
+                    reason: other.to_string(),
+                })),
+            })
+        })
+        .await
+        .map_err(|_| {
+            Refused::Internal(IdentityError::Store(
+                crate::store::StoreError::JobPanicked {
+                    what: "policy".into(),
+                },
+            ))
+        })??;
+        let p = Arc::new(read);
+        if let Ok(mut map) = self.policies.write() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(tenant.clone(), (p.clone(), now));
+        }
+        Ok(p)
+    }
+
+    /// After a tenant's policy changed.
+    pub fn forget_policy(&self, tenant: &crate::ids::TenantId) {
+        if let Ok(mut map) = self.policies.write() {
+            map.remove(tenant);
+        }
+    }
+
+    /// The idle timeout of sessions of `place`: the installation's, or the tenant's tighter one.
+    async fn idle_for(&self, app: &Arc<App>, place: &Place) -> Result<i64, Refused> {
+        let Place::Tenant(t) = place else {
+            return Ok(self.idle_us);
+        };
+        let p = self.policy(app, t).await?;
+        Ok(p.session_idle_secs
+            .and_then(|s| i64::try_from(s).ok())
+            .map_or(self.idle_us, |s| {
+                self.idle_us.min(s.saturating_mul(1_000_000))
+            }))
+    }
+
     async fn resolve(
         &self,
         app: &Arc<App>,
@@ -183,12 +261,15 @@ impl Auth {
         lookup: Lookup,
     ) -> Result<Arc<Principal>, Refused> {
         let now = app.clock().now_us();
+        let idle_us = match &lookup {
+            Lookup::Session { place, .. } => self.idle_for(app, place).await?,
+            Lookup::Token(_) => i64::MAX,
+        };
         let mut seen_before = None;
         if let Ok(map) = self.entries.read() {
             if let Some(e) = map.get(&key) {
                 let last = e.last_seen_us.load(Ordering::Relaxed);
-                let idle_ok =
-                    matches!(e.principal.who, Who::Token { .. }) || now - last < self.idle_us;
+                let idle_ok = matches!(e.principal.who, Who::Token { .. }) || now - last < idle_us;
                 if now >= e.ends_us || !idle_ok {
                     drop(map);
                     self.forget_key(&key);
@@ -202,7 +283,7 @@ impl Auth {
             }
         }
         // Not cached, or cached too long ago: the file decides.
-        let loaded = load(app, lookup, ip, now, self.idle_us, seen_before).await;
+        let loaded = load(app, lookup, ip, now, idle_us, seen_before).await;
         match loaded {
             Ok(Some((principal, ends_us))) => {
                 let principal = Arc::new(principal);

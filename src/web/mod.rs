@@ -9,11 +9,13 @@ mod api;
 mod audit;
 pub mod auth;
 pub mod error;
+mod factor;
 mod health;
 pub mod notify;
 mod pages;
 mod security;
 pub mod server;
+mod settings;
 mod status;
 mod tenants;
 pub mod tls;
@@ -67,6 +69,8 @@ pub fn routes() -> access::Routes {
         .merge(security::routes())
         .merge(tenants::routes())
         .merge(audit::routes())
+        .merge(factor::routes())
+        .merge(settings::routes())
 }
 
 /// The whole router: every area's routes behind their guards, then the layers that apply to

@@ -20,10 +20,10 @@ pub fn routes() -> Routes {
         .route("/login", Access::Public, get(login_form).post(login))
         .route(
             "/password",
-            Access::Session,
+            Access::Stages(&[Stage::ChangePassword, Stage::Full]),
             get(password_form).post(password_change),
         )
-        .route("/logout", Access::Session, axum::routing::post(logout))
+        .route("/logout", Access::AnyStage, axum::routing::post(logout))
 }
 
 fn principal(req: &Request) -> Option<Arc<Principal>> {
@@ -43,8 +43,8 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
     let Some(p) = principal(&req) else {
         return Redirect::to("/login").into_response();
     };
-    if !p.is_full() {
-        return Redirect::to("/password").into_response();
+    if let Some(stage) = p.stage().filter(|s| *s != Stage::Full) {
+        return Redirect::to(stage.page()).into_response();
     }
     let notice = req
         .uri()
@@ -164,11 +164,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
     .await;
     match done {
         Ok(s) => {
-            let to = if s.stage == Stage::Full {
-                "/"
-            } else {
-                "/password"
-            };
+            let to = s.stage.page();
             let cookie = session_cookie(
                 &s.secret,
                 &s.place,
@@ -180,6 +176,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             StatusCode::UNAUTHORIZED,
             "email",
             "The e-mail address or password is wrong".into(),
+        ),
+        Err(IdentityError::AddressRefused) => again(
+            StatusCode::FORBIDDEN,
+            "email",
+            "Signing in from this address is not allowed by your organisation's policy".into(),
         ),
         Err(IdentityError::Throttled(secs)) => {
             let mut res = again(
@@ -283,11 +284,16 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
     })
     .await;
     match done {
-        Ok(Ok((_, secret))) => {
+        Ok(Ok((_, secret, stage))) => {
             state.auth.forget_user(&p.place, &user);
             let cookie =
                 session_cookie(&secret, &p.place, state.auth.settings.session_absolute_secs);
-            with_cookie(Redirect::to("/?changed=1").into_response(), cookie)
+            let to = if stage == Stage::Full {
+                "/?changed=1"
+            } else {
+                stage.page()
+            };
+            with_cookie(Redirect::to(to).into_response(), cookie)
         }
         Ok(Err(IdentityError::WrongCurrentPassword)) => {
             password_page(

@@ -30,6 +30,8 @@ struct SecurityPage {
     header: Option<Header>,
     sessions: Vec<SessionRow>,
     notice: Option<&'static str>,
+    two_factor: bool,
+    recovery_left: i64,
 }
 
 async fn security_show(
@@ -42,23 +44,30 @@ async fn security_show(
     };
     let uid = id.clone();
     let listed = in_realm(&state, &p, None, move |ctx, _| {
-        sessions::list_blocking(ctx, &uid)
+        let list = sessions::list_blocking(ctx, &uid)?;
+        let factor = crate::door::Door::read_blocking(ctx, |c| {
+            crate::identity::totp::status(c, &uid).map_err(crate::identity::accounts::store_err)
+        })?;
+        Ok::<_, IdentityError>((list, factor))
     })
     .await;
-    let list = match listed {
+    let (list, (two_factor, recovery_left)) = match listed {
         Ok(l) => l,
         Err(e) => return error_page(&state, Some(&p), e).await,
     };
-    let notice = req
-        .uri()
-        .query()
-        .filter(|q| q.contains("done=ended"))
-        .map(|_| "The session has been ended.");
+    let notice = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("done="))).map(|d| match d {
+        "ended" => "The session has been ended.",
+        "totp-removed" => "Your second factor has been removed.",
+        "recovery-low" => "You signed in with a recovery code and have few left. Remove and set up the second factor again to get new ones.",
+        _ => "Done.",
+    });
     let now = state.app.clock().now_us();
     let page = SecurityPage {
         header: header_for(&state, &p, "/security").await,
         sessions: session_rows(&list, now, Some(session)),
         notice,
+        two_factor,
+        recovery_left,
     };
     render(StatusCode::OK, &page)
 }

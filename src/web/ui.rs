@@ -77,6 +77,7 @@ fn nav_for(p: &Principal, current: &str) -> Vec<Nav> {
             ("/audit", "Audit log", may(Permission::AuditRead)),
             ("/users", "Users & roles", may(Permission::UsersRead)),
             ("/tokens", "API tokens", may(Permission::TokensRead)),
+            ("/settings", "Settings", may(Permission::SettingsRead)),
             ("/security", "My security", true),
         ],
     };

@@ -331,6 +331,7 @@ async fn user_show(
             "disabled" => "The account has been disabled and its sessions ended.",
             "enabled" => "The account has been enabled.",
             "sessions" => "The account's sessions have been ended.",
+            "2fa-removed" => "The account's second factor has been removed.",
             _ => "Done.",
         })
     });

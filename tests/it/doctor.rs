@@ -107,7 +107,14 @@ fn each_kind_of_damage_fails_its_check() {
     std::fs::write(&file, &bent).unwrap();
     let (ok, v) = doctor(&env, &[]);
     assert!(!ok);
-    assert_eq!(status(&v, "audit_chains").0, "fail", "{v}");
+    // A flipped byte fails SQLCipher's page check: in the journal's pages the chain walk
+    // reports it, in another table's pages opening the tenant does.
+    let chains = status(&v, "audit_chains").0;
+    let (open, detail) = status(&v, "tenants_open");
+    assert!(
+        chains == "fail" || (open == "fail" && detail.contains("corrupt")),
+        "{v}"
+    );
 
     std::fs::remove_file(&file).unwrap();
     let (ok, v) = doctor(&env, &["--quick"]);

@@ -13,6 +13,7 @@ mod doctor;
 mod door;
 mod encryption;
 mod evidence;
+mod factor;
 mod identity;
 mod keys;
 mod packaging;

@@ -1,0 +1,184 @@
+//! Tenant settings and policy: the second-factor rule, address lists, session timeouts.
+
+use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::auth::Principal;
+use super::ui::{
+    capitalise, error_page, field, form_fields, header_for, in_realm, render, FieldError, Header,
+};
+use super::AppState;
+use crate::identity::sessions::Place;
+use crate::identity::Permission;
+use crate::policy::{self, Policy, PolicyError, TwoFactor};
+use askama::Template;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+pub fn routes() -> Routes {
+    Routes::new().route(
+        "/settings",
+        Access::Allowed(Permission::SettingsRead),
+        get(settings_show).post(settings_update),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    header: Option<Header>,
+    two_factor: &'static str,
+    ip_allow: String,
+    ip_deny: String,
+    idle: String,
+    absolute: String,
+    may_manage: bool,
+    errors: Vec<FieldError>,
+    notice: Option<&'static str>,
+}
+
+fn lines(n: &[ipnet::IpNet]) -> String {
+    n.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn page(
+    state: &AppState,
+    p: &Principal,
+    status: StatusCode,
+    shown: Option<(Policy, Vec<FieldError>, [String; 4])>,
+    notice: Option<&'static str>,
+) -> Response {
+    let (pol, errors, raw) = match shown {
+        Some(x) => x,
+        None => match in_realm(state, p, None, |ctx, _| policy::read_blocking(ctx)).await {
+            Ok(pol) => {
+                let raw = [
+                    lines(&pol.ip_allow),
+                    lines(&pol.ip_deny),
+                    pol.session_idle_secs
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    pol.session_absolute_secs
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                ];
+                (pol, Vec::new(), raw)
+            }
+            Err(e) => return error_page(state, Some(p), e).await,
+        },
+    };
+    let [ip_allow, ip_deny, idle, absolute] = raw;
+    let page = SettingsPage {
+        header: header_for(state, p, "/settings").await,
+        two_factor: pol.two_factor.as_str(),
+        ip_allow,
+        ip_deny,
+        idle,
+        absolute,
+        may_manage: p.permissions.contains(Permission::SettingsManage),
+        errors,
+        notice,
+    };
+    render(status, &page)
+}
+
+async fn settings_show(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let notice = req.uri().query().filter(|q| q.contains("done=saved")).map(|_| "The policy has been saved. Address lists apply from the next request; the second-factor rule at each person's next sign-in.");
+    page(&state, &p, StatusCode::OK, None, notice).await
+}
+
+fn seconds(key: &'static str, raw: &str) -> Result<Option<u64>, PolicyError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse::<u64>()
+        .map(Some)
+        .map_err(|_| PolicyError::Invalid {
+            key,
+            message: "enter a whole number of seconds, or leave it empty".into(),
+        })
+}
+
+async fn settings_update(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    if !p.permissions.contains(Permission::SettingsManage) {
+        return error_page(
+            &state,
+            Some(&p),
+            PolicyError::Denied(crate::identity::Denied("settings.manage")),
+        )
+        .await;
+    }
+    let ip = client_ip(req.extensions());
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let f = form_fields(&body);
+    let raw = [
+        field(&f, "ip_allow"),
+        field(&f, "ip_deny"),
+        field(&f, "session_idle_secs"),
+        field(&f, "session_absolute_secs"),
+    ];
+    let parsed = (|| -> Result<Policy, PolicyError> {
+        let two_factor =
+            TwoFactor::parse(&field(&f, "two_factor")).ok_or(PolicyError::Invalid {
+                key: "two_factor",
+                message: "choose off, admins or everyone".into(),
+            })?;
+        Ok(Policy {
+            two_factor,
+            ip_allow: policy::parse_nets("ip_allow", &raw[0])?,
+            ip_deny: policy::parse_nets("ip_deny", &raw[1])?,
+            session_idle_secs: seconds("session_idle_secs", &raw[2])?,
+            session_absolute_secs: seconds("session_absolute_secs", &raw[3])?,
+        })
+    })();
+    let result = match parsed {
+        Ok(new) => {
+            in_realm(&state, &p, ip, move |ctx, _| {
+                policy::update_blocking(ctx, &new)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            if let Place::Tenant(t) = &p.place {
+                state.auth.forget_policy(t);
+            }
+            Redirect::to("/settings?done=saved").into_response()
+        }
+        Err(PolicyError::Invalid { key, message }) => {
+            let shown = Policy {
+                two_factor: TwoFactor::parse(&field(&f, "two_factor")).unwrap_or(TwoFactor::Off),
+                ..Policy::default()
+            };
+            let errors = FieldError::new(
+                key,
+                capitalise(&format!("{}: {message}", key.replace('_', " "))),
+            );
+            page(
+                &state,
+                &p,
+                StatusCode::BAD_REQUEST,
+                Some((shown, errors, raw)),
+                None,
+            )
+            .await
+        }
+        Err(e) => error_page(&state, Some(&p), e).await,
+    }
+}
