@@ -5,6 +5,7 @@
 mod admin_ui;
 mod audit_tamper;
 mod backup;
+mod browser;
 mod cli;
 mod clock;
 mod crash;
