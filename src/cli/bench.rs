@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         tenants: usize,
     },
+    /// Authenticated GET /api/v1/me over TLS at 1 and 16 connections, and the in-process
+    /// check of a token and of a session.
+    Auth {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seconds per load run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Appends to a tenant's journal until killed, printing each acknowledged sequence
     /// number on its own line. Used by the crash test.
     #[command(hide = true)]
@@ -67,6 +77,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         Command::Audit { dir, quick } => bench_audit(dir.as_deref(), *quick),
         Command::Keys { dir, tenants } => bench_keys(dir.as_deref(), *tenants),
         Command::Backup { dir, mib, tenants } => bench_backup(dir.as_deref(), *mib, *tenants),
+        Command::Auth { dir, seconds } => {
+            super::bench_auth::bench_auth(cli, dir.as_deref(), *seconds)
+        }
         Command::AppendLoop {
             tenant,
             threads,
@@ -77,7 +90,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
 
 /// A fresh temporary directory under `dir` (default: the system temp directory), removed when
 /// the benchmark ends.
-fn work_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, Failure> {
+pub(super) fn work_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, Failure> {
     let base = dir
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
@@ -87,7 +100,7 @@ fn work_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, Failure> {
         .map_err(|e| Failure::new("BEN-0002", format!("cannot create bench dir: {e}")))
 }
 
-fn figure(name: &str, value: f64, unit: &str) {
+pub(super) fn figure(name: &str, value: f64, unit: &str) {
     let v = (value * 100.0).round() / 100.0;
     println!(
         "{}",

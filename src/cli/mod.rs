@@ -5,6 +5,7 @@
 mod audit;
 mod backup;
 mod bench;
+mod bench_auth;
 mod config;
 mod doctor;
 mod init;

@@ -160,9 +160,11 @@ pub struct Hasher {
 }
 
 impl Default for Hasher {
+    /// One hash at a time per core, less one core kept for everything else: a flood of
+    /// sign-ins then slows only sign-ins.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_permits(cores)
+        Self::with_permits(cores.saturating_sub(1).max(1))
     }
 }
 

@@ -811,3 +811,111 @@ async fn every_route_declares_its_access_and_enforces_it() {
     }
     let _ = Arc::clone(&site.s.app);
 }
+
+/// A flood of wrong sign-ins (200 at once, over TLS, to the real binary) queues on the
+/// hashing semaphore while `/healthz` keeps answering.
+#[test]
+fn a_flood_of_sign_ins_does_not_starve_other_requests() {
+    use std::io::{Read, Write};
+    let env = crate::support::Env::init();
+    let server = crate::support::Server::start(&env, &[]);
+    let (addr, cert) = (server.addr, server.cert.clone());
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let cert = cert.clone();
+            std::thread::spawn(move || {
+                let body = format!("email=nobody{i}%40example.com&password=wrong-password-{i}");
+                crate::support::https(
+                    addr,
+                    &cert,
+                    "POST",
+                    "/login",
+                    &[("Content-Type", "application/x-www-form-urlencoded")],
+                    body.as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect();
+    // Probe on one kept-alive connection, so each probe measures the server, not a handshake.
+    let cfg = crate::support::client_config(&cert, &[&rustls::version::TLS13]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(rustls::ClientConnection::new(cfg, name).unwrap(), sock);
+    let mut probes = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while probes.len() < 40 && std::time::Instant::now() < deadline {
+        let start = std::time::Instant::now();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"ok\n") {
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        probes.push(start.elapsed());
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let statuses: Vec<u16> = flood.into_iter().map(|t| t.join().unwrap()).collect();
+    // Every sign-in was answered: refused (401), or throttled once failures were counted (429).
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() >= 10,
+        "some reached the hash: {statuses:?}"
+    );
+    probes.sort();
+    let within = probes.iter().filter(|d| d.as_millis() < 100).count();
+    eprintln!(
+        "healthz during the flood: median {:?}, max {:?}",
+        probes[probes.len() / 2],
+        probes[probes.len() - 1]
+    );
+    assert!(
+        within * 10 >= probes.len() * 9,
+        "fewer than 90% of probes within 100 ms: {probes:?}"
+    );
+    assert!(probes[probes.len() - 1].as_secs() < 1, "{probes:?}");
+}
+
+/// `bench auth` prints its figures as JSON lines, each a positive number.
+#[test]
+fn bench_auth_prints_its_figures() {
+    let env = crate::support::Env::new();
+    let out = env.ok(&[
+        "bench",
+        "auth",
+        "--seconds",
+        "1",
+        "--dir",
+        env.tmp.path().to_str().unwrap(),
+    ]);
+    let figures: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for name in [
+        "auth_check_token_p99",
+        "auth_check_session_p99",
+        "me_token_tls_1conn_rps",
+        "me_token_tls_16conn_rps",
+        "me_token_tls_16conn_p99",
+    ] {
+        let f = figures
+            .iter()
+            .find(|f| f["figure"] == name)
+            .unwrap_or_else(|| panic!("{name}: {out}"));
+        assert!(f["value"].as_f64().unwrap() > 0.0, "{name}: {f}");
+    }
+}
