@@ -56,6 +56,7 @@ impl crate::ids::InvalidId {
             "user" => "USR-0001",
             "token" => "TOK-0001",
             "session" => "SES-0001",
+            "grant" => "GRT-0001",
             _ => "DOC-0001",
         }
     }

@@ -82,6 +82,11 @@ hex_id!(
     "session"
 );
 hex_id!(
+    /// A time-limited access grant a tenant gave a platform account.
+    GrantId,
+    "grant"
+);
+hex_id!(
     /// A document in one tenant's knowledge base.
     DocumentId,
     "document"

@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod email;
+pub mod grants;
 pub mod password;
 pub mod permission;
 pub mod roles;
@@ -205,6 +206,19 @@ CREATE TABLE tokens (
 "
         ),
         second_factor_tables!(),
+        "
+CREATE TABLE grants (
+    id          TEXT PRIMARY KEY,
+    account_id  TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_us  INTEGER NOT NULL,
+    expires_us  INTEGER NOT NULL,
+    revoked_us  INTEGER
+) STRICT;
+CREATE INDEX grants_by_account ON grants(account_id);
+",
     ],
 };
 

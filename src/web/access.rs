@@ -276,9 +276,42 @@ async fn guard(
         }
     }
     if let Some(p) = principal {
+        // Every request under a vendor's grant is on the tenant's record, or it does not run.
+        if let Some(grant) = p.grant.clone() {
+            let method = req.method().to_string();
+            if let Err(e) = record_grant_use(&state, &p, &grant, &method, &path, ip).await {
+                tracing::error!(error = %e, "cannot journal a request under a grant; refused");
+                return WebError::from(e).into_response();
+            }
+        }
         req.extensions_mut().insert(p);
     }
     next.run(req).await
+}
+
+async fn record_grant_use(
+    state: &AppState,
+    p: &Principal,
+    grant: &crate::ids::GrantId,
+    method: &str,
+    path: &str,
+    ip: Option<IpAddr>,
+) -> Result<(), crate::identity::IdentityError> {
+    let Place::Tenant(t) = &p.place else {
+        return Ok(());
+    };
+    let ctx = door::open(&state.app, t, p.caller(), ip).await?;
+    let (grant, params) = (
+        grant.to_string(),
+        serde_json::json!({ "method": method, "path": path.chars().take(200).collect::<String>() }),
+    );
+    ctx.change(move |_tx| {
+        Ok::<_, crate::identity::IdentityError>((
+            (),
+            Audit::new("grant.request", &grant).params(params.clone()),
+        ))
+    })
+    .await
 }
 
 /// Whether the request carries the session's CSRF token, in the `x-csrf-token` header or

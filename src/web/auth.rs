@@ -54,6 +54,8 @@ pub struct Principal {
     pub who: Who,
     pub role: String,
     pub permissions: Permissions,
+    /// A platform account acting in a tenant under that tenant's access grant.
+    pub grant: Option<crate::ids::GrantId>,
 }
 
 impl Principal {
@@ -136,6 +138,9 @@ pub struct Auth {
     entries: RwLock<HashMap<[u8; 32], Entry>>,
     /// Each tenant's policy as last read, with when.
     policies: RwLock<HashMap<crate::ids::TenantId, (Arc<crate::policy::Policy>, i64)>>,
+    /// Platform sessions acting under a tenant's grant: the derived principal, when it was
+    /// checked, and when the grant ends.
+    grants: RwLock<HashMap<(SessionId, crate::ids::GrantId), GrantView>>,
     pub throttle: crate::identity::signin::Throttle,
     pub settings: crate::identity::signin::Settings,
     pub idle_us: i64,
@@ -146,6 +151,7 @@ impl Auth {
         Self {
             entries: RwLock::new(HashMap::new()),
             policies: RwLock::new(HashMap::new()),
+            grants: RwLock::new(HashMap::new()),
             throttle: Default::default(),
             settings: crate::identity::signin::Settings::from_config(config),
             idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
@@ -181,9 +187,84 @@ impl Auth {
         let (place, secret) = SessionSecret::parse_cookie(&value).ok_or(Refused::Invalid)?;
         let key = app.directory().secret_hash("session", secret.expose());
         let csrf = hex::encode(app.directory().secret_hash("csrf", secret.expose()));
-        self.resolve(app, key, ip, Lookup::Session { place, key, csrf })
-            .await
-            .map(|p| Some((p, Via::Cookie)))
+        let p = self
+            .resolve(app, key, ip, Lookup::Session { place, key, csrf })
+            .await?;
+        // A platform account that entered a tenant under its grant acts there, read-only.
+        if let (Place::Platform, Some((tenant, grant))) = (&p.place, grant_cookie(headers)) {
+            if let Some(acting) = self.under_grant(app, &p, &tenant, &grant).await {
+                return Ok(Some((acting, Via::Cookie)));
+            }
+        }
+        Ok(Some((p, Via::Cookie)))
+    }
+
+    /// The platform principal `p` acting in `tenant` under grant `grant`, if the grant is
+    /// live and names `p`. A grant that ended (expired, revoked, a suspended tenant) leaves
+    /// `p` on the platform.
+    async fn under_grant(
+        &self,
+        app: &Arc<App>,
+        p: &Arc<Principal>,
+        tenant: &crate::ids::TenantId,
+        grant: &crate::ids::GrantId,
+    ) -> Option<Arc<Principal>> {
+        let Who::User {
+            id, session, stage, ..
+        } = &p.who
+        else {
+            return None;
+        };
+        if *stage != Stage::Full {
+            return None;
+        }
+        let now = app.clock().now_us();
+        let key = (session.clone(), grant.clone());
+        if let Ok(map) = self.grants.read() {
+            if let Some((acting, checked, ends)) = map.get(&key) {
+                if now < *ends && now - checked < REVALIDATE_US {
+                    return Some(acting.clone());
+                }
+            }
+        }
+        let (app2, t, g, uid) = (app.clone(), tenant.clone(), grant.clone(), id.clone());
+        let live = tokio::task::spawn_blocking(move || {
+            let reader = Caller::new(Actor::system(), Permissions::empty());
+            let ctx = door::open_blocking(&app2, &t, reader, None).ok()?;
+            ctx.read_blocking(|c| crate::identity::grants::live_for(c, &g, &uid, now))
+                .ok()
+                .flatten()
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(live) = live else {
+            if let Ok(mut map) = self.grants.write() {
+                map.remove(&key);
+            }
+            return None;
+        };
+        let acting = Arc::new(Principal {
+            place: Place::Tenant(tenant.clone()),
+            who: p.who.clone(),
+            role: format!("vendor:{}", live.id),
+            permissions: crate::identity::grants::permissions(),
+            grant: Some(live.id.clone()),
+        });
+        if let Ok(mut map) = self.grants.write() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(key, (acting.clone(), now, live.expires_us));
+        }
+        Some(acting)
+    }
+
+    /// After a grant was revoked.
+    pub fn forget_grant(&self, grant: &crate::ids::GrantId) {
+        if let Ok(mut map) = self.grants.write() {
+            map.retain(|(_, g), _| g != grant);
+        }
     }
 
     /// A tenant's policy, from memory when read less than [`REVALIDATE_US`] ago.
@@ -369,12 +450,31 @@ enum Lookup {
     Token(Presented),
 }
 
+type GrantView = (Arc<Principal>, i64, i64);
+
+/// The cookie a platform account carries after entering a tenant under a grant.
+pub const GRANT_COOKIE: &str = "__Host-strongroom-grant";
+
+/// `<tenant id>.<grant id>` from the grant cookie, if present and well formed.
+fn grant_cookie(headers: &HeaderMap) -> Option<(crate::ids::TenantId, crate::ids::GrantId)> {
+    let v = cookie(headers, GRANT_COOKIE)?;
+    let (t, g) = v.split_once('.')?;
+    Some((
+        crate::ids::TenantId::parse(t).ok()?,
+        crate::ids::GrantId::parse(g).ok()?,
+    ))
+}
+
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, sessions::COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     for v in headers.get_all(axum::http::header::COOKIE) {
         let Ok(text) = v.to_str() else { continue };
         for pair in text.split(';') {
             if let Some((name, value)) = pair.trim().split_once('=') {
-                if name == sessions::COOKIE {
+                if name == wanted {
                     return Some(value.to_string());
                 }
             }
@@ -427,6 +527,7 @@ async fn load(
                         },
                         role: live.info.role,
                         permissions: live.permissions,
+                        grant: None,
                     },
                     ends,
                 )))
@@ -472,6 +573,7 @@ async fn load(
                         },
                         role: live.account.role.clone(),
                         permissions: live.permissions,
+                        grant: None,
                     },
                     live.session.expires_us,
                 )))

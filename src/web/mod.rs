@@ -10,6 +10,7 @@ mod audit;
 pub mod auth;
 pub mod error;
 mod factor;
+mod grants;
 mod health;
 pub mod notify;
 mod pages;
@@ -71,6 +72,7 @@ pub fn routes() -> access::Routes {
         .merge(audit::routes())
         .merge(factor::routes())
         .merge(settings::routes())
+        .merge(grants::routes())
 }
 
 /// The whole router: every area's routes behind their guards, then the layers that apply to

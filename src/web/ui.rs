@@ -23,6 +23,8 @@ pub struct Nav {
 
 /// The top bar and navigation of a signed-in page.
 pub struct Header {
+    /// Set when a platform account acts in a tenant under its grant.
+    pub under_grant: bool,
     pub place: String,
     pub name: String,
     pub email: String,
@@ -78,6 +80,7 @@ fn nav_for(p: &Principal, current: &str) -> Vec<Nav> {
             ("/users", "Users & roles", may(Permission::UsersRead)),
             ("/tokens", "API tokens", may(Permission::TokensRead)),
             ("/settings", "Settings", may(Permission::SettingsRead)),
+            ("/grants", "Access grants", may(Permission::GrantsManage)),
             ("/security", "My security", true),
         ],
     };
@@ -112,6 +115,7 @@ pub async fn header_for(state: &AppState, p: &Principal, current: &str) -> Optio
         }
     };
     Some(Header {
+        under_grant: p.grant.is_some(),
         place,
         name: name.clone(),
         email: email.to_string(),
@@ -194,11 +198,23 @@ pub async fn error_page<E: DomainError>(state: &AppState, p: Option<&Principal>,
     )
 }
 
-/// A refusal by the guard, as a page: its status, title, message and code.
+/// A refusal by the guard, as a page: its status, message and code.
 pub async fn refusal_page(
     state: &AppState,
     p: Option<&Principal>,
     status: StatusCode,
+    message: &str,
+    code: &'static str,
+) -> Response {
+    message_page(state, p, status, "Not allowed", message, code).await
+}
+
+/// A page that says what happened and what to do, for a refusal a handler words itself.
+pub async fn message_page(
+    state: &AppState,
+    p: Option<&Principal>,
+    status: StatusCode,
+    title: &'static str,
     message: &str,
     code: &'static str,
 ) -> Response {
@@ -210,7 +226,7 @@ pub async fn refusal_page(
         status,
         &ErrorPage {
             header,
-            title: "Not allowed",
+            title,
             message: capitalise(message),
             code,
         },

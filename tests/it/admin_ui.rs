@@ -639,3 +639,203 @@ async fn one_tenant_cannot_reach_anothers_objects() {
         "{list}"
     );
 }
+
+/// Vendor break-glass: off until an owner grants it; read-only; every request journaled in
+/// the tenant with the grant's id; ends by revocation or by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendor_sees_tenant_data_only_under_a_live_grant() {
+    let site = Site::new();
+    let t = site.tenant.to_string();
+    let (owner, _) = site.signed_in("own@acme.example", "owner").await;
+    let (admin, _) = site.signed_in("adm@acme.example", "admin").await;
+    let otp = site
+        .s
+        .env
+        .ok(&["user", "reset-password", "--platform", "owner@localhost"])
+        .trim()
+        .to_string();
+    let (vendor, _) = site.first_sign_in("owner@localhost", &otp, "vendor").await;
+
+    // No grant: entering is refused and the tenant's pages show the platform's own data.
+    let (st, _, page) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
+    assert_eq!(st, 404, "{page}");
+    assert!(page.contains("no live access grant"), "{page}");
+    let (_, users) = get(&site, &vendor, "/users").await;
+    assert!(!users.contains("own@acme.example"));
+
+    // Only owners grant; only platform accounts are granted; a reason is required.
+    assert_eq!(
+        post(
+            &site,
+            &admin,
+            "/grants",
+            &[
+                ("email", "owner@localhost"),
+                ("reason", "x"),
+                ("hours", "8")
+            ]
+        )
+        .await
+        .0,
+        403
+    );
+    let (st, _, page) = post(
+        &site,
+        &owner,
+        "/grants",
+        &[
+            ("email", "adm@acme.example"),
+            ("reason", "x"),
+            ("hours", "8"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        page.contains("No platform account adm@acme.example"),
+        "{page}"
+    );
+    let (st, _, _) = post(
+        &site,
+        &owner,
+        "/grants",
+        &[("email", "owner@localhost"), ("reason", ""), ("hours", "8")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        post(
+            &site,
+            &owner,
+            "/grants",
+            &[
+                ("email", "owner@localhost"),
+                ("reason", "support case 42"),
+                ("hours", "1")
+            ]
+        )
+        .await
+        .0,
+        303
+    );
+
+    let (st, h, _) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
+    assert_eq!(st, 303);
+    let grant_cookie = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("__Host-strongroom-grant="))
+        .unwrap();
+    assert!(grant_cookie.contains("HttpOnly") && grant_cookie.contains("Secure"));
+    let both = format!(
+        "{}; {}",
+        vendor.cookie,
+        grant_cookie.split(';').next().unwrap()
+    );
+    let as_vendor = Browser {
+        cookie: both.clone(),
+        csrf: vendor.csrf.clone(),
+    };
+    let (st, users) = get(&site, &as_vendor, "/users").await;
+    assert_eq!(st, 200);
+    assert!(
+        users.contains("own@acme.example") && users.contains("under its access grant"),
+        "{users}"
+    );
+    assert_eq!(get(&site, &as_vendor, "/audit").await.0, 200);
+    // Read-only: no change goes through.
+    assert_eq!(
+        post(
+            &site,
+            &as_vendor,
+            "/users",
+            &[("email", "x@acme.example"), ("role", "operator")]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        post(&site, &as_vendor, "/settings", &[("two_factor", "off")])
+            .await
+            .0,
+        403
+    );
+    let j = journal(&site);
+    let uses: Vec<&serde_json::Value> = j
+        .iter()
+        .filter(|e| e["action"] == "grant.request")
+        .collect();
+    assert!(uses.len() >= 4, "{uses:?}");
+    assert!(uses
+        .iter()
+        .any(|e| e["params"]["path"] == "/users" && e["params"]["method"] == "GET"));
+    assert!(uses
+        .iter()
+        .all(|e| e["actor"]["role"].as_str().unwrap().starts_with("vendor:")));
+
+    // It ends when revoked: the next request is the platform's again.
+    let (_, page) = get(&site, &owner, "/grants").await;
+    let at = page.find("/grants/").unwrap();
+    let live_id = &page[at + 8..at + 40];
+    assert_eq!(
+        post(&site, &owner, &format!("/grants/{live_id}/revoke"), &[])
+            .await
+            .0,
+        303
+    );
+    assert!(!get(&site, &as_vendor, "/users")
+        .await
+        .1
+        .contains("own@acme.example"));
+
+    // And by itself: a five-minute grant, then six minutes later.
+    tokio::task::block_in_place(|| {
+        let ctx = door::open_blocking(
+            &site.s.app,
+            &site.tenant,
+            Caller::operator(Realm::Tenant),
+            None,
+        )
+        .unwrap();
+        strongroom::identity::grants::create_blocking(
+            &ctx,
+            site.s.app.directory(),
+            "owner@localhost",
+            "case 43",
+            300,
+        )
+        .unwrap();
+    });
+    let (_, h, _) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
+    let cookie = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("__Host-strongroom-grant="))
+        .unwrap();
+    let as_vendor = Browser {
+        cookie: format!("{}; {}", vendor.cookie, cookie.split(';').next().unwrap()),
+        csrf: vendor.csrf.clone(),
+    };
+    assert!(get(&site, &as_vendor, "/users")
+        .await
+        .1
+        .contains("own@acme.example"));
+    site.s.clock.advance_us(301_000_000);
+    let (st, users) = get(&site, &as_vendor, "/users").await;
+    assert_eq!(st, 200, "the platform session itself lives on");
+    assert!(
+        users.contains("owner@localhost") && !users.contains("own@acme.example"),
+        "{users}"
+    );
+    let actions: Vec<String> = journal(&site)
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        actions.contains(&"grant.create".to_string())
+            && actions.contains(&"grant.revoke".to_string())
+    );
+}
