@@ -148,3 +148,61 @@ pub fn export_blocking<D: Door>(
         Ok(out)
     })
 }
+
+/// Activity per day (UTC) over the last `days` days, oldest first: sign-ins, failed
+/// sign-ins, and all journal entries.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Day {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    pub sign_ins: i64,
+    pub failed_sign_ins: i64,
+    pub entries: i64,
+}
+
+/// Counts per day from the realm's journal, for the usage overview.
+///
+/// # Errors
+/// Permission (status.read) or a storage fault.
+pub fn daily_blocking<D: Door>(
+    door: &D,
+    days: i64,
+    now_us: i64,
+) -> Result<Vec<Day>, IdentityError> {
+    door.caller().require(Permission::StatusRead)?;
+    const DAY_US: i64 = 86_400_000_000;
+    let today = now_us.div_euclid(DAY_US);
+    let first = today - days.clamp(1, 366) + 1;
+    door.read_blocking(move |c| {
+        let mut st = c
+            .prepare(
+                "SELECT time_us / ?2 AS day, \
+                 sum(action = 'auth.sign_in' AND outcome = 'success'), \
+                 sum(action = 'auth.sign_in' AND outcome = 'failure'), count(*) \
+                 FROM audit_entries WHERE time_us >= ?1 GROUP BY day ORDER BY day",
+            )
+            .map_err(store_err)?;
+        let found = st
+            .query_map(params![first * DAY_US, DAY_US], |r| {
+                Ok(Day {
+                    day: r.get(0)?,
+                    sign_ins: r.get(1)?,
+                    failed_sign_ins: r.get(2)?,
+                    entries: r.get(3)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(store_err)?;
+        // Every day of the window, with zeros where nothing happened.
+        Ok((first..=today)
+            .map(|day| {
+                found.iter().find(|d| d.day == day).cloned().unwrap_or(Day {
+                    day,
+                    sign_ins: 0,
+                    failed_sign_ins: 0,
+                    entries: 0,
+                })
+            })
+            .collect())
+    })
+}

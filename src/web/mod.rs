@@ -8,6 +8,7 @@ pub mod access;
 mod api;
 mod audit;
 pub mod auth;
+mod chart;
 pub mod error;
 mod factor;
 mod grants;

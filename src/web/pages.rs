@@ -37,6 +37,56 @@ struct HomePage {
     name: String,
     role: String,
     notice: Option<&'static str>,
+    charts: Vec<super::chart::Chart>,
+}
+
+/// The usage overview: sign-ins, failed sign-ins and journal entries per day, 30 days.
+async fn usage_charts(state: &AppState, p: &Principal) -> Vec<super::chart::Chart> {
+    if !p
+        .permissions
+        .contains(crate::identity::Permission::StatusRead)
+    {
+        return Vec::new();
+    }
+    let now = state.app.clock().now_us();
+    let days = super::ui::in_realm(state, p, None, move |ctx, _| {
+        crate::audit::browse::daily_blocking(ctx, 30, now)
+    })
+    .await;
+    let Ok(days) = days else {
+        return Vec::new();
+    };
+    let labels: Vec<String> = days
+        .iter()
+        .map(|d| {
+            let t = crate::clock::format_rfc3339(d.day * 86_400_000_000);
+            t.get(5..10).unwrap_or_default().to_string()
+        })
+        .collect();
+    let series = |f: fn(&crate::audit::browse::Day) -> i64| days.iter().map(f).collect::<Vec<_>>();
+    vec![
+        super::chart::bars(
+            "sign-ins",
+            "Sign-ins per day",
+            &labels,
+            &series(|d| d.sign_ins),
+            false,
+        ),
+        super::chart::bars(
+            "failed",
+            "Failed sign-ins per day",
+            &labels,
+            &series(|d| d.failed_sign_ins),
+            true,
+        ),
+        super::chart::bars(
+            "entries",
+            "Audit events per day",
+            &labels,
+            &series(|d| d.entries),
+            false,
+        ),
+    ]
 }
 
 async fn home(State(state): State<AppState>, req: Request) -> Response {
@@ -60,6 +110,7 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
         name,
         role: p.role.clone(),
         notice,
+        charts: usage_charts(&state, &p).await,
     };
     render(StatusCode::OK, &page)
 }

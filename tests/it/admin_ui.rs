@@ -839,3 +839,49 @@ async fn a_vendor_sees_tenant_data_only_under_a_live_grant() {
             && actions.contains(&"grant.revoke".to_string())
     );
 }
+
+/// The overview draws the last 30 days of sign-ins, failures and journal entries as SVG,
+/// each with a sentence and a table of its numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_charts_usage_with_text_alternatives() {
+    let site = Site::new();
+    let (owner, password) = site.signed_in("chart@acme.example", "owner").await;
+    for _ in 0..2 {
+        assert_eq!(
+            site.sign_in_raw("chart@acme.example", "not it at all", &[])
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(
+        site.sign_in_raw("chart@acme.example", &password, &[])
+            .await
+            .0,
+        303
+    );
+    let (st, page) = get(&site, &owner, "/").await;
+    assert_eq!(st, 200);
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 3, "{page}");
+    assert_eq!(page.matches("<rect").count(), 90);
+    // Two sign-ins today (with the one-time password, and the last), two failures.
+    let failed = between(&page, "id=\"failed-summary\">", "<");
+    assert!(failed.starts_with("2 in the last 30 days"), "{failed}");
+    let ok = between(&page, "id=\"sign-ins-summary\">", "<");
+    assert!(ok.starts_with("2 in the last 30 days"), "{ok}");
+    assert!(page.contains("Failed sign-ins per day as a table"));
+    // An auditor (status.read) has the charts too.
+    let (aud, _) = site.signed_in("aud@acme.example", "auditor").await;
+    assert!(get(&site, &aud, "/")
+        .await
+        .1
+        .contains("Usage, last 30 days"));
+}
+
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let at = page
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in {page}"))
+        + start.len();
+    &page[at..at + page[at..].find(end).unwrap()]
+}

@@ -1,0 +1,89 @@
+//! Bar charts drawn on the server as SVG, each with its numbers as a table beside it, so
+//! they read without JavaScript, without images and without seeing them.
+
+/// One chart: a title, its SVG, a sentence that sums it up, and its rows for the table.
+pub struct Chart {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub svg: String,
+    pub summary: String,
+    pub rows: Vec<(String, i64)>,
+}
+
+const WIDTH: f64 = 600.0;
+const HEIGHT: f64 = 120.0;
+const LABEL: f64 = 14.0;
+
+/// `values` as bars, one per label, scaled to the largest. `bad` colours the bars as trouble.
+pub fn bars(
+    id: &'static str,
+    title: &'static str,
+    labels: &[String],
+    values: &[i64],
+    bad: bool,
+) -> Chart {
+    let n = values.len().max(1) as f64;
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let slot = WIDTH / n;
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"{id}-title\" viewBox=\"0 0 {WIDTH} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        HEIGHT + LABEL
+    );
+    svg.push_str(&format!("<title id=\"{id}-title\">{title}</title>"));
+    for (i, v) in values.iter().enumerate() {
+        let h = (*v as f64 / max) * (HEIGHT - 4.0);
+        let x = i as f64 * slot + 1.0;
+        let y = HEIGHT - h;
+        svg.push_str(&format!(
+            "<rect class=\"bar{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{}: {v}</title></rect>",
+            if bad { " bad" } else { "" },
+            (slot - 2.0).max(1.0),
+            labels.get(i).map_or("", String::as_str),
+        ));
+    }
+    // First and last day under the axis.
+    if let (Some(first), Some(last)) = (labels.first(), labels.last()) {
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\">{first}</text>",
+            HEIGHT + LABEL - 2.0
+        ));
+        svg.push_str(&format!(
+            "<text x=\"{WIDTH}\" y=\"{}\" text-anchor=\"end\">{last}</text>",
+            HEIGHT + LABEL - 2.0
+        ));
+    }
+    svg.push_str("</svg>");
+    let total: i64 = values.iter().sum();
+    let peak = values.iter().copied().max().unwrap_or(0);
+    let summary = format!(
+        "{total} in the last {} days; at most {peak} on one day.",
+        values.len()
+    );
+    Chart {
+        id,
+        title,
+        svg,
+        summary,
+        rows: labels.iter().cloned().zip(values.iter().copied()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_largest_and_carry_their_numbers() {
+        let labels: Vec<String> = (1..=3).map(|d| format!("12-0{d}")).collect();
+        let c = bars("t", "Test", &labels, &[0, 5, 10], false);
+        assert_eq!(c.svg.matches("<rect").count(), 3);
+        assert!(c.svg.contains("height=\"116.0\""), "{}", c.svg);
+        assert!(c.svg.contains("height=\"58.0\""));
+        assert!(c.svg.contains("<title>12-02: 5</title>"));
+        assert_eq!(c.summary, "15 in the last 3 days; at most 10 on one day.");
+        assert_eq!(c.rows[2], ("12-03".to_string(), 10));
+        // No data draws empty bars, not a division by zero.
+        let empty = bars("e", "Empty", &labels, &[0, 0, 0], true);
+        assert!(empty.svg.contains("height=\"0.0\"") && empty.svg.contains("class=\"bar bad\""));
+    }
+}
