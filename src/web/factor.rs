@@ -4,15 +4,15 @@
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Principal, Who};
 use super::ui::{
-    capitalise, error_page, field, form_fields, header_for, in_realm, render, FieldError, Header,
+    capitalise, error_page, header_for, in_realm, render, with_session, FieldError, Header, Posted,
 };
 use super::AppState;
 use crate::door::Door;
-use crate::identity::sessions::{Client, Stage};
+use crate::identity::sessions::Stage;
 use crate::identity::{signin, totp, IdentityError};
 use askama::Template;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -56,36 +56,6 @@ async fn code_form(State(state): State<AppState>, PrincipalOf(p): PrincipalOf) -
     render(StatusCode::OK, &page)
 }
 
-fn user_agent(req: &Request) -> String {
-    req.headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-fn set_session(
-    res: Response,
-    secret: &crate::identity::sessions::SessionSecret,
-    p: &Principal,
-    max_age: u64,
-) -> Response {
-    let value = secret.cookie_value(&p.place);
-    let cookie = HeaderValue::from_str(&format!(
-        "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
-        crate::identity::sessions::COOKIE,
-        value.expose()
-    ));
-    match cookie {
-        Ok(c) => {
-            let mut res = res;
-            res.headers_mut().append(header::SET_COOKIE, c);
-            res
-        }
-        Err(_) => super::error::WebError::internal("WEB-0002").into_response(),
-    }
-}
-
 async fn code_check(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -97,12 +67,11 @@ async fn code_check(
     else {
         return Redirect::to("/").into_response();
     };
-    let ip = client_ip(req.extensions());
-    let client = Client::new(ip, &user_agent(&req));
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 16 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let form = match Posted::read(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let code = field(&form_fields(&body), "code");
+    let (ip, client, code) = (form.ip, form.client.clone(), form.field("code"));
     let again = |status: StatusCode, message: String| {
         let page = CodePage {
             header: None,
@@ -142,10 +111,10 @@ async fn code_check(
                 }
                 (_, stage) => stage.page(),
             };
-            set_session(
+            with_session(
                 Redirect::to(to).into_response(),
                 &secret,
-                &p,
+                &p.place,
                 state.auth.settings.session_absolute_secs,
             )
         }
@@ -257,12 +226,11 @@ async fn enrol_confirm(
     else {
         return Redirect::to("/").into_response();
     };
-    let ip = client_ip(req.extensions());
-    let client = Client::new(ip, &user_agent(&req));
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 16 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let form = match Posted::read(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let code = field(&form_fields(&body), "code");
+    let (ip, client, code) = (form.ip, form.client.clone(), form.field("code"));
     let settings = state.auth.settings.clone();
     let (uid, email, sid, was_enrolling) = (
         id.clone(),
@@ -289,10 +257,10 @@ async fn enrol_confirm(
                     "/security"
                 },
             };
-            set_session(
+            with_session(
                 render(StatusCode::OK, &page),
                 &secret,
-                &p,
+                &p.place,
                 state.auth.settings.session_absolute_secs,
             )
         }

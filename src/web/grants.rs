@@ -4,8 +4,7 @@
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Principal, GRANT_COOKIE};
 use super::ui::{
-    capitalise, error_page, field, form_fields, header_for, in_realm, render, when, FieldError,
-    Header,
+    capitalise, error_page, field, header_for, in_realm, render, when, FieldError, Header,
 };
 use super::AppState;
 use crate::identity::sessions::Place;
@@ -102,11 +101,10 @@ async fn grant_create(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 16 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, f) = match super::ui::Posted::read(req).await {
+        Ok(form) => (form.ip, form.fields),
+        Err(r) => return r,
     };
-    let f = form_fields(&body);
     let (email, reason) = (field(&f, "email"), field(&f, "reason"));
     let secs = match field(&f, "hours").trim().parse::<u64>() {
         Ok(h) => h.saturating_mul(3600),

@@ -2,14 +2,14 @@
 
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Principal, Who};
-use super::ui::{capitalise, field, form_fields, header_for, render, FieldError, Header};
+use super::ui::{capitalise, field, header_for, render, with_session, FieldError, Header, Posted};
 use super::AppState;
 use crate::door;
-use crate::identity::sessions::{self, Client, Place, SessionSecret, Stage};
+use crate::identity::sessions::{Place, Stage};
 use crate::identity::{signin, IdentityError, Password};
 use askama::Template;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::sync::Arc;
@@ -137,49 +137,18 @@ async fn login_form(req: Request) -> Response {
     )
 }
 
-fn user_agent(headers: &HeaderMap) -> String {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The `Set-Cookie` value of a new session. `__Host-`: Secure, no Domain, Path=/.
-fn session_cookie(secret: &SessionSecret, place: &Place, max_age_secs: u64) -> Option<HeaderValue> {
-    let value = secret.cookie_value(place);
-    HeaderValue::from_str(&format!(
-        "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}",
-        sessions::COOKIE,
-        value.expose()
-    ))
-    .ok()
-}
-
 fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static(
         "__Host-strongroom=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
     )
 }
 
-fn with_cookie(mut res: Response, cookie: Option<HeaderValue>) -> Response {
-    match cookie {
-        Some(c) => {
-            res.headers_mut().append(header::SET_COOKIE, c);
-            res
-        }
-        None => super::error::WebError::internal("WEB-0002").into_response(),
-    }
-}
-
 async fn login(State(state): State<AppState>, req: Request) -> Response {
-    let ip = client_ip(req.extensions());
-    let device = user_agent(req.headers());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let form = match Posted::read(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let fields = form_fields(&body);
-    let (email, password) = (field(&fields, "email"), field(&fields, "password"));
+    let (email, password) = (form.field("email"), form.field("password"));
     let again = |status: StatusCode, field: &'static str, message: String| {
         render(
             status,
@@ -210,19 +179,16 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
         &state.auth.settings,
         &email,
         Password::new(password),
-        Client::new(ip, &device),
+        form.client.clone(),
     )
     .await;
     match done {
-        Ok(s) => {
-            let to = s.stage.page();
-            let cookie = session_cookie(
-                &s.secret,
-                &s.place,
-                state.auth.settings.session_absolute_secs,
-            );
-            with_cookie(Redirect::to(to).into_response(), cookie)
-        }
+        Ok(s) => with_session(
+            Redirect::to(s.stage.page()).into_response(),
+            &s.secret,
+            &s.place,
+            state.auth.settings.session_absolute_secs,
+        ),
         Err(IdentityError::BadCredentials) => again(
             StatusCode::UNAUTHORIZED,
             "email",
@@ -286,16 +252,15 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
     let Some(user) = p.user_id().cloned() else {
         return Redirect::to("/").into_response();
     };
-    let ip = client_ip(req.extensions());
-    let device = user_agent(req.headers());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let form = match Posted::read(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let fields = form_fields(&body);
+    let (ip, fields) = (form.ip, &form.fields);
     let (current, new, confirm) = (
-        field(&fields, "current"),
-        field(&fields, "new"),
-        field(&fields, "confirm"),
+        field(fields, "current"),
+        field(fields, "new"),
+        field(fields, "confirm"),
     );
     let problem = |field: &'static str, message: &str| FieldError::new(field, message);
     if new != confirm {
@@ -313,7 +278,7 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
         state.auth.settings.clone(),
         p.place.clone(),
     );
-    let client = Client::new(ip, &device);
+    let client = form.client.clone();
     let uid = user.clone();
     let done = tokio::task::spawn_blocking(move || {
         let (current, new) = (Password::new(current), Password::new(new));
@@ -337,14 +302,17 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
     match done {
         Ok(Ok((_, secret, stage))) => {
             state.auth.forget_user(&p.place, &user);
-            let cookie =
-                session_cookie(&secret, &p.place, state.auth.settings.session_absolute_secs);
             let to = if stage == Stage::Full {
                 "/?changed=1"
             } else {
                 stage.page()
             };
-            with_cookie(Redirect::to(to).into_response(), cookie)
+            with_session(
+                Redirect::to(to).into_response(),
+                &secret,
+                &p.place,
+                state.auth.settings.session_absolute_secs,
+            )
         }
         Ok(Err(IdentityError::WrongCurrentPassword)) => {
             password_page(

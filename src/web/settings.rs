@@ -1,10 +1,8 @@
 //! Tenant settings and policy: the second-factor rule, address lists, session timeouts.
 
-use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::access::{Access, PrincipalOf, Routes};
 use super::auth::Principal;
-use super::ui::{
-    capitalise, error_page, field, form_fields, header_for, in_realm, render, FieldError, Header,
-};
+use super::ui::{capitalise, error_page, field, header_for, in_realm, render, FieldError, Header};
 use super::AppState;
 use crate::identity::sessions::Place;
 use crate::identity::Permission;
@@ -120,11 +118,10 @@ async fn settings_update(
         )
         .await;
     }
-    let ip = client_ip(req.extensions());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, f) = match super::ui::Posted::read(req).await {
+        Ok(form) => (form.ip, form.fields),
+        Err(r) => return r,
     };
-    let f = form_fields(&body);
     let raw = [
         field(&f, "ip_allow"),
         field(&f, "ip_deny"),

@@ -3,9 +3,7 @@
 
 use super::access::{Access, PrincipalOf, Routes};
 use super::auth::Principal;
-use super::ui::{
-    capitalise, error_page, field, form_fields, header_for, render, when, FieldError, Header,
-};
+use super::ui::{capitalise, error_page, field, header_for, render, when, FieldError, Header};
 use super::AppState;
 use crate::identity::sessions::Place;
 use crate::identity::Permission;
@@ -144,10 +142,10 @@ async fn tenants_list(
 }
 
 async fn form(req: Request) -> Vec<(String, String)> {
-    match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => form_fields(&b),
-        Err(_) => Vec::new(),
-    }
+    super::ui::Posted::read(req)
+        .await
+        .map(|f| f.fields)
+        .unwrap_or_default()
 }
 
 async fn tenant_create(

@@ -3,8 +3,7 @@
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::Principal;
 use super::ui::{
-    error_page, field, form_fields, header_for, in_realm, render, when, FieldError, Header,
-    SecretPage,
+    error_page, field, header_for, in_realm, render, when, FieldError, Header, SecretPage,
 };
 use super::AppState;
 use crate::identity::tokens::{self, NewToken, TokenInfo};
@@ -116,11 +115,10 @@ async fn token_create(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, fields) = match super::ui::Posted::read(req).await {
+        Ok(form) => (form.ip, form.fields),
+        Err(r) => return r,
     };
-    let fields = form_fields(&body);
     let expires = field(&fields, "expires");
     let lifetime = match expires.as_str() {
         "" | "never" => None,

@@ -128,6 +128,67 @@ pub async fn header_for(state: &AppState, p: &Principal, current: &str) -> Optio
     })
 }
 
+/// What a form post brings: where it came from, the device, and its fields.
+pub struct Posted {
+    pub ip: Option<IpAddr>,
+    pub client: crate::identity::sessions::Client,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The largest form body a page accepts.
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+impl Posted {
+    /// Reads a URL-encoded form post; a body over [`FORM_LIMIT`] is answered 413.
+    ///
+    /// # Errors
+    /// The response to send instead.
+    pub async fn read(req: axum::extract::Request) -> Result<Self, Response> {
+        let ip = super::access::client_ip(req.extensions());
+        let agent = req
+            .headers()
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = axum::body::to_bytes(req.into_body(), FORM_LIMIT)
+            .await
+            .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+        Ok(Self {
+            ip,
+            client: crate::identity::sessions::Client::new(ip, &agent),
+            fields: form_fields(&body),
+        })
+    }
+
+    pub fn field(&self, name: &str) -> String {
+        field(&self.fields, name)
+    }
+}
+
+/// A response that sets the session cookie: `__Host-`, Secure, HttpOnly, SameSite=Strict,
+/// Path=/, for `max_age_secs`.
+pub fn with_session(
+    mut res: Response,
+    secret: &crate::identity::sessions::SessionSecret,
+    place: &Place,
+    max_age_secs: u64,
+) -> Response {
+    let value = secret.cookie_value(place);
+    let cookie = axum::http::HeaderValue::from_str(&format!(
+        "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}",
+        crate::identity::sessions::COOKIE,
+        value.expose()
+    ));
+    match cookie {
+        Ok(c) => {
+            res.headers_mut().append(axum::http::header::SET_COOKIE, c);
+            res
+        }
+        Err(_) => super::error::WebError::internal("WEB-0002").into_response(),
+    }
+}
+
 /// A URL-encoded form as pairs; a malformed body reads as an empty form (every field then
 /// gets its own "enter ..." message).
 pub fn form_fields(body: &Bytes) -> Vec<(String, String)> {

@@ -4,8 +4,7 @@
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::Principal;
 use super::ui::{
-    error_page, field, form_fields, header_for, in_realm, render, when, FieldError, Header,
-    SecretPage,
+    error_page, field, header_for, in_realm, render, when, FieldError, Header, SecretPage,
 };
 use super::AppState;
 use crate::identity::accounts::{self, Account, NewAccount};
@@ -194,11 +193,8 @@ async fn users_list(
     .await
 }
 
-async fn body_of(req: Request) -> Option<Vec<(String, String)>> {
-    axum::body::to_bytes(req.into_body(), 64 * 1024)
-        .await
-        .ok()
-        .map(|b| form_fields(&b))
+async fn body_of(req: Request) -> Result<super::ui::Posted, Response> {
+    super::ui::Posted::read(req).await
 }
 
 async fn user_create(
@@ -206,9 +202,9 @@ async fn user_create(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let Some(fields) = body_of(req).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, fields) = match body_of(req).await {
+        Ok(f) => (f.ip, f.fields),
+        Err(r) => return r,
     };
     let email = field(&fields, "email");
     let name = field(&fields, "name");
@@ -409,9 +405,9 @@ async fn edit(
         Ok(id) => id,
         Err(e) => return error_page(&state, Some(&p), e).await,
     };
-    let ip = client_ip(req.extensions());
-    let Some(fields) = body_of(req).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, fields) = match body_of(req).await {
+        Ok(f) => (f.ip, f.fields),
+        Err(r) => return r,
     };
     let uid = id.clone();
     let result = in_realm(&state, &p, ip, move |ctx, _| f(ctx, &uid, &fields)).await;
@@ -527,9 +523,9 @@ async fn role_create(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let Some(fields) = body_of(req).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    let (ip, fields) = match body_of(req).await {
+        Ok(f) => (f.ip, f.fields),
+        Err(r) => return r,
     };
     let name = field(&fields, "role_name");
     let chosen = fields

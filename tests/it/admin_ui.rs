@@ -1,12 +1,10 @@
 //! The admin pages through the real router: users and roles, tokens, tenants, the audit
 //! log; an auditor trying every change; one tenant asking for another's objects.
 
-use crate::signin::{journal, set_cookie, text, Browser, Site};
+use crate::signin::{between, journal, set_cookie, text, Browser, Site};
 use strongroom::door;
 use strongroom::identity::tokens::{self, NewToken};
 use strongroom::identity::{Caller, Realm};
-
-const FORM: &str = "application/x-www-form-urlencoded";
 
 async fn post(
     site: &Site,
@@ -14,27 +12,12 @@ async fn post(
     path: &str,
     fields: &[(&str, &str)],
 ) -> (u16, axum::http::HeaderMap, String) {
-    let mut all = vec![("csrf", b.csrf.as_str())];
-    all.extend_from_slice(fields);
-    let body = serde_urlencoded::to_string(&all).unwrap();
-    let (st, h, out) = site
-        .s
-        .send(
-            "POST",
-            path,
-            &[("cookie", &b.cookie), ("content-type", FORM)],
-            body.as_bytes(),
-        )
-        .await;
-    (st, h, text(&out))
+    crate::signin::form_post(site, b, path, fields, &[]).await
 }
 
 async fn get(site: &Site, b: &Browser, path: &str) -> (u16, String) {
-    let (st, _, out) = site
-        .s
-        .send("GET", path, &[("cookie", &b.cookie)], b"")
-        .await;
-    (st, text(&out))
+    let (st, _, page) = crate::signin::page_get(site, b, path).await;
+    (st, page)
 }
 
 fn secret_on(page: &str) -> String {
@@ -876,12 +859,4 @@ async fn the_overview_charts_usage_with_text_alternatives() {
         .await
         .1
         .contains("Usage, last 30 days"));
-}
-
-fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
-    let at = page
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} not in {page}"))
-        + start.len();
-    &page[at..at + page[at..].find(end).unwrap()]
 }

@@ -2,42 +2,11 @@
 //! sign-in (once per time step), recovery codes, throttling, a policy that requires a second
 //! factor, address lists, and a tenant's tighter idle timeout.
 
-use crate::signin::{cookie_value, journal, set_cookie, text, Browser, Site};
+use crate::signin::{
+    between, cookie_value, form_post as post, journal, page_get as get, set_cookie, text, Browser,
+    Site,
+};
 use strongroom::clock::Clock;
-
-const FORM: &str = "application/x-www-form-urlencoded";
-
-async fn post(
-    site: &Site,
-    b: &Browser,
-    path: &str,
-    fields: &[(&str, &str)],
-    extra: &[(&str, &str)],
-) -> (u16, axum::http::HeaderMap, String) {
-    let mut all = vec![("csrf", b.csrf.as_str())];
-    all.extend_from_slice(fields);
-    let body = serde_urlencoded::to_string(&all).unwrap();
-    let mut headers = vec![("cookie", b.cookie.as_str()), ("content-type", FORM)];
-    headers.extend_from_slice(extra);
-    let (st, h, out) = site.s.send("POST", path, &headers, body.as_bytes()).await;
-    (st, h, text(&out))
-}
-
-async fn get(site: &Site, b: &Browser, path: &str) -> (u16, axum::http::HeaderMap, String) {
-    let (st, h, out) = site
-        .s
-        .send("GET", path, &[("cookie", &b.cookie)], b"")
-        .await;
-    (st, h, text(&out))
-}
-
-fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
-    let at = page
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} not in {page}"))
-        + start.len();
-    &page[at..at + page[at..].find(end).unwrap()]
-}
 
 fn code_at(secret_b32: &str, now_us: i64) -> String {
     let seed = totp_rs::Secret::Encoded(secret_b32.to_string())

@@ -919,3 +919,44 @@ fn bench_auth_prints_its_figures() {
         assert!(f["value"].as_f64().unwrap() > 0.0, "{name}: {f}");
     }
 }
+
+/// Posts a form with the browser's cookie and CSRF token, and any extra headers.
+pub async fn form_post(
+    site: &Site,
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> (u16, axum::http::HeaderMap, String) {
+    let mut all = vec![("csrf", b.csrf.as_str())];
+    all.extend_from_slice(fields);
+    let body = serde_urlencoded::to_string(&all).unwrap();
+    let mut headers = vec![
+        ("cookie", b.cookie.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    headers.extend_from_slice(extra);
+    let (st, h, out) = site.s.send("POST", path, &headers, body.as_bytes()).await;
+    (st, h, text(&out))
+}
+
+pub async fn page_get(
+    site: &Site,
+    b: &Browser,
+    path: &str,
+) -> (u16, axum::http::HeaderMap, String) {
+    let (st, h, out) = site
+        .s
+        .send("GET", path, &[("cookie", &b.cookie)], b"")
+        .await;
+    (st, h, text(&out))
+}
+
+/// The text between `start` and the next `end` on a page.
+pub fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let at = page
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in {page}"))
+        + start.len();
+    &page[at..at + page[at..].find(end).unwrap()]
+}
