@@ -545,3 +545,52 @@ pub fn advance_blocking<D: Door>(
         Ok(((sid, secret, stage), audit))
     })
 }
+
+/// A sign-in from an address and device not seen before for the account.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unfamiliar {
+    pub time_us: i64,
+    pub ip: Option<String>,
+    pub device: Option<String>,
+}
+
+/// The account's most recent unfamiliar sign-ins (newest first, at most `limit`), for its
+/// own security page: the signal of a taken-over account is shown to its owner.
+///
+/// # Errors
+/// Asking about another account, or a storage fault.
+pub fn unfamiliar_blocking<D: Door>(
+    door: &D,
+    user: &UserId,
+    limit: usize,
+) -> Result<Vec<Unfamiliar>, IdentityError> {
+    if door.caller().actor.id != user.as_str() {
+        return Err(super::Denied("one's own sign-ins").into());
+    }
+    let user = user.clone();
+    door.read_blocking(move |c| {
+        let mut st = c
+            .prepare(
+                "SELECT time_us, params FROM audit_entries WHERE action = 'auth.unfamiliar_sign_in' \
+                 AND target = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(accounts::store_err)?;
+        let rows = st
+            .query_map(rusqlite::params![user.as_str(), limit.min(50) as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(accounts::store_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(time_us, params)| {
+                let v: serde_json::Value = serde_json::from_str(&params).unwrap_or_default();
+                Unfamiliar {
+                    time_us,
+                    ip: v["ip"].as_str().map(str::to_string),
+                    device: v["device"].as_str().map(str::to_string),
+                }
+            })
+            .collect())
+    })
+}

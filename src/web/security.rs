@@ -32,6 +32,7 @@ struct SecurityPage {
     notice: Option<&'static str>,
     two_factor: bool,
     recovery_left: i64,
+    unfamiliar: Vec<(String, String, String)>,
 }
 
 async fn security_show(
@@ -48,10 +49,11 @@ async fn security_show(
         let factor = crate::door::Door::read_blocking(ctx, |c| {
             crate::identity::totp::status(c, &uid).map_err(crate::identity::accounts::store_err)
         })?;
-        Ok::<_, IdentityError>((list, factor))
+        let odd = crate::identity::signin::unfamiliar_blocking(ctx, &uid, 5)?;
+        Ok::<_, IdentityError>((list, factor, odd))
     })
     .await;
-    let (list, (two_factor, recovery_left)) = match listed {
+    let (list, (two_factor, recovery_left), odd) = match listed {
         Ok(l) => l,
         Err(e) => return error_page(&state, Some(&p), e).await,
     };
@@ -68,6 +70,16 @@ async fn security_show(
         notice,
         two_factor,
         recovery_left,
+        unfamiliar: odd
+            .into_iter()
+            .map(|u| {
+                (
+                    super::ui::when_ago(u.time_us, now),
+                    u.ip.unwrap_or_else(|| "-".into()),
+                    u.device.unwrap_or_else(|| "unknown".into()),
+                )
+            })
+            .collect(),
     };
     render(StatusCode::OK, &page)
 }

@@ -541,9 +541,9 @@ async fn an_auditor_can_change_nothing() {
 async fn one_tenant_cannot_reach_anothers_objects() {
     let site = Site::new();
     let (a_owner, _) = site.signed_in("alice@a.example", "owner").await;
-    // Tenant B, with a user, a token, a session and a custom role.
+    // Tenant B, with a user and their session, a token, a custom role and a vendor grant.
     let b = strongroom::ids::TenantId::parse(&site.s.env.create_tenant("bravo")).unwrap();
-    let (b_user, b_token, b_session) = tokio::task::block_in_place(|| {
+    let (b_user, b_token, b_otp, b_grant) = tokio::task::block_in_place(|| {
         let ctx =
             door::open_blocking(&site.s.app, &b, Caller::operator(Realm::Tenant), None).unwrap();
         let input = strongroom::identity::accounts::NewAccount {
@@ -551,7 +551,7 @@ async fn one_tenant_cannot_reach_anothers_objects() {
             name: None,
             role: "admin".into(),
         };
-        let (user, _) =
+        let (user, otp) =
             strongroom::identity::accounts::create_blocking(&ctx, site.s.app.directory(), &input)
                 .unwrap();
         let (tok, _) = tokens::create_blocking(
@@ -570,7 +570,32 @@ async fn one_tenant_cannot_reach_anothers_objects() {
             strongroom::identity::Permissions::of(&[strongroom::identity::Permission::UsersRead]),
         )
         .unwrap();
-        (user.id.to_string(), tok.id.to_string(), "ab".repeat(16))
+        let grant = strongroom::identity::grants::create_blocking(
+            &ctx,
+            site.s.app.directory(),
+            "owner@localhost",
+            "case 7",
+            3600,
+        )
+        .unwrap();
+        (
+            user.id.to_string(),
+            tok.id.to_string(),
+            otp.expose().to_string(),
+            grant.id.to_string(),
+        )
+    });
+    assert_eq!(
+        site.sign_in_raw("victim@b.example", &b_otp, &[]).await.0,
+        303
+    );
+    let b_session = tokio::task::block_in_place(|| {
+        let ctx =
+            door::open_blocking(&site.s.app, &b, Caller::operator(Realm::Tenant), None).unwrap();
+        let uid = strongroom::ids::UserId::parse(&b_user).unwrap();
+        strongroom::identity::sessions::list_blocking(&ctx, &uid).unwrap()[0]
+            .id
+            .to_string()
     });
     let missing = "cd".repeat(16);
     type Fields = Vec<(&'static str, &'static str)>;
@@ -583,10 +608,14 @@ async fn one_tenant_cannot_reach_anothers_objects() {
         ("POST", "/users/{}/end-sessions".into(), vec![]),
         ("POST", "/tokens/{}/revoke".into(), vec![]),
         ("POST", "/security/sessions/{}/end".into(), vec![]),
+        ("POST", "/users/{}/remove-2fa".into(), vec![]),
+        ("POST", "/grants/{}/revoke".into(), vec![]),
     ];
     for (method, template, fields) in &routes {
         let foreign_id = if template.starts_with("/tokens") {
             &b_token
+        } else if template.starts_with("/grants") {
+            &b_grant
         } else if template.starts_with("/security") {
             &b_session
         } else {
