@@ -55,6 +55,29 @@ pub struct Config {
     pub log: LogConfig,
     pub security: SecurityConfig,
     pub identity: IdentityConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// Calls Strongroom makes to other servers (single sign-on providers; model endpoints later):
+/// one rustls client with the ring provider, trusting the system's roots plus `ca_file`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// PEM file of extra trust anchors, e.g. the company CA of an internal identity provider.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout_secs: u64,
+    /// Whole-request bound, connect to last byte.
+    pub timeout_secs: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            connect_timeout_secs: 10,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// Sessions and sign-in throttling; a tenant's policy may tighten the session timeouts.
@@ -94,6 +117,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// A client must send a request's headers within this many seconds (slowloris guard).
     pub header_timeout_secs: u64,
+    /// The address people use, e.g. `https://strongroom.example.com` (single sign-on
+    /// redirects come back here). Unset: the request's own host.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +132,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 10,
             header_timeout_secs: 15,
+            public_url: None,
         }
     }
 }
@@ -408,13 +435,25 @@ impl Config {
                 return Err(invalid("security.policy_url", "must be an https:// URL"));
             }
         }
+        if let Some(u) = &self.server.public_url {
+            if crate::outbound::public_origin(u).is_none() {
+                return Err(invalid(
+                    "server.public_url",
+                    "must be an https:// origin without a path, e.g. https://strongroom.example.com",
+                ));
+            }
+        }
+        if let Some(path) = &self.outbound.ca_file {
+            crate::outbound::read_ca_file(path)
+                .map_err(|reason| invalid("outbound.ca_file", reason))?;
+        }
         Ok(())
     }
 
     /// Every numeric key with its value and the range it must lie in. Bounded at load time, so
     /// a value that would overflow further down (SQLite's busy timeout is a C int of
     /// milliseconds) is a configuration error naming the key, never a panic.
-    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 13] {
+    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 15] {
         let n = |v: usize| v as u64;
         [
             (
@@ -481,6 +520,16 @@ impl Config {
                 "identity.lockout_secs",
                 self.identity.lockout_secs,
                 10..=86_400,
+            ),
+            (
+                "outbound.connect_timeout_secs",
+                self.outbound.connect_timeout_secs,
+                1..=300,
+            ),
+            (
+                "outbound.timeout_secs",
+                self.outbound.timeout_secs,
+                1..=3600,
             ),
         ]
     }

@@ -153,6 +153,31 @@ pub fn create_blocking<D: Door>(
     dir: &Directory,
     input: &NewAccount,
 ) -> Result<(Account, Password), IdentityError> {
+    let one_time = password::one_time()?;
+    let hash = password::hash_blocking(&one_time)?;
+    let account = create_with(door, dir, input, Some(hash))?;
+    Ok((account, one_time))
+}
+
+/// Creates an account that signs in through the tenant's identity provider only: it has no
+/// password (a password sign-in fails as for a wrong one) and nothing to change first.
+///
+/// # Errors
+/// As [`create_blocking`].
+pub fn create_sso_blocking<D: Door>(
+    door: &D,
+    dir: &Directory,
+    input: &NewAccount,
+) -> Result<Account, IdentityError> {
+    create_with(door, dir, input, None)
+}
+
+fn create_with<D: Door>(
+    door: &D,
+    dir: &Directory,
+    input: &NewAccount,
+    hash: Option<String>,
+) -> Result<Account, IdentityError> {
     let caller = door.caller();
     let realm = door.realm();
     caller.require(manage(realm))?;
@@ -171,8 +196,7 @@ pub fn create_blocking<D: Door>(
     let name = crate::text::display_name(&name_raw, 100)
         .map_err(|p| IdentityError::BadName(p.to_string()))?;
     let role = input.role.clone();
-    let one_time = password::one_time()?;
-    let hash = password::hash_blocking(&one_time)?;
+    let must_change = hash.is_some();
     let id = UserId::from_trusted(crate::keyring::random_id()?);
     let mac = dir.mac(&email);
 
@@ -197,8 +221,16 @@ pub fn create_blocking<D: Door>(
             }
             c.execute(
                 "INSERT INTO users (id, email, name, role, password_hash, must_change, \
-                 disabled, created_us, changed_us) VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, ?6, ?6)",
-                params![id.as_str(), email.as_str(), name, role, hash, now],
+                 disabled, created_us, changed_us) VALUES (?1, ?2, ?3, ?4, ?5, ?7, 0, ?6, ?6)",
+                params![
+                    id.as_str(),
+                    email.as_str(),
+                    name,
+                    role,
+                    hash,
+                    now,
+                    must_change
+                ],
             )
             .map_err(db)?;
             let account = Account {
@@ -206,7 +238,7 @@ pub fn create_blocking<D: Door>(
                 email: email.clone(),
                 name: name.clone(),
                 role: role.clone(),
-                must_change_password: true,
+                must_change_password: must_change,
                 disabled: false,
                 created_us: now,
             };
@@ -215,6 +247,7 @@ pub fn create_blocking<D: Door>(
                 "email": email.as_str(),
                 "name": name,
                 "role": role,
+                "sign_in": if must_change { "password" } else { "sso" },
             }));
             Ok((account, audit))
         }
@@ -252,7 +285,7 @@ pub fn create_blocking<D: Door>(
             }
         }
     };
-    Ok((account, one_time))
+    Ok(account)
 }
 
 /// Every account of the realm, in creation order.

@@ -19,6 +19,7 @@ pub mod permission;
 pub mod roles;
 pub mod sessions;
 pub mod signin;
+pub mod sso;
 pub mod tokens;
 pub mod totp;
 
@@ -67,6 +68,8 @@ pub enum IdentityError {
     WrongCode,
     #[error("signing in from this address is not allowed by your organisation's policy")]
     AddressRefused,
+    #[error("too many sign-ins at once; try again in a few seconds")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -94,6 +97,7 @@ impl IdentityError {
             Self::Throttled(_) => "IDN-0014",
             Self::WrongCode => "IDN-0015",
             Self::AddressRefused => "IDN-0016",
+            Self::Busy => "IDN-0017",
             Self::Store(e) => e.code(),
             Self::Tenant(e) => e.code(),
             Self::Keyring(e) => e.code(),
@@ -118,6 +122,7 @@ crate::domain_error!(IdentityError, |e| {
         IdentityError::NotFound(_) => ErrorKind::NotFound,
         IdentityError::BadCredentials => ErrorKind::Unauthenticated,
         IdentityError::Throttled(_) => ErrorKind::Throttled,
+        IdentityError::Busy => ErrorKind::Busy,
         IdentityError::Hash(_) => ErrorKind::Internal,
         IdentityError::Store(e) => e.kind(),
         IdentityError::Tenant(e) => e.kind(),
@@ -219,6 +224,7 @@ CREATE TABLE grants (
 ) STRICT;
 CREATE INDEX grants_by_account ON grants(account_id);
 ",
+        sso::TENANT_TABLES,
     ],
 };
 

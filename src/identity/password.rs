@@ -153,10 +153,26 @@ pub fn verify_blocking(pw: &Password, phc: Option<&str>) -> bool {
     ok && real
 }
 
-/// Runs hashing on blocking threads, at most as many at once as there are cores.
+/// Runs hashing on blocking threads, at most as many at once as there are cores, with a
+/// bounded queue: past [`QUEUE_PER_PERMIT`] waiters per permit, a sign-in is answered "busy"
+/// at once instead of waiting behind a flood it cannot get through in time.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    max_waiting: usize,
+}
+
+/// Sign-ins that may wait for each hashing permit.
+pub const QUEUE_PER_PERMIT: usize = 32;
+
+/// Decrements the queue count when a waiter leaves it, however it leaves.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Default for Hasher {
@@ -172,7 +188,26 @@ impl Hasher {
     pub fn with_permits(n: usize) -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(n.max(1))),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_waiting: n.max(1) * QUEUE_PER_PERMIT,
         }
+    }
+
+    /// [`verify_blocking`] if the queue has room: `None` means busy, nothing was checked.
+    pub async fn verify_bounded(&self, pw: Password, phc: Option<String>) -> Option<bool> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let queued = Waiting(&self.waiting);
+        let permit = self.permits.acquire().await.ok()?;
+        drop(queued);
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&pw, phc.as_deref()))
+            .await
+            .unwrap_or(false);
+        drop(permit);
+        Some(ok)
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -233,6 +268,34 @@ mod tests {
 
     fn pw(s: &str) -> Password {
         Password::new(s.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_hashing_queue_answers_busy_at_once() {
+        use std::sync::atomic::Ordering;
+        let h = Hasher::with_permits(1);
+        let held = h.permits.clone().acquire_owned().await.unwrap();
+        let waiters: Vec<_> = (0..QUEUE_PER_PERMIT)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify_bounded(pw("x"), None).await })
+            })
+            .collect();
+        while h.waiting.load(Ordering::Acquire) < QUEUE_PER_PERMIT {
+            tokio::task::yield_now().await;
+        }
+        // One more finds the queue full: no hash, no wait.
+        assert_eq!(h.verify_bounded(pw("x"), None).await, None);
+        for w in &waiters {
+            w.abort();
+        }
+        for w in waiters {
+            let _ = w.await;
+        }
+        // Waiters that gave up left the queue; the next sign-in gets through.
+        assert_eq!(h.waiting.load(Ordering::Acquire), 0);
+        drop(held);
+        assert_eq!(h.verify_bounded(pw("x"), None).await, Some(false));
     }
 
     #[test]

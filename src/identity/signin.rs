@@ -173,7 +173,7 @@ fn user_actor(id: &str, role: &str) -> Actor {
 }
 
 /// A failed attempt that belongs to no account: recorded in the system journal.
-async fn journal_unattached(app: &App, reason: &'static str, ip: Option<IpAddr>) {
+pub(crate) async fn journal_unattached(app: &App, reason: &'static str, ip: Option<IpAddr>) {
     let mut entry = NewEntry::new(user_actor("unknown", ""), "auth.sign_in", "unknown")
         .params(serde_json::json!({ "reason": reason }))
         .outcome(Outcome::Failure);
@@ -228,7 +228,10 @@ pub async fn sign_in(
         None => None,
     };
     let Some(listing) = listing else {
-        dir.hasher().verify(password, None).await;
+        if dir.hasher().verify_bounded(password, None).await.is_none() {
+            journal_unattached(app, "busy", client.ip).await;
+            return Err(IdentityError::Busy);
+        }
         throttle.fail(&keys, now, settings);
         journal_unattached(app, "unknown_account", client.ip).await;
         return Err(IdentityError::BadCredentials);
@@ -268,15 +271,22 @@ pub async fn sign_in(
         what: "sign-in".into(),
     })??;
     let Some((opened, Some(creds))) = opened else {
-        dir.hasher().verify(password, None).await;
+        if dir.hasher().verify_bounded(password, None).await.is_none() {
+            journal_unattached(app, "busy", client.ip).await;
+            return Err(IdentityError::Busy);
+        }
         throttle.fail(&keys, now, settings);
         journal_unattached(app, "unavailable", client.ip).await;
         return Err(IdentityError::BadCredentials);
     };
-    let ok = dir
+    let Some(ok) = dir
         .hasher()
-        .verify(password, creds.password_hash.clone())
-        .await;
+        .verify_bounded(password, creds.password_hash.clone())
+        .await
+    else {
+        journal_unattached(app, "busy", client.ip).await;
+        return Err(IdentityError::Busy);
+    };
     let account = creds.account;
     if !ok || account.disabled {
         throttle.fail(&keys, now, settings);
@@ -285,7 +295,7 @@ pub async fn sign_in(
     }
     let (dir2, absolute) = (dir.clone(), settings.session_absolute_secs);
     tokio::task::spawn_blocking(move || {
-        record_blocking(&opened, &dir2, account, ok, &client, absolute)
+        record_blocking(&opened, &dir2, account, ok, &client, absolute, "password")
     })
     .await
     .map_err(|_| crate::store::StoreError::JobPanicked {
@@ -294,13 +304,15 @@ pub async fn sign_in(
 }
 
 /// Journals the attempt in the account's realm, and opens the session of a good one.
-fn record_blocking<D: Door>(
+/// `method` names how the person proved who they are (`password`, `sso`).
+pub(crate) fn record_blocking<D: Door>(
     ctx: &D,
     dir: &Arc<super::Directory>,
     account: Account,
     password_ok: bool,
     client: &Client,
     absolute_secs: u64,
+    method: &'static str,
 ) -> Result<SignedIn, IdentityError> {
     let place = match ctx.tenant_id() {
         Some(t) => Place::Tenant(t.clone()),
@@ -319,7 +331,7 @@ fn record_blocking<D: Door>(
         let (id, role) = (account.id.clone(), account.role.clone());
         ctx.change_blocking(move |_tx| {
             let audit = Audit::new("auth.sign_in", id.as_str())
-                .params(serde_json::json!({ "reason": reason, "role": role }))
+                .params(serde_json::json!({ "reason": reason, "role": role, "method": method }))
                 .outcome(Outcome::Failure);
             Ok::<_, IdentityError>(((), audit))
         })?;
@@ -363,6 +375,7 @@ fn record_blocking<D: Door>(
             "role": role,
             "device": client2.device,
             "unfamiliar": unfamiliar,
+            "method": method,
         }));
         Ok::<_, IdentityError>(((sid, secret, unfamiliar, stage), audit))
     })?;

@@ -469,7 +469,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
     cookie(headers, sessions::COOKIE)
 }
 
-fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     for v in headers.get_all(axum::http::header::COOKIE) {
         let Ok(text) = v.to_str() else { continue };
         for pair in text.split(';') {

@@ -18,6 +18,7 @@ mod pages;
 mod security;
 pub mod server;
 mod settings;
+mod sso;
 mod status;
 mod tenants;
 pub mod tls;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub accepting: Arc<AtomicBool>,
     /// Credential caches and the sign-in throttle.
     pub auth: Arc<auth::Auth>,
+    /// Single sign-on: the outbound client and the providers' metadata.
+    pub sso: Arc<crate::identity::sso::Sso>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             started: Instant::now(),
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
+            sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
             app,
         }
     }

@@ -18,6 +18,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .route("/", Access::Public, get(home))
         .route("/login", Access::Public, get(login_form).post(login))
+        .merge(super::sso::routes())
         .route(
             "/password",
             Access::Stages(&[Stage::ChangePassword, Stage::Full]),
@@ -120,21 +121,38 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
 struct LoginPage {
     header: Option<Header>,
     email: String,
+    /// The single sign-on form's address or organisation id.
+    who: String,
     errors: Vec<FieldError>,
+    password_error: bool,
+    sso_error: bool,
+}
+
+/// The sign-in page with `errors` against its fields (`email`, `password`, `who`).
+pub(super) fn login_page(
+    status: StatusCode,
+    email: &str,
+    who: &str,
+    errors: Vec<FieldError>,
+) -> Response {
+    render(
+        status,
+        &LoginPage {
+            header: None,
+            email: email.trim().chars().take(254).collect(),
+            who: who.trim().chars().take(254).collect(),
+            password_error: errors.iter().any(|e| e.field != "who"),
+            sso_error: errors.iter().any(|e| e.field == "who"),
+            errors,
+        },
+    )
 }
 
 async fn login_form(req: Request) -> Response {
     if principal(&req).is_some() {
         return Redirect::to("/").into_response();
     }
-    render(
-        StatusCode::OK,
-        &LoginPage {
-            header: None,
-            email: String::new(),
-            errors: Vec::new(),
-        },
-    )
+    login_page(StatusCode::OK, "", "", Vec::new())
 }
 
 fn clear_cookie() -> HeaderValue {
@@ -150,14 +168,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
     };
     let (email, password) = (form.field("email"), form.field("password"));
     let again = |status: StatusCode, field: &'static str, message: String| {
-        render(
-            status,
-            &LoginPage {
-                header: None,
-                email: email.trim().chars().take(254).collect(),
-                errors: FieldError::new(field, message),
-            },
-        )
+        login_page(status, &email, "", FieldError::new(field, message))
     };
     if email.trim().is_empty() {
         return again(
@@ -208,6 +219,16 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
+            res
+        }
+        Err(IdentityError::Busy) => {
+            let mut res = again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "email",
+                "Too many sign-ins at once. Try again in a few seconds.".into(),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             res
         }
         Err(e) => super::error::WebError::from(e).into_response(),

@@ -20,6 +20,7 @@ mod keys;
 mod packaging;
 mod server;
 mod signin;
+mod sso;
 mod support;
 mod systemd;
 mod witness;

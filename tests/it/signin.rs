@@ -866,9 +866,10 @@ fn a_flood_of_sign_ins_does_not_starve_other_requests() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     let statuses: Vec<u16> = flood.into_iter().map(|t| t.join().unwrap()).collect();
-    // Every sign-in was answered: refused (401), or throttled once failures were counted (429).
+    // Every sign-in was answered: refused (401), throttled once failures were counted (429),
+    // or turned away at once while the hashing queue was full (503).
     assert!(
-        statuses.iter().all(|s| *s == 401 || *s == 429),
+        statuses.iter().all(|s| matches!(s, 401 | 429 | 503)),
         "{statuses:?}"
     );
     assert!(

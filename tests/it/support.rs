@@ -318,7 +318,10 @@ pub fn https_with(
     let sock = TcpStream::connect(addr)?;
     sock.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: localhost\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
