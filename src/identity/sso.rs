@@ -97,6 +97,8 @@ pub enum SsoError {
         "the identity provider sent no e-mail address; allow the `email` scope for this client"
     )]
     NoEmail,
+    #[error("your account here is disabled; ask your administrator")]
+    Disabled,
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -114,6 +116,7 @@ impl SsoError {
             Self::NoAccount(_) => "SSO-0008",
             Self::Unverified(_) => "SSO-0009",
             Self::NoEmail => "SSO-0010",
+            Self::Disabled => "SSO-0011",
             Self::Identity(e) => e.code(),
         }
     }
@@ -130,6 +133,7 @@ impl SsoError {
             Self::NoAccount(_) => "no_account",
             Self::Unverified(_) => "email_unverified",
             Self::NoEmail => "no_email",
+            Self::Disabled => "disabled",
             Self::Identity(_) => "refused",
         }
     }
@@ -169,9 +173,11 @@ crate::domain_error!(SsoError, |e| {
         }
         SsoError::Provider(_) | SsoError::BadToken(_) => ErrorKind::Unauthenticated,
         SsoError::Unreachable(_) => ErrorKind::Busy,
-        SsoError::NoRole | SsoError::NoAccount(_) | SsoError::Unverified(_) | SsoError::NoEmail => {
-            ErrorKind::Forbidden
-        }
+        SsoError::NoRole
+        | SsoError::NoAccount(_)
+        | SsoError::Unverified(_)
+        | SsoError::NoEmail
+        | SsoError::Disabled => ErrorKind::Forbidden,
         SsoError::Identity(e) => crate::error::DomainError::kind(e),
     }
 });
@@ -709,8 +715,14 @@ impl Sso {
                     return Err(e);
                 }
             };
-            signin::record_blocking(&ctx, &dir, account, true, &client, absolute, "sso")
-                .map_err(SsoError::from)
+            // A disabled account is journaled as refused there; the person, who has proved
+            // who they are at the provider, is told why.
+            signin::record_blocking(&ctx, &dir, account, true, &client, absolute, "sso").map_err(
+                |e| match e {
+                    IdentityError::BadCredentials => SsoError::Disabled,
+                    other => SsoError::from(other),
+                },
+            )
         })
         .await
         .map_err(|_| {

@@ -18,7 +18,7 @@ use crate::ids::TenantId;
 use crate::keyring::SecretString;
 use askama::Template;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -39,12 +39,16 @@ pub fn routes() -> Routes {
 }
 
 /// Where the provider sends people back: the configured public address, else the host
-/// this request came to (the provider only accepts redirect URIs registered with it).
-fn redirect_uri(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// this request came to (the provider only accepts redirect URIs registered with it). Over
+/// HTTP/2 the host is the URI's authority; over HTTP/1.1 the `Host` header.
+fn redirect_uri(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Option<String> {
     let origin = match &state.app.config().server.public_url {
         Some(u) => crate::outbound::public_origin(u)?,
         None => {
-            let host = headers.get(header::HOST)?.to_str().ok()?;
+            let host = match uri.authority() {
+                Some(a) => a.as_str(),
+                None => headers.get(header::HOST)?.to_str().ok()?,
+            };
             let plain = !host.is_empty()
                 && host.len() <= 255
                 && host
@@ -88,19 +92,40 @@ fn sso_refused(who: &str, e: &SsoError) -> Response {
     res
 }
 
+#[derive(Template)]
+#[template(path = "sso_leave.html")]
+struct LeavePage {
+    header: Option<Header>,
+    location: String,
+}
+
 async fn start(
     state: &AppState,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     tenant: &TenantId,
     hint: Option<&Email>,
     who: &str,
 ) -> Response {
-    let Some(uri) = redirect_uri(state, headers) else {
+    let from_form = !who.is_empty();
+    let Some(uri) = redirect_uri(state, uri, headers) else {
         return sso_refused(who, &SsoError::NotAvailable);
     };
     match state.sso.begin(&state.app, tenant, hint, uri).await {
         Ok(started) => {
-            let mut res = Redirect::to(&started.location).into_response();
+            // From the sign-in form, a page rather than a redirect: the sign-in page's CSP
+            // (`form-action 'self'`) holds for every redirect that follows a form post, and
+            // the provider is another origin. Its own navigation is not a form's.
+            let mut res = if from_form {
+                render(
+                    StatusCode::OK,
+                    &LeavePage {
+                        header: None,
+                        location: started.location,
+                    },
+                )
+            } else {
+                Redirect::to(&started.location).into_response()
+            };
             match flow_cookie(&started.cookie, sso::FLOW_SECS) {
                 Some(v) => {
                     res.headers_mut().append(header::SET_COOKIE, v);
@@ -115,7 +140,8 @@ async fn start(
 
 /// The sign-in page's form: a work address (whose account says which tenant) or a tenant id.
 async fn start_from_form(State(state): State<AppState>, req: Request) -> Response {
-    let headers = req.headers().clone();
+    let (uri, headers) = (req.uri().clone(), req.headers().clone());
+    let at = (&uri, &headers);
     let form = match Posted::read(req).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -134,7 +160,7 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
         );
     }
     if let Ok(tenant) = TenantId::parse(who) {
-        return start(&state, &headers, &tenant, None, who).await;
+        return start(&state, at, &tenant, None, who).await;
     }
     let Ok(email) = Email::parse(who) else {
         return login_page(
@@ -152,7 +178,7 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
     let found = tokio::task::spawn_blocking(move || dir.find(&e2)).await;
     match found {
         Ok(Ok(Some(listing))) => match listing.home {
-            Home::Tenant(t) => start(&state, &headers, &t, Some(&email), who).await,
+            Home::Tenant(t) => start(&state, at, &t, Some(&email), who).await,
             Home::Platform => sso_refused(who, &SsoError::NotAvailable),
         },
         _ => sso_refused(who, &SsoError::NotAvailable),
@@ -163,10 +189,11 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
 async fn start_from_link(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     match TenantId::parse(&tenant) {
-        Ok(t) => start(&state, &headers, &t, None, "").await,
+        Ok(t) => start(&state, (&uri, &headers), &t, None, "").await,
         Err(_) => sso_refused("", &SsoError::NotAvailable),
     }
 }
@@ -230,9 +257,6 @@ async fn callback(State(state): State<AppState>, req: Request) -> Response {
                 "signing in from this address is not allowed by your organisation's policy".into(),
             ),
         ),
-        Err(SsoError::Identity(crate::identity::IdentityError::BadCredentials)) => {
-            sso_refused("", &SsoError::NoAccount("your address".into()))
-        }
         Err(e) => sso_refused("", &e),
     }
 }
@@ -254,7 +278,7 @@ struct SettingsPage {
 async fn page(
     state: &AppState,
     p: &Principal,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     status: StatusCode,
     shown: Option<(Settings, String, Vec<FieldError>)>,
     notice: Option<&'static str>,
@@ -269,7 +293,7 @@ async fn page(
             Err(e) => return error_page(state, Some(p), e).await,
         },
     };
-    let callback = redirect_uri(state, headers).unwrap_or_default();
+    let callback = redirect_uri(state, uri, headers).unwrap_or_default();
     let origin = callback
         .strip_suffix(sso::CALLBACK_PATH)
         .unwrap_or_default()
@@ -302,7 +326,15 @@ async fn settings_show(
         .query()
         .filter(|q| q.split('&').any(|kv| kv == "done=saved"))
         .map(|_| "Single sign-on settings have been saved.");
-    page(&state, &p, req.headers(), StatusCode::OK, None, notice).await
+    page(
+        &state,
+        &p,
+        (req.uri(), req.headers()),
+        StatusCode::OK,
+        None,
+        notice,
+    )
+    .await
 }
 
 async fn settings_update(
@@ -310,7 +342,7 @@ async fn settings_update(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let headers = req.headers().clone();
+    let (uri, headers) = (req.uri().clone(), req.headers().clone());
     let (ip, f) = match Posted::read(req).await {
         Ok(form) => (form.ip, form.fields),
         Err(r) => return r,
@@ -357,7 +389,7 @@ async fn settings_update(
             page(
                 &state,
                 &p,
-                &headers,
+                (&uri, &headers),
                 StatusCode::BAD_REQUEST,
                 Some((shown, map_raw, errors)),
                 None,

@@ -2,18 +2,16 @@
 //! fantoccini, against the real binary over TLS on loopback. One path through the admin
 //! pages as people take it: the platform owner's first sign-in and a new tenant, the tenant
 //! owner's first sign-in, a user and a role change, an API token used and revoked, the audit
-//! log verified and exported, sign-out. axe-core runs on every page, and any serious or
-//! critical accessibility finding fails the test.
+//! log verified and exported, settings and access grants, a second factor set up and used at
+//! sign-in (a wrong and a replayed code refused), sign-out, and single sign-on at an OpenID
+//! provider (npm `oidc-provider` on loopback) configured on the settings page. axe-core runs
+//! on every page, and any serious or critical accessibility finding fails the test.
 //!
 //! Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)
 //! and axe-core in tests/browser/node_modules (`npm ci --prefix tests/browser`); `.ci/run`
 //! installs all three. When the test fails, a screenshot of the page it was on is saved as
 //! target/browser-failures/<step>.png; when it passes, the main pages are saved under
 //! target/screenshots/.
-//
-// TODO(two-factor): TOTP sign-in does not exist yet. When it does, add
-// `a_person_signs_in_with_a_totp_code_in_chromium` here: enrol on /security, sign out, sign
-// in with the password and a code, and check a wrong or replayed code is refused.
 
 use crate::support::{https, tool_missing, Env, Response, Server};
 use fantoccini::elements::Element;
@@ -223,6 +221,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into #{id}: {e}"));
     }
 
+    /// Ticks a checkbox.
+    async fn tick(&self, id: &str) {
+        self.wait_for(&format!("//input[@id={}]", lit(id)))
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("tick #{id}: {e}"));
+    }
+
     async fn choose(&self, id: &str, value: &str) {
         let el = self.wait_for(&format!("//select[@id={}]", lit(id))).await;
         el.select_by_value(value)
@@ -414,8 +421,30 @@ async fn a_platform_owner_and_a_tenant_owner_work_through_the_admin_pages_in_chr
         .trim()
         .to_string();
     assert!(!owner_otp.is_empty());
+    // The identity provider's certificate is signed by a CA the server is told to trust.
+    let sso_dir = tempfile::tempdir().expect("a folder for the identity provider");
+    let pki = crate::sso::Pki::new(sso_dir.path());
+    std::fs::write(
+        &env.config,
+        format!("[outbound]\nca_file = \"{}\"\n", pki.ca.display()),
+    )
+    .expect("the configuration");
     let server = Server::start(&env, &[]);
     assert!(server.addr.ip().is_loopback());
+    // People reach the server as `localhost` and the provider as `127.0.0.1`: two sites, so
+    // the provider's redirect back is cross-site, as it is in production, and the cookie
+    // rules (`SameSite`) are the ones that matter there.
+    let sso_origin = format!("https://localhost:{}", server.addr.port());
+    let idp = crate::sso::provider_installed().then(|| {
+        crate::sso::Idp::start(
+            sso_dir.path(),
+            &pki,
+            serde_json::json!([{"client_id": "strongroom", "client_secret": SSO_SECRET,
+                "redirect_uris": [format!("{sso_origin}/login/sso/callback")]}]),
+            serde_json::json!([{"sub": "idp-sam", "email": "sam@acme.example",
+                "email_verified": true, "name": "Sam Ops", "groups": ["ops"]}]),
+        )
+    });
     let driver = Driver::start();
     let browser = Arc::new(Browser {
         c: driver.connect().await,
@@ -426,7 +455,8 @@ async fn a_platform_owner_and_a_tenant_owner_work_through_the_admin_pages_in_chr
         step: Mutex::new("start".into()),
     });
 
-    let run = tokio::spawn(flow(browser.clone(), env.clone(), owner_otp));
+    let sso = idp.as_ref().map(|i| (i.issuer.clone(), sso_origin.clone()));
+    let run = tokio::spawn(flow(browser.clone(), env.clone(), owner_otp, sso));
     let outcome = run.await;
     if outcome.is_err() {
         let file = worktree(&format!(
@@ -443,6 +473,7 @@ async fn a_platform_owner_and_a_tenant_owner_work_through_the_admin_pages_in_chr
     }
     let _ = browser.c.clone().close().await;
     drop(driver);
+    drop(idp);
     drop(server);
     match outcome {
         Ok(()) => eprintln!("browser test took {:.1?}", started.elapsed()),
@@ -451,7 +482,9 @@ async fn a_platform_owner_and_a_tenant_owner_work_through_the_admin_pages_in_chr
     }
 }
 
-async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String) {
+const SSO_SECRET: &str = "browser-test-client-secret-41c9";
+
+async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String, sso: Option<(String, String)>) {
     // a. The platform owner's first sign-in: the one-time password, then their own.
     b.step("a-platform-owner-signs-in");
     b.goto("/").await;
@@ -646,6 +679,99 @@ async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String) {
         .contains("This session"));
     b.axe("security").await;
 
+    // Settings, access grants, and single sign-on configured on its page.
+    b.step("e-tenant-owner-reviews-settings-and-grants");
+    for (path, h1, name) in [
+        ("/settings", "Settings and policy", "settings"),
+        ("/grants", "Access grants", "grants"),
+    ] {
+        b.goto(path).await;
+        b.at(path, h1).await;
+        b.axe(name).await;
+        b.keep(name).await;
+    }
+    if let Some((issuer, _)) = &sso {
+        b.step("e-tenant-owner-sets-up-single-sign-on");
+        b.goto("/settings/sso").await;
+        b.at("/settings/sso", "Single sign-on").await;
+        b.axe("sso-settings-empty").await;
+        b.tick("enabled").await;
+        b.fill("issuer", issuer).await;
+        b.fill("client_id", "strongroom").await;
+        b.fill("client_secret", SSO_SECRET).await;
+        b.fill("scopes", "openid email profile groups").await;
+        b.fill("role_map", "ops = operator").await;
+        b.tick("jit").await;
+        b.press("Save single sign-on").await;
+        b.at("/settings/sso?done=saved", "Single sign-on").await;
+        assert!(b.text("//main").await.contains("A secret is stored"));
+        assert_eq!(
+            b.text("//*[@id='redirect-uri']").await,
+            b.url("/login/sso/callback"),
+            "the redirect URI to register, from the address the browser used"
+        );
+        assert!(!b.text("//main").await.contains(SSO_SECRET));
+        b.axe("sso-settings").await;
+        b.keep("sso-settings").await;
+    }
+
+    // A second factor: set up with a code, ten recovery codes shown once, then asked for at
+    // sign-in, where a wrong code and the code already used are refused.
+    b.step("e-tenant-owner-sets-up-a-second-factor");
+    b.goto("/security/totp").await;
+    b.at("/security/totp", "Second factor").await;
+    b.axe("totp-enrol").await;
+    b.keep("totp-enrol").await;
+    let seed = b.text("//*[@id='totp-secret']").await;
+    let first = crate::factor::code_at(&seed, crate::support::now_us());
+    b.fill("code", &first).await;
+    b.press("Turn on the second factor").await;
+    b.at("/security/totp", "Your recovery codes").await;
+    let codes =
+        b.c.find_all(Locator::XPath("//ul[@id='recovery-codes']/li"))
+            .await
+            .expect("the recovery codes");
+    assert_eq!(codes.len(), 10);
+    b.axe("recovery-codes").await;
+    b.keep("recovery-codes").await;
+
+    b.step("e-tenant-owner-signs-in-with-a-code");
+    b.goto("/").await;
+    b.at("/", "Overview").await;
+    b.sign_out().await;
+    b.sign_in("boss@acme.example", "copper meadow beacon tenant")
+        .await;
+    b.at("/login/totp", "Enter your code").await;
+    b.axe("totp-code").await;
+    b.keep("totp-code").await;
+    let now = crate::support::now_us();
+    let near: Vec<String> = [-30, 0, 30]
+        .iter()
+        .map(|d| crate::factor::code_at(&seed, now + d * 1_000_000))
+        .collect();
+    let wrong = ["123456", "654321", "111111"]
+        .into_iter()
+        .find(|c| !near.iter().any(|n| n == c))
+        .expect("a wrong code");
+    for refused in [wrong, first.as_str()] {
+        b.fill("code", refused).await;
+        b.press("Continue").await;
+        b.at("/login/totp", "Enter your code").await;
+        assert!(
+            b.text("//*[@id='error-summary']")
+                .await
+                .contains("wrong or was already used"),
+            "{refused} is refused"
+        );
+    }
+    b.axe("totp-code-refused").await;
+    // The app's next code (one step of drift is allowed): a time step not used before.
+    let next = crate::factor::code_at(&seed, crate::support::now_us() + 30_000_000);
+    b.fill("code", &next).await;
+    b.press("Continue").await;
+    b.at("/", "Overview").await;
+    assert!(b.text("//main").await.contains("Bea Boss (owner)"));
+
     // f. The audit log: entries listed, the chain verified, the export fetched with the
     // browser's own session.
     b.step("f-tenant-owner-reads-the-audit-log");
@@ -710,4 +836,31 @@ async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String) {
     b.at("/login", "Sign in").await;
     let me = b.https_get("/api/v1/me", &[("cookie", &cookie)]);
     assert_eq!(me.status, 401, "a signed-out session is refused");
+
+    // h. Single sign-on: someone with no account yet starts from the sign-in page with the
+    // organisation's id, signs in at the provider, and lands on the overview with the role
+    // the provider's group maps to.
+    if let Some((_, origin)) = &sso {
+        b.step("h-someone-signs-in-at-the-identity-provider");
+        let login = format!("{origin}/login");
+        b.c.goto(&login).await.expect("open the sign-in page");
+        b.wait_for("//h1[normalize-space()='Sign in']").await;
+        b.fill("who", &tenant).await;
+        b.press("Sign in with single sign-on").await;
+        let home: url::Url = format!("{origin}/").parse().expect("a URL");
+        if let Err(e) = b.c.wait().at_most(WAIT).for_url(&home).await {
+            let now = b.c.current_url().await.map(|u| u.to_string());
+            panic!("single sign-on did not reach {home}, at {now:?}: {e}");
+        }
+        b.wait_for("//h1[normalize-space()='Overview']").await;
+        assert!(b.text("//main").await.contains("Sam Ops (operator)"));
+        b.axe("sso-overview").await;
+        let flow_cookie = b.c.get_named_cookie("__Host-strongroom-sso").await;
+        assert!(
+            flow_cookie.is_err(),
+            "the flow cookie is gone: {flow_cookie:?}"
+        );
+        let listed = blocking(|| env.ok(&["user", "list", "--tenant", &tenant, "--json"]));
+        assert!(listed.contains("sam@acme.example"), "{listed}");
+    }
 }

@@ -8,7 +8,7 @@ use crate::signin::{
 };
 use strongroom::clock::Clock;
 
-fn code_at(secret_b32: &str, now_us: i64) -> String {
+pub fn code_at(secret_b32: &str, now_us: i64) -> String {
     let seed = totp_rs::Secret::Encoded(secret_b32.to_string())
         .to_bytes()
         .unwrap();

@@ -343,6 +343,13 @@ impl World {
     }
 }
 
+fn set_cookie_named(h: &axum::http::HeaderMap, prefix: &str) -> Option<String> {
+    h.get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with(prefix))
+}
+
 fn session_of(h: &axum::http::HeaderMap) -> String {
     cookie_value(&set_cookie(h).expect("a session cookie"))
 }
@@ -412,6 +419,17 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
     assert_eq!(st, 403, "{body}");
     assert!(body.contains("not verified"), "{body}");
 
+    // A disabled account is refused, and told so: the provider has vouched for the person.
+    let t = w.site.tenant.to_string();
+    w.site
+        .s
+        .env
+        .ok(&["user", "disable", "--tenant", &t, "bob@acme.test"]);
+    let (st, h, body) = w.sign_in_as("bob@acme.test").await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("disabled"), "{body}");
+    assert!(set_cookie(&h).is_none());
+
     // A made account has no password: signing in with one fails like a wrong password.
     let (st, _, _) = w.site.sign_in_raw("alice@acme.test", "", &[]).await;
     assert_eq!(st, 400);
@@ -441,7 +459,7 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
         .filter(|e| e["outcome"] == "failure")
         .map(|e| e["params"]["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["no_role", "email_unverified"]);
+    assert_eq!(reasons, ["no_role", "email_unverified", "disabled"]);
     assert!(j
         .iter()
         .any(|e| e["action"] == "user.create" && e["params"]["sign_in"] == "sso"));
@@ -468,7 +486,7 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
 
     // The sign-in page's form finds the tenant from a known address.
     let body = serde_urlencoded::to_string([("who", "bob@acme.test")]).unwrap();
-    let (st, h, _) = w
+    let (st, h, b) = w
         .site
         .s
         .send(
@@ -478,10 +496,20 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
             body.as_bytes(),
         )
         .await;
-    assert_eq!(st, 303);
-    let location = h.get("location").unwrap().to_str().unwrap();
+    // A page that moves on by itself (a redirect would break the sign-in page's form-action
+    // policy), with the flow cookie.
+    let page = text(&b);
+    assert_eq!(st, 200, "{page}");
+    assert!(set_cookie_named(&h, FLOW).is_some());
+    let shown = crate::signin::between(&page, "id=\"continue\" href=\"", "\"");
+    assert!(
+        page.contains(&format!("content=\"0;url={shown}\"")),
+        "{page}"
+    );
+    let location = shown.replace("&#38;", "&").replace("&amp;", "&");
+    assert!(location.starts_with(&w.idp.issuer), "{location}");
     assert_eq!(
-        param(location, "login_hint").as_deref(),
+        param(&location, "login_hint").as_deref(),
         Some("bob@acme.test")
     );
     // An unknown address learns nothing but that single sign-on is not set up for it.
