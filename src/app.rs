@@ -74,6 +74,34 @@ pub struct App {
     lock: std::fs::File,
 }
 
+/// A file in the data directory that the CLI replaces after changing people (accounts,
+/// roles, tokens, tenant status). The server looks at it on every authenticated request and,
+/// when it has changed, forgets every credential it remembers, so such a change holds on the
+/// next request there too. It carries no data: only its identity (inode, time) matters.
+pub const IDENTITY_EPOCH: &str = "identity.epoch";
+
+/// Replaces [`IDENTITY_EPOCH`] (a new file, so a new inode: a change is never missed for
+/// falling within one timestamp tick).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn bump_identity_epoch(data_dir: &Path) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!("{IDENTITY_EPOCH}.{}", std::process::id()));
+    std::fs::write(&tmp, b"")?;
+    std::fs::rename(&tmp, data_dir.join(IDENTITY_EPOCH))
+}
+
+/// What identifies the current [`IDENTITY_EPOCH`] file (0 when there is none).
+pub fn identity_epoch(data_dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(data_dir.join(IDENTITY_EPOCH)) {
+        Ok(m) => {
+            m.ino().rotate_left(32) ^ (m.mtime_nsec() as u64) ^ (m.mtime() as u64).rotate_left(17)
+        }
+        Err(_) => 0,
+    }
+}
+
 /// Opens (creating if needed) the data directory's lock file, without locking it.
 ///
 /// # Errors

@@ -117,6 +117,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench(ref c) => bench::run(&cli, c),
         Command::Doctor(ref a) => doctor::run(&cli, a),
     };
+    if result.is_ok() && changes_people(&cli.command) {
+        announce_identity_change(&cli);
+    }
     hand_back(&cli);
     match result {
         Ok(code) => code,
@@ -181,6 +184,30 @@ fn load_config_for(cli: &Cli, dev: bool) -> Result<Loaded, Failure> {
 }
 
 /// `--data-dir` / `STRONGROOM_DATA_DIR`, else `data_dir` from the file, else the default.
+/// Whether a command may have taken power away from someone (a disabled account, a new
+/// role, a revoked token, a suspended tenant): a running server must stop trusting what it
+/// remembers.
+fn changes_people(command: &Command) -> bool {
+    match command {
+        Command::User(c) => !matches!(c, user::Command::List { .. }),
+        Command::Token(c) => !matches!(c, token::Command::List { .. }),
+        Command::Tenant(c) => !matches!(c, tenant::Command::List { .. }),
+        _ => false,
+    }
+}
+
+/// Tells a running server that identities changed (see [`crate::app::IDENTITY_EPOCH`]).
+fn announce_identity_change(cli: &Cli) {
+    let Ok(loaded) = load_config(cli) else {
+        return;
+    };
+    let dir = data_dir(cli, &loaded, false);
+    if let Err(e) = crate::app::bump_identity_epoch(&dir) {
+        // The change is made; the server sees it at its next revalidation at the latest.
+        tracing::warn!(error = %e, "cannot tell a running server that identities changed");
+    }
+}
+
 fn data_dir(cli: &Cli, loaded: &Loaded, dev: bool) -> PathBuf {
     cli.data_dir
         .clone()

@@ -5,8 +5,9 @@
 //! (sign-out, an ended session, a disabled account, a new role, a revoked token, a suspended
 //! tenant) removes the affected entries at once, so it holds on the next request on every
 //! thread. An entry is also read again from the file when it is older than
-//! [`REVALIDATE_US`], which bounds how long a change made by another process (the CLI)
-//! takes to reach this one; that read records when the session was last seen.
+//! [`REVALIDATE_US`]; that read records when the session was last seen. A change made by
+//! another process (the CLI) replaces the data directory's identity epoch file, and the
+//! next request here, seeing it changed, forgets everything remembered.
 
 use crate::app::App;
 use crate::audit::{Actor, ActorKind};
@@ -144,6 +145,8 @@ pub struct Auth {
     pub throttle: crate::identity::signin::Throttle,
     pub settings: crate::identity::signin::Settings,
     pub idle_us: i64,
+    /// The identity epoch the caches were filled under (see [`crate::app::IDENTITY_EPOCH`]).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -155,6 +158,24 @@ impl Auth {
             throttle: Default::default(),
             settings: crate::identity::signin::Settings::from_config(config),
             idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets every remembered credential, policy and grant when another process (the
+    /// CLI) has changed people since they were read: one `stat` per request.
+    fn follow_epoch(&self, app: &App) {
+        let now = crate::app::identity_epoch(app.data_dir());
+        if self.epoch.swap(now, Ordering::AcqRel) != now {
+            if let Ok(mut m) = self.entries.write() {
+                m.clear();
+            }
+            if let Ok(mut m) = self.policies.write() {
+                m.clear();
+            }
+            if let Ok(mut m) = self.grants.write() {
+                m.clear();
+            }
         }
     }
 
@@ -168,6 +189,7 @@ impl Auth {
         headers: &HeaderMap,
         ip: Option<IpAddr>,
     ) -> Result<Option<(Arc<Principal>, Via)>, Refused> {
+        self.follow_epoch(app);
         if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
             let text = v.to_str().map_err(|_| Refused::Invalid)?;
             let token = text

@@ -37,6 +37,8 @@ pub struct Pki {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The provider's ID-token signing key (P-256).
+    pub signing: PathBuf,
 }
 
 impl Pki {
@@ -57,10 +59,12 @@ impl Pki {
             ca: dir.join("idp-ca.pem"),
             cert: dir.join("idp.pem"),
             key: dir.join("idp.key"),
+            signing: dir.join("idp-signing.key"),
         };
         std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
         std::fs::write(&pki.cert, leaf.pem()).unwrap();
         std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        std::fs::write(&pki.signing, KeyPair::generate().unwrap().serialize_pem()).unwrap();
         pki
     }
 }
@@ -82,7 +86,8 @@ impl Idp {
     ) -> Self {
         let cfg = dir.join("idp.json");
         let body = serde_json::json!({
-            "cert": pki.cert, "key": pki.key, "clients": clients, "accounts": accounts,
+            "cert": pki.cert, "key": pki.key, "signing_key": pki.signing,
+            "clients": clients, "accounts": accounts,
         });
         std::fs::write(&cfg, body.to_string()).unwrap();
         let log = std::fs::File::create(dir.join("idp.log")).unwrap();
@@ -94,10 +99,17 @@ impl Idp {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        // Bounded: a provider that never says it listens fails the test, not hangs it.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_default();
         let issuer = line
             .trim()
             .strip_prefix("idp: listening on ")

@@ -5,6 +5,7 @@
 // CONFIG_JSON_PATH holds:
 //   {
 //     "cert": "/path/server.pem", "key": "/path/server.key",   // TLS for 127.0.0.1
+//     "signing_key": "/path/signing.key",   // PKCS#8 P-256 key that signs ID tokens (ES256)
 //     "clients": [{ "client_id": "...", "client_secret": "...",
 //                   "redirect_uris": ["https://..."], "code_ttl_secs": 60 }],
 //     "accounts": [{ "sub": "...", "email": "...", "email_verified": true,
@@ -53,10 +54,12 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
 
-// Fresh key per run so the library's development keys (and their warning) are not used.
-const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+// The ID-token signing key (P-256, ES256) comes from the test, fresh per run, so the
+// library's development keys (and their warning) are not used. Not generated here: Node 20
+// can deadlock when a key-generation job is collected while that key is exported to JWK.
 const signingKey = {
-  ...privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: crypto.randomUUID(),
+  ...crypto.createPrivateKey(fs.readFileSync(config.signing_key)).export({ format: 'jwk' }),
+  alg: 'ES256', use: 'sig', kid: crypto.randomUUID(),
 };
 
 // oidc-provider only honours login_hint when it has to prompt; with a session
@@ -154,6 +157,7 @@ server.listen(0, '127.0.0.1', () => {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'ES256',
     })),
     jwks: { keys: [signingKey] },
     cookies: { keys: ['strongroom-test-idp-cookie-key-7f3c2a9d1e'] },
