@@ -89,7 +89,7 @@ async fn grants_list(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let notice = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("done="))).map(|d| match d {
+    let notice = super::ui::done(&req).map(|d| match d {
         "granted" => "Access granted. It ends by itself at the time shown, and every request made with it is in the audit log.",
         _ => "The grant has been revoked.",
     });

@@ -57,7 +57,7 @@ async fn security_show(
         Ok(l) => l,
         Err(e) => return error_page(&state, Some(&p), e).await,
     };
-    let notice = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("done="))).map(|d| match d {
+    let notice = super::ui::done(&req).map(|d| match d {
         "ended" => "The session has been ended.",
         "totp-removed" => "Your second factor has been removed.",
         "recovery-low" => "You signed in with a recovery code and have few left. Remove and set up the second factor again to get new ones.",

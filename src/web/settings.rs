@@ -88,7 +88,7 @@ async fn settings_show(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let notice = req.uri().query().filter(|q| q.contains("done=saved")).map(|_| "The policy has been saved. Address lists apply from the next request; the second-factor rule at each person's next sign-in.");
+    let notice = (super::ui::done(&req) == Some("saved")).then_some("The policy has been saved. Address lists apply from the next request; the second-factor rule at each person's next sign-in.");
     page(&state, &p, StatusCode::OK, None, notice).await
 }
 

@@ -321,11 +321,8 @@ async fn settings_show(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let notice = req
-        .uri()
-        .query()
-        .filter(|q| q.split('&').any(|kv| kv == "done=saved"))
-        .map(|_| "Single sign-on settings have been saved.");
+    let notice = (super::ui::done(&req) == Some("saved"))
+        .then_some("Single sign-on settings have been saved.");
     page(
         &state,
         &p,

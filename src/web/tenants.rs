@@ -122,22 +122,18 @@ async fn tenants_list(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let notice = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("done=")))
-        .map(|d| {
-            match d {
-                "created" => "The tenant has been created, with its own key and file.",
-                "suspended" => "The tenant has been suspended: its users and tokens are refused.",
-                "resumed" => "The tenant has been resumed.",
-                "deleted" => {
-                    "The tenant has been deleted: its key is destroyed and its data unreadable."
-                }
-                _ => "Done.",
+    let notice = super::ui::done(&req).map(|d| {
+        match d {
+            "created" => "The tenant has been created, with its own key and file.",
+            "suspended" => "The tenant has been suspended: its users and tokens are refused.",
+            "resumed" => "The tenant has been resumed.",
+            "deleted" => {
+                "The tenant has been deleted: its key is destroyed and its data unreadable."
             }
-            .to_string()
-        });
+            _ => "Done.",
+        }
+        .to_string()
+    });
     list_page(&state, &p, StatusCode::OK, Vec::new(), notice).await
 }
 

@@ -102,11 +102,8 @@ async fn tokens_list(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    let notice = req
-        .uri()
-        .query()
-        .filter(|q| q.contains("done=revoked"))
-        .map(|_| "The token has been revoked. Programs using it are refused from now on.");
+    let notice = (super::ui::done(&req) == Some("revoked"))
+        .then_some("The token has been revoked. Programs using it are refused from now on.");
     tokens_page(&state, &p, StatusCode::OK, Vec::new(), notice).await
 }
 

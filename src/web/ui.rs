@@ -166,6 +166,14 @@ impl Posted {
     }
 }
 
+/// What a redirect after a form said was done (`?done=<what>`), for the page's notice.
+pub fn done(req: &axum::extract::Request) -> Option<&str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("done="))
+}
+
 /// A response that sets the session cookie: `__Host-`, Secure, HttpOnly, SameSite=Strict,
 /// Path=/, for `max_age_secs`.
 pub fn with_session(

@@ -320,16 +320,13 @@ async fn user_show(
         Ok(id) => id,
         Err(e) => return error_page(&state, Some(&p), e).await,
     };
-    let notice = req.uri().query().and_then(|q| {
-        let done = q.split('&').find_map(|kv| kv.strip_prefix("done="))?;
-        Some(match done {
-            "role" => "The role has been changed and the account's sessions ended.",
-            "disabled" => "The account has been disabled and its sessions ended.",
-            "enabled" => "The account has been enabled.",
-            "sessions" => "The account's sessions have been ended.",
-            "2fa-removed" => "The account's second factor has been removed.",
-            _ => "Done.",
-        })
+    let notice = super::ui::done(&req).map(|done| match done {
+        "role" => "The role has been changed and the account's sessions ended.",
+        "disabled" => "The account has been disabled and its sessions ended.",
+        "enabled" => "The account has been enabled.",
+        "sessions" => "The account's sessions have been ended.",
+        "2fa-removed" => "The account's second factor has been removed.",
+        _ => "Done.",
     });
     let may = manage(&p);
     let is_self = p.user_id() == Some(&id);

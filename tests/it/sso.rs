@@ -306,6 +306,20 @@ impl World {
         self.post_settings(&f).await
     }
 
+    /// The sign-in page's single sign-on form, posted with `who`.
+    async fn sso_form(&self, who: &str) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+        let body = serde_urlencoded::to_string([("who", who)]).unwrap();
+        self.site
+            .s
+            .send(
+                "POST",
+                "/login/sso",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.as_bytes(),
+            )
+            .await
+    }
+
     /// Starts at the tenant's link: the provider's URL and the flow cookie.
     async fn begin(&self) -> (String, String) {
         let path = format!("/login/sso/{}", self.site.tenant);
@@ -497,17 +511,7 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
     assert!(page.contains("https://strongroom.test/login/sso/callback"));
 
     // The sign-in page's form finds the tenant from a known address.
-    let body = serde_urlencoded::to_string([("who", "bob@acme.test")]).unwrap();
-    let (st, h, b) = w
-        .site
-        .s
-        .send(
-            "POST",
-            "/login/sso",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        )
-        .await;
+    let (st, h, b) = w.sso_form("bob@acme.test").await;
     // A page that moves on by itself (a redirect would break the sign-in page's form-action
     // policy), with the flow cookie.
     let page = text(&b);
@@ -525,23 +529,13 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
         Some("bob@acme.test")
     );
     // An unknown address learns nothing but that single sign-on is not set up for it.
-    let body = serde_urlencoded::to_string([("who", "nobody@else.test")]).unwrap();
-    let (st, _, b) = w
-        .site
-        .s
-        .send(
-            "POST",
-            "/login/sso",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        )
-        .await;
+    let (st, _, b) = w.sso_form("nobody@else.test").await;
     assert_eq!(st, 400);
     assert!(text(&b).contains("not set up"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn forged_state_wrong_nonce_expired_and_replayed_codes_are_refused() {
+async fn forged_state_wrong_nonce_swapped_pkce_expired_and_replayed_codes_are_refused() {
     if !provider_installed() {
         return;
     }
@@ -574,6 +568,24 @@ async fn forged_state_wrong_nonce_expired_and_replayed_codes_are_refused() {
     let (st, h, body) = w.back(&back, Some(&flow)).await;
     assert_eq!(st, 401, "{body}");
     assert!(body.contains("nonce does not match"), "{body}");
+    assert!(set_cookie(&h).is_none());
+
+    // The PKCE challenge was swapped on the way: the code is bound to the other challenge and
+    // does not redeem with this sign-in's verifier.
+    let (auth, flow) = w.begin().await;
+    let swapped = with_param(
+        &with_param(
+            &auth,
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        "login_hint",
+        "alice@acme.test",
+    );
+    let back = w.authorize_blocking(&swapped);
+    let (st, h, body) = w.back(&back, Some(&flow)).await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("invalid_grant"), "{body}");
     assert!(set_cookie(&h).is_none());
 
     // A code used once cannot be used again.
@@ -622,6 +634,7 @@ async fn forged_state_wrong_nonce_expired_and_replayed_codes_are_refused() {
         reasons,
         [
             "token",
+            "provider_refused",
             "provider_refused",
             "provider_refused",
             "provider_refused"
