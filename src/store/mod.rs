@@ -143,6 +143,13 @@ impl StoreError {
     pub fn from_sqlite(what: &str, version: u32, e: &rusqlite::Error) -> Self {
         let what = what.to_string();
         if let rusqlite::Error::SqliteFailure(f, msg) = e {
+            // Unit tests only (the message may quote a statement): a failing test shows what
+            // SQLite said.
+            #[cfg(test)]
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("sqlite error in {what}: {f:?} {msg:?}");
+            }
             return match f.code {
                 rusqlite::ErrorCode::NotADatabase => Self::Decrypt { what, version },
                 rusqlite::ErrorCode::DiskFull => Self::DiskFull { what },
