@@ -38,6 +38,8 @@ pub mod ids;
 pub mod keyring;
 /// Key lifecycle: root-key rotation, key status.
 pub mod keys;
+/// Documents, passages and search (the parts so far).
+pub mod knowledge;
 /// The one HTTP client for calls to other servers.
 pub mod outbound;
 /// A tenant's policy: second-factor rule, address lists, session timeouts.

@@ -1,0 +1,122 @@
+//! A person's search text as an FTS5 query. User text never reaches FTS5's syntax: it is
+//! cut into words (letters and digits), each word becomes a quoted string, and the words are
+//! joined with `OR`, so BM25 ranks passages that hold more of them higher. Quotes, `*`,
+//! `NEAR(`, `AND`/`OR`/`NOT` and column filters in the text are only characters or words.
+
+/// Most words taken from one query.
+pub const MAX_TERMS: usize = 32;
+/// Longest word kept (in characters); longer ones are cut.
+pub const MAX_TERM_CHARS: usize = 64;
+
+/// The words of `text` that a search looks for, lower-cased, without repeats, in order.
+pub fn terms(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        let word: String = word
+            .chars()
+            .take(MAX_TERM_CHARS)
+            .flat_map(char::to_lowercase)
+            .collect();
+        if !out.contains(&word) {
+            out.push(word);
+        }
+        if out.len() == MAX_TERMS {
+            break;
+        }
+    }
+    out
+}
+
+/// The FTS5 `MATCH` expression for `text`, or `None` when it holds no word to look for.
+pub fn fts5(text: &str) -> Option<String> {
+    let terms = terms(text);
+    if terms.is_empty() {
+        return None;
+    }
+    // Letters and digits only, so no `"` can occur inside; quoting makes each a plain string.
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_taken_plainly() {
+        assert_eq!(
+            terms("Harbour pilot, HARBOUR fees?"),
+            ["harbour", "pilot", "fees"]
+        );
+        assert_eq!(
+            fts5("pilot NEAR(fees)").unwrap(),
+            "\"pilot\" OR \"near\" OR \"fees\""
+        );
+        assert_eq!(fts5("\"*\" -- ; () ^ :"), None);
+        assert_eq!(terms(&"w ".repeat(100)).len(), 1);
+        let many: String = (0..100).map(|i| format!("t{i} ")).collect();
+        assert_eq!(terms(&many).len(), MAX_TERMS);
+        assert_eq!(terms(&"a".repeat(500))[0].chars().count(), MAX_TERM_CHARS);
+    }
+
+    /// Against SQLite's own FTS5 (compiled into the bundled SQLCipher): hostile text is
+    /// answered, never an error, and finds what its words find.
+    #[test]
+    fn hostile_queries_are_answered_by_real_fts5() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE idx USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+             INSERT INTO idx(body) VALUES ('The harbour pilot boards every vessel.');
+             INSERT INTO idx(body) VALUES ('Fees are paid to the café OR the port office.');
+             INSERT INTO idx(body) VALUES ('Nothing here.');",
+        )
+        .unwrap();
+        let run = |q: &str| -> Result<Vec<String>, rusqlite::Error> {
+            let Some(m) = fts5(q) else {
+                return Ok(Vec::new());
+            };
+            let mut st = c.prepare("SELECT body FROM idx WHERE idx MATCH ?1 ORDER BY bm25(idx)")?;
+            let rows = st.query_map([m], |r| r.get(0))?;
+            rows.collect()
+        };
+        let punctuation: String = "\"*()^:-+{}[];,.'!?~`@#$%&|\\/<>=".repeat(330);
+        assert!(punctuation.len() > 10_000);
+        for hostile in [
+            "\"",
+            "*",
+            "NEAR(",
+            "OR",
+            "AND NOT",
+            "body:pilot",
+            "pilot*",
+            "\"unterminated",
+            "^pilot",
+            "pilot NEAR(vessel, 2",
+            punctuation.as_str(),
+        ] {
+            assert!(run(hostile).is_ok(), "{hostile:?} failed");
+        }
+        // The words still count: `OR` is a word here, and diacritics do not matter.
+        assert_eq!(
+            run("OR").unwrap(),
+            ["Fees are paid to the café OR the port office."]
+        );
+        assert_eq!(run("cafe").unwrap().len(), 1);
+        assert_eq!(
+            run("body:pilot").unwrap(),
+            ["The harbour pilot boards every vessel."]
+        );
+        // More matching words rank first.
+        let ranked = run("harbour pilot fees").unwrap();
+        assert_eq!(ranked[0], "The harbour pilot boards every vessel.");
+        assert_eq!(ranked.len(), 2);
+    }
+}
