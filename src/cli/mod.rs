@@ -10,6 +10,7 @@ mod config;
 mod doctor;
 mod init;
 mod keys;
+mod knowledge;
 mod logging;
 mod serve;
 mod tenant;
@@ -51,6 +52,9 @@ pub enum Command {
     /// API tokens of a tenant: create, list, revoke.
     #[command(subcommand)]
     Token(token::Command),
+    /// A tenant's documents: add, list, remove, search.
+    #[command(subcommand)]
+    Knowledge(knowledge::Command),
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -109,6 +113,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(ref c) => tenant::run(&cli, c),
         Command::User(ref c) => user::run(&cli, c),
         Command::Token(ref c) => token::run(&cli, c),
+        Command::Knowledge(ref c) => knowledge::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
         Command::Backup(ref c) => backup::run(&cli, c),

@@ -1,7 +1,11 @@
 //! Knowledge: a tenant's documents, cut into passages and indexed for search inside the
-//! tenant's own file. So far the two pure pieces the rest is built on: [`chunk`] (passages
-//! on paragraph and sentence boundaries, with overlap, as byte spans that citations name)
-//! and [`query`] (search text as an FTS5 query that user input cannot break).
+//! tenant's own file. [`chunk`] cuts passages on paragraph and sentence boundaries, with
+//! overlap, as byte spans that citations name; [`query`] turns search text into an FTS5
+//! query that user input cannot break; [`library`] keeps documents, versions, passages and
+//! the index, through the door.
 
 pub mod chunk;
+pub mod library;
 pub mod query;
+
+pub use library::{KnowledgeError, SCHEMA};

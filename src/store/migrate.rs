@@ -53,6 +53,7 @@ pub fn modules(kind: FileKind) -> &'static [&'static Module] {
             &super::system::DELIVERED_SCHEMA,
             &crate::identity::TENANT_SCHEMA,
             &crate::policy::SCHEMA,
+            &crate::knowledge::SCHEMA,
         ],
     }
 }

@@ -17,6 +17,7 @@ mod evidence;
 mod factor;
 mod identity;
 mod keys;
+mod knowledge;
 mod packaging;
 mod server;
 mod signin;

@@ -1,0 +1,463 @@
+//! A tenant's documents in its own file: versions, passages, and their FTS5 index
+//! (`unicode61`, diacritics removed, BM25). Adding a file of a name already present makes
+//! a new version; the earlier ones stay citable until the document is removed. Removal
+//! deletes the versions, passages and index entries in the transaction of its audit entry.
+//!
+//! A citation id names a passage for good: `<document id>:<version>:<start>-<end>` (byte
+//! offsets into that version's text), the same however often the index is rebuilt.
+
+use super::chunk::{self, Sizes};
+use crate::door::{Audit, Door};
+use crate::identity::Permission;
+use crate::ids::DocumentId;
+use crate::store::StoreError;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// The tenant file's knowledge tables.
+pub const SCHEMA: crate::store::migrate::Module = crate::store::migrate::Module {
+    name: "knowledge",
+    steps: &["
+CREATE TABLE documents (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    kind       TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+) STRICT;
+CREATE TABLE versions (
+    document_id TEXT NOT NULL REFERENCES documents(id),
+    version     INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    bytes       INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    created_us  INTEGER NOT NULL,
+    PRIMARY KEY (document_id, version)
+) STRICT;
+CREATE TABLE passages (
+    id          INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    start_byte  INTEGER NOT NULL,
+    end_byte    INTEGER NOT NULL,
+    body        TEXT NOT NULL
+) STRICT;
+CREATE INDEX passages_by_document ON passages(document_id, version);
+CREATE VIRTUAL TABLE passages_fts USING fts5(
+    body, content = 'passages', content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"],
+};
+
+/// Largest file taken.
+pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+/// Most documents a tenant holds.
+pub const MAX_DOCUMENTS: i64 = 10_000;
+/// Most results a search returns.
+pub const MAX_LIMIT: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error("{0}: this type of file is not taken; give plain text (.txt) or Markdown (.md)")]
+    Unsupported(String),
+    #[error("{0}: the content is not text (binary data or not UTF-8), whatever its name says")]
+    NotText(String),
+    #[error("{name}: larger than the {limit} bytes a document may have")]
+    TooLarge { name: String, limit: usize },
+    #[error("{0}: the file holds no text")]
+    Empty(String),
+    #[error("invalid document name: {0}")]
+    BadName(String),
+    #[error("the tenant already holds {MAX_DOCUMENTS} documents; remove some first")]
+    TooMany,
+    #[error("no document {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    InvalidId(#[from] crate::ids::InvalidId),
+    #[error(transparent)]
+    Denied(#[from] crate::identity::Denied),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tenant(#[from] crate::tenants::TenantError),
+}
+
+impl KnowledgeError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unsupported(_) => "KNW-0001",
+            Self::NotText(_) => "KNW-0002",
+            Self::TooLarge { .. } => "KNW-0003",
+            Self::Empty(_) => "KNW-0004",
+            Self::BadName(_) => "KNW-0005",
+            Self::TooMany => "KNW-0006",
+            Self::NotFound(_) => "KNW-0007",
+            Self::InvalidId(e) => e.code(),
+            Self::Denied(_) => "KNW-0008",
+            Self::Store(e) => e.code(),
+            Self::Tenant(e) => e.code(),
+        }
+    }
+}
+
+crate::domain_error!(KnowledgeError, |e| {
+    use crate::error::ErrorKind;
+    match e {
+        KnowledgeError::Unsupported(_)
+        | KnowledgeError::NotText(_)
+        | KnowledgeError::TooLarge { .. }
+        | KnowledgeError::Empty(_)
+        | KnowledgeError::BadName(_)
+        | KnowledgeError::InvalidId(_) => ErrorKind::Invalid,
+        KnowledgeError::TooMany => ErrorKind::Conflict,
+        KnowledgeError::NotFound(_) => ErrorKind::NotFound,
+        KnowledgeError::Denied(_) => ErrorKind::Forbidden,
+        KnowledgeError::Store(e) => crate::error::DomainError::kind(e),
+        KnowledgeError::Tenant(e) => crate::error::DomainError::kind(e),
+    }
+});
+
+/// What a file is, by its name; its content must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Text,
+    Markdown,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Markdown => "markdown",
+        }
+    }
+
+    fn of(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        match ext.as_str() {
+            "txt" | "text" | "log" => Some(Kind::Text),
+            "md" | "markdown" => Some(Kind::Markdown),
+            _ => None,
+        }
+    }
+}
+
+fn db(e: rusqlite::Error) -> KnowledgeError {
+    KnowledgeError::Store(StoreError::from_sqlite("knowledge", 0, &e))
+}
+
+/// The text of a file, checked against what its name says it is.
+fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<(Kind, &'a str), KnowledgeError> {
+    let kind = Kind::of(name).ok_or_else(|| KnowledgeError::Unsupported(name.to_string()))?;
+    if bytes.len() > MAX_BYTES {
+        return Err(KnowledgeError::TooLarge {
+            name: name.to_string(),
+            limit: MAX_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| KnowledgeError::NotText(name.into()))?;
+    // Text has no NUL and few other control characters; a binary file renamed .txt has many.
+    let controls = text
+        .chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
+        .count();
+    if text.contains('\0') || controls * 100 > text.len().max(1) {
+        return Err(KnowledgeError::NotText(name.into()));
+    }
+    if text.trim().is_empty() {
+        return Err(KnowledgeError::Empty(name.into()));
+    }
+    Ok((kind, text))
+}
+
+/// A document added (or a new version of one).
+#[derive(Debug, Clone, Serialize)]
+pub struct Added {
+    pub id: DocumentId,
+    pub name: String,
+    pub version: i64,
+    pub passages: usize,
+}
+
+/// Adds a file: a new document, or a new version of the document of the same name.
+///
+/// # Errors
+/// Permission (`knowledge.write`); an unsupported type, content that is not what the name
+/// says, too large, empty; too many documents; a storage fault (then nothing is added).
+pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added, KnowledgeError> {
+    door.caller().require(Permission::KnowledgeWrite)?;
+    let name =
+        crate::text::display_name(name, 255).map_err(|p| KnowledgeError::BadName(p.to_string()))?;
+    let (kind, text) = text_of(&name, bytes)?;
+    let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    let spans = chunk::passages(text, Sizes::default());
+    let (text, fresh_id) = (
+        text.to_string(),
+        DocumentId::from_trusted(crate::keyring::random_id().map_err(|e| StoreError::Io {
+            what: "knowledge".into(),
+            reason: e.to_string(),
+        })?),
+    );
+    door.change_blocking(move |tx| {
+        let c = tx.conn();
+        let now = tx.now_us();
+        let existing: Option<String> = c
+            .query_row("SELECT id FROM documents WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        let id = match existing {
+            Some(id) => DocumentId::from_trusted(id),
+            None => {
+                let count: i64 = c
+                    .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+                    .map_err(db)?;
+                if count >= MAX_DOCUMENTS {
+                    return Err(KnowledgeError::TooMany);
+                }
+                c.execute(
+                    "INSERT INTO documents (id, name, kind, created_us) VALUES (?1, ?2, ?3, ?4)",
+                    params![fresh_id.as_str(), name, kind.as_str(), now],
+                )
+                .map_err(db)?;
+                fresh_id.clone()
+            }
+        };
+        let version: i64 = c
+            .query_row(
+                "SELECT coalesce(max(version), 0) + 1 FROM versions WHERE document_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        c.execute(
+            "INSERT INTO versions (document_id, version, sha256, bytes, body, created_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id.as_str(), version, sha, text.len() as i64, text, now],
+        )
+        .map_err(db)?;
+        let mut put = c
+            .prepare(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db)?;
+        let mut index = c
+            .prepare("INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)")
+            .map_err(db)?;
+        for s in &spans {
+            let body = &text[s.start..s.end];
+            put.execute(params![
+                id.as_str(),
+                version,
+                s.start as i64,
+                s.end as i64,
+                body
+            ])
+            .map_err(db)?;
+            index
+                .execute(params![c.last_insert_rowid(), body])
+                .map_err(db)?;
+        }
+        let added = Added {
+            id: id.clone(),
+            name: name.clone(),
+            version,
+            passages: spans.len(),
+        };
+        let audit = Audit::new("knowledge.add", id.as_str()).params(serde_json::json!({
+            "name": name, "kind": kind.as_str(), "version": version, "bytes": text.len(),
+            "sha256": sha, "passages": spans.len(),
+        }));
+        Ok((added, audit))
+    })
+}
+
+/// A document as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub name: String,
+    pub kind: String,
+    pub versions: i64,
+    pub latest_bytes: i64,
+    pub passages: i64,
+    pub created_us: i64,
+}
+
+/// Every document, by name.
+///
+/// # Errors
+/// Permission (`knowledge.read`) or a storage fault.
+pub fn list_blocking<D: Door>(door: &D) -> Result<Vec<Document>, KnowledgeError> {
+    door.caller().require(Permission::KnowledgeRead)?;
+    door.read_blocking(|c| {
+        let mut st = c
+            .prepare(
+                "SELECT d.id, d.name, d.kind, d.created_us, \
+                   (SELECT count(*) FROM versions v WHERE v.document_id = d.id), \
+                   (SELECT bytes FROM versions v WHERE v.document_id = d.id \
+                      ORDER BY version DESC LIMIT 1), \
+                   (SELECT count(*) FROM passages p WHERE p.document_id = d.id) \
+                 FROM documents d ORDER BY d.name",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Document {
+                    id: DocumentId::from_trusted(r.get(0)?),
+                    name: r.get(1)?,
+                    kind: r.get(2)?,
+                    created_us: r.get(3)?,
+                    versions: r.get(4)?,
+                    latest_bytes: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                    passages: r.get(6)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    })
+}
+
+/// Removes a document: every version, passage and index entry, with its audit entry.
+///
+/// # Errors
+/// Permission (`knowledge.write`), no such document, or a storage fault (then nothing
+/// is removed).
+pub fn remove_blocking<D: Door>(door: &D, id: &DocumentId) -> Result<(), KnowledgeError> {
+    door.caller().require(Permission::KnowledgeWrite)?;
+    let id = id.clone();
+    door.change_blocking(move |tx| {
+        let c = tx.conn();
+        let name: Option<String> = c
+            .query_row(
+                "SELECT name FROM documents WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        let name = name.ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
+        // The index holds no copy of its own (external content): each entry is taken out
+        // with the text it was made from.
+        c.execute(
+            "INSERT INTO passages_fts (passages_fts, rowid, body) \
+             SELECT 'delete', id, body FROM passages WHERE document_id = ?1",
+            [id.as_str()],
+        )
+        .map_err(db)?;
+        let passages = c
+            .execute("DELETE FROM passages WHERE document_id = ?1", [id.as_str()])
+            .map_err(db)?;
+        let versions = c
+            .execute("DELETE FROM versions WHERE document_id = ?1", [id.as_str()])
+            .map_err(db)?;
+        c.execute("DELETE FROM documents WHERE id = ?1", [id.as_str()])
+            .map_err(db)?;
+        let audit = Audit::new("knowledge.remove", id.as_str()).params(serde_json::json!({
+            "name": name, "versions": versions, "passages": passages,
+        }));
+        Ok(((), audit))
+    })
+}
+
+/// A passage found by a search.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub citation: String,
+    pub document_id: DocumentId,
+    pub document: String,
+    pub version: i64,
+    /// BM25, higher is better.
+    pub score: f64,
+    /// The passage's best fragment, matched words between `**`.
+    pub snippet: String,
+    pub text: String,
+}
+
+/// The passages of the latest versions that best match `query`, best first, at most
+/// `limit` (1 to 100). Earlier versions stay citable, but are not searched.
+///
+/// # Errors
+/// Permission (`knowledge.read`) or a storage fault. Any query text is answered: a query
+/// with no word finds nothing.
+pub fn search_blocking<D: Door>(
+    door: &D,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<Hit>, KnowledgeError> {
+    door.caller().require(Permission::KnowledgeRead)?;
+    let Some(expr) = super::query::fts5(query) else {
+        return Ok(Vec::new());
+    };
+    let limit = limit.clamp(1, MAX_LIMIT) as i64;
+    door.read_blocking(|c| {
+        let mut st = c
+            .prepare(
+                "SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, \
+                   bm25(passages_fts), snippet(passages_fts, 0, '**', '**', '…', 24), p.body \
+                 FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid \
+                 JOIN documents d ON d.id = p.document_id \
+                 WHERE passages_fts MATCH ?1 AND p.version = \
+                   (SELECT max(version) FROM versions v WHERE v.document_id = p.document_id) \
+                 ORDER BY bm25(passages_fts) LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![expr, limit], |r| {
+                let (doc, version, start, end): (String, i64, i64, i64) =
+                    (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                Ok(Hit {
+                    citation: format!("{doc}:{version}:{start}-{end}"),
+                    document_id: DocumentId::from_trusted(doc),
+                    document: r.get(1)?,
+                    version,
+                    score: -r.get::<_, f64>(5)?,
+                    snippet: r.get(6)?,
+                    text: r.get(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_must_be_what_its_name_says() {
+        assert!(matches!(
+            text_of("a.pdf", b"%PDF-1.7"),
+            Err(KnowledgeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            text_of("noext", b"hello"),
+            Err(KnowledgeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            text_of("a.txt", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Err(KnowledgeError::NotText(_))
+        ));
+        assert!(matches!(
+            text_of("a.md", &[0xff, 0xfe, 0x41]),
+            Err(KnowledgeError::NotText(_))
+        ));
+        assert!(matches!(
+            text_of("a.txt", b" \n\t "),
+            Err(KnowledgeError::Empty(_))
+        ));
+        let big = vec![b'a'; MAX_BYTES + 1];
+        assert!(matches!(
+            text_of("a.txt", &big),
+            Err(KnowledgeError::TooLarge { .. })
+        ));
+        assert_eq!(
+            text_of("Notes.MD", "# Héllo\n".as_bytes()).unwrap(),
+            (Kind::Markdown, "# Héllo\n")
+        );
+    }
+}

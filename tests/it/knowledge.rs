@@ -1,0 +1,214 @@
+//! Knowledge from the command line, on real tenant files: add, version, list, search
+//! (JSON lines), remove, broken input, hostile queries, and one tenant's documents never
+//! found from another.
+
+use crate::support::Env;
+use std::path::PathBuf;
+
+fn write(dir: &std::path::Path, name: &str, body: &[u8]) -> String {
+    let p: PathBuf = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+fn search(env: &Env, tenant: &str, q: &str) -> Vec<serde_json::Value> {
+    env.ok(&["knowledge", "search", "--tenant", tenant, q, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn documents_are_added_versioned_searched_and_removed() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    let pilot = write(
+        files.path(),
+        "pilotage.md",
+        "# Pilotage\n\nEvery vessel above ninety metres takes a harbour pilot.\n\nThe pilot boards at the outer buoy.\n".as_bytes(),
+    );
+    let fees = write(
+        files.path(),
+        "fees.txt",
+        b"Berth fees are charged per metre per day. Fees for the cafe terrace are separate.",
+    );
+    let out = env.ok(&["knowledge", "add", "--tenant", &t, &pilot, &fees]);
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(ids.len(), 2, "one id per file: {out}");
+    assert!(ids.iter().all(|id| id.len() == 32), "{out}");
+
+    // Best first, with citation, document, score, snippet and the passage's full text.
+    let hits = search(&env, &t, "harbour pilot");
+    assert!(!hits.is_empty());
+    let top = &hits[0];
+    assert_eq!(top["document"], "pilotage.md");
+    assert_eq!(top["document_id"], ids[0]);
+    let citation = top["citation"].as_str().unwrap();
+    assert!(
+        citation.starts_with(&format!("{}:1:", ids[0])),
+        "{citation}"
+    );
+    assert!(
+        top["snippet"].as_str().unwrap().contains("**pilot**"),
+        "{top}"
+    );
+    assert!(top["text"].as_str().unwrap().contains("harbour pilot"));
+    assert!(top["score"].as_f64().unwrap() > 0.0);
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // Diacritics do not matter; the citation's span is the passage in the stored text.
+    assert_eq!(search(&env, &t, "café")[0]["document"], "fees.txt");
+    let (span, text) = (
+        citation.rsplit(':').next().unwrap(),
+        top["text"].as_str().unwrap(),
+    );
+    let (a, b) = span.split_once('-').unwrap();
+    let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+    assert_eq!(b - a, text.len());
+
+    // The same name again is a new version; search reads the latest.
+    let pilot2 = write(
+        files.path(),
+        "pilotage.md",
+        b"# Pilotage\n\nFrom June, vessels above seventy metres take a pilot.\n",
+    );
+    let again = env.ok(&["knowledge", "add", "--tenant", &t, &pilot2, "--json"]);
+    let added: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(
+        (added["id"].as_str().unwrap(), added["version"].as_i64()),
+        (ids[0], Some(2))
+    );
+    let hits = search(&env, &t, "seventy");
+    assert!(hits[0]["citation"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}:2:", ids[0])));
+    assert!(
+        search(&env, &t, "ninety").is_empty(),
+        "the old version is not searched"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["knowledge", "list", "--tenant", &t, "--json"])).unwrap();
+    let listed = list.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let p = listed.iter().find(|d| d["name"] == "pilotage.md").unwrap();
+    assert_eq!(p["versions"], 2);
+
+    // Removed: gone from search and list, in one step with its audit entry.
+    env.ok(&["knowledge", "remove", "--tenant", &t, ids[0]]);
+    assert!(search(&env, &t, "pilot").is_empty());
+    let list = env.ok(&["knowledge", "list", "--tenant", &t, "--json"]);
+    assert!(!list.contains("pilotage.md"), "{list}");
+    let journal = env.ok(&["audit", "export", "--tenant", &t]);
+    assert_eq!(journal.matches("\"knowledge.add\"").count(), 3);
+    assert_eq!(journal.matches("\"knowledge.remove\"").count(), 1);
+    let again = env.fails(&["knowledge", "remove", "--tenant", &t, ids[0]]);
+    assert!(
+        again.contains("no document") && again.contains("KNW-0007"),
+        "{again}"
+    );
+}
+
+#[test]
+fn broken_files_and_hostile_queries_get_clear_answers() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    let good = write(files.path(), "good.txt", b"Anchors are inspected yearly.");
+    let png = write(
+        files.path(),
+        "photo.txt",
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0",
+    );
+    let pdf = write(files.path(), "report.pdf", b"%PDF-1.7");
+    let empty = write(files.path(), "empty.md", b"  \n");
+    let missing = files.path().join("missing.txt").display().to_string();
+    let out = env.run(&[
+        "knowledge",
+        "add",
+        "--tenant",
+        &t,
+        &png,
+        &good,
+        &pdf,
+        &empty,
+        &missing,
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the good file is added: {stdout}"
+    );
+    for needle in [
+        "photo.txt: the content is not text",
+        "report.pdf: this type of file is not taken",
+        "empty.md: the file holds no text",
+        "cannot read",
+        "4 of 5 files were not added",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    // Queries never reach FTS5's syntax: each is answered.
+    let punctuation = "\"*()^:-+{}[];,.'!?~".repeat(600);
+    for q in [
+        "\"",
+        "*",
+        "NEAR(",
+        "OR",
+        "anchors*",
+        "body:anchors",
+        punctuation.as_str(),
+    ] {
+        env.ok(&["knowledge", "search", "--tenant", &t, q, "--json"]);
+    }
+    assert_eq!(search(&env, &t, "ANCHORS*").len(), 1);
+    for (args, needle) in [
+        (
+            vec!["knowledge", "search", "--tenant", "nope", "x"],
+            "TEN-0001",
+        ),
+        (
+            vec!["knowledge", "remove", "--tenant", &t, "../etc"],
+            "DOC-0001",
+        ),
+        (
+            vec!["knowledge", "search", "--tenant", &t, "x", "--limit", "0"],
+            "limit",
+        ),
+    ] {
+        let e = env.fails(&args);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn one_tenant_never_finds_anothers_documents() {
+    let env = Env::init();
+    let (a, b) = (env.create_tenant("alpha"), env.create_tenant("beta"));
+    let files = tempfile::tempdir().unwrap();
+    let fa = write(
+        files.path(),
+        "a.txt",
+        b"The vault code rotates every quarter at alpha.",
+    );
+    let fb = write(
+        files.path(),
+        "b.txt",
+        b"The vault code rotates every month at beta.",
+    );
+    env.ok(&["knowledge", "add", "--tenant", &a, &fa]);
+    env.ok(&["knowledge", "add", "--tenant", &b, &fb]);
+    for (t, own, other) in [(&a, "a.txt", "b.txt"), (&b, "b.txt", "a.txt")] {
+        let hits = search(&env, t, "vault code rotates");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["document"], own);
+        let all = serde_json::to_string(&hits).unwrap();
+        assert!(
+            !all.contains(other) && !all.contains(if own == "a.txt" { "beta" } else { "alpha" })
+        );
+    }
+}
