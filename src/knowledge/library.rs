@@ -58,8 +58,10 @@ pub const MAX_LIMIT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
-    #[error("{0}: this type of file is not taken; give plain text (.txt) or Markdown (.md)")]
+    #[error("{0}: this type of file is not taken; give plain text (.txt), Markdown (.md), CSV (.csv) or JSON (.json)")]
     Unsupported(String),
+    #[error("{name}: {detail}")]
+    Malformed { name: String, detail: String },
     #[error("{0}: the content is not text (binary data or not UTF-8), whatever its name says")]
     NotText(String),
     #[error("{name}: larger than the {limit} bytes a document may have")]
@@ -92,6 +94,7 @@ impl KnowledgeError {
             Self::BadName(_) => "KNW-0005",
             Self::TooMany => "KNW-0006",
             Self::NotFound(_) => "KNW-0007",
+            Self::Malformed { .. } => "KNW-0011",
             Self::InvalidId(e) => e.code(),
             Self::Denied(_) => "KNW-0008",
             Self::Store(e) => e.code(),
@@ -108,6 +111,7 @@ crate::domain_error!(KnowledgeError, |e| {
         | KnowledgeError::TooLarge { .. }
         | KnowledgeError::Empty(_)
         | KnowledgeError::BadName(_)
+        | KnowledgeError::Malformed { .. }
         | KnowledgeError::InvalidId(_) => ErrorKind::Invalid,
         KnowledgeError::TooMany => ErrorKind::Conflict,
         KnowledgeError::NotFound(_) => ErrorKind::NotFound,
@@ -123,6 +127,11 @@ crate::domain_error!(KnowledgeError, |e| {
 pub enum Kind {
     Text,
     Markdown,
+    /// Each row a passage, its values named by the header.
+    Csv,
+    /// Each record (element of a top-level array, or the object) a passage, values named
+    /// by their path.
+    Json,
 }
 
 impl Kind {
@@ -130,6 +139,8 @@ impl Kind {
         match self {
             Kind::Text => "text",
             Kind::Markdown => "markdown",
+            Kind::Csv => "csv",
+            Kind::Json => "json",
         }
     }
 
@@ -138,6 +149,8 @@ impl Kind {
         match ext.as_str() {
             "txt" | "text" | "log" => Some(Kind::Text),
             "md" | "markdown" => Some(Kind::Markdown),
+            "csv" => Some(Kind::Csv),
+            "json" => Some(Kind::Json),
             _ => None,
         }
     }
@@ -171,6 +184,152 @@ fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<(Kind, &'a str), Knowledge
     Ok((kind, text))
 }
 
+/// Most bytes of one passage (a CSV row or JSON record longer than this is cut).
+const PASSAGE_MAX: usize = 1200;
+
+/// The text a version stores and its passages: prose as it is, cut on sentences; rows and
+/// records rendered one per line as `field: value; field: value`, one passage each, so the
+/// field names are searched and cited with their values.
+fn render(
+    name: &str,
+    kind: Kind,
+    text: &str,
+) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
+    let records: Vec<String> = match kind {
+        Kind::Text | Kind::Markdown => {
+            return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
+        }
+        Kind::Csv => csv_records(name, text)?,
+        Kind::Json => json_records(name, text)?,
+    };
+    let records: Vec<String> = records
+        .into_iter()
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    if records.is_empty() {
+        return Err(KnowledgeError::Empty(name.to_string()));
+    }
+    let mut body = String::new();
+    let mut spans = Vec::new();
+    for r in records {
+        let line = r.replace(['\n', '\r'], " ");
+        let start = body.len();
+        body.push_str(&line);
+        let end = body.len();
+        body.push('\n');
+        if end - start <= PASSAGE_MAX {
+            spans.push(chunk::Span { start, end });
+        } else {
+            let sizes = Sizes {
+                max: PASSAGE_MAX,
+                overlap: 0,
+            };
+            spans.extend(
+                chunk::passages(&line, sizes)
+                    .into_iter()
+                    .map(|s| chunk::Span {
+                        start: start + s.start,
+                        end: start + s.end,
+                    }),
+            );
+        }
+    }
+    Ok((body, spans))
+}
+
+fn malformed(name: &str, detail: impl Into<String>) -> KnowledgeError {
+    KnowledgeError::Malformed {
+        name: name.to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| malformed(name, format!("the header line cannot be read: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| {
+            let line = e.position().map_or(i as u64 + 2, csv::Position::line);
+            malformed(name, format!("line {line}: {}", csv_reason(&e)))
+        })?;
+        let fields: Vec<String> = headers
+            .iter()
+            .zip(row.iter())
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(h, v)| format!("{h}: {}", v.trim()))
+            .collect();
+        out.push(fields.join("; "));
+    }
+    Ok(out)
+}
+
+/// The reason of a CSV error without the byte positions the library adds.
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("{len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8".into(),
+        _ => "cannot be read as CSV".into(),
+    }
+}
+
+fn json_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        malformed(
+            name,
+            format!("line {}, column {}: not valid JSON", e.line(), e.column()),
+        )
+    })?;
+    let records = match value {
+        serde_json::Value::Array(items) => items,
+        o @ serde_json::Value::Object(_) => vec![o],
+        _ => return Err(malformed(name, "give an array of records or one object")),
+    };
+    Ok(records
+        .iter()
+        .map(|r| {
+            let mut fields = Vec::new();
+            flatten("", r, &mut fields);
+            fields.join("; ")
+        })
+        .collect())
+}
+
+/// `path: value` for every scalar under `v`, nested names joined with dots.
+fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
+        Value::Null => {}
+        Value::String(s) if path.is_empty() => out.push(s.clone()),
+        Value::String(s) => out.push(format!("{path}: {s}")),
+        other if path.is_empty() => out.push(other.to_string()),
+        other => out.push(format!("{path}: {other}")),
+    }
+}
+
 /// A document added (or a new version of one).
 #[derive(Debug, Clone, Serialize)]
 pub struct Added {
@@ -191,9 +350,9 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
         crate::text::display_name(name, 255).map_err(|p| KnowledgeError::BadName(p.to_string()))?;
     let (kind, text) = text_of(&name, bytes)?;
     let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
-    let spans = chunk::passages(text, Sizes::default());
+    let (text, spans) = render(&name, kind, text)?;
     let (text, fresh_id) = (
-        text.to_string(),
+        text,
         DocumentId::from_trusted(crate::keyring::random_id().map_err(|e| StoreError::Io {
             what: "knowledge".into(),
             reason: e.to_string(),
@@ -459,5 +618,59 @@ mod tests {
             text_of("Notes.MD", "# Héllo\n".as_bytes()).unwrap(),
             (Kind::Markdown, "# Héllo\n")
         );
+    }
+
+    #[test]
+    fn rows_and_records_keep_their_field_names() {
+        let (body, spans) = render(
+            "ships.csv",
+            Kind::Csv,
+            "name,length_m,flag\nAurora,92,NL\n\"Sea, Lark\",48,\n",
+        )
+        .unwrap();
+        let passages: Vec<&str> = spans.iter().map(|s| &body[s.start..s.end]).collect();
+        assert_eq!(
+            passages,
+            [
+                "name: Aurora; length_m: 92; flag: NL",
+                "name: Sea, Lark; length_m: 48"
+            ]
+        );
+        let (body, spans) = render(
+            "crew.json",
+            Kind::Json,
+            r#"[{"name": "Ines", "role": {"title": "pilot"}, "certs": ["A", "B"]}, {"name": null}]"#,
+        )
+        .unwrap();
+        assert_eq!(spans.len(), 1, "a record with nothing in it is no passage");
+        assert_eq!(
+            &body[spans[0].start..spans[0].end],
+            "certs.0: A; certs.1: B; name: Ines; role.title: pilot"
+        );
+    }
+
+    #[test]
+    fn broken_rows_and_records_are_named_by_line() {
+        let e = render("s.csv", Kind::Csv, "a,b\n1,2\n3,4,5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s.csv") && e.contains("line 3") && e.contains("3 fields"),
+            "{e}"
+        );
+        let e = render("c.json", Kind::Json, "[{\"a\": 1},\n {\"b\": }]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.json") && e.contains("line 2"), "{e}");
+        let e = render("n.json", Kind::Json, "42").unwrap_err().to_string();
+        assert!(e.contains("array of records"), "{e}");
+        assert!(matches!(
+            render("h.csv", Kind::Csv, "a,b\n"),
+            Err(KnowledgeError::Empty(_))
+        ));
+        let long = format!("k\n{}\n", "word ".repeat(600));
+        let (body, spans) = render("l.csv", Kind::Csv, &long).unwrap();
+        assert!(spans.len() > 1 && spans.iter().all(|s| s.end - s.start <= PASSAGE_MAX));
+        assert!(spans.iter().all(|s| body.is_char_boundary(s.start)));
     }
 }

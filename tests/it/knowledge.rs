@@ -186,6 +186,37 @@ fn broken_files_and_hostile_queries_get_clear_answers() {
 }
 
 #[test]
+fn rows_and_records_are_found_with_their_field_names() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    let csv = write(
+        files.path(),
+        "ships.csv",
+        b"name,length_m,flag\nAurora,92,NL\nLark,48,DE\n",
+    );
+    let json = write(
+        files.path(),
+        "crew.json",
+        br#"[{"name": "Ines", "role": {"title": "pilot"}}, {"name": "Tom", "role": {"title": "deckhand"}}]"#,
+    );
+    let broken = write(files.path(), "broken.csv", b"a,b\n1,2\n3,4,5\n");
+    let out = env.run(&["knowledge", "add", "--tenant", &t, &csv, &json, &broken]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.csv: line 3: 3 fields where the header has 2"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let hits = search(&env, &t, "flag DE");
+    assert_eq!(hits[0]["text"], "name: Lark; length_m: 48; flag: DE");
+    let hits = search(&env, &t, "deckhand");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["text"], "name: Tom; role.title: deckhand");
+    assert_eq!(hits[0]["document"], "crew.json");
+}
+
+#[test]
 fn one_tenant_never_finds_anothers_documents() {
     let env = Env::init();
     let (a, b) = (env.create_tenant("alpha"), env.create_tenant("beta"));
