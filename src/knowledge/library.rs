@@ -196,8 +196,16 @@ fn render(
     text: &str,
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
     let records: Vec<String> = match kind {
-        Kind::Text | Kind::Markdown => {
+        Kind::Text => {
             return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
+        }
+        Kind::Markdown => {
+            let plain = markdown_text(text);
+            if plain.trim().is_empty() {
+                return Err(KnowledgeError::Empty(name.to_string()));
+            }
+            let spans = chunk::passages(&plain, Sizes::default());
+            return Ok((plain, spans));
         }
         Kind::Csv => csv_records(name, text)?,
         Kind::Json => json_records(name, text)?,
@@ -235,6 +243,45 @@ fn render(
         }
     }
     Ok((body, spans))
+}
+
+/// The prose of a Markdown document: text, code and link texts kept, markup dropped; each
+/// block (heading, paragraph, list item, table row, code block) on lines of its own, so
+/// passages are cut between blocks.
+fn markdown_text(source: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let mut out = String::with_capacity(source.len());
+    let block_end = |out: &mut String| {
+        while out.ends_with([' ', '\n']) {
+            out.pop();
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+    };
+    for event in Parser::new_ext(
+        source,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    ) {
+        match event {
+            Event::Text(t) | Event::Code(t) => out.push_str(&t),
+            Event::SoftBreak => out.push(' '),
+            Event::HardBreak => out.push('\n'),
+            Event::Start(Tag::Item) => out.push_str("- "),
+            Event::End(TagEnd::TableCell) => out.push_str(" | "),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::CodeBlock
+                | TagEnd::TableRow
+                | TagEnd::TableHead
+                | TagEnd::BlockQuote(_),
+            ) => block_end(&mut out),
+            _ => {}
+        }
+    }
+    out.trim_end().to_string()
 }
 
 fn malformed(name: &str, detail: impl Into<String>) -> KnowledgeError {
@@ -647,6 +694,22 @@ mod tests {
             &body[spans[0].start..spans[0].end],
             "certs.0: A; certs.1: B; name: Ines; role.title: pilot"
         );
+    }
+
+    #[test]
+    fn markdown_is_indexed_as_its_prose() {
+        let md = "# Pilotage\n\nEvery **vessel** above [ninety metres](https://x.test) takes a pilot.\n\n- Board at the `outer buoy`\n- Radio on channel 12\n\n| Size | Fee |\n|---|---|\n| 90 m | 400 |\n";
+        let (body, spans) = render("p.md", Kind::Markdown, md).unwrap();
+        assert_eq!(
+            body,
+            "Pilotage\n\nEvery vessel above ninety metres takes a pilot.\n\n- Board at the outer buoy\n\n- Radio on channel 12\n\nSize | Fee |\n\n90 m | 400 |"
+        );
+        assert!(!body.contains("https://") && !body.contains("**"));
+        assert_eq!(spans.len(), 1, "short: one passage");
+        assert!(matches!(
+            render("e.md", Kind::Markdown, "<!-- only a comment -->\n"),
+            Err(KnowledgeError::Empty(_))
+        ));
     }
 
     #[test]
