@@ -711,7 +711,7 @@ impl Sso {
             let account = match find_or_create(&ctx, &dir, &person) {
                 Ok(a) => a,
                 Err(e) => {
-                    let _ = journal_in(&ctx, &e, &person.subject);
+                    let _ = journal_in(&ctx, e.reason(), &e.to_string(), Some(&person.subject));
                     return Err(e);
                 }
             };
@@ -960,15 +960,10 @@ async fn journal_failure(
     e: &SsoError,
     ip: Option<std::net::IpAddr>,
 ) {
-    let (app2, tenant, reason, message) = (app.clone(), tenant.clone(), e.reason(), e.to_string());
+    let (app2, tenant, reason, detail) = (app.clone(), tenant.clone(), e.reason(), e.to_string());
     let done = tokio::task::spawn_blocking(move || -> Result<(), SsoError> {
         let ctx = door::open_blocking(&app2, &tenant, Caller::system(Realm::Tenant), ip)?;
-        ctx.change_blocking(move |_tx| {
-            let audit = Audit::new("auth.sign_in", "unknown")
-                .params(serde_json::json!({ "method": "sso", "reason": reason, "detail": clip(&message) }))
-                .outcome(crate::audit::Outcome::Failure);
-            Ok::<_, SsoError>(((), audit))
-        })
+        journal_in(&ctx, reason, &detail, None)
     })
     .await;
     if !matches!(done, Ok(Ok(()))) {
@@ -977,13 +972,22 @@ async fn journal_failure(
     }
 }
 
-fn journal_in<D: Door>(ctx: &D, e: &SsoError, subject: &str) -> Result<(), SsoError> {
-    let (reason, message, subject) = (e.reason(), e.to_string(), clip(subject));
+/// A refused single sign-on in the tenant's journal, with the provider's subject when the
+/// provider had vouched for someone.
+fn journal_in<D: Door>(
+    ctx: &D,
+    reason: &'static str,
+    detail: &str,
+    subject: Option<&str>,
+) -> Result<(), SsoError> {
+    let mut params =
+        serde_json::json!({ "method": "sso", "reason": reason, "detail": clip(detail) });
+    if let Some(s) = subject {
+        params["subject"] = clip(s).into();
+    }
     ctx.change_blocking(move |_tx| {
         let audit = Audit::new("auth.sign_in", "unknown")
-            .params(serde_json::json!({
-                "method": "sso", "reason": reason, "detail": clip(&message), "subject": subject,
-            }))
+            .params(params.clone())
             .outcome(crate::audit::Outcome::Failure);
         Ok::<_, SsoError>(((), audit))
     })

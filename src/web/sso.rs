@@ -99,14 +99,24 @@ struct LeavePage {
     location: String,
 }
 
+/// Where a sign-in was started: the sign-in page's form (with what was typed there), or a
+/// tenant's own link.
+enum From<'a> {
+    Form(&'a str),
+    Link,
+}
+
 async fn start(
     state: &AppState,
     (uri, headers): (&Uri, &HeaderMap),
     tenant: &TenantId,
     hint: Option<&Email>,
-    who: &str,
+    from: From<'_>,
 ) -> Response {
-    let from_form = !who.is_empty();
+    let who = match from {
+        From::Form(who) => who,
+        From::Link => "",
+    };
     let Some(uri) = redirect_uri(state, uri, headers) else {
         return sso_refused(who, &SsoError::NotAvailable);
     };
@@ -115,7 +125,7 @@ async fn start(
             // From the sign-in form, a page rather than a redirect: the sign-in page's CSP
             // (`form-action 'self'`) holds for every redirect that follows a form post, and
             // the provider is another origin. Its own navigation is not a form's.
-            let mut res = if from_form {
+            let mut res = if matches!(from, From::Form(_)) {
                 render(
                     StatusCode::OK,
                     &LeavePage {
@@ -160,7 +170,7 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
         );
     }
     if let Ok(tenant) = TenantId::parse(who) {
-        return start(&state, at, &tenant, None, who).await;
+        return start(&state, at, &tenant, None, From::Form(who)).await;
     }
     let Ok(email) = Email::parse(who) else {
         return login_page(
@@ -178,7 +188,7 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
     let found = tokio::task::spawn_blocking(move || dir.find(&e2)).await;
     match found {
         Ok(Ok(Some(listing))) => match listing.home {
-            Home::Tenant(t) => start(&state, at, &t, Some(&email), who).await,
+            Home::Tenant(t) => start(&state, at, &t, Some(&email), From::Form(who)).await,
             Home::Platform => sso_refused(who, &SsoError::NotAvailable),
         },
         _ => sso_refused(who, &SsoError::NotAvailable),
@@ -193,7 +203,7 @@ async fn start_from_link(
     headers: HeaderMap,
 ) -> Response {
     match TenantId::parse(&tenant) {
-        Ok(t) => start(&state, (&uri, &headers), &t, None, "").await,
+        Ok(t) => start(&state, (&uri, &headers), &t, None, From::Link).await,
         Err(_) => sso_refused("", &SsoError::NotAvailable),
     }
 }
