@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Add files (plain text, Markdown); prints one document id per file. A file named like
+    /// Add files (text, Markdown, HTML, PDF, CSV, JSON); prints one document id per file. A file named like
     /// a document already there becomes its new version.
     Add {
         #[arg(long, value_name = "ID")]
@@ -41,6 +41,18 @@ pub enum Command {
         query: String,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
         limit: u16,
+        /// Only this document.
+        #[arg(long, value_name = "DOC_ID")]
+        document: Option<String>,
+        /// Only documents of this type: text, markdown, html, pdf, csv or json.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only versions added on or after this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only versions added before this date.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +92,21 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
     let doc = match cmd {
         Command::Remove { doc_id, .. } => Some(DocumentId::parse(doc_id)?),
         _ => None,
+    };
+    let filter = match cmd {
+        Command::Search {
+            document,
+            kind,
+            since,
+            until,
+            ..
+        } => library::Filter::parse(
+            document.as_deref(),
+            kind.as_deref(),
+            since.as_deref(),
+            until.as_deref(),
+        )?,
+        _ => library::Filter::default(),
     };
     let app = Arc::new(open_app(cli)?);
     let result = door::open_blocking(&app, &tenant, Caller::operator(Realm::Tenant), None)
@@ -130,7 +157,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 Command::Search {
                     query, limit, json, ..
                 } => {
-                    let hits = library::search_blocking(&ctx, query, usize::from(*limit))?;
+                    let hits = library::search_blocking(&ctx, query, &filter, usize::from(*limit))?;
                     for h in &hits {
                         if *json {
                             println!("{}", serde_json::to_string(h).unwrap_or_default());

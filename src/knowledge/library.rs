@@ -58,8 +58,16 @@ pub const MAX_LIMIT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
-    #[error("{0}: this type of file is not taken; give plain text (.txt), Markdown (.md), CSV (.csv) or JSON (.json)")]
+    #[error("{0}: this type of file is not taken; give plain text (.txt), Markdown (.md), HTML (.html), PDF (.pdf), CSV (.csv) or JSON (.json)")]
     Unsupported(String),
+    #[error("{name}: {detail}")]
+    Unreadable { name: String, detail: String },
+    #[error("{0}: reading it took too long; give its text, or split it")]
+    TooSlow(String),
+    #[error("other PDFs are being read; try again in a minute")]
+    Busy,
+    #[error("{0}")]
+    BadFilter(String),
     #[error("{name}: {detail}")]
     Malformed { name: String, detail: String },
     #[error("{0}: the content is not text (binary data or not UTF-8), whatever its name says")]
@@ -95,6 +103,10 @@ impl KnowledgeError {
             Self::TooMany => "KNW-0006",
             Self::NotFound(_) => "KNW-0007",
             Self::Malformed { .. } => "KNW-0011",
+            Self::Unreadable { .. } => "KNW-0012",
+            Self::TooSlow(_) => "KNW-0013",
+            Self::Busy => "KNW-0014",
+            Self::BadFilter(_) => "KNW-0015",
             Self::InvalidId(e) => e.code(),
             Self::Denied(_) => "KNW-0008",
             Self::Store(e) => e.code(),
@@ -112,7 +124,11 @@ crate::domain_error!(KnowledgeError, |e| {
         | KnowledgeError::Empty(_)
         | KnowledgeError::BadName(_)
         | KnowledgeError::Malformed { .. }
+        | KnowledgeError::Unreadable { .. }
+        | KnowledgeError::TooSlow(_)
+        | KnowledgeError::BadFilter(_)
         | KnowledgeError::InvalidId(_) => ErrorKind::Invalid,
+        KnowledgeError::Busy => ErrorKind::Busy,
         KnowledgeError::TooMany => ErrorKind::Conflict,
         KnowledgeError::NotFound(_) => ErrorKind::NotFound,
         KnowledgeError::Denied(_) => ErrorKind::Forbidden,
@@ -127,6 +143,10 @@ crate::domain_error!(KnowledgeError, |e| {
 pub enum Kind {
     Text,
     Markdown,
+    /// Its readable text.
+    Html,
+    /// The text of its text layer.
+    Pdf,
     /// Each row a passage, its values named by the header.
     Csv,
     /// Each record (element of a top-level array, or the object) a passage, values named
@@ -139,9 +159,25 @@ impl Kind {
         match self {
             Kind::Text => "text",
             Kind::Markdown => "markdown",
+            Kind::Html => "html",
+            Kind::Pdf => "pdf",
             Kind::Csv => "csv",
             Kind::Json => "json",
         }
+    }
+
+    /// The kind of a name (`html`, `pdf`...), as filters give it.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Kind::Text,
+            Kind::Markdown,
+            Kind::Html,
+            Kind::Pdf,
+            Kind::Csv,
+            Kind::Json,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 
     fn of(name: &str) -> Option<Self> {
@@ -149,6 +185,8 @@ impl Kind {
         match ext.as_str() {
             "txt" | "text" | "log" => Some(Kind::Text),
             "md" | "markdown" => Some(Kind::Markdown),
+            "html" | "htm" => Some(Kind::Html),
+            "pdf" => Some(Kind::Pdf),
             "csv" => Some(Kind::Csv),
             "json" => Some(Kind::Json),
             _ => None,
@@ -160,8 +198,14 @@ fn db(e: rusqlite::Error) -> KnowledgeError {
     KnowledgeError::Store(StoreError::from_sqlite("knowledge", 0, &e))
 }
 
-/// The text of a file, checked against what its name says it is.
-fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<(Kind, &'a str), KnowledgeError> {
+/// The text of a file, checked against what its name says it is: the file as it is for
+/// text kinds, the extracted text for HTML and PDF.
+fn text_of<'a>(
+    name: &str,
+    bytes: &'a [u8],
+) -> Result<(Kind, std::borrow::Cow<'a, str>), KnowledgeError> {
+    use super::extract::{self, Unreadable};
+    use std::borrow::Cow;
     let kind = Kind::of(name).ok_or_else(|| KnowledgeError::Unsupported(name.to_string()))?;
     if bytes.len() > MAX_BYTES {
         return Err(KnowledgeError::TooLarge {
@@ -169,8 +213,39 @@ fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<(Kind, &'a str), Knowledge
             limit: MAX_BYTES,
         });
     }
+    let extracted = match kind {
+        Kind::Pdf => Some(extract::pdf(bytes)),
+        Kind::Html => Some(extract::html(plain_text(name, bytes)?.as_bytes())),
+        _ => None,
+    };
+    let text: Cow<'a, str> = match extracted {
+        None => Cow::Borrowed(plain_text(name, bytes)?),
+        Some(Ok(text)) => Cow::Owned(text),
+        Some(Err(e)) => {
+            return Err(match e {
+                Unreadable::Mismatch(detail) => KnowledgeError::Unreadable {
+                    name: name.into(),
+                    detail: detail.into(),
+                },
+                Unreadable::Broken(detail) => KnowledgeError::Unreadable {
+                    name: name.into(),
+                    detail,
+                },
+                Unreadable::Slow => KnowledgeError::TooSlow(name.into()),
+                Unreadable::Busy => KnowledgeError::Busy,
+            })
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(KnowledgeError::Empty(name.into()));
+    }
+    Ok((kind, text))
+}
+
+/// `bytes` as text, refused when it is not: not UTF-8, or with the NULs and control
+/// characters of a binary file renamed.
+fn plain_text<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, KnowledgeError> {
     let text = std::str::from_utf8(bytes).map_err(|_| KnowledgeError::NotText(name.into()))?;
-    // Text has no NUL and few other control characters; a binary file renamed .txt has many.
     let controls = text
         .chars()
         .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
@@ -178,10 +253,7 @@ fn text_of<'a>(name: &str, bytes: &'a [u8]) -> Result<(Kind, &'a str), Knowledge
     if text.contains('\0') || controls * 100 > text.len().max(1) {
         return Err(KnowledgeError::NotText(name.into()));
     }
-    if text.trim().is_empty() {
-        return Err(KnowledgeError::Empty(name.into()));
-    }
-    Ok((kind, text))
+    Ok(text)
 }
 
 /// Most bytes of one passage (a CSV row or JSON record longer than this is cut).
@@ -196,7 +268,7 @@ fn render(
     text: &str,
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
     let records: Vec<String> = match kind {
-        Kind::Text => {
+        Kind::Text | Kind::Html | Kind::Pdf => {
             return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
         }
         Kind::Markdown => {
@@ -397,7 +469,7 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
         crate::text::display_name(name, 255).map_err(|p| KnowledgeError::BadName(p.to_string()))?;
     let (kind, text) = text_of(&name, bytes)?;
     let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
-    let (text, spans) = render(&name, kind, text)?;
+    let (text, spans) = render(&name, kind, &text)?;
     let (text, fresh_id) = (
         text,
         DocumentId::from_trusted(crate::keyring::random_id().map_err(|e| StoreError::Io {
@@ -583,8 +655,83 @@ pub struct Hit {
     pub text: String,
 }
 
-/// The passages of the latest versions that best match `query`, best first, at most
-/// `limit` (1 to 100). Earlier versions stay citable, but are not searched.
+/// What a search is narrowed to; each part left empty does not narrow it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub document: Option<DocumentId>,
+    pub kind: Option<Kind>,
+    /// Only versions added at or after this time (microseconds since the epoch).
+    pub since_us: Option<i64>,
+    /// Only versions added before this time.
+    pub until_us: Option<i64>,
+}
+
+impl Filter {
+    /// A filter from the words a person gives (CLI flags, form fields, query parameters):
+    /// a document id, a type name, and dates as `YYYY-MM-DD` or RFC 3339. Empty strings
+    /// count as not given.
+    ///
+    /// # Errors
+    /// A malformed id, an unknown type, a date that is not one, or `since` after `until`;
+    /// the message names the field and the form it takes.
+    pub fn parse(
+        document: Option<&str>,
+        kind: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Self, KnowledgeError> {
+        fn given(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let document = given(document).map(DocumentId::parse).transpose()?;
+        let kind = given(kind)
+            .map(|k| {
+                Kind::parse(&k.to_ascii_lowercase()).ok_or_else(|| {
+                    KnowledgeError::BadFilter(format!(
+                        "type {k:?} is not one; give text, markdown, html, pdf, csv or json"
+                    ))
+                })
+            })
+            .transpose()?;
+        let date = |field: &str, v: Option<&str>| -> Result<Option<i64>, KnowledgeError> {
+            given(v)
+                .map(|v| {
+                    let full = if v.len() == 10 {
+                        format!("{v}T00:00:00Z")
+                    } else {
+                        v.to_string()
+                    };
+                    humantime::parse_rfc3339_weak(&full)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .and_then(|d| i64::try_from(d.as_micros()).ok())
+                        .ok_or_else(|| {
+                            KnowledgeError::BadFilter(format!(
+                                "{field} {v:?} is not a date; give YYYY-MM-DD or an RFC 3339 time"
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        let (since_us, until_us) = (date("since", since)?, date("until", until)?);
+        if let (Some(s), Some(u)) = (since_us, until_us) {
+            if s >= u {
+                return Err(KnowledgeError::BadFilter(
+                    "since must be before until".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            document,
+            kind,
+            since_us,
+            until_us,
+        })
+    }
+}
+
+/// The passages of the latest versions that best match `query` and `filter`, best first, at
+/// most `limit` (1 to 100). Earlier versions stay citable, but are not searched.
 ///
 /// # Errors
 /// Permission (`knowledge.read`) or a storage fault. Any query text is answered: a query
@@ -592,6 +739,7 @@ pub struct Hit {
 pub fn search_blocking<D: Door>(
     door: &D,
     query: &str,
+    filter: &Filter,
     limit: usize,
 ) -> Result<Vec<Hit>, KnowledgeError> {
     door.caller().require(Permission::KnowledgeRead)?;
@@ -606,25 +754,38 @@ pub fn search_blocking<D: Door>(
                    bm25(passages_fts), snippet(passages_fts, 0, '**', '**', '…', 24), p.body \
                  FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid \
                  JOIN documents d ON d.id = p.document_id \
+                 JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
                  WHERE passages_fts MATCH ?1 AND p.version = \
-                   (SELECT max(version) FROM versions v WHERE v.document_id = p.document_id) \
+                   (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
+                   AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
+                   AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
                  ORDER BY bm25(passages_fts) LIMIT ?2",
             )
             .map_err(db)?;
         let rows = st
-            .query_map(params![expr, limit], |r| {
-                let (doc, version, start, end): (String, i64, i64, i64) =
-                    (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                Ok(Hit {
-                    citation: format!("{doc}:{version}:{start}-{end}"),
-                    document_id: DocumentId::from_trusted(doc),
-                    document: r.get(1)?,
-                    version,
-                    score: -r.get::<_, f64>(5)?,
-                    snippet: r.get(6)?,
-                    text: r.get(7)?,
-                })
-            })
+            .query_map(
+                params![
+                    expr,
+                    limit,
+                    filter.document.as_ref().map(DocumentId::as_str),
+                    filter.kind.map(Kind::as_str),
+                    filter.since_us,
+                    filter.until_us
+                ],
+                |r| {
+                    let (doc, version, start, end): (String, i64, i64, i64) =
+                        (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                    Ok(Hit {
+                        citation: format!("{doc}:{version}:{start}-{end}"),
+                        document_id: DocumentId::from_trusted(doc),
+                        document: r.get(1)?,
+                        version,
+                        score: -r.get::<_, f64>(5)?,
+                        snippet: r.get(6)?,
+                        text: r.get(7)?,
+                    })
+                },
+            )
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     })
@@ -637,8 +798,21 @@ mod tests {
     #[test]
     fn a_file_must_be_what_its_name_says() {
         assert!(matches!(
-            text_of("a.pdf", b"%PDF-1.7"),
+            text_of("a.docx", b"PK\x03\x04"),
             Err(KnowledgeError::Unsupported(_))
+        ));
+        let e = text_of("a.pdf", b"plain words").unwrap_err();
+        assert!(
+            matches!(&e, KnowledgeError::Unreadable { .. }) && e.to_string().contains("not a PDF"),
+            "{e}"
+        );
+        assert!(matches!(
+            text_of("a.html", b"<p>\0\0\0\x01\x02</p>"),
+            Err(KnowledgeError::NotText(_))
+        ));
+        assert!(matches!(
+            text_of("a.html", b"<html><script>x()</script></html>"),
+            Err(KnowledgeError::Empty(_))
         ));
         assert!(matches!(
             text_of("noext", b"hello"),
@@ -662,9 +836,35 @@ mod tests {
             Err(KnowledgeError::TooLarge { .. })
         ));
         assert_eq!(
-            text_of("Notes.MD", "# Héllo\n".as_bytes()).unwrap(),
-            (Kind::Markdown, "# Héllo\n")
+            text_of("Notes.MD", "# Héllo\n".as_bytes())
+                .map(|(k, t)| (k, t.into_owned()))
+                .unwrap(),
+            (Kind::Markdown, "# Héllo\n".to_string())
         );
+    }
+
+    #[test]
+    fn filters_are_parsed_with_the_field_named() {
+        let f = Filter::parse(None, Some("PDF"), Some("2026-01-02"), Some("")).unwrap();
+        assert_eq!(f.kind, Some(Kind::Pdf));
+        assert_eq!(f.since_us, Some(1_767_312_000_000_000));
+        assert_eq!(f.until_us, None);
+        let f = Filter::parse(None, None, None, Some("2026-01-02T03:04:05Z")).unwrap();
+        assert_eq!(f.until_us, Some(1_767_323_045_000_000));
+        for (args, word) in [
+            ((None, Some("docx"), None, None), "type"),
+            ((None, None, Some("yesterday"), None), "since"),
+            ((None, None, None, Some("2026-13-01")), "until"),
+            (
+                (None, None, Some("2026-02-01"), Some("2026-01-01")),
+                "before",
+            ),
+        ] {
+            let e = Filter::parse(args.0, args.1, args.2, args.3).unwrap_err();
+            assert!(e.to_string().contains(word), "{e}");
+            assert_eq!(e.code(), "KNW-0015");
+        }
+        assert!(Filter::parse(Some("../x"), None, None, None).is_err());
     }
 
     #[test]

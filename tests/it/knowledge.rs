@@ -121,7 +121,7 @@ fn broken_files_and_hostile_queries_get_clear_answers() {
         "photo.txt",
         b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0",
     );
-    let pdf = write(files.path(), "report.pdf", b"%PDF-1.7");
+    let pdf = write(files.path(), "report.docx", b"PK\x03\x04");
     let empty = write(files.path(), "empty.md", b"  \n");
     let missing = files.path().join("missing.txt").display().to_string();
     let out = env.run(&[
@@ -145,7 +145,7 @@ fn broken_files_and_hostile_queries_get_clear_answers() {
     );
     for needle in [
         "photo.txt: the content is not text",
-        "report.pdf: this type of file is not taken",
+        "report.docx: this type of file is not taken",
         "empty.md: the file holds no text",
         "cannot read",
         "4 of 5 files were not added",
@@ -242,4 +242,116 @@ fn one_tenant_never_finds_anothers_documents() {
             !all.contains(other) && !all.contains(if own == "a.txt" { "beta" } else { "alpha" })
         );
     }
+}
+
+#[test]
+fn html_and_pdf_are_read_for_their_text_and_broken_pdfs_are_named() {
+    use strongroom::knowledge::extract::sample_pdf;
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    let html = write(
+        files.path(),
+        "berths.html",
+        b"<html><head><script>var token='zz';</script></head><body><h2>Berths</h2>\
+          <p>Berth <b>seven</b> is kept for <a href='https://x.test'>tankers</a>.</p></body></html>",
+    );
+    let pdf = write(
+        files.path(),
+        "tides.pdf",
+        &sample_pdf(&["Spring tides reach 5.2 metres at the lock gate."], false),
+    );
+    // A file the primary extractor panics on: read by the fallback, the command survives.
+    let quirky = write(
+        files.path(),
+        "quirky.pdf",
+        &sample_pdf(&["Dredging closes the north channel in March."], true),
+    );
+    let broken = write(files.path(), "broken.pdf", b"%PDF-1.7\n1 0 obj <<");
+    let renamed = write(files.path(), "notes.pdf", b"just some words");
+    let out = env.run(&[
+        "knowledge",
+        "add",
+        "--tenant",
+        &t,
+        &html,
+        &pdf,
+        &quirky,
+        &broken,
+        &renamed,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        3,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.pdf: the file is damaged") && stderr.contains("[KNW-0012]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("notes.pdf: the content is not a PDF"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("lopdf"),
+        "{stderr}"
+    );
+
+    let hits = search(&env, &t, "tankers berth");
+    assert_eq!(hits[0]["document"], "berths.html");
+    let text = hits[0]["text"].as_str().unwrap();
+    assert!(text.contains("Berth seven is kept for tankers."), "{text}");
+    assert!(
+        !text.contains("token") && !text.contains("https://"),
+        "{text}"
+    );
+    assert_eq!(
+        search(&env, &t, "spring tides lock")[0]["document"],
+        "tides.pdf"
+    );
+    assert_eq!(
+        search(&env, &t, "dredging channel")[0]["document"],
+        "quirky.pdf"
+    );
+
+    // Filters: by type, by document, by date; bad ones are named.
+    let filtered = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["knowledge", "search", "--tenant", &t, "the is", "--json"];
+        args.extend_from_slice(extra);
+        env.ok(&args)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["document"].to_string())
+            .collect()
+    };
+    let pdfs = filtered(&["--type", "pdf"]);
+    assert!(
+        !pdfs.is_empty() && pdfs.iter().all(|d| d.ends_with(".pdf\"")),
+        "{pdfs:?}"
+    );
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["knowledge", "list", "--tenant", &t, "--json"])).unwrap();
+    let html_id = list.iter().find(|d| d["name"] == "berths.html").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(filtered(&["--document", &html_id]), ["\"berths.html\""]);
+    assert!(filtered(&["--since", "2999-01-01"]).is_empty());
+    assert_eq!(filtered(&["--until", "2999-01-01"]).len(), 3);
+    let e = env.fails(&["knowledge", "search", "--tenant", &t, "x", "--type", "docx"]);
+    assert!(
+        e.contains("type \"docx\" is not one") && e.contains("KNW-0015"),
+        "{e}"
+    );
+    let e = env.fails(&[
+        "knowledge",
+        "search",
+        "--tenant",
+        &t,
+        "x",
+        "--since",
+        "soon",
+    ]);
+    assert!(e.contains("since \"soon\" is not a date"), "{e}");
 }

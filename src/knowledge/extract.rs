@@ -1,0 +1,308 @@
+//! The text of files that are not text: HTML by `html2text`, the text layer of a PDF by
+//! `pdf-extract` with `lopdf`'s own extraction as the fallback.
+//!
+//! `pdf-extract` panics on some files by design, and a crafted file can keep it busy for a
+//! long time. So a PDF is read on a thread of its own, inside `catch_unwind`, and waited for
+//! no longer than [`PDF_TIME`]. A thread cannot be killed: one that overruns keeps its
+//! place among the [`PDF_WORKERS`] until it ends, so runaway files cannot pile up threads;
+//! past that number a new PDF is refused as busy instead of queued.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Longest a PDF is read for.
+pub const PDF_TIME: Duration = Duration::from_secs(30);
+/// Most PDFs read at once (overrunning ones included).
+pub const PDF_WORKERS: usize = 2;
+/// Most text taken out of one file.
+pub const MAX_TEXT: usize = 10 * 1024 * 1024;
+
+/// Why a file's text could not be had. The message is shown to the person who gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not what the name says (no `%PDF-` header, say).
+    Mismatch(&'static str),
+    /// Could not be read: named in plain words, without the library's internals.
+    Broken(String),
+    /// Took longer than [`PDF_TIME`].
+    Slow,
+    /// [`PDF_WORKERS`] PDFs are being read already.
+    Busy,
+}
+
+/// The readable text of an HTML page: scripts, styles and markup dropped, block elements on
+/// lines of their own, link targets left out.
+pub fn html(bytes: &[u8]) -> Result<String, Unreadable> {
+    let text = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .no_table_borders()
+        .allow_width_overflow()
+        .string_from_read(bytes, 100_000)
+        .map_err(|_| Unreadable::Broken("the page cannot be read as HTML".into()))?;
+    Ok(tidy(&text))
+}
+
+/// The text layer of a PDF.
+pub fn pdf(bytes: &[u8]) -> Result<String, Unreadable> {
+    let head = &bytes[..bytes.len().min(1024)];
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        return Err(Unreadable::Mismatch(
+            "the content is not a PDF (no %PDF- header)",
+        ));
+    }
+    quiet_panics();
+    static BUSY: AtomicUsize = AtomicUsize::new(0);
+    if BUSY.fetch_add(1, Ordering::SeqCst) >= PDF_WORKERS {
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+        return Err(Unreadable::Busy);
+    }
+    struct Place;
+    impl Drop for Place {
+        fn drop(&mut self) {
+            BUSY.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let place = Place;
+    let (tx, rx) = mpsc::sync_channel(1);
+    let owned = bytes.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("pdf-text".into())
+        .spawn(move || {
+            let _place = place;
+            // The receiver may be gone (the wait ran out): nobody is left to tell.
+            let _ = tx.send(pdf_text(&owned));
+        });
+    if spawned.is_err() {
+        return Err(Unreadable::Busy);
+    }
+    match rx.recv_timeout(PDF_TIME) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Unreadable::Slow),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(Unreadable::Broken("the PDF cannot be read".into()))
+        }
+    }
+}
+
+/// A panic on a PDF thread is an expected outcome, caught and answered: it goes to the log
+/// as one line instead of a backtrace on stderr. Other threads keep the hook they had.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("pdf-text") {
+                tracing::warn!(
+                    "a PDF could not be read by the primary extractor; trying the fallback"
+                );
+            } else {
+                before(info);
+            }
+        }));
+    });
+}
+
+/// Both extractors in turn, each inside `catch_unwind`; the first that yields text wins.
+fn pdf_text(bytes: &[u8]) -> Result<String, Unreadable> {
+    let primary = catch_unwind(AssertUnwindSafe(|| {
+        pdf_extract::extract_text_from_mem(bytes)
+    }));
+    if let Ok(Ok(text)) = &primary {
+        let text = tidy(text);
+        if !text.is_empty() {
+            return Ok(text);
+        }
+    }
+    let fallback = catch_unwind(AssertUnwindSafe(|| -> Result<String, Unreadable> {
+        let doc = lopdf::Document::load_mem(bytes).map_err(|e| {
+            Unreadable::Broken(match e {
+                lopdf::Error::Decryption(_) | lopdf::Error::UnsupportedSecurityHandler(_) => {
+                    "the PDF is encrypted; give a copy without a password".into()
+                }
+                _ => "the file is damaged or not a PDF that can be read".into(),
+            })
+        })?;
+        if doc.is_encrypted() {
+            return Err(Unreadable::Broken(
+                "the PDF is encrypted; give a copy without a password".into(),
+            ));
+        }
+        let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+        let mut out = String::new();
+        for chunk in doc.extract_text_chunks(&pages).into_iter().flatten() {
+            out.push_str(&chunk);
+            if out.len() > MAX_TEXT {
+                break;
+            }
+        }
+        Ok(tidy(&out))
+    }));
+    match fallback {
+        Ok(Ok(text)) if !text.is_empty() => Ok(text),
+        Ok(Ok(_)) => Err(Unreadable::Broken(
+            "the PDF has no text layer (a scan?); give a PDF with text, or its text".into(),
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Unreadable::Broken(
+            "the file is damaged or not a PDF that can be read".into(),
+        )),
+    }
+}
+
+/// Extracted text made fit to index: control characters dropped, spaces at line ends and
+/// runs of blank lines folded, at most [`MAX_TEXT`] bytes.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
+    let mut blank = 0;
+    for line in text.lines() {
+        let line: String = line
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\t')
+            .collect();
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        if out.len() + line.len() > MAX_TEXT {
+            break;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A one-page PDF of `lines` in a standard Type 1 font, for tests. With `quirky`, the font
+/// is a Type 3 font whose widths table is empty: valid enough for `lopdf`, and one of the
+/// files `pdf-extract` panics on, so the fallback is exercised.
+#[doc(hidden)]
+pub fn sample_pdf(lines: &[&str], quirky: bool) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font = if quirky {
+        dictionary! {
+            "Type" => "Font", "Subtype" => "Type3", "Encoding" => "WinAnsiEncoding",
+            "FirstChar" => 0, "LastChar" => 0, "Widths" => vec![0.into()],
+        }
+    } else {
+        dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"}
+    };
+    let font_id = doc.add_object(font);
+    let resources_id = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font_id}});
+    let mut operations = vec![
+        Operation::new("BT", vec![]),
+        Operation::new("Tf", vec!["F1".into(), 11.into()]),
+        Operation::new("TL", vec![14.into()]),
+        Operation::new("Td", vec![72.into(), 770.into()]),
+    ];
+    for line in lines {
+        operations.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
+        operations.push(Operation::new("T*", vec![]));
+    }
+    operations.push(Operation::new("ET", vec![]));
+    let content = Content { operations }.encode().unwrap_or_default();
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content));
+    let page_id = doc
+        .add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content_id});
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = doc.save_to(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_keeps_prose_and_drops_markup_scripts_and_links() {
+        let page = br#"<!doctype html><html><head><title>T</title><style>p{color:red}</style>
+<script>var secret = "x";</script></head><body><h1>Pilotage</h1>
+<p>Every <b>vessel</b> above <a href="https://x.test/a">ninety metres</a> takes a pilot.</p>
+<ul><li>Board at the outer buoy</li><li>Radio on channel&nbsp;12</li></ul>
+<table><tr><td>90 m</td><td>400</td></tr></table></body></html>"#;
+        let text = html(page).unwrap();
+        assert!(text.contains("Pilotage"), "{text}");
+        assert!(
+            text.contains("Every vessel above ninety metres takes a pilot."),
+            "{text}"
+        );
+        assert!(text.contains("Board at the outer buoy"), "{text}");
+        assert!(text.contains("400"), "{text}");
+        for gone in ["secret", "color", "https://", "<b>", "<p>"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_pdf_without_its_header_is_refused_before_any_parsing() {
+        assert_eq!(
+            pdf(b"hello, not a pdf"),
+            Err(Unreadable::Mismatch(
+                "the content is not a PDF (no %PDF- header)"
+            ))
+        );
+    }
+
+    #[test]
+    fn damaged_pdfs_are_clear_errors_never_panics() {
+        for bytes in [
+            &b"%PDF-1.7\n"[..],
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+            b"%PDF-1.4\n\xff\xfe\x00\x01garbage\x00\x00 xref 0 999999999\ntrailer<</Size -1>>startxref 5\n%%EOF",
+        ] {
+            match pdf(bytes) {
+                Err(Unreadable::Broken(m)) => assert!(!m.is_empty() && !m.contains("lopdf")),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_pdf_text_layer_is_read() {
+        let text = pdf(&sample_pdf(
+            &[
+                "The pilot boards at the outer buoy.",
+                "Fees are due in 30 days.",
+            ],
+            false,
+        ))
+        .unwrap();
+        assert!(text.contains("pilot boards at the outer buoy"), "{text}");
+        assert!(text.contains("Fees are due in 30 days"), "{text}");
+    }
+
+    #[test]
+    fn a_file_that_makes_pdf_extract_panic_is_read_by_the_fallback() {
+        let bytes = sample_pdf(&["Tide tables are kept in the harbour office."], true);
+        let primary = catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes));
+        assert!(
+            primary.is_err(),
+            "the primary extractor is expected to panic here"
+        );
+        let text = pdf(&bytes).unwrap();
+        assert!(text.contains("Tide tables are kept"), "{text}");
+    }
+
+    #[test]
+    fn tidy_folds_blank_runs_and_drops_controls() {
+        assert_eq!(tidy("a  \n\n\n\nb\x07c\n \nd\0"), "a\n\nbc\n\nd");
+    }
+}
