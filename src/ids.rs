@@ -92,6 +92,12 @@ hex_id!(
     "document"
 );
 
+hex_id!(
+    /// A conversation with the assistant, of one person in one tenant.
+    ThreadId,
+    "thread"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,9 @@
 
 /// The local admin channel between the CLI and a running server.
 pub mod admin;
+/// The assistant: context building, citations, the extractive answerer, model adapters,
+/// conversations.
+pub mod ai;
 /// One open installation: config, keys, stores; shared by the CLI and the web server.
 pub mod app;
 /// The hash-chained journal: encoding, append, checkpoints, verify, export.

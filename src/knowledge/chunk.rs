@@ -35,7 +35,7 @@ fn is_closer(c: char) -> bool {
 /// Sentences of `text` as spans, blank space between them left out. A sentence ends after
 /// `.`, `!` or `?` (and closing quotes or brackets) followed by white space, and at every
 /// blank line (a paragraph boundary) or line that starts a list item or heading.
-fn sentences(text: &str) -> Vec<Span> {
+pub fn sentences(text: &str) -> Vec<Span> {
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     let mut chars = text.char_indices().peekable();

@@ -599,6 +599,54 @@ pub fn list_blocking<D: Door>(door: &D) -> Result<Vec<Document>, KnowledgeError>
     })
 }
 
+/// A version of a document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub version: i64,
+    pub sha256: String,
+    pub bytes: i64,
+    pub passages: i64,
+    pub created_us: i64,
+}
+
+/// A document with its versions, newest first.
+///
+/// # Errors
+/// Permission (`knowledge.read`), no such document, or a storage fault.
+pub fn versions_blocking<D: Door>(
+    door: &D,
+    id: &DocumentId,
+) -> Result<(Document, Vec<Version>), KnowledgeError> {
+    let doc = list_blocking(door)?
+        .into_iter()
+        .find(|d| &d.id == id)
+        .ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
+    let id = id.clone();
+    let versions = door.read_blocking(move |c| {
+        let mut st = c
+            .prepare(
+                "SELECT v.version, v.sha256, v.bytes, v.created_us, \
+                   (SELECT count(*) FROM passages p \
+                      WHERE p.document_id = v.document_id AND p.version = v.version) \
+                 FROM versions v WHERE v.document_id = ?1 ORDER BY v.version DESC",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([id.as_str()], |r| {
+                Ok(Version {
+                    version: r.get(0)?,
+                    sha256: r.get(1)?,
+                    bytes: r.get(2)?,
+                    created_us: r.get(3)?,
+                    passages: r.get(4)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    })?;
+    Ok((doc, versions))
+}
+
 /// Removes a document: every version, passage and index entry, with its audit entry.
 ///
 /// # Errors
@@ -743,11 +791,25 @@ pub fn search_blocking<D: Door>(
     limit: usize,
 ) -> Result<Vec<Hit>, KnowledgeError> {
     door.caller().require(Permission::KnowledgeRead)?;
+    door.read_blocking(|c| search_in(c, query, filter, limit))
+}
+
+/// [`search_blocking`] on a connection the caller has already opened through the door (the
+/// assistant reads its thread, policy and passages in one read). Checks no permission.
+///
+/// # Errors
+/// A storage fault.
+pub fn search_in(
+    c: &rusqlite::Connection,
+    query: &str,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<Hit>, KnowledgeError> {
     let Some(expr) = super::query::fts5(query) else {
         return Ok(Vec::new());
     };
     let limit = limit.clamp(1, MAX_LIMIT) as i64;
-    door.read_blocking(|c| {
+    {
         let mut st = c
             .prepare(
                 "SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, \
@@ -788,12 +850,106 @@ pub fn search_blocking<D: Door>(
             )
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+/// A passage named by its citation id, from whichever version it cites.
+#[derive(Debug, Clone, Serialize)]
+pub struct Passage {
+    pub citation: String,
+    pub document_id: DocumentId,
+    pub document: String,
+    pub version: i64,
+    /// Whether a later version has replaced the one cited.
+    pub superseded: bool,
+    pub text: String,
+}
+
+/// Parses `<document>:<version>:<start>-<end>`.
+///
+/// # Errors
+/// Anything else, named.
+pub fn parse_citation(s: &str) -> Result<(DocumentId, i64, usize, usize), KnowledgeError> {
+    let bad = || {
+        KnowledgeError::BadFilter(format!(
+            "{:?} is not a citation id; they look like <document>:<version>:<start>-<end>",
+            s.chars().take(80).collect::<String>()
+        ))
+    };
+    let mut parts = s.splitn(3, ':');
+    let (Some(doc), Some(version), Some(span)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let doc = DocumentId::parse(doc).map_err(|_| bad())?;
+    let version: i64 = version.parse().map_err(|_| bad())?;
+    let (start, end) = span.split_once('-').ok_or_else(bad)?;
+    let (start, end): (usize, usize) = (
+        start.parse().map_err(|_| bad())?,
+        end.parse().map_err(|_| bad())?,
+    );
+    if version < 1 || start >= end {
+        return Err(bad());
+    }
+    Ok((doc, version, start, end))
+}
+
+/// The passage a citation id names, as long as its document is kept.
+///
+/// # Errors
+/// Permission (`knowledge.read`), a malformed id, no such passage (removed, or never
+/// there), or a storage fault.
+pub fn passage_blocking<D: Door>(door: &D, citation: &str) -> Result<Passage, KnowledgeError> {
+    door.caller().require(Permission::KnowledgeRead)?;
+    let (doc, version, start, end) = parse_citation(citation)?;
+    let citation = citation.to_string();
+    door.read_blocking(move |c| {
+        let row: Option<(String, String, i64)> = c
+            .query_row(
+                "SELECT d.name, v.body, \
+                   (SELECT max(version) FROM versions l WHERE l.document_id = d.id) \
+                 FROM documents d JOIN versions v ON v.document_id = d.id \
+                 WHERE d.id = ?1 AND v.version = ?2",
+                params![doc.as_str(), version],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let (name, body, latest) = row.ok_or_else(|| KnowledgeError::NotFound(citation.clone()))?;
+        let text = body
+            .get(start..end)
+            .ok_or_else(|| KnowledgeError::NotFound(citation.clone()))?;
+        Ok(Passage {
+            citation: citation.clone(),
+            document_id: doc.clone(),
+            document: name,
+            version,
+            superseded: latest > version,
+            text: text.to_string(),
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citation_ids_parse_and_others_are_named() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let (d, v, s, e) = parse_citation(&format!("{id}:2:10-20")).unwrap();
+        assert_eq!((d.as_str(), v, s, e), (id, 2, 10, 20));
+        for bad in [
+            "",
+            "x",
+            &format!("{id}:0:1-2"),
+            &format!("{id}:1:5-5"),
+            &format!("{id}:1:a-2"),
+            &format!("{id}:1:2"),
+        ] {
+            let e = parse_citation(bad).unwrap_err().to_string();
+            assert!(e.contains("not a citation id"), "{e}");
+        }
+    }
 
     #[test]
     fn a_file_must_be_what_its_name_says() {

@@ -30,9 +30,49 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// Words too common to say what a question is about (English question and function words).
+const STOP: &[&str] = &[
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "being", "but", "by", "can", "could", "did", "do", "does", "doing", "for",
+    "from", "get", "got", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its",
+    "me", "much", "my", "need", "no", "not", "of", "on", "or", "our", "ours", "should", "so",
+    "some", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this",
+    "those", "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while",
+    "who", "whom", "why", "will", "with", "would", "you", "your",
+];
+
+/// The words of `text` that say what it is about: [`terms`] without the common ones, or all
+/// of them when every word is common (a query of only `the` still finds `the`).
+pub fn content_terms(text: &str) -> Vec<String> {
+    let all = terms(text);
+    let content: Vec<String> = all
+        .iter()
+        .filter(|t| !STOP.contains(&t.as_str()))
+        .cloned()
+        .collect();
+    if content.is_empty() {
+        all
+    } else {
+        content
+    }
+}
+
+/// A crude English stem, for comparing words (not for the index): plural and verb endings
+/// dropped, so `backups`, `backed` and `backup` compare as one.
+pub fn stem(word: &str) -> &str {
+    for suffix in ["ing", "ies", "ied", "es", "ed", "ly", "s"] {
+        if let Some(base) = word.strip_suffix(suffix) {
+            if base.chars().count() >= 3 {
+                return base;
+            }
+        }
+    }
+    word
+}
+
 /// The FTS5 `MATCH` expression for `text`, or `None` when it holds no word to look for.
 pub fn fts5(text: &str) -> Option<String> {
-    let terms = terms(text);
+    let terms = content_terms(text);
     if terms.is_empty() {
         return None;
     }
@@ -49,6 +89,19 @@ pub fn fts5(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_words_are_dropped_unless_nothing_else_is_left() {
+        assert_eq!(
+            content_terms("How long do we keep the backups?"),
+            ["long", "keep", "backups"]
+        );
+        assert_eq!(content_terms("the"), ["the"]);
+        assert_eq!(stem("backups"), "backup");
+        assert_eq!(stem("rotating"), "rotat");
+        assert_eq!(stem("rotated"), "rotat");
+        assert_eq!(stem("is"), "is");
+    }
 
     #[test]
     fn words_are_taken_plainly() {

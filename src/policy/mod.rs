@@ -2,6 +2,8 @@
 //! its users and tokens may come from, and session timeouts tighter than the installation's.
 //! More settings (models, egress, redaction, retention) join here as their parts land.
 
+pub mod ai;
+
 use crate::door::{Audit, Door};
 use crate::identity::{Permission, Permissions};
 use crate::store::StoreError;

@@ -54,6 +54,7 @@ pub fn modules(kind: FileKind) -> &'static [&'static Module] {
             &crate::identity::TENANT_SCHEMA,
             &crate::policy::SCHEMA,
             &crate::knowledge::SCHEMA,
+            &crate::ai::SCHEMA,
         ],
     }
 }

@@ -49,10 +49,14 @@ impl Access {
     }
 }
 
-/// An area's routes, each with its declared access.
+/// Largest request body of an upload route (documents): a few files at their largest.
+pub const UPLOAD_BODY_BYTES: usize = 4 * crate::knowledge::library::MAX_BYTES + 64 * 1024;
+
+/// An area's routes, each with its declared access and whether it takes uploads (a larger
+/// body limit than every other route).
 #[derive(Default)]
 pub struct Routes {
-    entries: Vec<(&'static str, Access, MethodRouter<AppState>)>,
+    entries: Vec<(&'static str, Access, MethodRouter<AppState>, bool)>,
 }
 
 impl Routes {
@@ -66,7 +70,18 @@ impl Routes {
         access: Access,
         handler: MethodRouter<AppState>,
     ) -> Self {
-        self.entries.push((path, access, handler));
+        self.entries.push((path, access, handler, false));
+        self
+    }
+
+    /// A route that takes uploads: its body may be up to [`UPLOAD_BODY_BYTES`].
+    pub fn upload(
+        mut self,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        self.entries.push((path, access, handler, true));
         self
     }
 
@@ -77,18 +92,25 @@ impl Routes {
 
     /// Every path with its access, for the test that walks them.
     pub fn table(&self) -> Vec<(&'static str, Access)> {
-        self.entries.iter().map(|(p, a, _)| (*p, *a)).collect()
+        self.entries.iter().map(|(p, a, _, _)| (*p, *a)).collect()
     }
 
-    /// The router, each route behind its guard.
+    /// The router, each route behind its guard and its body limit.
     pub fn into_router(self, state: &AppState) -> Router<AppState> {
         let mut router = Router::new();
-        for (path, access, handler) in self.entries {
+        let normal = state.app.config().server.max_body_bytes;
+        for (path, access, handler, upload) in self.entries {
+            let limit = if upload { UPLOAD_BODY_BYTES } else { normal };
             let guarded = handler.route_layer(middleware::from_fn_with_state(
                 (state.clone(), access),
                 guard,
             ));
-            router = router.route(path, guarded);
+            router = router.merge(
+                Router::new()
+                    .route(path, guarded)
+                    .layer(axum::extract::DefaultBodyLimit::max(limit))
+                    .layer(tower_http::limit::RequestBodyLimitLayer::new(limit)),
+            );
         }
         router
     }

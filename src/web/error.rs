@@ -90,6 +90,27 @@ pub fn status_for(kind: ErrorKind) -> (StatusCode, &'static str) {
     }
 }
 
+/// A domain error for an API client. Where its kind says the request itself is at fault
+/// (invalid, not found, conflicting, refused, busy), the error's own message is given, which
+/// names the field or file and how to fix it; domain errors are written so those messages
+/// carry no path, SQL or key. Faults on our side get the fixed message of their kind.
+pub fn api_error<E: DomainError>(e: E) -> Response {
+    let kind = e.kind();
+    let (status, fixed) = status_for(kind);
+    let message = match kind {
+        ErrorKind::Internal | ErrorKind::Unauthenticated => {
+            tracing::error!(code = e.code(), error = %e, "request failed");
+            fixed.to_string()
+        }
+        _ => {
+            tracing::info!(code = e.code(), error = %e, "request refused");
+            e.to_string()
+        }
+    };
+    let body = serde_json::json!({ "error": { "code": e.code(), "message": message } });
+    (status, Json(body)).into_response()
+}
+
 pub async fn not_found() -> WebError {
     WebError {
         status: StatusCode::NOT_FOUND,

@@ -9,6 +9,8 @@ mod api;
 mod audit;
 pub mod auth;
 mod chart;
+mod conversations;
+mod documents;
 pub mod error;
 mod factor;
 mod grants;
@@ -28,7 +30,7 @@ mod users;
 mod wellknown;
 
 use crate::app::App;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Single sign-on: the outbound client and the providers' metadata.
     pub sso: Arc<crate::identity::sso::Sso>,
+    /// The configured model endpoints.
+    pub models: Arc<crate::ai::assistant::Models>,
 }
 
 impl AppState {
@@ -57,6 +61,7 @@ impl AppState {
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
+            models: Arc::new(crate::ai::assistant::Models::default()),
             app,
         }
     }
@@ -70,6 +75,8 @@ pub fn routes() -> access::Routes {
         .merge(wellknown::routes())
         .merge(pages::routes())
         .merge(api::routes())
+        .merge(documents::routes())
+        .merge(conversations::routes())
         .merge(users::routes())
         .merge(tokens::routes())
         .merge(security::routes())
@@ -83,12 +90,10 @@ pub fn routes() -> access::Routes {
 /// The whole router: every area's routes behind their guards, then the layers that apply to
 /// all of them.
 pub fn app(state: AppState) -> Router {
-    let limit = state.app.config().server.max_body_bytes;
+    // Body limits are per route (uploads take more), set in `Routes::into_router`.
     Router::new()
         .merge(routes().into_router(&state))
         .fallback(error::not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_log))
         .with_state(state)

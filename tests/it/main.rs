@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_ui;
+mod assistant;
 mod audit_tamper;
 mod backup;
 mod browser;

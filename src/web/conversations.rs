@@ -1,0 +1,235 @@
+//! The assistant over HTTP: `/api/v1/conversations` (create, list, show), `.../ask` (one
+//! JSON answer) and `.../stream` (server-sent events: `delta` pieces as they arrive, then
+//! `turn` with the stored, checked answer, or `error`).
+
+use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::auth::Principal;
+use super::error::api_error;
+use super::AppState;
+use crate::ai::assistant::{self, AssistantError};
+use crate::door::{self, TenantCtx};
+use crate::identity::sessions::Place;
+use crate::identity::Permission;
+use crate::ids::ThreadId;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use serde::Deserialize;
+use std::net::IpAddr;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(
+            "/api/v1/conversations",
+            Access::Allowed(Permission::AssistantUse),
+            get(list).post(create),
+        )
+        .route(
+            "/api/v1/conversations/{id}",
+            Access::Allowed(Permission::AssistantUse),
+            get(show),
+        )
+        .route(
+            "/api/v1/conversations/{id}/ask",
+            Access::Allowed(Permission::AssistantUse),
+            post(ask),
+        )
+        .route(
+            "/api/v1/conversations/{id}/stream",
+            Access::Allowed(Permission::AssistantUse),
+            post(stream),
+        )
+}
+
+/// The caller's tenant, opened for the caller. A platform account has no conversations.
+pub async fn tenant_of(
+    state: &AppState,
+    p: &Principal,
+    ip: Option<IpAddr>,
+) -> Result<TenantCtx, AssistantError> {
+    match &p.place {
+        Place::Tenant(t) => Ok(door::open(&state.app, t, p.caller(), ip).await?),
+        Place::Platform => Err(AssistantError::Denied(crate::identity::Denied(
+            "assistant.use",
+        ))),
+    }
+}
+
+/// A JSON body, or the error that names what is wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AssistantError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        AssistantError::BadBody(format!(
+            "the body is not the JSON expected: {}",
+            // serde's messages name the field and the line; they quote no more than a token.
+            e.to_string().chars().take(200).collect::<String>()
+        ))
+    })
+}
+
+async fn bytes_of(req: Request) -> Result<axum::body::Bytes, AssistantError> {
+    axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|_| AssistantError::BadBody("the body is too large or broke off".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewThread {
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Question {
+    question: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    let made = async {
+        let bytes = bytes_of(req).await?;
+        let new: NewThread = if bytes.iter().all(u8::is_ascii_whitespace) {
+            NewThread { title: None }
+        } else {
+            body(&bytes)?
+        };
+        let ctx = tenant_of(&state, &p, ip).await?;
+        assistant::create(&ctx, new.title.as_deref()).await
+    }
+    .await;
+    match made {
+        Ok(t) => (StatusCode::CREATED, Json(t)).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    let listed = async {
+        let ctx = tenant_of(&state, &p, ip).await?;
+        assistant::list(&ctx).await
+    }
+    .await;
+    match listed {
+        Ok(t) => Json(serde_json::json!({ "conversations": t })).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    let found = async {
+        let id = ThreadId::parse(&id)?;
+        let ctx = tenant_of(&state, &p, ip).await?;
+        assistant::get(&ctx, &id).await
+    }
+    .await;
+    match found {
+        Ok((thread, turns)) => {
+            Json(serde_json::json!({ "conversation": thread, "turns": turns })).into_response()
+        }
+        Err(e) => api_error(e),
+    }
+}
+
+async fn ask(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    let answered = async {
+        let id = ThreadId::parse(&id)?;
+        let q: Question = body(&bytes_of(req).await?)?;
+        let ctx = tenant_of(&state, &p, ip).await?;
+        assistant::ask(&ctx, &state.models, &id, &q.question, &mut |_| {}).await
+    }
+    .await;
+    match answered {
+        Ok(turn) => Json(turn).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+/// What the stream's task reports.
+enum Piece {
+    Delta(String),
+    Done(Box<assistant::Turn>),
+    Failed(AssistantError),
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    // Everything that can be refused at once is refused with a plain JSON error.
+    let ready = async {
+        let id = ThreadId::parse(&id)?;
+        let q: Question = body(&bytes_of(req).await?)?;
+        let ctx = tenant_of(&state, &p, ip).await?;
+        Ok::<_, AssistantError>((id, q, ctx))
+    }
+    .await;
+    let (id, q, ctx) = match ready {
+        Ok(r) => r,
+        Err(e) => return api_error(e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
+    let models = state.models.clone();
+    // The turn runs to its end (stored and audited) even if the client goes away.
+    tokio::spawn(async move {
+        let deltas = tx.clone();
+        let mut send = move |t: &str| {
+            let _ = deltas.send(Piece::Delta(t.to_string()));
+        };
+        let piece = match assistant::ask(&ctx, &models, &id, &q.question, &mut send).await {
+            Ok(turn) => Piece::Done(Box::new(turn)),
+            Err(e) => Piece::Failed(e),
+        };
+        let _ = tx.send(piece);
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        let event = match piece {
+            Piece::Delta(text) => Event::default()
+                .event("delta")
+                .data(serde_json::json!({ "text": text }).to_string()),
+            Piece::Done(turn) => Event::default()
+                .event("turn")
+                .data(serde_json::to_string(&turn).unwrap_or_default()),
+            Piece::Failed(e) => {
+                let res = api_error(e);
+                let status = res.status().as_u16();
+                let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+                    .await
+                    .unwrap_or_default();
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or_default();
+                value["status"] = status.into();
+                Event::default().event("error").data(value.to_string())
+            }
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Sse::new(events).into_response()
+}
