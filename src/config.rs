@@ -56,6 +56,147 @@ pub struct Config {
     pub security: SecurityConfig,
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
+    pub ai: AiConfig,
+}
+
+/// Model endpoints the assistant may call. Each is named; a tenant's policy lists the names
+/// it may use. None by default: the assistant then answers with the extractive answerer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiConfig {
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// The wire protocol of an endpoint.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenAI-compatible chat completions (llama.cpp server, vLLM, Ollama, OpenAI).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// One model endpoint: a provider reached at one or more base URLs (tried in order on
+/// failure), with its waits and retry and circuit-breaker bounds.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Base URLs such as `http://127.0.0.1:8080` or `https://api.openai.com`; `/v1/...` is
+    /// added. Plain http only to loopback.
+    pub urls: Vec<String>,
+    /// The model name sent to the endpoint.
+    pub model: String,
+    /// A file holding the API key (read at start; the server does not start without it).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Until the answer's first byte.
+    #[serde(default = "defaults::first_byte_timeout_ms")]
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence inside an answer.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// The whole call, retries included.
+    #[serde(default = "defaults::total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    /// Further attempts after a transient failure (never once text has been passed on).
+    #[serde(default = "defaults::retries")]
+    pub retries: u64,
+    /// Consecutive failures of a URL after which it is not called for `breaker_open_secs`.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u64,
+    #[serde(default = "defaults::breaker_open_secs")]
+    pub breaker_open_secs: u64,
+}
+
+mod defaults {
+    pub fn connect_timeout_ms() -> u64 {
+        3_000
+    }
+    pub fn first_byte_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn total_timeout_ms() -> u64 {
+        180_000
+    }
+    pub fn retries() -> u64 {
+        2
+    }
+    pub fn breaker_failures() -> u64 {
+        5
+    }
+    pub fn breaker_open_secs() -> u64 {
+        30
+    }
+}
+
+impl EndpointConfig {
+    /// Checks one endpoint; `key` is its place in the file (`ai.endpoints[0]`).
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, m: String| invalid(&format!("{key}.{field}"), m);
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+        if !name_ok || self.name == crate::ai::extractive::MODEL {
+            return Err(bad(
+                "name",
+                format!(
+                    "{:?} is not a name; use lower-case letters, digits, '-' and '_' (not \"extractive\")",
+                    self.name
+                ),
+            ));
+        }
+        if self.urls.is_empty() || self.urls.len() > 8 {
+            return Err(bad("urls", "give one to eight base URLs".into()));
+        }
+        for u in &self.urls {
+            crate::ai::egress::base_url(u).map_err(|m| bad("urls", m))?;
+        }
+        if self.model.trim().is_empty() || self.model.len() > 200 {
+            return Err(bad(
+                "model",
+                "give the model name the endpoint expects".into(),
+            ));
+        }
+        if let Some(path) = &self.api_key_file {
+            crate::ai::http::read_key(path).map_err(|m| bad("api_key_file", m))?;
+        }
+        for (field, v, range) in [
+            ("connect_timeout_ms", self.connect_timeout_ms, 100..=60_000),
+            (
+                "first_byte_timeout_ms",
+                self.first_byte_timeout_ms,
+                100..=600_000,
+            ),
+            ("idle_timeout_ms", self.idle_timeout_ms, 100..=600_000),
+            ("total_timeout_ms", self.total_timeout_ms, 100..=3_600_000),
+            ("retries", self.retries, 0..=5),
+            ("breaker_failures", self.breaker_failures, 1..=1000),
+            ("breaker_open_secs", self.breaker_open_secs, 1..=3600),
+        ] {
+            if !range.contains(&v) {
+                return Err(bad(
+                    field,
+                    format!(
+                        "{v} is out of range; use a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Calls Strongroom makes to other servers (single sign-on providers; model endpoints later):
@@ -446,6 +587,20 @@ impl Config {
         if let Some(path) = &self.outbound.ca_file {
             crate::outbound::read_ca_file(path)
                 .map_err(|reason| invalid("outbound.ca_file", reason))?;
+        }
+        let mut names = Vec::new();
+        for (i, e) in self.ai.endpoints.iter().enumerate() {
+            e.validate(&format!("ai.endpoints[{i}]"))?;
+            if names.contains(&&e.name) {
+                return Err(invalid(
+                    &format!("ai.endpoints[{i}].name"),
+                    format!(
+                        "{:?} is used by an earlier endpoint; names must differ",
+                        e.name
+                    ),
+                ));
+            }
+            names.push(&e.name);
         }
         Ok(())
     }

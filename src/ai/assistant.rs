@@ -445,6 +445,7 @@ pub async fn ask(
     models: &Models,
     thread: &ThreadId,
     question: &str,
+    stream: bool,
     deltas: super::model::Deltas<'_>,
 ) -> Result<Turn, AssistantError> {
     require(ctx)?;
@@ -503,6 +504,7 @@ pub async fn ask(
             }))
             .collect(),
         max_tokens: MAX_TOKENS,
+        stream,
     };
 
     let reply: Result<Reply, ModelError> = if policy.model == extractive::MODEL {

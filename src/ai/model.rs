@@ -24,6 +24,8 @@ pub struct Prompt {
     pub system: String,
     pub messages: Vec<Message>,
     pub max_tokens: u32,
+    /// Ask the endpoint to stream its answer (server-sent events).
+    pub stream: bool,
 }
 
 impl Prompt {

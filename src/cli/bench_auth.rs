@@ -68,7 +68,10 @@ pub fn bench_auth(
         .enable_all()
         .build()
         .map_err(|e| fail("runtime")(e.to_string()))?;
-    let state = AppState::new(app.clone());
+    let state = {
+        let _entered = runtime.enter();
+        AppState::new(app.clone()).map_err(fail("models"))?
+    };
     let bearer = format!("Bearer {}", token.expose());
     runtime.block_on(async {
         // In process: the guard's check, served from memory after the first request.

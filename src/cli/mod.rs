@@ -2,6 +2,7 @@
 //! One file per subcommand; each has a `run` that parses nothing itself and calls the domain.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod assistant;
 mod audit;
 mod backup;
 mod bench;
@@ -55,6 +56,9 @@ pub enum Command {
     /// A tenant's documents: add, list, remove, search.
     #[command(subcommand)]
     Knowledge(knowledge::Command),
+    /// A tenant's assistant policy: model, endpoints, egress, grounding, retention.
+    #[command(subcommand)]
+    Assistant(assistant::Command),
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(ref c) => user::run(&cli, c),
         Command::Token(ref c) => token::run(&cli, c),
         Command::Knowledge(ref c) => knowledge::run(&cli, c),
+        Command::Assistant(ref c) => assistant::run(&cli, c),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
         Command::Backup(ref c) => backup::run(&cli, c),

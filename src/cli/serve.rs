@@ -116,7 +116,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         .thread_name("strongroom-rt")
         .build()
         .map_err(|e| Failure::new("SRV-0001", format!("cannot start the runtime: {e}")))?;
-    let state = AppState::new(app.clone());
+    // Model endpoints are made with the runtime entered (the resolver belongs to it); one
+    // whose key cannot be read keeps the server from starting.
+    let state = {
+        let _entered = runtime.enter();
+        AppState::new(app.clone()).map_err(|e| Failure::new("SRV-0007", e))?
+    };
     let served = runtime.block_on(async {
         let signals = web::server::ShutdownSignals::install().map_err(|e| {
             Failure::new("SRV-0006", format!("cannot catch SIGTERM and SIGINT: {e}"))

@@ -84,12 +84,12 @@ pub fn parse_names(key: &'static str, text: &str) -> Result<Vec<String>, PolicyE
         let ok = item.len() <= 253
             && item
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
         if !ok {
             return Err(invalid(
                 key,
                 format!(
-                    "{:?} is not a name (letters, digits, '.', '-', '_')",
+                    "{:?} is not a name or address (letters, digits, '.', '-', '_', ':')",
                     item.chars().take(60).collect::<String>()
                 ),
             ));

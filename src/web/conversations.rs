@@ -159,7 +159,7 @@ async fn ask(
         let id = ThreadId::parse(&id)?;
         let q: Question = body(&bytes_of(req).await?)?;
         let ctx = tenant_of(&state, &p, ip).await?;
-        assistant::ask(&ctx, &state.models, &id, &q.question, &mut |_| {}).await
+        assistant::ask(&ctx, &state.models, &id, &q.question, false, &mut |_| {}).await
     }
     .await;
     match answered {
@@ -202,7 +202,7 @@ async fn stream(
         let mut send = move |t: &str| {
             let _ = deltas.send(Piece::Delta(t.to_string()));
         };
-        let piece = match assistant::ask(&ctx, &models, &id, &q.question, &mut send).await {
+        let piece = match assistant::ask(&ctx, &models, &id, &q.question, true, &mut send).await {
             Ok(turn) => Piece::Done(Box::new(turn)),
             Err(e) => Piece::Failed(e),
         };

@@ -55,15 +55,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(app: Arc<App>) -> Self {
-        Self {
+    /// # Errors
+    /// A model endpoint whose key or trust anchors cannot be read: the server must not start.
+    pub fn new(app: Arc<App>) -> Result<Self, String> {
+        let models = crate::ai::http::models(app.config())?;
+        Ok(Self {
             started: Instant::now(),
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
-            models: Arc::new(crate::ai::assistant::Models::default()),
+            models: Arc::new(models),
             app,
-        }
+        })
     }
 }
 

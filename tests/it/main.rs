@@ -19,6 +19,7 @@ mod factor;
 mod identity;
 mod keys;
 mod knowledge;
+mod models;
 mod packaging;
 mod server;
 mod signin;

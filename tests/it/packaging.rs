@@ -139,6 +139,78 @@ fn the_server_and_cli_never_use_the_name_service() {
     assert!(traces.contains("system.db"), "{traces}");
     let used = nss_use(&traces);
     assert!(used.is_empty(), "name service used:\n{}", used.join("\n"));
+
+    // A model endpoint given by name is resolved by the server's own resolver, which reads
+    // /etc/hosts and resolv.conf itself: those files, and never the name service behind
+    // the C library (nsswitch.conf, libnss_*, nscd, the user database).
+    let host = "model.strongroom-test.invalid";
+    std::fs::write(
+        &env.config,
+        format!("[[ai.endpoints]]\nname = \"named\"\nprotocol = \"openai\"\nurls = [\"https://{host}\"]\nmodel = \"m\"\n"),
+    )
+    .unwrap();
+    env.ok(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &tenant,
+        "--model",
+        "named",
+        "--endpoints",
+        "named",
+        "--egress-allow",
+        host,
+    ]);
+    let token = env.ok(&["token", "create", "--tenant", &tenant, "--role", "operator"]);
+    let bearer = format!("Bearer {}", token.trim());
+    let server = crate::support::Server::start_under(&env, &wrapper, &[]);
+    let auth = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let made = crate::support::https(
+        server.addr,
+        &server.cert,
+        "POST",
+        "/api/v1/conversations",
+        &auth,
+        b"",
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let thread: serde_json::Value = serde_json::from_str(&made.body).unwrap();
+    let asked = crate::support::https(
+        server.addr,
+        &server.cert,
+        "POST",
+        &format!(
+            "/api/v1/conversations/{}/ask",
+            thread["id"].as_str().unwrap()
+        ),
+        &auth,
+        br#"{"question": "anything"}"#,
+    );
+    assert_eq!(asked.status, 403, "{}", asked.body);
+    assert!(
+        asked.body.contains("AI-0003") && asked.body.contains(host),
+        "{}",
+        asked.body
+    );
+    drop(server);
+    let model_trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        model_trace.contains("/etc/resolv.conf") || model_trace.contains("/etc/hosts"),
+        "the name was not resolved by the server's own resolver:\n{model_trace}"
+    );
+    let nss: Vec<&str> = model_trace
+        .lines()
+        .filter(|l| {
+            NSS_PATHS
+                .iter()
+                .filter(|p| !matches!(**p, "/etc/hosts" | "/etc/resolv.conf"))
+                .any(|p| l.contains(p))
+        })
+        .collect();
+    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
 }
 
 #[test]

@@ -256,7 +256,7 @@ async fn readiness_fails_when_the_root_key_is_no_longer_current() {
     use tower::ServiceExt;
     let env = Env::init();
     let app = std::sync::Arc::new(env.app());
-    let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+    let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()).unwrap());
     let get = |router: axum::Router| async move {
         let res = router
             .oneshot(
@@ -337,7 +337,7 @@ async fn the_status_page_says_when_a_key_is_past_its_age_policy() {
     let open = |days_later: i64| Arc::new(crate::support::app_days_later(&env, days_later, 90));
     for (days, due) in [(0, false), (400, true)] {
         let app = open(days);
-        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()).unwrap());
         let get = |path: &'static str| {
             let router = router.clone();
             async move {

@@ -513,7 +513,7 @@ impl InProcess {
             )
             .unwrap(),
         );
-        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()));
+        let router = strongroom::web::app(strongroom::web::AppState::new(app.clone()).unwrap());
         Self {
             env,
             app,

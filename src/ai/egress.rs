@@ -1,0 +1,258 @@
+//! Where a tenant's data may go. A model endpoint on loopback is local; any other is
+//! upstream, and reached for a tenant only when its host is on that tenant's egress
+//! allow-list. Host names are resolved here, by `hickory-resolver` reading `/etc/hosts` and
+//! `resolv.conf` itself (never the C library's name service), and the connection is pinned
+//! to the addresses checked, so a name cannot be re-pointed between the check and the call
+//! (DNS rebinding). An upstream host that resolves to a loopback, private, link-local or
+//! otherwise internal address is refused unless that address itself is listed.
+
+use super::model::ModelError;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Longest wait for a name to resolve.
+const RESOLVE_TIME: Duration = Duration::from_secs(5);
+
+/// A base URL of an endpoint, checked: http or https, a host, no credentials, query or
+/// fragment; plain http only to a loopback address or `localhost`.
+///
+/// # Errors
+/// What is wrong with it, in words for the configuration error.
+pub fn base_url(raw: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw.trim())
+        .map_err(|_| format!("{raw:?} is not a URL such as https://api.example.com"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("{raw:?}: use http:// or https://"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "{:?}: no credentials in the URL; give the key in api_key_file",
+            u.host_str().unwrap_or("")
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{raw:?}: no query or fragment"));
+    }
+    let Some(host) = u.host_str() else {
+        return Err(format!("{raw:?} has no host"));
+    };
+    if u.scheme() == "http" && !is_loopback_host(host) {
+        return Err(format!(
+            "{raw:?}: plain http is only for loopback endpoints; use https for {host}"
+        ));
+    }
+    Ok(u)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Addresses an upstream endpoint may not resolve to unless listed: loopback, private,
+/// link-local, shared (CGNAT), unique-local, unspecified, multicast, documentation and
+/// IPv4-mapped forms of any of them.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+        }
+    }
+}
+
+/// Resolves names for model calls. Made on the first name to resolve, so an installation
+/// whose endpoints are all given by address never reads the resolver's files.
+#[derive(Default)]
+pub struct Resolver {
+    inner: std::sync::OnceLock<Option<hickory_resolver::TokioResolver>>,
+}
+
+impl Resolver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `resolv.conf` and `/etc/hosts`, once. A system without them can still reach
+    /// endpoints given by address.
+    fn get(&self) -> Option<&hickory_resolver::TokioResolver> {
+        self.inner
+            .get_or_init(|| {
+                hickory_resolver::Resolver::builder_tokio()
+                    .and_then(|b| b.build())
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "no DNS configuration; endpoints must be given by address");
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ModelError> {
+        let unreachable = |reason: &str| ModelError::Egress {
+            host: host.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some(r) = self.get() else {
+            return Err(unreachable("no DNS configuration to resolve it with"));
+        };
+        match tokio::time::timeout(RESOLVE_TIME, r.lookup_ip(host)).await {
+            Err(_) => Err(unreachable("its name did not resolve in time")),
+            Ok(Err(_)) => Err(unreachable("its name does not resolve")),
+            Ok(Ok(found)) => {
+                let v: Vec<IpAddr> = found.iter().collect();
+                if v.is_empty() {
+                    Err(unreachable("its name does not resolve"))
+                } else {
+                    Ok(v)
+                }
+            }
+        }
+    }
+
+    /// The addresses `url` may be reached at for a tenant whose allow-list is `allow`, or
+    /// why not. Loopback endpoints need no listing (the tenant's policy already allowed
+    /// the endpoint); any other needs its host listed, and every address it resolves to
+    /// public or itself listed.
+    ///
+    /// # Errors
+    /// [`ModelError::Egress`] naming the host and the reason.
+    pub async fn check(
+        &self,
+        url: &url::Url,
+        allow: &[String],
+    ) -> Result<Vec<SocketAddr>, ModelError> {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let ips: Vec<IpAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
+            vec![ip]
+        } else if host == "localhost" {
+            vec![IpAddr::from([127, 0, 0, 1])]
+        } else {
+            self.lookup(&host).await?
+        };
+        let refuse = |reason: String| ModelError::Egress {
+            host: host.clone(),
+            reason,
+        };
+        if !ips.iter().all(|ip| ip.is_loopback()) {
+            if !allow.iter().any(|a| a == &host || a == &bare) {
+                return Err(refuse(
+                    "it is not on this tenant's egress allow-list (policy ai.egress_allow)".into(),
+                ));
+            }
+            if let Some(ip) = ips
+                .iter()
+                .find(|ip| is_internal(**ip) && !allow.iter().any(|a| a == &ip.to_string()))
+            {
+                return Err(refuse(format!(
+                    "it resolves to the internal address {ip}, which is not listed itself"
+                )));
+            }
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_plain_http_is_loopback_only() {
+        assert!(base_url("http://127.0.0.1:8080").is_ok());
+        assert!(base_url("http://[::1]:8080/").is_ok());
+        assert!(base_url("http://localhost:11434").is_ok());
+        assert!(base_url("https://api.openai.com").is_ok());
+        for (bad, word) in [
+            ("http://10.0.0.5:8080", "plain http"),
+            ("ftp://x.test", "http"),
+            ("https://user:pw@x.test", "credentials"),
+            ("https://x.test/?key=1", "query"),
+            ("not a url", "not a URL"),
+        ] {
+            let e = base_url(bad).unwrap_err();
+            assert!(e.contains(word), "{bad}: {e}");
+            assert!(!e.contains("pw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn internal_ranges_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "151.101.1.69", "2606:4700::1111"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn upstream_needs_listing_and_internal_addresses_their_own_listing() {
+        let r = Resolver::default();
+        let _ = r.inner.set(None);
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let local = r.check(&u("http://127.0.0.1:8080"), &[]).await.unwrap();
+        assert_eq!(local, ["127.0.0.1:8080".parse().unwrap()]);
+        let e = r.check(&u("https://203.0.113.9"), &[]).await.unwrap_err();
+        assert!(e.to_string().contains("egress allow-list"), "{e}");
+        let ok = r
+            .check(&u("https://151.101.1.69"), &["151.101.1.69".into()])
+            .await
+            .unwrap();
+        assert_eq!(ok[0].port(), 443);
+        // An internal address listed as a host is allowed only because it is listed.
+        let e = r
+            .check(&u("https://api.internal"), &["api.internal".into()])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no DNS configuration"), "{e}");
+        assert!(r
+            .check(&u("https://10.0.0.7"), &["10.0.0.7".into()])
+            .await
+            .is_ok());
+    }
+}

@@ -1,0 +1,631 @@
+//! Model endpoints over HTTP: OpenAI-compatible chat completions and Anthropic Messages,
+//! plain or streamed (server-sent events), on the one reqwest client stack of the binary
+//! (rustls with ring). Every wait is bounded (connect, first byte, silence inside the
+//! answer, the whole call); transient failures are retried a bounded number of times with
+//! jitter, on the next base URL of the endpoint, and never once text has been passed on;
+//! a URL that keeps failing is skipped for a while (circuit breaker).
+
+use super::egress::{base_url, Resolver};
+use super::model::{Deltas, Model, ModelError, Pending, Prompt, Reply, Role};
+use crate::config::{EndpointConfig, Protocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Largest answer read from a model, streamed or not.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+/// Longest `Retry-After` waited for before giving up on a rate-limited endpoint.
+const MAX_RETRY_AFTER: u64 = 10;
+/// The Anthropic API version spoken.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// An endpoint's API key. Prints `[redacted]`; wiped when dropped.
+pub struct ApiKey(Zeroizing<String>);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Reads an API key file: one line of printable ASCII, at most 4 KiB.
+///
+/// # Errors
+/// The file cannot be read, or holds no key; the message names the file, never its content.
+pub fn read_key(path: &Path) -> Result<ApiKey, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;
+    if !meta.is_file() || meta.len() > 4096 {
+        return Err(format!("{shown} must be a file of one line, at most 4 KiB"));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|_| format!("{shown} is not a text file"))?,
+    );
+    let key = text.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "{shown} must hold the key alone, on one line, without spaces"
+        ));
+    }
+    Ok(ApiKey(Zeroizing::new(key.to_string())))
+}
+
+/// A URL that keeps failing is not called until `open_until`.
+#[derive(Default)]
+struct Breaker {
+    failures: u64,
+    open_until: Option<Instant>,
+}
+
+/// One configured endpoint.
+pub struct HttpModel {
+    cfg: EndpointConfig,
+    key: Option<ApiKey>,
+    urls: Vec<url::Url>,
+    resolver: Arc<Resolver>,
+    trust: Vec<reqwest::Certificate>,
+    /// One client per pinned set of addresses, so a pool is kept while a name resolves the
+    /// same way, and a changed resolution gets a fresh client.
+    clients: Mutex<HashMap<String, reqwest::Client>>,
+    breakers: Vec<Mutex<Breaker>>,
+}
+
+impl std::fmt::Debug for HttpModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpModel")
+            .field("name", &self.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses every name: connections are only ever made to addresses checked by the egress
+/// rules, so the C library's resolver (and the name service behind it) is never reached.
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async { Err("names are resolved by the egress rules only".into()) })
+    }
+}
+
+fn timeout(stage: &'static str) -> ModelError {
+    ModelError::Timeout(stage)
+}
+
+impl HttpModel {
+    /// # Errors
+    /// The key file or the trust anchors cannot be read: the server must not start.
+    pub fn new(
+        cfg: &EndpointConfig,
+        outbound: &crate::config::OutboundConfig,
+        resolver: Arc<Resolver>,
+    ) -> Result<Self, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = cfg
+            .api_key_file
+            .as_deref()
+            .map(read_key)
+            .transpose()
+            .map_err(|e| format!("ai endpoint {}: {e}", cfg.name))?;
+        let urls = cfg
+            .urls
+            .iter()
+            .map(|u| base_url(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ai endpoint {}: {e}", cfg.name))?;
+        let trust = match &outbound.ca_file {
+            Some(p) => crate::outbound::read_ca_file(p)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            breakers: urls
+                .iter()
+                .map(|_| Mutex::new(Breaker::default()))
+                .collect(),
+            cfg: cfg.clone(),
+            key,
+            urls,
+            resolver,
+            trust,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client_for(&self, host: &str, addrs: &[SocketAddr]) -> Result<reqwest::Client, ModelError> {
+        let id = format!("{host}|{addrs:?}");
+        if let Ok(map) = self.clients.lock() {
+            if let Some(c) = map.get(&id) {
+                return Ok(c.clone());
+            }
+        }
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_millis(self.cfg.connect_timeout_ms))
+            .dns_resolver(Arc::new(NoLookup))
+            .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")));
+        if host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+            b = b.resolve_to_addrs(host, addrs);
+        }
+        if !self.trust.is_empty() {
+            b = b.tls_certs_merge(self.trust.iter().cloned());
+        }
+        let client = b.build().map_err(|e| {
+            tracing::error!(error = %e, endpoint = %self.cfg.name, "cannot build the model client");
+            ModelError::Unreachable
+        })?;
+        if let Ok(mut map) = self.clients.lock() {
+            if map.len() > 64 {
+                map.clear();
+            }
+            map.insert(id, client.clone());
+        }
+        Ok(client)
+    }
+
+    /// The breaker of URL `i` allows a call now (a half-open breaker allows one).
+    fn admits(&self, i: usize) -> Result<(), u64> {
+        let Ok(mut b) = self.breakers[i].lock() else {
+            return Ok(());
+        };
+        match b.open_until {
+            Some(t) if t > Instant::now() => Err((t - Instant::now()).as_secs().max(1)),
+            Some(_) => {
+                // Half open: one trial; another failure opens it again at once.
+                b.open_until = None;
+                b.failures = self.cfg.breaker_failures.saturating_sub(1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, i: usize, ok: bool) {
+        let Ok(mut b) = self.breakers[i].lock() else {
+            return;
+        };
+        if ok {
+            *b = Breaker::default();
+            return;
+        }
+        b.failures += 1;
+        if b.failures >= self.cfg.breaker_failures {
+            b.open_until = Some(Instant::now() + Duration::from_secs(self.cfg.breaker_open_secs));
+            tracing::warn!(endpoint = %self.cfg.name, url = %self.urls[i], "model endpoint failing; paused");
+        }
+    }
+
+    fn body(&self, prompt: &Prompt, stream: bool) -> serde_json::Value {
+        let role = |r: Role| match r {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let turns = prompt
+            .messages
+            .iter()
+            .map(|m| serde_json::json!({ "role": role(m.role), "content": m.content }));
+        match self.cfg.protocol {
+            Protocol::Openai => {
+                let mut messages =
+                    vec![serde_json::json!({"role": "system", "content": prompt.system})];
+                messages.extend(turns);
+                let mut v = serde_json::json!({
+                    "model": self.cfg.model, "messages": messages,
+                    "max_tokens": prompt.max_tokens, "temperature": 0, "stream": stream,
+                });
+                if stream {
+                    v["stream_options"] = serde_json::json!({ "include_usage": true });
+                }
+                v
+            }
+            Protocol::Anthropic => serde_json::json!({
+                "model": self.cfg.model, "system": prompt.system,
+                "messages": turns.collect::<Vec<_>>(),
+                "max_tokens": prompt.max_tokens, "temperature": 0, "stream": stream,
+            }),
+        }
+    }
+
+    /// One attempt at URL `i`.
+    async fn once(
+        &self,
+        i: usize,
+        prompt: &Prompt,
+        allow: &[String],
+        deltas: Deltas<'_>,
+        deadline: Instant,
+        passed_on: &mut bool,
+    ) -> Result<Reply, ModelError> {
+        let base = &self.urls[i];
+        let addrs = self.resolver.check(base, allow).await?;
+        let host = base.host_str().unwrap_or_default().to_string();
+        let client = self.client_for(&host, &addrs)?;
+        let mut root = base.clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let path = match self.cfg.protocol {
+            Protocol::Openai => "v1/chat/completions",
+            Protocol::Anthropic => "v1/messages",
+        };
+        let target = root.join(path).map_err(|_| ModelError::Unreachable)?;
+        let mut req = client
+            .post(target)
+            .header("content-type", "application/json")
+            .body(self.body(prompt, prompt.stream).to_string());
+        match (self.cfg.protocol, &self.key) {
+            (Protocol::Openai, Some(k)) => req = req.bearer_auth(k.0.as_str()),
+            (Protocol::Anthropic, Some(k)) => req = req.header("x-api-key", k.0.as_str()),
+            _ => {}
+        }
+        if self.cfg.protocol == Protocol::Anthropic {
+            req = req.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let first = Duration::from_millis(self.cfg.first_byte_timeout_ms).min(left());
+        let mut res = match tokio::time::timeout(first, req.send()).await {
+            Err(_) => {
+                return Err(timeout(if left().is_zero() {
+                    "total"
+                } else {
+                    "first byte"
+                }))
+            }
+            Ok(Err(e)) if e.is_timeout() => return Err(timeout("connect")),
+            Ok(Err(_)) => return Err(ModelError::Unreachable),
+            Ok(Ok(r)) => r,
+        };
+        let status = res.status().as_u16();
+        if status == 429 {
+            let after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            return Err(ModelError::RateLimited(after));
+        }
+        if !(200..300).contains(&status) {
+            return Err(ModelError::Status(status));
+        }
+        let origin = format!("{}@{}", self.cfg.name, base.origin().ascii_serialization());
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        let mut reply = Reply {
+            model: self.cfg.model.clone(),
+            endpoint: Some(origin),
+            ..Reply::default()
+        };
+        if !prompt.stream {
+            let mut body = Vec::new();
+            while let Some(c) = next_chunk(&mut res, idle, deadline).await? {
+                if body.len() + c.len() > MAX_ANSWER_BYTES {
+                    return Err(ModelError::Malformed("the answer is too large"));
+                }
+                body.extend_from_slice(&c);
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|_| ModelError::Malformed("not valid JSON"))?;
+            self.read_plain(&v, &mut reply)?;
+            deltas(&reply.text);
+            *passed_on = true;
+            return Ok(reply);
+        }
+        let mut sse = Sse::default();
+        let mut total = 0usize;
+        let mut done = false;
+        while let Some(c) = next_chunk(&mut res, idle, deadline).await? {
+            total += c.len();
+            if total > MAX_ANSWER_BYTES {
+                return Err(ModelError::Malformed("the answer is too large"));
+            }
+            for (event, data) in sse.feed(&c) {
+                if done {
+                    continue;
+                }
+                if let Some(text) =
+                    self.read_event(event.as_deref(), &data, &mut reply, &mut done)?
+                {
+                    if !text.is_empty() {
+                        reply.text.push_str(&text);
+                        deltas(&text);
+                        *passed_on = true;
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if !done {
+            return Err(ModelError::Cut);
+        }
+        Ok(reply)
+    }
+
+    fn read_plain(&self, v: &serde_json::Value, reply: &mut Reply) -> Result<(), ModelError> {
+        let num = |v: &serde_json::Value| v.as_u64();
+        match self.cfg.protocol {
+            Protocol::Openai => {
+                reply.text = v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .ok_or(ModelError::Malformed("no choices[0].message.content"))?
+                    .to_string();
+                reply.input_tokens = num(&v["usage"]["prompt_tokens"]);
+                reply.output_tokens = num(&v["usage"]["completion_tokens"]);
+            }
+            Protocol::Anthropic => {
+                let blocks = v["content"]
+                    .as_array()
+                    .ok_or(ModelError::Malformed("no content blocks"))?;
+                reply.text = blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect();
+                reply.input_tokens = num(&v["usage"]["input_tokens"]);
+                reply.output_tokens = num(&v["usage"]["output_tokens"]);
+            }
+        }
+        if let Some(m) = v["model"].as_str() {
+            reply.model = m.chars().take(200).collect();
+        }
+        Ok(())
+    }
+
+    /// One event of a stream: the text it adds, if any; `done` set at the stream's end.
+    fn read_event(
+        &self,
+        event: Option<&str>,
+        data: &str,
+        reply: &mut Reply,
+        done: &mut bool,
+    ) -> Result<Option<String>, ModelError> {
+        if self.cfg.protocol == Protocol::Openai && data.trim() == "[DONE]" {
+            *done = true;
+            return Ok(None);
+        }
+        let v: serde_json::Value = serde_json::from_str(data)
+            .map_err(|_| ModelError::Malformed("invalid JSON in the stream"))?;
+        match self.cfg.protocol {
+            Protocol::Openai => {
+                if v.get("error").is_some() {
+                    return Err(ModelError::Status(500));
+                }
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    reply.input_tokens = u["prompt_tokens"].as_u64();
+                    reply.output_tokens = u["completion_tokens"].as_u64();
+                }
+                if let Some(m) = v["model"].as_str() {
+                    reply.model = m.chars().take(200).collect();
+                }
+                Ok(v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string))
+            }
+            Protocol::Anthropic => match event.or(v["type"].as_str()) {
+                Some("message_start") => {
+                    reply.input_tokens = v["message"]["usage"]["input_tokens"].as_u64();
+                    if let Some(m) = v["message"]["model"].as_str() {
+                        reply.model = m.chars().take(200).collect();
+                    }
+                    Ok(None)
+                }
+                Some("content_block_delta") => Ok(v["delta"]["text"].as_str().map(str::to_string)),
+                Some("message_delta") => {
+                    if let Some(n) = v["usage"]["output_tokens"].as_u64() {
+                        reply.output_tokens = Some(n);
+                    }
+                    Ok(None)
+                }
+                Some("message_stop") => {
+                    *done = true;
+                    Ok(None)
+                }
+                Some("error") => Err(ModelError::Status(
+                    if v["error"]["type"] == "overloaded_error" {
+                        529
+                    } else {
+                        500
+                    },
+                )),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    async fn call(
+        &self,
+        prompt: &Prompt,
+        allow: &[String],
+        deltas: Deltas<'_>,
+    ) -> Result<Reply, ModelError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
+        let mut passed_on = false;
+        let mut last: Option<ModelError> = None;
+        let mut attempt: u64 = 0;
+        loop {
+            let n = self.urls.len();
+            let start = (attempt as usize) % n;
+            let pick = (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| self.admits(i).is_ok());
+            let Some(i) = pick else {
+                let wait = (0..n)
+                    .filter_map(|i| self.admits(i).err())
+                    .min()
+                    .unwrap_or(1);
+                return Err(last.unwrap_or(ModelError::CircuitOpen(wait)));
+            };
+            let result = self
+                .once(i, prompt, allow, &mut *deltas, deadline, &mut passed_on)
+                .await;
+            let e = match result {
+                Ok(r) => {
+                    self.record(i, true);
+                    return Ok(r);
+                }
+                Err(e) => e,
+            };
+            if e.transient() {
+                self.record(i, false);
+            }
+            tracing::warn!(endpoint = %self.cfg.name, attempt, code = e.code(), error = %e, "model call failed");
+            let out_of_time = Instant::now() >= deadline;
+            if !e.transient() || passed_on || attempt >= self.cfg.retries || out_of_time {
+                return Err(e);
+            }
+            let wait = match e {
+                ModelError::RateLimited(s) if s > MAX_RETRY_AFTER => return Err(e),
+                ModelError::RateLimited(s) => Duration::from_secs(s),
+                _ => backoff(attempt),
+            };
+            if Instant::now() + wait >= deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(wait).await;
+            last = Some(e);
+            attempt += 1;
+        }
+    }
+}
+
+/// 200 ms doubled per attempt, times a random factor from 0.5 to 1.5.
+fn backoff(attempt: u64) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    let jitter = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
+    Duration::from_millis((200.0 * 2f64.powi(attempt.min(6) as i32) * jitter) as u64)
+}
+
+/// The next piece of an answer, waiting at most `idle` and never past `deadline`.
+async fn next_chunk(
+    res: &mut reqwest::Response,
+    idle: Duration,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, ModelError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(idle.min(left), res.chunk()).await {
+        Err(_) if Instant::now() >= deadline => Err(timeout("total")),
+        Err(_) => Err(timeout("idle")),
+        Ok(Err(_)) => Err(ModelError::Cut),
+        Ok(Ok(c)) => Ok(c.map(|b| b.to_vec())),
+    }
+}
+
+impl Model for HttpModel {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn complete<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+        egress_allow: &'a [String],
+        deltas: Deltas<'a>,
+    ) -> Pending<'a> {
+        Box::pin(self.call(prompt, egress_allow, deltas))
+    }
+}
+
+/// A server-sent events reader: bytes in, complete events (`event`, `data`) out.
+#[derive(Default)]
+pub struct Sse {
+    buf: Vec<u8>,
+}
+
+impl Sse {
+    /// Takes `bytes` and returns every event completed by them.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<(Option<String>, String)> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            let end = find_blank_line(&self.buf);
+            let Some((at, len)) = end else { break };
+            let raw: Vec<u8> = self.buf.drain(..at + len).collect();
+            let text = String::from_utf8_lossy(&raw[..at]);
+            let (mut event, mut data) = (None, Vec::new());
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                }
+            }
+            if !data.is_empty() {
+                out.push((event, data.join("\n")));
+            }
+        }
+        out
+    }
+}
+
+fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    match (lf, crlf) {
+        (Some(a), Some(c)) => Some(if a.0 <= c.0 { a } else { c }),
+        (a, c) => a.or(c),
+    }
+}
+
+/// The endpoints of the configuration, each ready to call.
+///
+/// # Errors
+/// An endpoint whose key or trust anchors cannot be read: the server must not start.
+pub fn models(config: &crate::config::Config) -> Result<super::assistant::Models, String> {
+    let resolver = Arc::new(Resolver::new());
+    let mut out: Vec<Arc<dyn Model>> = Vec::new();
+    for e in &config.ai.endpoints {
+        out.push(Arc::new(HttpModel::new(
+            e,
+            &config.outbound,
+            resolver.clone(),
+        )?));
+    }
+    Ok(super::assistant::Models::new(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_across_any_chunking() {
+        let stream = "event: message_start\ndata: {\"a\":1}\n\ndata: one\ndata: two\r\n\r\n: comment\n\ndata: [DONE]\n\n";
+        for size in [1, 3, 7, stream.len()] {
+            let mut sse = Sse::default();
+            let mut got = Vec::new();
+            for chunk in stream.as_bytes().chunks(size) {
+                got.extend(sse.feed(chunk));
+            }
+            assert_eq!(
+                got,
+                [
+                    (Some("message_start".to_string()), "{\"a\":1}".to_string()),
+                    (None, "one\ntwo".to_string()),
+                    (None, "[DONE]".to_string()),
+                ],
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_read_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, "sk-test-123\n").unwrap();
+        let k = read_key(&p).unwrap();
+        assert_eq!(k.0.as_str(), "sk-test-123");
+        assert_eq!(format!("{k:?}"), "[redacted]");
+        std::fs::write(&p, "two words\n").unwrap();
+        let e = read_key(&p).unwrap_err();
+        assert!(e.contains("without spaces") && !e.contains("two"), "{e}");
+        assert!(read_key(&dir.path().join("missing"))
+            .unwrap_err()
+            .contains("cannot read"));
+    }
+}
