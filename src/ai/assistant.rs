@@ -588,6 +588,7 @@ pub async fn ask(
         "flagged": flagged,
         "usage": { "input": usage.0, "output": usage.1 },
         "latency_ms": latency_ms,
+        "stream": stream,
         "outcome": outcome.as_str(),
         "error": failure.as_ref().map(ModelError::code),
         "prompt": retained(policy.retention, &prompt.full_text()),

@@ -5,10 +5,9 @@
 //! long time. So a PDF is read on a thread of its own, inside `catch_unwind`, and waited for
 //! no longer than [`PDF_TIME`]. A thread cannot be killed: one that overruns keeps its
 //! place among the [`PDF_WORKERS`] until it ends, so runaway files cannot pile up threads;
-//! past that number a new PDF is refused as busy instead of queued.
+//! a new PDF waits up to [`PDF_TIME`] for a place, and is refused as busy after that.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ pub enum Unreadable {
     Broken(String),
     /// Took longer than [`PDF_TIME`].
     Slow,
-    /// [`PDF_WORKERS`] PDFs are being read already.
+    /// [`PDF_WORKERS`] PDFs were being read for all of [`PDF_TIME`].
     Busy,
 }
 
@@ -52,18 +51,7 @@ pub fn pdf(bytes: &[u8]) -> Result<String, Unreadable> {
         ));
     }
     quiet_panics();
-    static BUSY: AtomicUsize = AtomicUsize::new(0);
-    if BUSY.fetch_add(1, Ordering::SeqCst) >= PDF_WORKERS {
-        BUSY.fetch_sub(1, Ordering::SeqCst);
-        return Err(Unreadable::Busy);
-    }
-    struct Place;
-    impl Drop for Place {
-        fn drop(&mut self) {
-            BUSY.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    let place = Place;
+    let place = Place::take().ok_or(Unreadable::Busy)?;
     let (tx, rx) = mpsc::sync_channel(1);
     let owned = bytes.to_vec();
     let spawned = std::thread::Builder::new()
@@ -82,6 +70,42 @@ pub fn pdf(bytes: &[u8]) -> Result<String, Unreadable> {
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Err(Unreadable::Broken("the PDF cannot be read".into()))
         }
+    }
+}
+
+/// PDF readers running (overrunning ones included), and the wait for a free place.
+static PLACES: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One of the [`PDF_WORKERS`] places, held by a reading thread until it ends.
+struct Place;
+
+impl Place {
+    /// Waits up to [`PDF_TIME`] for a free place.
+    fn take() -> Option<Self> {
+        let (lock, freed) = &PLACES;
+        let busy = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut busy, _) = freed
+            .wait_timeout_while(busy, PDF_TIME, |n| *n >= PDF_WORKERS)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *busy >= PDF_WORKERS {
+            return None;
+        }
+        *busy += 1;
+        Some(Place)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let (lock, freed) = &PLACES;
+        let mut busy = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *busy = busy.saturating_sub(1);
+        freed.notify_one();
     }
 }
 

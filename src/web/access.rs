@@ -347,11 +347,16 @@ async fn csrf_holds(p: &Principal, req: Request) -> (bool, Option<Request>) {
     if let Some(h) = req.headers().get("x-csrf-token") {
         return (eq(h.as_bytes()), Some(req));
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .unwrap_or("")
+        .to_string();
+    if content_type.starts_with("multipart/form-data") {
+        return multipart_csrf_holds(req, &content_type, eq).await;
+    }
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
     if !is_form {
         return (false, Some(req));
     }
@@ -363,6 +368,39 @@ async fn csrf_holds(p: &Principal, req: Request) -> (bool, Option<Request>) {
     let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
         .ok()
         .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    let ok = token.is_some_and(|t| eq(t.as_bytes()));
+    (
+        ok,
+        Some(Request::from_parts(parts, axum::body::Body::from(bytes))),
+    )
+}
+
+/// The `csrf` field of a `multipart/form-data` body (an upload form), read from a copy of
+/// the body, which is put back for the handler. The route's body limit applies.
+async fn multipart_csrf_holds(
+    req: Request,
+    content_type: &str,
+    eq: impl Fn(&[u8]) -> bool,
+) -> (bool, Option<Request>) {
+    use axum::extract::FromRequest;
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, UPLOAD_BODY_BYTES).await else {
+        return (false, None);
+    };
+    let probe = axum::http::Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(bytes.clone()));
+    let mut token = None;
+    if let Ok(probe) = probe {
+        if let Ok(mut form) = axum::extract::Multipart::from_request(probe, &()).await {
+            while let Ok(Some(field)) = form.next_field().await {
+                if field.name() == Some("csrf") {
+                    token = field.text().await.ok();
+                    break;
+                }
+            }
+        }
+    }
     let ok = token.is_some_and(|t| eq(t.as_bytes()));
     (
         ok,

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod api;
+mod assistant_pages;
 mod audit;
 pub mod auth;
 mod chart;
@@ -15,6 +16,7 @@ pub mod error;
 mod factor;
 mod grants;
 mod health;
+mod library;
 pub mod notify;
 mod pages;
 mod security;
@@ -80,6 +82,8 @@ pub fn routes() -> access::Routes {
         .merge(api::routes())
         .merge(documents::routes())
         .merge(conversations::routes())
+        .merge(library::routes())
+        .merge(assistant_pages::routes())
         .merge(users::routes())
         .merge(tokens::routes())
         .merge(security::routes())

@@ -16,6 +16,11 @@ pub fn routes() -> Routes {
         .route("/status", Access::Public, get(status_page))
         .route("/status.json", Access::Public, get(status_json))
         .route("/static/style.css", Access::Public, get(stylesheet))
+        .route(
+            "/static/assistant.js",
+            Access::Public,
+            get(assistant_script),
+        )
 }
 
 #[derive(Template)]
@@ -75,6 +80,18 @@ async fn status_json(State(state): State<AppState>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
     }))
+}
+
+/// The one script: streams the assistant's answer into its page (which works without it).
+async fn assistant_script() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/assistant.js"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {

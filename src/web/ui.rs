@@ -76,6 +76,9 @@ fn nav_for(p: &Principal, current: &str) -> Vec<Nav> {
         ],
         Place::Tenant(_) => vec![
             ("/", "Overview", true),
+            ("/assistant", "Assistant", may(Permission::AssistantUse)),
+            ("/documents", "Documents", may(Permission::KnowledgeRead)),
+            ("/search", "Search", may(Permission::KnowledgeRead)),
             ("/audit", "Audit log", may(Permission::AuditRead)),
             ("/users", "Users & roles", may(Permission::UsersRead)),
             ("/tokens", "API tokens", may(Permission::TokensRead)),

@@ -19,6 +19,7 @@ mod factor;
 mod identity;
 mod keys;
 mod knowledge;
+mod knowledge_pages;
 mod models;
 mod packaging;
 mod server;
