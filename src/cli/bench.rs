@@ -58,6 +58,19 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Knowledge: ingest MB/s (Markdown, CSV), search p50/p99 over 100,000 passages, hit@1
+    /// and hit@3 on a question set against a plain FTS5 baseline, extractive answer p50/p99.
+    Knowledge {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The question set: `questions.json` and a `corpus/` folder.
+        #[arg(long, default_value = "benches/knowledge")]
+        corpus: PathBuf,
+        /// Passages in the search index.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..=2_000_000))]
+        chunks: u64,
+    },
     /// Appends to a tenant's journal until killed, printing each acknowledged sequence
     /// number on its own line. Used by the crash test.
     #[command(hide = true)]
@@ -80,6 +93,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         Command::Auth { dir, seconds } => {
             super::bench_auth::bench_auth(cli, dir.as_deref(), *seconds)
         }
+        Command::Knowledge {
+            dir,
+            corpus,
+            chunks,
+        } => super::bench_knowledge::bench_knowledge(cli, dir.as_deref(), corpus, *chunks as usize),
         Command::AppendLoop {
             tenant,
             threads,

@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod bench;
 mod bench_auth;
+mod bench_knowledge;
 mod config;
 mod doctor;
 mod init;

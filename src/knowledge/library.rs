@@ -17,7 +17,8 @@ use serde::Serialize;
 /// The tenant file's knowledge tables.
 pub const SCHEMA: crate::store::migrate::Module = crate::store::migrate::Module {
     name: "knowledge",
-    steps: &["
+    steps: &[
+        "
 CREATE TABLE documents (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
@@ -46,8 +47,17 @@ CREATE VIRTUAL TABLE passages_fts USING fts5(
     body, content = 'passages', content_rowid = 'id',
     tokenize = 'unicode61 remove_diacritics 2'
 );
-"],
+",
+        "
+CREATE VIRTUAL TABLE passages_vocab USING fts5vocab(passages_fts, 'row');
+",
+    ],
 };
+
+/// A word in more than this share of the passages says little about any of them: it is left
+/// out of a query that has rarer words (ranking by it would cost a pass over most of the
+/// index and change little).
+const COMMON_SHARE: f64 = 0.2;
 
 /// Largest file taken.
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
@@ -805,52 +815,111 @@ pub fn search_in(
     filter: &Filter,
     limit: usize,
 ) -> Result<Vec<Hit>, KnowledgeError> {
-    let Some(expr) = super::query::fts5(query) else {
+    let terms = super::query::content_terms(query);
+    if terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let total: i64 = c
+        .query_row("SELECT count(*) FROM passages", [], |r| r.get(0))
+        .map_err(db)?;
+    let mut df = c
+        .prepare_cached("SELECT doc FROM passages_vocab WHERE term = ?1")
+        .map_err(db)?;
+    let mut counted = Vec::with_capacity(terms.len());
+    for t in &terms {
+        let n: i64 = df
+            .query_row([super::query::fold(t)], |r| r.get(0))
+            .optional()
+            .map_err(db)?
+            .unwrap_or(0);
+        counted.push((t.clone(), n));
+    }
+    // The rare words, when one of them occurs at all (in an index big enough for a share to
+    // mean something); otherwise every word. A word the index does not hold costs nothing.
+    let rare: Vec<&(String, i64)> = counted
+        .iter()
+        .filter(|(_, n)| total < 100 || (*n as f64) <= COMMON_SHARE * total as f64)
+        .collect();
+    let used: Vec<String> = if rare.iter().any(|(_, n)| *n > 0) {
+        rare.iter().map(|(t, _)| t.clone()).collect()
+    } else {
+        terms.clone()
+    };
+    let Some(expr) = super::query::fts5_of(&used) else {
         return Ok(Vec::new());
     };
-    let limit = limit.clamp(1, MAX_LIMIT) as i64;
-    {
-        let mut st = c
-            .prepare(
-                "SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, \
-                   bm25(passages_fts), snippet(passages_fts, 0, '**', '**', '…', 24), p.body \
-                 FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid \
-                 JOIN documents d ON d.id = p.document_id \
-                 JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
-                 WHERE passages_fts MATCH ?1 AND p.version = \
-                   (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
-                   AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
-                   AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
-                 ORDER BY bm25(passages_fts) LIMIT ?2",
-            )
-            .map_err(db)?;
-        let rows = st
-            .query_map(
-                params![
-                    expr,
-                    limit,
-                    filter.document.as_ref().map(DocumentId::as_str),
-                    filter.kind.map(Kind::as_str),
-                    filter.since_us,
-                    filter.until_us
-                ],
-                |r| {
-                    let (doc, version, start, end): (String, i64, i64, i64) =
-                        (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                    Ok(Hit {
-                        citation: format!("{doc}:{version}:{start}-{end}"),
-                        document_id: DocumentId::from_trusted(doc),
-                        document: r.get(1)?,
-                        version,
-                        score: -r.get::<_, f64>(5)?,
-                        snippet: r.get(6)?,
-                        text: r.get(7)?,
-                    })
-                },
-            )
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    let limit = limit.clamp(1, MAX_LIMIT);
+    // The index ranks alone first (FTS5's fast `ORDER BY rank LIMIT`), a few times more
+    // passages than wanted; the versions and filters are applied to those. When too few
+    // pass, the index is asked again for many more, and at last for all.
+    let mut take = (limit * 5).max(100) as i64;
+    loop {
+        let hits = ranked(c, &expr, filter, limit, take)?;
+        if hits.len() >= limit || take < 0 || take >= total {
+            let marked: Vec<String> = terms.clone();
+            return Ok(hits
+                .into_iter()
+                .map(|mut h| {
+                    h.snippet = super::query::snippet(&h.text, &marked, 24);
+                    h
+                })
+                .collect());
+        }
+        take = if take * 10 >= total { -1 } else { take * 10 };
     }
+}
+
+/// The best `limit` passages among the index's best `take` (all when negative) that are of
+/// latest versions and pass `filter`.
+fn ranked(
+    c: &rusqlite::Connection,
+    expr: &str,
+    filter: &Filter,
+    limit: usize,
+    take: i64,
+) -> Result<Vec<Hit>, KnowledgeError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, t.rank, p.body \
+             FROM (SELECT rowid AS id, rank FROM passages_fts WHERE passages_fts MATCH ?1 \
+                   ORDER BY rank LIMIT ?7) t \
+             JOIN passages p ON p.id = t.id \
+             JOIN documents d ON d.id = p.document_id \
+             JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
+             WHERE p.version = \
+                 (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
+               AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
+               AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
+             ORDER BY t.rank LIMIT ?2",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map(
+            params![
+                expr,
+                limit as i64,
+                filter.document.as_ref().map(DocumentId::as_str),
+                filter.kind.map(Kind::as_str),
+                filter.since_us,
+                filter.until_us,
+                take
+            ],
+            |r| {
+                let (doc, version, start, end): (String, i64, i64, i64) =
+                    (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                Ok(Hit {
+                    citation: format!("{doc}:{version}:{start}-{end}"),
+                    document_id: DocumentId::from_trusted(doc),
+                    document: r.get(1)?,
+                    version,
+                    score: -r.get::<_, f64>(5)?,
+                    snippet: String::new(),
+                    text: r.get(6)?,
+                })
+            },
+        )
+        .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
 /// A passage named by its citation id, from whichever version it cites.

@@ -72,7 +72,11 @@ pub fn stem(word: &str) -> &str {
 
 /// The FTS5 `MATCH` expression for `text`, or `None` when it holds no word to look for.
 pub fn fts5(text: &str) -> Option<String> {
-    let terms = content_terms(text);
+    fts5_of(&content_terms(text))
+}
+
+/// The FTS5 `MATCH` expression for words made by [`terms`].
+pub fn fts5_of(terms: &[String]) -> Option<String> {
     if terms.is_empty() {
         return None;
     }
@@ -86,9 +90,81 @@ pub fn fts5(text: &str) -> Option<String> {
     )
 }
 
+/// A word as the index compares it: lower case, diacritics removed.
+pub fn fold(word: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    word.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The best window of about `words` words of `text` for `terms` (the one holding most of
+/// them), matched words between `**`, `…` where text was left out.
+pub fn snippet(text: &str, terms: &[String], words: usize) -> String {
+    let wanted: Vec<String> = terms.iter().map(|t| fold(t)).collect();
+    let all: Vec<&str> = text.split_whitespace().collect();
+    let hit = |w: &str| {
+        let bare = w.trim_matches(|c: char| !c.is_alphanumeric());
+        !bare.is_empty() && wanted.contains(&fold(bare))
+    };
+    let hits: Vec<bool> = all.iter().map(|w| hit(w)).collect();
+    let n = words.max(1).min(all.len());
+    let (mut best, mut best_at, mut now) = (0, 0, 0);
+    for i in 0..all.len() {
+        now += usize::from(hits[i]);
+        if i >= n {
+            now -= usize::from(hits[i - n]);
+        }
+        if i + 1 >= n && now > best {
+            best = now;
+            best_at = i + 1 - n;
+        }
+    }
+    let mut out = String::new();
+    if best_at > 0 {
+        out.push('…');
+    }
+    for (i, w) in all.iter().enumerate().skip(best_at).take(n) {
+        if i > best_at {
+            out.push(' ');
+        }
+        if hits[i] {
+            let start = w.find(char::is_alphanumeric).unwrap_or(0);
+            let end = w.rfind(char::is_alphanumeric).map_or(w.len(), |e| {
+                e + w[e..].chars().next().map_or(1, char::len_utf8)
+            });
+            out.push_str(&format!(
+                "{}**{}**{}",
+                &w[..start],
+                &w[start..end],
+                &w[end..]
+            ));
+        } else {
+            out.push_str(w);
+        }
+    }
+    if best_at + n < all.len() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snippets_mark_the_words_in_the_best_window() {
+        let text = "Intro words here. The pilot boards at the outer buoy, said the Pilot. More text follows on.";
+        let s = snippet(text, &["pilot".into(), "buoy".into()], 8);
+        assert_eq!(s, "…here. The **pilot** boards at the outer **buoy**,…");
+        assert_eq!(
+            snippet("Café au lait", &["cafe".into()], 24),
+            "**Café** au lait"
+        );
+        assert_eq!(snippet("", &["x".into()], 24), "");
+    }
 
     #[test]
     fn common_words_are_dropped_unless_nothing_else_is_left() {

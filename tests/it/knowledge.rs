@@ -355,3 +355,52 @@ fn html_and_pdf_are_read_for_their_text_and_broken_pdfs_are_named() {
     ]);
     assert!(e.contains("since \"soon\" is not a date"), "{e}");
 }
+
+#[test]
+fn the_knowledge_benchmark_prints_every_figure_and_beats_its_baseline() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "bench",
+        "knowledge",
+        "--chunks",
+        "1000",
+        "--corpus",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/benches/knowledge"),
+    ]);
+    let figures: std::collections::HashMap<String, f64> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (
+                v["figure"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for f in [
+        "ingest_markdown",
+        "ingest_csv",
+        "index_passages",
+        "search_one_word_p99",
+        "search_three_words_p99",
+        "search_phrase_p99",
+        "hit_at_1",
+        "hit_at_3",
+        "baseline_hit_at_1",
+        "baseline_hit_at_3",
+        "extractive_answer_p99",
+    ] {
+        assert!(figures.contains_key(f), "{f} missing: {out}");
+    }
+    assert!(figures["index_passages"] >= 1000.0);
+    assert!(figures["questions"] >= 30.0);
+    // The product's retrieval is better than single lines with the words OR-ed.
+    assert!(figures["hit_at_3"] > figures["baseline_hit_at_3"], "{out}");
+    assert!(figures["hit_at_1"] > figures["baseline_hit_at_1"], "{out}");
+    let e = env.fails(&["bench", "knowledge", "--corpus", "/nonexistent"]);
+    assert!(
+        e.contains("questions.json") && e.contains("--corpus"),
+        "{e}"
+    );
+}
