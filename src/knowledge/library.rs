@@ -819,8 +819,12 @@ pub fn search_in(
     if terms.is_empty() {
         return Ok(Vec::new());
     }
+    // The highest row id: as many passages as were ever indexed, a bound on how many there
+    // are, read from the end of the table instead of counted page by page.
     let total: i64 = c
-        .query_row("SELECT count(*) FROM passages", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(id), 0) FROM passages", [], |r| {
+            r.get(0)
+        })
         .map_err(db)?;
     let mut df = c
         .prepare_cached("SELECT doc FROM passages_vocab WHERE term = ?1")
@@ -842,6 +846,11 @@ pub fn search_in(
         .collect();
     let used: Vec<String> = if rare.iter().any(|(_, n)| *n > 0) {
         rare.iter().map(|(t, _)| t.clone()).collect()
+    } else if total >= 100 && counted.len() > 3 {
+        // Every word is common: the three least common carry the ranking.
+        let mut by_count = counted.clone();
+        by_count.sort_by_key(|(_, n)| *n);
+        by_count.into_iter().take(3).map(|(t, _)| t).collect()
     } else {
         terms.clone()
     };
