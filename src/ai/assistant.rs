@@ -325,20 +325,21 @@ pub async fn list(ctx: &TenantCtx) -> Result<Vec<Thread>, AssistantError> {
                  ORDER BY updated_us DESC, id",
             )
             .map_err(db)?;
-        let rows = st
-            .query_map(params![kind, who], |r| {
-                Ok(Thread {
-                    id: ThreadId::from_trusted(r.get(0)?),
-                    title: r.get(1)?,
-                    created_us: r.get(2)?,
-                    updated_us: r.get(3)?,
-                    turns: r.get(4)?,
-                })
-            })
-            .map_err(db)?;
+        let rows = st.query_map(params![kind, who], thread_row).map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     })
     .await
+}
+
+/// A thread from a row of `id, title, created_us, updated_us, turns`.
+fn thread_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Thread> {
+    Ok(Thread {
+        id: ThreadId::from_trusted(r.get(0)?),
+        title: r.get(1)?,
+        created_us: r.get(2)?,
+        updated_us: r.get(3)?,
+        turns: r.get(4)?,
+    })
 }
 
 /// The thread if it is the caller's; another person's thread is not found, not forbidden,
@@ -354,15 +355,7 @@ fn own_thread(
            (SELECT count(*) FROM turns u WHERE u.thread_id = t.id) \
          FROM threads t WHERE id = ?1 AND owner_kind = ?2 AND owner_id = ?3",
         params![id.as_str(), kind, who],
-        |r| {
-            Ok(Thread {
-                id: ThreadId::from_trusted(r.get(0)?),
-                title: r.get(1)?,
-                created_us: r.get(2)?,
-                updated_us: r.get(3)?,
-                turns: r.get(4)?,
-            })
-        },
+        thread_row,
     )
     .optional()
     .map_err(db)?

@@ -176,18 +176,19 @@ impl Kind {
         }
     }
 
+    /// Every kind, in the order lists show them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Text,
+        Kind::Markdown,
+        Kind::Html,
+        Kind::Pdf,
+        Kind::Csv,
+        Kind::Json,
+    ];
+
     /// The kind of a name (`html`, `pdf`...), as filters give it.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Kind::Text,
-            Kind::Markdown,
-            Kind::Html,
-            Kind::Pdf,
-            Kind::Csv,
-            Kind::Json,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     fn of(name: &str) -> Option<Self> {

@@ -142,6 +142,15 @@ impl AiPolicy {
     }
 }
 
+/// The tenant's assistant rules, for a caller who may read settings.
+///
+/// # Errors
+/// Permission or a storage fault.
+pub fn read_blocking<D: Door>(door: &D) -> Result<AiPolicy, PolicyError> {
+    door.caller().require(Permission::SettingsRead)?;
+    read_unchecked(door)
+}
+
 /// The tenant's assistant rules, for anyone the server acts for (an AI turn).
 ///
 /// # Errors

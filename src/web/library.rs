@@ -387,16 +387,9 @@ async fn search_show(
     };
     let mut kinds = vec![(String::new(), "Any type".to_string())];
     kinds.extend(
-        [
-            Kind::Text,
-            Kind::Markdown,
-            Kind::Html,
-            Kind::Pdf,
-            Kind::Csv,
-            Kind::Json,
-        ]
-        .into_iter()
-        .map(|k| (k.as_str().to_string(), k.as_str().to_uppercase())),
+        Kind::ALL
+            .into_iter()
+            .map(|k| (k.as_str().to_string(), k.as_str().to_uppercase())),
     );
     let status = if errors.is_empty() {
         StatusCode::OK

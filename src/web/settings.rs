@@ -6,6 +6,7 @@ use super::ui::{capitalise, error_page, field, header_for, in_realm, render, Fie
 use super::AppState;
 use crate::identity::sessions::Place;
 use crate::identity::Permission;
+use crate::policy::ai::{AiPolicy, Retention};
 use crate::policy::{self, Policy, PolicyError, TwoFactor};
 use askama::Template;
 use axum::extract::{Request, State};
@@ -14,11 +15,168 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 pub fn routes() -> Routes {
-    Routes::new().route(
-        "/settings",
-        Access::Allowed(Permission::SettingsRead),
-        get(settings_show).post(settings_update),
-    )
+    Routes::new()
+        .route(
+            "/settings",
+            Access::Allowed(Permission::SettingsRead),
+            get(settings_show).post(settings_update),
+        )
+        .route(
+            "/settings/assistant",
+            Access::Allowed(Permission::SettingsRead),
+            get(assistant_show).post(assistant_update),
+        )
+}
+
+#[derive(Template)]
+#[template(path = "settings_assistant.html")]
+struct AssistantPage {
+    header: Option<Header>,
+    /// Every configured endpoint, and whether this tenant may use it.
+    known: Vec<(String, bool)>,
+    model: String,
+    egress_allow: String,
+    grounded_only: bool,
+    retention: &'static str,
+    may_manage: bool,
+    errors: Vec<FieldError>,
+    notice: Option<&'static str>,
+}
+
+async fn assistant_page(
+    state: &AppState,
+    p: &Principal,
+    status: StatusCode,
+    shown: Option<(AiPolicy, Vec<FieldError>)>,
+    notice: Option<&'static str>,
+) -> Response {
+    let (pol, errors) = match shown {
+        Some(x) => x,
+        None => {
+            let read = in_realm(state, p, None, |ctx, _| {
+                crate::policy::ai::read_blocking(ctx)
+            })
+            .await;
+            match read {
+                Ok(pol) => (pol, Vec::new()),
+                Err(e) => return error_page(state, Some(p), e).await,
+            }
+        }
+    };
+    let page = AssistantPage {
+        header: header_for(state, p, "/settings").await,
+        known: state
+            .models
+            .names()
+            .into_iter()
+            .map(|n| {
+                let on = pol.endpoints.contains(&n);
+                (n, on)
+            })
+            .collect(),
+        model: pol.model.clone(),
+        egress_allow: pol.egress_allow.join("\n"),
+        grounded_only: pol.grounded_only,
+        retention: pol.retention.as_str(),
+        may_manage: p.permissions.contains(Permission::SettingsManage),
+        errors,
+        notice,
+    };
+    render(status, &page)
+}
+
+async fn assistant_show(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let notice = (super::ui::done(&req) == Some("saved"))
+        .then_some("The assistant policy has been saved. It applies from the next question.");
+    assistant_page(&state, &p, StatusCode::OK, None, notice).await
+}
+
+async fn assistant_update(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    if !p.permissions.contains(Permission::SettingsManage) {
+        return error_page(
+            &state,
+            Some(&p),
+            PolicyError::Denied(crate::identity::Denied("settings.manage")),
+        )
+        .await;
+    }
+    let form = match super::ui::Posted::read(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let endpoints: Vec<String> = form
+        .fields
+        .iter()
+        .filter(|(k, _)| k == "endpoints")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let parsed = (|| -> Result<AiPolicy, PolicyError> {
+        Ok(AiPolicy {
+            model: form.field("model").trim().to_string(),
+            endpoints: crate::policy::ai::parse_names("ai.endpoints", &endpoints.join(","))?,
+            egress_allow: crate::policy::ai::parse_names(
+                "ai.egress_allow",
+                &form.field("egress_allow"),
+            )?,
+            grounded_only: form.field("grounded_only") == "on",
+            retention: Retention::parse(&form.field("retention")).ok_or(PolicyError::Invalid {
+                key: "ai.retention",
+                message: "choose preview or full".into(),
+            })?,
+        })
+    })();
+    let known = state.models.names();
+    let result = match parsed {
+        Ok(new) => {
+            in_realm(&state, &p, form.ip, move |ctx, _| {
+                crate::policy::ai::update_blocking(ctx, &new, &known)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/settings/assistant?done=saved").into_response(),
+        Err(PolicyError::Invalid { key, message }) => {
+            let field = match key {
+                "ai.model" => "model",
+                "ai.endpoints" => "endpoints",
+                "ai.retention" => "retention",
+                _ => "egress_allow",
+            };
+            let shown = AiPolicy {
+                model: form.field("model"),
+                endpoints,
+                // As typed, so it can be corrected.
+                egress_allow: form
+                    .field("egress_allow")
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                grounded_only: form.field("grounded_only") == "on",
+                retention: Retention::parse(&form.field("retention")).unwrap_or(Retention::Preview),
+            };
+            let errors = FieldError::new(field, capitalise(&format!("{key}: {message}")));
+            assistant_page(
+                &state,
+                &p,
+                StatusCode::BAD_REQUEST,
+                Some((shown, errors)),
+                None,
+            )
+            .await
+        }
+        Err(e) => error_page(&state, Some(&p), e).await,
+    }
 }
 
 #[derive(Template)]

@@ -13,14 +13,29 @@ fn token(site: &Site, tenant: &str, role: &str) -> String {
     format!("Bearer {}", t.trim())
 }
 
-/// A `multipart/form-data` body of files.
+/// A `multipart/form-data` body of files (as the part `file`).
 pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    multipart_form(&[], "file", files)
+}
+
+/// A `multipart/form-data` body: text `fields` first, then `files` as parts named `part`.
+pub fn multipart_form(
+    fields: &[(&str, &str)],
+    part: &str,
+    files: &[(&str, &[u8])],
+) -> (String, Vec<u8>) {
     let boundary = "strongroomtestboundary7d1f";
     let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
     for (name, bytes) in files {
         body.extend_from_slice(
             format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             )
             .as_bytes(),
         );

@@ -889,6 +889,12 @@ async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String, sso: Option<(St
     );
     b.wait_for("//h1[normalize-space()='Where does the pilot board?']")
         .await;
+    let thread_path =
+        b.c.current_url()
+            .await
+            .expect("the thread's URL")
+            .path()
+            .to_string();
     b.axe("assistant-thread").await;
     b.keep("assistant").await;
     let turns = blocking(|| env.ok(&["audit", "export", "--tenant", &tenant]));
@@ -901,6 +907,12 @@ async fn flow(b: Arc<Browser>, env: Arc<Env>, owner_otp: String, sso: Option<(St
         turn["params"]["stream"], true,
         "the page streamed the answer: {turn}"
     );
+
+    b.step("f2-tenant-owner-reads-the-assistant-policy");
+    b.goto("/settings/assistant").await;
+    b.at("/settings/assistant", "Assistant policy").await;
+    b.axe("assistant-policy").await;
+    b.goto(&thread_path).await;
 
     b.step("f2-tenant-owner-opens-a-cited-passage");
     b.wait_for("//div[contains(@class,'answer')]/a[normalize-space()='[1]']")

@@ -11,25 +11,8 @@ async fn upload(
     files: &[(&str, &[u8])],
     csrf: Option<&str>,
 ) -> (u16, String, String) {
-    let boundary = "pageboundary42";
-    let mut body = Vec::new();
-    if let Some(token) = csrf {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    for (name, bytes) in files {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
+    let fields: Vec<(&str, &str)> = csrf.map(|t| ("csrf", t)).into_iter().collect();
+    let (ct, body) = crate::assistant::multipart_form(&fields, "files", files);
     let (st, h, out) = site
         .s
         .send(
@@ -215,4 +198,92 @@ async fn a_conversation_is_asked_without_javascript_and_its_citations_are_links(
         .unwrap()
         .starts_with("text/javascript"));
     assert!(crate::signin::text(&script).contains("/stream"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_policy_is_set_on_its_settings_page() {
+    let site = Site::with_config(&crate::models::endpoint(
+        "local",
+        "openai",
+        &["http://127.0.0.1:9"],
+        "m",
+        "",
+    ));
+    let (owner, _) = site.signed_in("ow@acme.example", "owner").await;
+    let (st, _, page) = page_get(&site, &owner, "/settings/assistant").await;
+    assert_eq!(st, 200);
+    assert!(page.contains("id=\"ep-local\""), "{page}");
+    assert!(page.contains("value=\"extractive\" selected"), "{page}");
+    // A model the tenant may not use is refused, named on its field; nothing is saved.
+    let (st, _, page) = form_post(
+        &site,
+        &owner,
+        "/settings/assistant",
+        &[
+            ("model", "local"),
+            ("retention", "preview"),
+            ("grounded_only", "on"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("href=\"#model\""), "{page}");
+    let (st, _, page) = form_post(
+        &site,
+        &owner,
+        "/settings/assistant",
+        &[
+            ("model", "x"),
+            ("retention", "preview"),
+            ("egress_allow", "https://x.test/"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("href=\"#egress_allow\""), "{page}");
+    let (st, h, _) = form_post(
+        &site,
+        &owner,
+        "/settings/assistant",
+        &[
+            ("endpoints", "local"),
+            ("model", "local"),
+            ("retention", "full"),
+            ("egress_allow", "api.example.com"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(st, 303);
+    assert_eq!(h["location"], "/settings/assistant?done=saved");
+    let shown: serde_json::Value = serde_json::from_str(&site.s.env.ok(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        site.tenant.as_str(),
+    ]))
+    .unwrap();
+    assert_eq!(shown["model"], "local");
+    assert_eq!(shown["grounded_only"], false, "an unticked box is off");
+    assert_eq!(shown["retention"], "full");
+    assert_eq!(
+        shown["egress_allow"],
+        serde_json::json!(["api.example.com"])
+    );
+    // An auditor reads the page without the means to change it.
+    let (aud, _) = site.signed_in("au@acme.example", "auditor").await;
+    let (st, _, page) = page_get(&site, &aud, "/settings/assistant").await;
+    assert_eq!(st, 200);
+    assert!(!page.contains("Save assistant policy"));
+    let (st, _, _) = form_post(
+        &site,
+        &aud,
+        "/settings/assistant",
+        &[("model", "extractive"), ("retention", "preview")],
+        &[],
+    )
+    .await;
+    assert_eq!(st, 403);
 }

@@ -52,7 +52,12 @@ pub fn journal(site: &Site) -> Vec<serde_json::Value> {
 
 impl Site {
     pub fn new() -> Self {
-        let s = InProcess::start(config(), crate::support::now_us());
+        Self::with_config("")
+    }
+
+    /// A site whose configuration has `extra` after the usual settings.
+    pub fn with_config(extra: &str) -> Self {
+        let s = InProcess::start(&format!("{}{extra}", config()), crate::support::now_us());
         let tenant = TenantId::parse(&s.env.create_tenant("acme")).unwrap();
         Self { s, tenant }
     }
