@@ -52,6 +52,8 @@ CREATE INDEX turns_by_thread ON turns(thread_id, id);
 
 /// Longest question taken, in characters.
 pub const MAX_QUESTION: usize = 4000;
+/// Longest conversation title, in characters.
+pub const MAX_TITLE: usize = 200;
 /// Most threads a person keeps; the oldest must be removed first.
 pub const MAX_THREADS: i64 = 1000;
 /// Most turns of a thread sent back to a model as the conversation so far.
@@ -172,7 +174,7 @@ impl Models {
 }
 
 /// How a turn ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnOutcome {
     /// An answer that cites the documents (or any answer, where grounding is not required).
@@ -209,7 +211,7 @@ impl TurnOutcome {
 }
 
 /// A passage an answer cites: the number it had in the prompt and its citation id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     pub n: usize,
     pub citation: String,
@@ -217,7 +219,7 @@ pub struct Citation {
 }
 
 /// One question and its answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Turn {
     pub id: i64,
     pub thread: ThreadId,
@@ -236,13 +238,29 @@ pub struct Turn {
 }
 
 /// A thread as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Thread {
     pub id: ThreadId,
     pub title: String,
     pub created_us: i64,
     pub updated_us: i64,
     pub turns: i64,
+}
+
+/// The question, trimmed, if it is one: not empty, and at most [`MAX_QUESTION`]
+/// characters as given.
+///
+/// # Errors
+/// Empty (or only spaces), or too long.
+pub fn check_question(question: &str) -> Result<String, AssistantError> {
+    if question.chars().count() > MAX_QUESTION {
+        return Err(AssistantError::QuestionTooLong);
+    }
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(AssistantError::EmptyQuestion);
+    }
+    Ok(question.to_string())
 }
 
 fn owner(ctx: &TenantCtx) -> (&'static str, String) {
@@ -268,8 +286,14 @@ fn require(ctx: &TenantCtx) -> Result<(), AssistantError> {
 /// Permission, a bad title, too many threads, or a storage fault.
 pub async fn create(ctx: &TenantCtx, title: Option<&str>) -> Result<Thread, AssistantError> {
     require(ctx)?;
+    // Also measured as given, as the API documents it (200 characters at most).
+    if title.is_some_and(|t| t.chars().count() > MAX_TITLE) {
+        return Err(AssistantError::BadTitle(format!(
+            "longer than {MAX_TITLE} characters"
+        )));
+    }
     let title = match title.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => crate::text::display_name(t, 200)
+        Some(t) => crate::text::display_name(t, MAX_TITLE)
             .map_err(|p| AssistantError::BadTitle(p.to_string()))?,
         None => "New conversation".to_string(),
     };
@@ -442,13 +466,7 @@ pub async fn ask(
     deltas: super::model::Deltas<'_>,
 ) -> Result<Turn, AssistantError> {
     require(ctx)?;
-    let question = question.trim().to_string();
-    if question.is_empty() {
-        return Err(AssistantError::EmptyQuestion);
-    }
-    if question.chars().count() > MAX_QUESTION {
-        return Err(AssistantError::QuestionTooLong);
-    }
+    let question = check_question(question)?;
     let started = std::time::Instant::now();
     let (kind, who) = owner(ctx);
     let (thread_id, q) = (thread.clone(), question.clone());
@@ -656,5 +674,25 @@ pub async fn ask(
     match failure {
         Some(e) => Err(AssistantError::Model(e)),
         None => Ok(stored),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_is_checked_as_given_and_kept_trimmed() {
+        assert_eq!(check_question("  where?  ").unwrap(), "where?");
+        assert!(matches!(
+            check_question(" \n "),
+            Err(AssistantError::EmptyQuestion)
+        ));
+        let long = "a".repeat(MAX_QUESTION);
+        assert!(check_question(&long).is_ok());
+        assert!(matches!(
+            check_question(&format!(" {long}")),
+            Err(AssistantError::QuestionTooLong)
+        ));
     }
 }

@@ -148,7 +148,7 @@ crate::domain_error!(KnowledgeError, |e| {
 });
 
 /// What a file is, by its name; its content must agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Text,
@@ -461,7 +461,7 @@ fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// A document added (or a new version of one).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Added {
     pub id: DocumentId,
     pub name: String,
@@ -565,10 +565,11 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
 }
 
 /// A document as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub id: DocumentId,
     pub name: String,
+    #[schema(value_type = Kind)]
     pub kind: String,
     pub versions: i64,
     pub latest_bytes: i64,
@@ -611,7 +612,7 @@ pub fn list_blocking<D: Door>(door: &D) -> Result<Vec<Document>, KnowledgeError>
 }
 
 /// A version of a document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Version {
     pub version: i64,
     pub sha256: String,
@@ -701,7 +702,7 @@ pub fn remove_blocking<D: Door>(door: &D, id: &DocumentId) -> Result<(), Knowled
 }
 
 /// A passage found by a search.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub citation: String,
     pub document_id: DocumentId,
@@ -728,7 +729,8 @@ pub struct Filter {
 impl Filter {
     /// A filter from the words a person gives (CLI flags, form fields, query parameters):
     /// a document id, a type name, and dates as `YYYY-MM-DD` or RFC 3339. Empty strings
-    /// count as not given.
+    /// count as not given; anything else is taken as given, not trimmed, so what the API
+    /// documents is exactly what it takes.
     ///
     /// # Errors
     /// A malformed id, an unknown type, a date that is not one, or `since` after `until`;
@@ -740,12 +742,12 @@ impl Filter {
         until: Option<&str>,
     ) -> Result<Self, KnowledgeError> {
         fn given(v: Option<&str>) -> Option<&str> {
-            v.map(str::trim).filter(|v| !v.is_empty())
+            v.filter(|v| !v.is_empty())
         }
         let document = given(document).map(DocumentId::parse).transpose()?;
         let kind = given(kind)
             .map(|k| {
-                Kind::parse(&k.to_ascii_lowercase()).ok_or_else(|| {
+                Kind::parse(k).ok_or_else(|| {
                     KnowledgeError::BadFilter(format!(
                         "type {k:?} is not one; give text, markdown, html, pdf, csv or json"
                     ))
@@ -933,7 +935,7 @@ fn ranked(
 }
 
 /// A passage named by its citation id, from whichever version it cites.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Passage {
     pub citation: String,
     pub document_id: DocumentId,
@@ -959,13 +961,17 @@ pub fn parse_citation(s: &str) -> Result<(DocumentId, i64, usize, usize), Knowle
     let (Some(doc), Some(version), Some(span)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
+    // Digits only: `parse` would also take a sign.
+    fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    }
     let doc = DocumentId::parse(doc).map_err(|_| bad())?;
-    let version: i64 = version.parse().map_err(|_| bad())?;
+    let version: i64 = number(version).ok_or_else(bad)?;
     let (start, end) = span.split_once('-').ok_or_else(bad)?;
-    let (start, end): (usize, usize) = (
-        start.parse().map_err(|_| bad())?,
-        end.parse().map_err(|_| bad())?,
-    );
+    let (start, end): (usize, usize) =
+        (number(start).ok_or_else(bad)?, number(end).ok_or_else(bad)?);
     if version < 1 || start >= end {
         return Err(bad());
     }
@@ -1024,6 +1030,10 @@ mod tests {
             &format!("{id}:1:5-5"),
             &format!("{id}:1:a-2"),
             &format!("{id}:1:2"),
+            // Digits only, as the API documents: no sign, no spaces.
+            &format!("{id}:+1:2-3"),
+            &format!("{id}:1:+2-3"),
+            &format!("{id}:1:2- 3"),
         ] {
             let e = parse_citation(bad).unwrap_err().to_string();
             assert!(e.contains("not a citation id"), "{e}");
@@ -1080,7 +1090,7 @@ mod tests {
 
     #[test]
     fn filters_are_parsed_with_the_field_named() {
-        let f = Filter::parse(None, Some("PDF"), Some("2026-01-02"), Some("")).unwrap();
+        let f = Filter::parse(None, Some("pdf"), Some("2026-01-02"), Some("")).unwrap();
         assert_eq!(f.kind, Some(Kind::Pdf));
         assert_eq!(f.since_us, Some(1_767_312_000_000_000));
         assert_eq!(f.until_us, None);
@@ -1088,6 +1098,10 @@ mod tests {
         assert_eq!(f.until_us, Some(1_767_323_045_000_000));
         for (args, word) in [
             ((None, Some("docx"), None, None), "type"),
+            // Taken as given, as the API documents them: no case folding, no trimming.
+            ((None, Some("PDF"), None, None), "type"),
+            ((None, Some(" pdf"), None, None), "type"),
+            ((None, None, Some(" 2026-01-02"), None), "since"),
             ((None, None, Some("yesterday"), None), "since"),
             ((None, None, None, Some("2026-13-01")), "until"),
             (
@@ -1100,6 +1114,9 @@ mod tests {
             assert_eq!(e.code(), "KNW-0015");
         }
         assert!(Filter::parse(Some("../x"), None, None, None).is_err());
+        let id = "0123456789abcdef0123456789abcdef";
+        assert!(Filter::parse(Some(&format!(" {id}")), None, None, None).is_err());
+        assert!(Filter::parse(Some(id), None, None, None).is_ok());
     }
 
     #[test]

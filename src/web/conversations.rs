@@ -4,9 +4,9 @@
 
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::Principal;
-use super::error::api_error;
+use super::error::{api_error, ErrorBody};
 use super::AppState;
-use crate::ai::assistant::{self, AssistantError};
+use crate::ai::assistant::{self, AssistantError, Thread, Turn};
 use crate::door::{self, TenantCtx};
 use crate::identity::sessions::Place;
 use crate::identity::Permission;
@@ -75,18 +75,93 @@ async fn bytes_of(req: Request) -> Result<axum::body::Bytes, AssistantError> {
         .map_err(|_| AssistantError::BadBody("the body is too large or broke off".into()))
 }
 
-#[derive(Deserialize)]
+/// A new conversation; the body may be left out.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewThread {
+pub struct NewThread {
+    /// Up to 200 characters; "New conversation" when left out.
+    #[schema(max_length = 200)]
     title: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Question {
+pub struct Question {
+    /// Up to 4000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
     question: String,
 }
 
+/// One server-sent event of a streamed answer: `event` names it, `data` is JSON.
+pub struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let event = |name: &str, data: &str| {
+            ObjectBuilder::new()
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([name])),
+                )
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("application/json")
+                        .description(Some(data)),
+                )
+                .required("event")
+                .required("data")
+        };
+        OneOfBuilder::new()
+            .item(event(
+                "delta",
+                "`{\"text\": ...}`: the next piece of the answer",
+            ))
+            .item(event("turn", "The stored turn, as `Turn`"))
+            .item(event(
+                "error",
+                "`{\"error\": {\"code\", \"message\"}, \"status\": N}`: the turn failed",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ConversationList {
+    /// The caller's own conversations, most recently active first.
+    pub conversations: Vec<Thread>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ConversationShow {
+    pub conversation: Thread,
+    /// Oldest first.
+    pub turns: Vec<Turn>,
+}
+
+/// Starts a conversation of the caller's.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    tag = "assistant",
+    operation_id = "createConversation",
+    request_body(content = Option<NewThread>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The conversation", body = Thread, links(
+            ("getConversation" = (operation_id = "getConversation", parameters(("id" = "$response.body#/id")))),
+            ("ask" = (operation_id = "ask", parameters(("id" = "$response.body#/id")))),
+            ("askStreamed" = (operation_id = "askStreamed", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "The body or the title is malformed", body = ErrorBody),
+        (status = 409, description = "The caller has the most conversations one may keep", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -95,7 +170,7 @@ async fn create(
     let ip = client_ip(req.extensions());
     let made = async {
         let bytes = bytes_of(req).await?;
-        let new: NewThread = if bytes.iter().all(u8::is_ascii_whitespace) {
+        let new: NewThread = if bytes.is_empty() {
             NewThread { title: None }
         } else {
             body(&bytes)?
@@ -110,6 +185,14 @@ async fn create(
     }
 }
 
+/// The caller's conversations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "assistant",
+    operation_id = "listConversations",
+    responses((status = 200, description = "The conversations", body = ConversationList))
+)]
 async fn list(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -122,11 +205,24 @@ async fn list(
     }
     .await;
     match listed {
-        Ok(t) => Json(serde_json::json!({ "conversations": t })).into_response(),
+        Ok(conversations) => Json(ConversationList { conversations }).into_response(),
         Err(e) => api_error(e),
     }
 }
 
+/// A conversation of the caller's with its turns.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    tag = "assistant",
+    operation_id = "getConversation",
+    params(("id" = ThreadId, Path, description = "The conversation")),
+    responses(
+        (status = 200, description = "The conversation and its turns", body = ConversationShow),
+        (status = 400, description = "Not a conversation id", body = ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -141,13 +237,33 @@ async fn show(
     }
     .await;
     match found {
-        Ok((thread, turns)) => {
-            Json(serde_json::json!({ "conversation": thread, "turns": turns })).into_response()
-        }
+        Ok((thread, turns)) => Json(ConversationShow {
+            conversation: thread,
+            turns,
+        })
+        .into_response(),
         Err(e) => api_error(e),
     }
 }
 
+/// Asks a question in a conversation; the answer comes whole, stored and audited. An
+/// answer that failed (the model could not be reached, say) is a turn too, with outcome
+/// `failed`; it is not an error of the request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/ask",
+    tag = "assistant",
+    operation_id = "ask",
+    params(("id" = ThreadId, Path, description = "The conversation")),
+    request_body(content = Question, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored turn", body = Turn, links(
+            ("getPassage" = (operation_id = "getPassage", parameters(("citation" = "$response.body#/citations/0/citation")))),
+        )),
+        (status = 400, description = "The body or the question is malformed, or the tenant's model settings refuse it", body = ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = ErrorBody),
+    )
+)]
 async fn ask(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -175,6 +291,22 @@ enum Piece {
     Failed(AssistantError),
 }
 
+/// Asks a question and streams the answer as server-sent events: `delta` events
+/// (`{"text": ...}`) as the answer is written, then one `turn` event with the stored,
+/// checked turn, or one `error` event (`{"error": {...}, "status": N}`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/stream",
+    tag = "assistant",
+    operation_id = "askStreamed",
+    params(("id" = ThreadId, Path, description = "The conversation")),
+    request_body(content = Question, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The events: `delta`, then `turn` or `error`", content_type = "text/event-stream", body = StreamEvent),
+        (status = 400, description = "The body or the question is malformed", body = ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = ErrorBody),
+    )
+)]
 async fn stream(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -186,6 +318,8 @@ async fn stream(
     let ready = async {
         let id = ThreadId::parse(&id)?;
         let q: Question = body(&bytes_of(req).await?)?;
+        // Refused with a status, before the stream starts.
+        assistant::check_question(&q.question)?;
         let ctx = tenant_of(&state, &p, ip).await?;
         Ok::<_, AssistantError>((id, q, ctx))
     }

@@ -3,17 +3,20 @@
 
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::error::api_error;
+use super::error::ErrorBody;
 use super::ui::in_realm;
 use super::AppState;
 use crate::identity::Permission;
 use crate::ids::DocumentId;
-use crate::knowledge::library::{self, Filter, KnowledgeError};
+use crate::knowledge::library::{
+    self, Added, Document, Filter, Hit, KnowledgeError, Passage, Version,
+};
 use axum::extract::{Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -42,6 +45,82 @@ pub fn routes() -> Routes {
 /// Most files one upload takes.
 pub const MAX_FILES: usize = 4;
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<Document>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DocumentShow {
+    pub document: Document,
+    /// Newest first.
+    pub versions: Vec<Version>,
+}
+
+/// A file of an upload that was not added, and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Refusal {
+    /// The file's name as sent.
+    pub name: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadResult {
+    pub added: Vec<Added>,
+    pub refused: Vec<Refusal>,
+}
+
+/// Why nothing was added: each file's refusal, or what is wrong with the request itself.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the two bodies of a 400; each is sent as itself
+pub enum UploadRefused {
+    Files(UploadResult),
+    Request(ErrorBody),
+}
+
+/// The files of an upload, as `multipart/form-data`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form; the handler reads the parts as they come
+pub struct UploadForm {
+    /// One to four files, each a part with a file name whose extension says its type
+    /// (`.txt`, `.md`, `.html`, `.pdf`, `.csv`, `.json`); at most 10 MiB each.
+    #[schema(min_items = 1, max_items = 4)]
+    file: Vec<FilePart>,
+}
+
+/// One file of an upload: its bytes, in a part with a file name.
+pub struct FilePart;
+
+impl utoipa::PartialSchema for FilePart {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_media_type("application/octet-stream")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FilePart {}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SearchResults {
+    /// Best first.
+    pub results: Vec<Hit>,
+}
+
+/// Every document of the caller's tenant, by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents",
+    tag = "knowledge",
+    operation_id = "listDocuments",
+    responses((status = 200, description = "The documents", body = DocumentList, links(
+        ("getDocument" = (operation_id = "getDocument", parameters(("id" = "$response.body#/documents/0/id")))),
+    )))
+)]
 async fn list(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -49,7 +128,7 @@ async fn list(
 ) -> Response {
     let ip = client_ip(req.extensions());
     match in_realm(&state, &p, ip, |ctx, _| library::list_blocking(ctx)).await {
-        Ok(docs) => Json(serde_json::json!({ "documents": docs })).into_response(),
+        Ok(documents) => Json(DocumentList { documents }).into_response(),
         Err(e) => api_error(e),
     }
 }
@@ -96,6 +175,21 @@ pub async fn files_of(mut form: Multipart) -> Result<Vec<(String, Vec<u8>)>, Kno
 /// Adds each file (multipart parts with a file name). All are tried; the answer lists what
 /// was added and what was refused, with why. 201 when all were added, 400 when none was,
 /// 207 when some were.
+#[utoipa::path(
+    post,
+    path = "/api/v1/documents",
+    tag = "knowledge",
+    operation_id = "uploadDocuments",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Every file was added", body = UploadResult, links(
+            ("getDocument" = (operation_id = "getDocument", parameters(("id" = "$response.body#/added/0/id")))),
+            ("removeDocument" = (operation_id = "removeDocument", parameters(("id" = "$response.body#/added/0/id")))),
+        )),
+        (status = 207, description = "Some files were added, some refused", body = UploadResult),
+        (status = 400, description = "No file was added (each refusal says why), or the body is not a readable upload", body = UploadRefused),
+    )
+)]
 async fn upload(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -130,14 +224,16 @@ async fn upload(
     let (mut added, mut refused) = (Vec::new(), Vec::new());
     for (name, r) in results {
         match r {
-            Ok(a) => added.push(serde_json::to_value(a).unwrap_or_default()),
+            Ok(a) => added.push(a),
             Err(e) => {
                 if let Some(internal) = internal_error(&e) {
                     return internal;
                 }
-                refused.push(serde_json::json!({
-                    "name": name, "code": e.code(), "message": e.to_string(),
-                }));
+                refused.push(Refusal {
+                    name,
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -146,11 +242,7 @@ async fn upload(
         (true, _) => StatusCode::BAD_REQUEST,
         (false, false) => StatusCode::MULTI_STATUS,
     };
-    (
-        status,
-        Json(serde_json::json!({ "added": added, "refused": refused })),
-    )
-        .into_response()
+    (status, Json(UploadResult { added, refused })).into_response()
 }
 
 /// A fault on our side answers the whole request as one (its detail to the log only).
@@ -161,12 +253,25 @@ fn internal_error(e: &KnowledgeError) -> Option<Response> {
         tracing::error!(code = e.code(), error = %e, "upload failed");
         (
             status,
-            Json(serde_json::json!({"error": {"code": e.code(), "message": message}})),
+            Json(super::error::ErrorBody::new(e.code(), message)),
         )
             .into_response()
     })
 }
 
+/// A document with its versions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}",
+    tag = "knowledge",
+    operation_id = "getDocument",
+    params(("id" = DocumentId, Path, description = "The document")),
+    responses(
+        (status = 200, description = "The document and its versions, newest first", body = DocumentShow),
+        (status = 400, description = "Not a document id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -180,13 +285,29 @@ async fn show(
     })
     .await;
     match found {
-        Ok((doc, versions)) => {
-            Json(serde_json::json!({ "document": doc, "versions": versions })).into_response()
-        }
+        Ok((doc, versions)) => Json(DocumentShow {
+            document: doc,
+            versions,
+        })
+        .into_response(),
         Err(e) => api_error(e),
     }
 }
 
+/// Removes a document: every version, its passages and their index entries, in the
+/// transaction of its audit entry.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/documents/{id}",
+    tag = "knowledge",
+    operation_id = "removeDocument",
+    params(("id" = DocumentId, Path, description = "The document")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Not a document id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -205,6 +326,19 @@ async fn remove(
     }
 }
 
+/// A passage by its citation id, from whichever version it cites.
+#[utoipa::path(
+    get,
+    path = "/api/v1/passages/{citation}",
+    tag = "knowledge",
+    operation_id = "getPassage",
+    params(("citation" = String, Path, pattern = "^[0-9a-f]{32}:[0-9]+:[0-9]+-[0-9]+$", description = "A citation id: `<document>:<version>:<start>-<end>`")),
+    responses(
+        (status = 200, description = "The passage", body = Passage),
+        (status = 400, description = "Not a citation id", body = ErrorBody),
+        (status = 404, description = "No such document, version or passage", body = ErrorBody),
+    )
+)]
 async fn passage(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -270,6 +404,27 @@ impl SearchQuery {
     }
 }
 
+/// The passages of the latest versions that best match the query, best first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "knowledge",
+    operation_id = "search",
+    params(
+        ("q" = Option<String>, Query, description = "The words to look for; any text is taken (no query syntax)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Most results (default 10)"),
+        ("document" = Option<String>, Query, pattern = "^([0-9a-f]{32})?$", description = "Only this document (empty: any)"),
+        ("type" = Option<String>, Query, pattern = "^(|text|markdown|html|pdf|csv|json)$", description = "Only documents of this type (empty: any)"),
+        ("since" = Option<String>, Query, description = "Only versions added at or after this time: `YYYY-MM-DD` or RFC 3339"),
+        ("until" = Option<String>, Query, description = "Only versions added before this time: `YYYY-MM-DD` or RFC 3339"),
+    ),
+    responses(
+        (status = 200, description = "The results", body = SearchResults, links(
+            ("getPassage" = (operation_id = "getPassage", parameters(("citation" = "$response.body#/results/0/citation")))),
+        )),
+        (status = 400, description = "A filter or the limit is malformed", body = ErrorBody),
+    )
+)]
 async fn search(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
@@ -288,7 +443,7 @@ async fn search(
     })
     .await;
     match found {
-        Ok(hits) => Json(serde_json::json!({ "results": hits })).into_response(),
+        Ok(results) => Json(SearchResults { results }).into_response(),
         Err(e) => api_error(e),
     }
 }

@@ -41,12 +41,34 @@ impl WebError {
     }
 }
 
+/// The body of every error answer of the API.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, documented code, such as `KNW-0011`.
+    pub code: String,
+    /// What is wrong and how to fix it; never a path, SQL or key.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        });
-        (self.status, Json(body)).into_response()
+        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
 
@@ -107,8 +129,7 @@ pub fn api_error<E: DomainError>(e: E) -> Response {
             e.to_string()
         }
     };
-    let body = serde_json::json!({ "error": { "code": e.code(), "message": message } });
-    (status, Json(body)).into_response()
+    (status, Json(ErrorBody::new(e.code(), message))).into_response()
 }
 
 pub async fn not_found() -> WebError {

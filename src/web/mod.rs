@@ -18,6 +18,7 @@ mod grants;
 mod health;
 mod library;
 pub mod notify;
+mod openapi;
 mod pages;
 mod security;
 pub mod server;
@@ -101,9 +102,62 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes().into_router(&state))
         .fallback(error::not_found)
+        .layer(middleware::from_fn(api_error_shape))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_log))
         .with_state(state)
+}
+
+/// An API client gets every error in the API's one shape, `{"error": {"code", "message"}}`,
+/// also those made before a handler runs (a body over the limit, a path that does not
+/// decode, a method the route does not take), which come as plain text or empty otherwise.
+async fn api_error_shape(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !api || json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (code, message) = match status.as_u16() {
+        400 => (
+            "WEB-0400",
+            "the request is malformed (its path, query or body)",
+        ),
+        405 => (
+            "WEB-0405",
+            "this path does not take this method; see the Allow header",
+        ),
+        413 => (
+            "WEB-0413",
+            "the request body is larger than the server takes",
+        ),
+        415 => (
+            "WEB-0415",
+            "the body's content type is not one this path takes",
+        ),
+        _ if status.is_server_error() => (
+            "WEB-0500",
+            "internal error; quote the request id to your administrator",
+        ),
+        _ => ("WEB-0400", "the request cannot be taken"),
+    };
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut shaped = axum::response::IntoResponse::into_response(error::WebError {
+        status,
+        code,
+        message,
+    });
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            shaped.headers_mut().insert(name, v.clone());
+        }
+    }
+    shaped
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

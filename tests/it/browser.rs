@@ -206,9 +206,24 @@ impl Browser {
         }
     }
 
+    /// The element's text. A page that is still being replaced (a form just submitted) can
+    /// swap the element out between finding and reading it; then it is found again.
     async fn text(&self, xpath: &str) -> String {
-        let el = self.wait_for(xpath).await;
-        el.text().await.expect("element text").trim().to_string()
+        let mut tries = 0;
+        loop {
+            let el = self.wait_for(xpath).await;
+            match el.text().await {
+                Ok(t) => return t.trim().to_string(),
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && tries < 20 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("element text of {xpath}: {e}"),
+            }
+        }
     }
 
     async fn fill(&self, id: &str, value: &str) {

@@ -21,6 +21,7 @@ mod keys;
 mod knowledge;
 mod knowledge_pages;
 mod models;
+mod openapi;
 mod packaging;
 mod server;
 mod signin;
