@@ -478,7 +478,8 @@ pub async fn ask(
             let context = Context {
                 passages: crate::knowledge::library::search_in(
                     c,
-                    &q,
+                    // A question's quotes are not a phrase search: every word counts.
+                    &q.replace('"', " "),
                     &Default::default(),
                     super::context::PASSAGES,
                 )?,

@@ -27,7 +27,13 @@ impl Context {
     /// # Errors
     /// Permission (`knowledge.read`) or a storage fault.
     pub fn retrieve<D: Door>(door: &D, question: &str) -> Result<Self, KnowledgeError> {
-        let passages = library::search_blocking(door, question, &Filter::default(), PASSAGES)?;
+        // A question's quotes are not a phrase search: every word counts.
+        let passages = library::search_blocking(
+            door,
+            &question.replace('"', " "),
+            &Filter::default(),
+            PASSAGES,
+        )?;
         Ok(Self { passages })
     }
 

@@ -123,6 +123,31 @@ fn csv(rng: &mut Rng, vocab: &[String], bytes: usize) -> String {
     out
 }
 
+/// `n` runs of three words in a row from the sentences of `text` (headings left out).
+fn sample_phrases(rng: &mut Rng, text: &str, n: usize) -> Vec<String> {
+    let sentences: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| l.split(". "))
+        .map(|s| {
+            s.split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| w.len() >= 3)
+        .collect();
+    if sentences.is_empty() {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|_| {
+            let s = &sentences[rng.below(sentences.len())];
+            let at = rng.below(s.len() - 2);
+            s[at..at + 3].join(" ")
+        })
+        .collect()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -201,11 +226,15 @@ pub fn bench_knowledge(
     let mut rng = Rng(42);
     let big = open("bench-search")?;
     let mut passages = 0usize;
+    // Phrases people search for are ones they saw in a document: three words in a row of
+    // the indexed text.
+    let mut phrases: Vec<String> = Vec::new();
     let (mut md_bytes, mut md_time) = (0usize, Duration::ZERO);
     let mut n = 0;
     while passages < chunks {
         n += 1;
         let text = markdown(&mut rng, &vocab, DOC_BYTES.min(chunks * 1100));
+        phrases.extend(sample_phrases(&mut rng, &text, 20));
         let start = Instant::now();
         let added = library::add_blocking(&big, &format!("doc-{n}.md"), text.as_bytes())?;
         md_time += start.elapsed();
@@ -247,10 +276,8 @@ pub fn bench_knowledge(
         (
             "phrase",
             Box::new(|r: &mut Rng| {
-                let s: Vec<&str> = (0..6)
-                    .map(|_| vocab[r.zipf(vocab.len())].as_str())
-                    .collect();
-                format!("\"{}\"", s.join(" "))
+                let p = phrases.get(r.below(phrases.len())).cloned();
+                format!("\"{}\"", p.unwrap_or_default())
             }),
         ),
     ];

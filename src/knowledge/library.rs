@@ -829,18 +829,14 @@ pub fn search_in(
             r.get(0)
         })
         .map_err(db)?;
-    let mut df = c
-        .prepare_cached("SELECT doc FROM passages_vocab WHERE term = ?1")
-        .map_err(db)?;
-    let mut counted = Vec::with_capacity(terms.len());
-    for t in &terms {
-        let n: i64 = df
-            .query_row([super::query::fold(t)], |r| r.get(0))
-            .optional()
-            .map_err(db)?
-            .unwrap_or(0);
-        counted.push((t.clone(), n));
+    // Quoted phrases are required as written.
+    let (phrases, loose) = super::query::phrases(query);
+    if !phrases.is_empty() {
+        let loose = super::query::content_terms(&loose);
+        let hits = phrase_search(c, &phrases, &loose, filter, limit, total)?;
+        return Ok(snippets(hits, &terms));
     }
+    let counted = passage_counts(c, &terms)?;
     // The rare words, when one of them occurs at all (in an index big enough for a share to
     // mean something); otherwise every word. A word the index does not hold costs nothing.
     let rare: Vec<&(String, i64)> = counted
@@ -860,78 +856,167 @@ pub fn search_in(
     let Some(expr) = super::query::fts5_of(&used) else {
         return Ok(Vec::new());
     };
+    let hits = widening(c, &expr, filter, limit, total, Order::Rank)?;
+    Ok(snippets(hits, &terms))
+}
+
+/// Each word with the number of passages that hold it.
+fn passage_counts(
+    c: &rusqlite::Connection,
+    words: &[String],
+) -> Result<Vec<(String, i64)>, KnowledgeError> {
+    let mut df = c
+        .prepare_cached("SELECT doc FROM passages_vocab WHERE term = ?1")
+        .map_err(db)?;
+    let mut counted = Vec::with_capacity(words.len());
+    for t in words {
+        let n: i64 = df
+            .query_row([super::query::fold(t)], |r| r.get(0))
+            .optional()
+            .map_err(db)?
+            .unwrap_or(0);
+        counted.push((t.clone(), n));
+    }
+    Ok(counted)
+}
+
+/// The passages that hold every phrase (and one of the `loose` words, if any), the newest
+/// matches first, ranked among themselves. FTS5 scores a match only when it is handed over,
+/// so this stops after the first few hundred: a phrase of common words can match a large
+/// share of the index, and ranking every match would walk most of it. Where there are no
+/// more matches than are taken (most phrases), the result is the same as ranking them all.
+fn phrase_search(
+    c: &rusqlite::Connection,
+    phrases: &[Vec<String>],
+    loose: &[String],
+    filter: &Filter,
+    limit: usize,
+    total: i64,
+) -> Result<Vec<Hit>, KnowledgeError> {
+    let Some(exact) = super::query::fts5_phrases(phrases, loose) else {
+        return Ok(Vec::new());
+    };
+    let mut words: Vec<String> = phrases.iter().flatten().cloned().collect();
+    words.sort();
+    words.dedup();
+    if passage_counts(c, &words)?.iter().any(|(_, n)| *n == 0) {
+        return Ok(Vec::new()); // a word no passage holds: no passage holds the phrase
+    }
+    widening(c, &exact, filter, limit, total, Order::Newest)
+}
+
+/// Which matches the index hands over first.
+#[derive(Clone, Copy)]
+enum Order {
+    /// The best by BM25 (every match is scored).
+    Rank,
+    /// The newest, as they come (only those are scored).
+    Newest,
+}
+
+/// The best `limit` hits of `expr` that pass `filter`. The index ranks alone first (FTS5's
+/// fast `ORDER BY rank LIMIT`), a few times more passages than wanted; the versions and
+/// filters are applied to those. When too few pass and the index had more, it is asked
+/// again for many more, and at last for all (`total` bounds how many it holds).
+fn widening(
+    c: &rusqlite::Connection,
+    expr: &str,
+    filter: &Filter,
+    limit: usize,
+    total: i64,
+    order: Order,
+) -> Result<Vec<Hit>, KnowledgeError> {
     let limit = limit.clamp(1, MAX_LIMIT);
-    // The index ranks alone first (FTS5's fast `ORDER BY rank LIMIT`), a few times more
-    // passages than wanted; the versions and filters are applied to those. When too few
-    // pass, the index is asked again for many more, and at last for all.
     let mut take = (limit * 5).max(100) as i64;
     loop {
-        let hits = ranked(c, &expr, filter, limit, take)?;
-        if hits.len() >= limit || take < 0 || take >= total {
-            let marked: Vec<String> = terms.clone();
-            return Ok(hits
-                .into_iter()
-                .map(|mut h| {
-                    h.snippet = super::query::snippet(&h.text, &marked, 24);
-                    h
-                })
-                .collect());
+        let (hits, matched) = ranked(c, expr, filter, limit, take, order)?;
+        if hits.len() >= limit || take < 0 || take >= total || (matched as i64) < take {
+            return Ok(hits);
         }
-        take = if take * 10 >= total { -1 } else { take * 10 };
+        take = if take.saturating_mul(10) >= total {
+            -1
+        } else {
+            take * 10
+        };
     }
 }
 
-/// The best `limit` passages among the index's best `take` (all when negative) that are of
-/// latest versions and pass `filter`.
+/// Each hit's snippet, with `terms` marked.
+fn snippets(hits: Vec<Hit>, terms: &[String]) -> Vec<Hit> {
+    hits.into_iter()
+        .map(|mut h| {
+            h.snippet = super::query::snippet(&h.text, terms, 24);
+            h
+        })
+        .collect()
+}
+
+/// The best `limit` passages among the index's first `take` matches (all when negative),
+/// in `order`, that are of latest versions and pass `filter`; and how many matches the
+/// index gave (fewer than `take`: it has no more).
 fn ranked(
     c: &rusqlite::Connection,
     expr: &str,
     filter: &Filter,
     limit: usize,
     take: i64,
-) -> Result<Vec<Hit>, KnowledgeError> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, t.rank, p.body \
-             FROM (SELECT rowid AS id, rank FROM passages_fts WHERE passages_fts MATCH ?1 \
-                   ORDER BY rank LIMIT ?7) t \
-             JOIN passages p ON p.id = t.id \
-             JOIN documents d ON d.id = p.document_id \
-             JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
-             WHERE p.version = \
-                 (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
-               AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
-               AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
-             ORDER BY t.rank LIMIT ?2",
-        )
+    order: Order,
+) -> Result<(Vec<Hit>, usize), KnowledgeError> {
+    // The index's matches are taken once (`MATERIALIZED`), counted, and joined to their
+    // passages; the versions and filters narrow them.
+    let sql = format!(
+        "WITH t AS MATERIALIZED (SELECT rowid AS id, rank FROM passages_fts \
+                                WHERE passages_fts MATCH ?1 ORDER BY {} LIMIT ?7) \
+         SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, t.rank, p.body, \
+                (SELECT count(*) FROM t) \
+         FROM t \
+         JOIN passages p ON p.id = t.id \
+         JOIN documents d ON d.id = p.document_id \
+         JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
+         WHERE p.version = \
+             (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
+           AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
+           AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
+         ORDER BY t.rank LIMIT ?2",
+        match order {
+            Order::Rank => "rank",
+            Order::Newest => "rowid DESC",
+        }
+    );
+    let mut st = c.prepare_cached(&sql).map_err(db)?;
+    let mut rows = st
+        .query(params![
+            expr,
+            limit as i64,
+            filter.document.as_ref().map(DocumentId::as_str),
+            filter.kind.map(Kind::as_str),
+            filter.since_us,
+            filter.until_us,
+            take
+        ])
         .map_err(db)?;
-    let rows = st
-        .query_map(
-            params![
-                expr,
-                limit as i64,
-                filter.document.as_ref().map(DocumentId::as_str),
-                filter.kind.map(Kind::as_str),
-                filter.since_us,
-                filter.until_us,
-                take
-            ],
-            |r| {
-                let (doc, version, start, end): (String, i64, i64, i64) =
-                    (r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                Ok(Hit {
-                    citation: format!("{doc}:{version}:{start}-{end}"),
-                    document_id: DocumentId::from_trusted(doc),
-                    document: r.get(1)?,
-                    version,
-                    score: -r.get::<_, f64>(5)?,
-                    snippet: String::new(),
-                    text: r.get(6)?,
-                })
-            },
-        )
-        .map_err(db)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    // With no passage passing, the count is not known: taken as a full take, so the caller
+    // asks for more.
+    let (mut hits, mut matched) = (Vec::new(), usize::try_from(take).unwrap_or(usize::MAX));
+    while let Some(r) = rows.next().map_err(db)? {
+        matched = r.get::<_, i64>(7).map_err(db)? as usize;
+        let (doc, version, start, end): (String, i64, i64, i64) = (
+            r.get(0).map_err(db)?,
+            r.get(2).map_err(db)?,
+            r.get(3).map_err(db)?,
+            r.get(4).map_err(db)?,
+        );
+        hits.push(Hit {
+            citation: format!("{doc}:{version}:{start}-{end}"),
+            document_id: DocumentId::from_trusted(doc),
+            document: r.get(1).map_err(db)?,
+            version,
+            score: -r.get::<_, f64>(5).map_err(db)?,
+            snippet: String::new(),
+            text: r.get(6).map_err(db)?,
+        });
+    }
+    Ok((hits, matched))
 }
 
 /// A passage named by its citation id, from whichever version it cites.

@@ -70,6 +70,49 @@ pub fn stem(word: &str) -> &str {
     word
 }
 
+/// The phrases a person put in double quotes (each as its words, at least one), in order;
+/// an unclosed quote is only a character. The text outside them is returned as well.
+pub fn phrases(text: &str) -> (Vec<Vec<String>>, String) {
+    let parts: Vec<&str> = text.split('"').collect();
+    // With an odd number of quotes the last one is unclosed: what follows it is loose text.
+    let closed = if parts.len().is_multiple_of(2) {
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
+    let (mut found, mut loose) = (Vec::new(), String::new());
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 && i < closed {
+            let words = terms(part);
+            if !words.is_empty() && found.len() < MAX_TERMS {
+                found.push(words);
+            }
+        } else {
+            loose.push_str(part);
+            loose.push(' ');
+        }
+    }
+    (found, loose)
+}
+
+/// The FTS5 `MATCH` expression that requires every phrase (words in this order, next to
+/// one another), and, when `loose` holds words, at least one of them besides.
+pub fn fts5_phrases(phrases: &[Vec<String>], loose: &[String]) -> Option<String> {
+    if phrases.is_empty() {
+        return None;
+    }
+    // Letters and digits only inside the quotes, as in `fts5_of`.
+    let mut expr = phrases
+        .iter()
+        .map(|p| format!("\"{}\"", p.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    if let Some(any) = fts5_of(loose) {
+        expr = format!("{expr} AND ({any})");
+    }
+    Some(expr)
+}
+
 /// The FTS5 `MATCH` expression for `text`, or `None` when it holds no word to look for.
 pub fn fts5(text: &str) -> Option<String> {
     fts5_of(&content_terms(text))
@@ -153,6 +196,19 @@ pub fn snippet(text: &str, terms: &[String], words: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_phrases_are_found_and_unclosed_quotes_are_characters() {
+        let (p, loose) = phrases(r#"fees "Harbour  pilot" berth "" "open"#);
+        assert_eq!(p, vec![vec!["harbour".to_string(), "pilot".to_string()]]);
+        assert_eq!(terms(&loose), ["fees", "berth", "open"]);
+        let expr = fts5_phrases(&p, &terms("fees")).unwrap();
+        assert_eq!(expr, r#""harbour pilot" AND ("fees")"#);
+        // Syntax inside quotes is only words.
+        let (p, _) = phrases(r#""NEAR(a b) OR x*""#);
+        assert_eq!(fts5_phrases(&p, &[]).unwrap(), r#""near a b or x""#);
+        assert!(phrases("no quotes").0.is_empty());
+    }
 
     #[test]
     fn snippets_mark_the_words_in_the_best_window() {

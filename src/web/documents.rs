@@ -411,7 +411,7 @@ impl SearchQuery {
     tag = "knowledge",
     operation_id = "search",
     params(
-        ("q" = Option<String>, Query, description = "The words to look for; any text is taken (no query syntax)"),
+        ("q" = Option<String>, Query, description = "The words to look for; any text is taken. Words in double quotes are a phrase, found only as written"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Most results (default 10)"),
         ("document" = Option<String>, Query, pattern = "^([0-9a-f]{32})?$", description = "Only this document (empty: any)"),
         ("type" = Option<String>, Query, pattern = "^(|text|markdown|html|pdf|csv|json)$", description = "Only documents of this type (empty: any)"),

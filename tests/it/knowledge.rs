@@ -404,3 +404,42 @@ fn the_knowledge_benchmark_prints_every_figure_and_beats_its_baseline() {
         "{e}"
     );
 }
+
+#[test]
+fn quoted_phrases_are_found_as_written() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    // Enough passages (one per row) that common words are told from rare ones.
+    let mut rows = String::from("id,note\n");
+    for i in 0..150 {
+        rows.push_str(&format!("{i},routine entry {i} of the log\n"));
+    }
+    rows.push_str("900,the harbour pilot boards at dawn\n");
+    rows.push_str("901,a pilot for the harbour waits at dusk\n");
+    let f = write(files.path(), "log.csv", rows.as_bytes());
+    env.ok(&["knowledge", "add", "--tenant", &t, &f]);
+
+    let notes = |q: &str| -> Vec<String> {
+        search(&env, &t, q)
+            .iter()
+            .map(|h| h["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let found = notes("\"Harbour pilot\"");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("harbour pilot boards"), "{found:?}");
+    // Unquoted, the same words find both.
+    assert_eq!(notes("harbour pilot").len(), 2);
+    assert!(notes("\"pilot harbour\"").is_empty());
+    // Words outside the quotes: at least one must be there too.
+    assert_eq!(notes("\"harbour pilot\" dawn").len(), 1);
+    assert!(notes("\"harbour pilot\" sunset").is_empty());
+    // A phrase of words nearly every passage holds is still matched as a phrase.
+    let common = notes("\"of the log\"");
+    assert_eq!(common.len(), 10, "{common:?}");
+    assert!(common.iter().all(|n| n.contains("of the log")));
+    assert!(notes("\"the log of\"").is_empty());
+    // An unclosed quote is a character: the words are searched as words.
+    assert_eq!(notes("\"harbour pilot").len(), 2);
+}
