@@ -4,7 +4,9 @@
 //! deletes the versions, passages and index entries in the transaction of its audit entry.
 //!
 //! A citation id names a passage for good: `<document id>:<version>:<start>-<end>` (byte
-//! offsets into that version's text), the same however often the index is rebuilt.
+//! offsets into that version's text), the same however often the index is rebuilt. The
+//! passages hold the text (a version's text is not stored a second time), so any span
+//! inside one passage can be shown.
 
 use super::chunk::{self, Sizes};
 use crate::door::{Audit, Door};
@@ -50,6 +52,14 @@ CREATE VIRTUAL TABLE passages_fts USING fts5(
 ",
         "
 CREATE VIRTUAL TABLE passages_vocab USING fts5vocab(passages_fts, 'row');
+",
+        // A version's text was kept whole besides its passages, which cover it: each byte
+        // was written twice. The passages are the text now; a citation's span is found
+        // through the index on its start.
+        "
+ALTER TABLE versions DROP COLUMN body;
+DROP INDEX passages_by_document;
+CREATE INDEX passages_by_document ON passages(document_id, version, start_byte);
 ",
     ],
 };
@@ -522,9 +532,9 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
             )
             .map_err(db)?;
         c.execute(
-            "INSERT INTO versions (document_id, version, sha256, bytes, body, created_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id.as_str(), version, sha, text.len() as i64, text, now],
+            "INSERT INTO versions (document_id, version, sha256, bytes, created_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.as_str(), version, sha, text.len() as i64, now],
         )
         .map_err(db)?;
         let mut put = c
@@ -583,32 +593,38 @@ pub struct Document {
 /// Permission (`knowledge.read`) or a storage fault.
 pub fn list_blocking<D: Door>(door: &D) -> Result<Vec<Document>, KnowledgeError> {
     door.caller().require(Permission::KnowledgeRead)?;
-    door.read_blocking(|c| {
-        let mut st = c
-            .prepare(
-                "SELECT d.id, d.name, d.kind, d.created_us, \
-                   (SELECT count(*) FROM versions v WHERE v.document_id = d.id), \
-                   (SELECT bytes FROM versions v WHERE v.document_id = d.id \
-                      ORDER BY version DESC LIMIT 1), \
-                   (SELECT count(*) FROM passages p WHERE p.document_id = d.id) \
-                 FROM documents d ORDER BY d.name",
-            )
-            .map_err(db)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(Document {
-                    id: DocumentId::from_trusted(r.get(0)?),
-                    name: r.get(1)?,
-                    kind: r.get(2)?,
-                    created_us: r.get(3)?,
-                    versions: r.get(4)?,
-                    latest_bytes: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
-                    passages: r.get(6)?,
-                })
+    door.read_blocking(|c| documents(c, None))
+}
+
+/// Every document by name, or the one `only` names.
+fn documents(
+    c: &rusqlite::Connection,
+    only: Option<&DocumentId>,
+) -> Result<Vec<Document>, KnowledgeError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT d.id, d.name, d.kind, d.created_us, \
+               (SELECT count(*) FROM versions v WHERE v.document_id = d.id), \
+               (SELECT bytes FROM versions v WHERE v.document_id = d.id \
+                  ORDER BY version DESC LIMIT 1), \
+               (SELECT count(*) FROM passages p WHERE p.document_id = d.id) \
+             FROM documents d WHERE ?1 IS NULL OR d.id = ?1 ORDER BY d.name",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map([only.map(DocumentId::as_str)], |r| {
+            Ok(Document {
+                id: DocumentId::from_trusted(r.get(0)?),
+                name: r.get(1)?,
+                kind: r.get(2)?,
+                created_us: r.get(3)?,
+                versions: r.get(4)?,
+                latest_bytes: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                passages: r.get(6)?,
             })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
-    })
+        })
+        .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
 /// A version of a document.
@@ -629,12 +645,13 @@ pub fn versions_blocking<D: Door>(
     door: &D,
     id: &DocumentId,
 ) -> Result<(Document, Vec<Version>), KnowledgeError> {
-    let doc = list_blocking(door)?
-        .into_iter()
-        .find(|d| &d.id == id)
-        .ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
+    door.caller().require(Permission::KnowledgeRead)?;
     let id = id.clone();
-    let versions = door.read_blocking(move |c| {
+    // The document and its versions in one read, so they agree.
+    door.read_blocking(move |c| {
+        let doc = documents(c, Some(&id))?
+            .pop()
+            .ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
         let mut st = c
             .prepare(
                 "SELECT v.version, v.sha256, v.bytes, v.created_us, \
@@ -654,9 +671,9 @@ pub fn versions_blocking<D: Door>(
                 })
             })
             .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
-    })?;
-    Ok((doc, versions))
+        let versions = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+        Ok((doc, versions))
+    })
 }
 
 /// Removes a document: every version, passage and index entry, with its audit entry.
@@ -1063,6 +1080,47 @@ pub fn parse_citation(s: &str) -> Result<(DocumentId, i64, usize, usize), Knowle
     Ok((doc, version, start, end))
 }
 
+/// The text of `start..end` of a version, from the passage that starts nearest before it
+/// and covers it (passages overlap, so a few are looked at), with the document's name and
+/// latest version; `None` when no passage covers it.
+fn passage_in(
+    c: &rusqlite::Connection,
+    doc: &DocumentId,
+    version: i64,
+    start: usize,
+    end: usize,
+) -> Result<Option<(String, String, i64)>, KnowledgeError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT d.name, p.start_byte, p.end_byte, p.body, \
+               (SELECT max(version) FROM versions l WHERE l.document_id = d.id) \
+             FROM passages p JOIN documents d ON d.id = p.document_id \
+             WHERE p.document_id = ?1 AND p.version = ?2 AND p.start_byte <= ?3 \
+             ORDER BY p.start_byte DESC LIMIT 4",
+        )
+        .map_err(db)?;
+    let mut rows = st
+        .query(params![doc.as_str(), version, start as i64])
+        .map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        let (from, to): (i64, i64) = (r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+        if (to as usize) < end {
+            continue;
+        }
+        let body: String = r.get(3).map_err(db)?;
+        let at = start - from as usize;
+        return match body.get(at..at + (end - start)) {
+            Some(t) => Ok(Some((
+                r.get(0).map_err(db)?,
+                t.to_string(),
+                r.get(4).map_err(db)?,
+            ))),
+            None => Ok(None),
+        };
+    }
+    Ok(None)
+}
+
 /// The passage a citation id names, as long as its document is kept.
 ///
 /// # Errors
@@ -1073,20 +1131,7 @@ pub fn passage_blocking<D: Door>(door: &D, citation: &str) -> Result<Passage, Kn
     let (doc, version, start, end) = parse_citation(citation)?;
     let citation = citation.to_string();
     door.read_blocking(move |c| {
-        let row: Option<(String, String, i64)> = c
-            .query_row(
-                "SELECT d.name, v.body, \
-                   (SELECT max(version) FROM versions l WHERE l.document_id = d.id) \
-                 FROM documents d JOIN versions v ON v.document_id = d.id \
-                 WHERE d.id = ?1 AND v.version = ?2",
-                params![doc.as_str(), version],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        let (name, body, latest) = row.ok_or_else(|| KnowledgeError::NotFound(citation.clone()))?;
-        let text = body
-            .get(start..end)
+        let (name, text, latest) = passage_in(c, &doc, version, start, end)?
             .ok_or_else(|| KnowledgeError::NotFound(citation.clone()))?;
         Ok(Passage {
             citation: citation.clone(),
@@ -1094,7 +1139,7 @@ pub fn passage_blocking<D: Door>(door: &D, citation: &str) -> Result<Passage, Kn
             document: name,
             version,
             superseded: latest > version,
-            text: text.to_string(),
+            text,
         })
     })
 }
@@ -1102,6 +1147,85 @@ pub fn passage_blocking<D: Door>(door: &D, citation: &str) -> Result<Passage, Kn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_from_before_passages_held_the_text_stay_searchable_and_citable() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for step in &SCHEMA.steps[..2] {
+            c.execute_batch(step).unwrap();
+        }
+        let id = "0123456789abcdef0123456789abcdef";
+        let text = "Backups run nightly.\n\nRestores are tested every quarter by the operator.";
+        let spans = chunk::passages(
+            text,
+            Sizes {
+                max: 40,
+                overlap: 0,
+            },
+        );
+        assert!(spans.len() >= 2, "{spans:?}");
+        c.execute(
+            "INSERT INTO documents VALUES (?1, 'ops.md', 'markdown', 1)",
+            [id],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO versions VALUES (?1, 1, 'sha', ?2, ?3, 1)",
+            params![id, text.len() as i64, text],
+        )
+        .unwrap();
+        for s in &spans {
+            c.execute(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, 1, ?2, ?3, ?4)",
+                params![id, s.start as i64, s.end as i64, &text[s.start..s.end]],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
+                params![c.last_insert_rowid(), &text[s.start..s.end]],
+            )
+            .unwrap();
+        }
+        c.execute_batch(SCHEMA.steps[2]).unwrap();
+
+        let columns: Vec<String> = c
+            .prepare("SELECT name FROM pragma_table_info('versions')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!columns.contains(&"body".to_string()), "{columns:?}");
+        let found: i64 = c
+            .query_row(
+                "SELECT rowid FROM passages_fts WHERE passages_fts MATCH 'quarter'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 2);
+        let doc = DocumentId::from_trusted(id.to_string());
+        // Every passage, and a span inside one, is shown from the passages alone.
+        for s in &spans {
+            let (name, shown, latest) = passage_in(&c, &doc, 1, s.start, s.end).unwrap().unwrap();
+            assert_eq!(
+                (name.as_str(), shown.as_str(), latest),
+                ("ops.md", &text[s.start..s.end], 1)
+            );
+        }
+        let inner = text.find("tested").unwrap();
+        let (_, shown, _) = passage_in(&c, &doc, 1, inner, inner + 6).unwrap().unwrap();
+        assert_eq!(shown, "tested");
+        // A span across two passages that do not overlap, or past the end, is not there.
+        assert!(passage_in(&c, &doc, 1, spans[0].start, spans[1].end)
+            .unwrap()
+            .is_none());
+        assert!(passage_in(&c, &doc, 1, 0, text.len() + 5)
+            .unwrap()
+            .is_none());
+        assert!(passage_in(&c, &doc, 2, 0, 5).unwrap().is_none());
+    }
 
     #[test]
     fn citation_ids_parse_and_others_are_named() {
