@@ -209,6 +209,10 @@ pub struct OutboundConfig {
     pub connect_timeout_secs: u64,
     /// Whole-request bound, connect to last byte.
     pub timeout_secs: u64,
+    /// Host names or addresses that may be reached at internal (loopback, private,
+    /// link-local) addresses, e.g. an identity provider on the company network. Others are
+    /// refused there, so a tenant's settings cannot reach the machines around the server.
+    pub allow_internal: Vec<String>,
 }
 
 impl Default for OutboundConfig {
@@ -217,6 +221,7 @@ impl Default for OutboundConfig {
             ca_file: None,
             connect_timeout_secs: 10,
             timeout_secs: 30,
+            allow_internal: Vec::new(),
         }
     }
 }
@@ -581,6 +586,19 @@ impl Config {
                 return Err(invalid(
                     "server.public_url",
                     "must be an https:// origin without a path, e.g. https://strongroom.example.com",
+                ));
+            }
+        }
+        for (i, host) in self.outbound.allow_internal.iter().enumerate() {
+            let name = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+            if !name && host.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    &format!("outbound.allow_internal[{i}]"),
+                    format!("{host:?} is not a host name or address; give e.g. \"idp.corp.example\" or \"10.0.0.5\", without a scheme or port"),
                 ));
             }
         }

@@ -8,10 +8,6 @@
 
 use super::model::ModelError;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
-/// Longest wait for a name to resolve.
-const RESOLVE_TIME: Duration = Duration::from_secs(5);
 
 /// A base URL of an endpoint, checked: http or https, a host, no credentials, query or
 /// fragment; plain http only to a loopback address or `localhost`.
@@ -50,45 +46,12 @@ fn is_loopback_host(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Addresses an upstream endpoint may not resolve to unless listed: loopback, private,
-/// link-local, shared (CGNAT), unique-local, unspecified, multicast, documentation and
-/// IPv4-mapped forms of any of them.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-        }
-    }
-}
+pub use crate::outbound::is_internal;
 
-/// Resolves names for model calls. Made on the first name to resolve, so an installation
-/// whose endpoints are all given by address never reads the resolver's files.
+/// Resolves names for model calls, with the installation's one resolver rule.
 #[derive(Default)]
 pub struct Resolver {
-    inner: std::sync::OnceLock<Option<hickory_resolver::TokioResolver>>,
+    names: crate::outbound::Names,
 }
 
 impl Resolver {
@@ -96,41 +59,14 @@ impl Resolver {
         Self::default()
     }
 
-    /// Reads `resolv.conf` and `/etc/hosts`, once. A system without them can still reach
-    /// endpoints given by address.
-    fn get(&self) -> Option<&hickory_resolver::TokioResolver> {
-        self.inner
-            .get_or_init(|| {
-                hickory_resolver::Resolver::builder_tokio()
-                    .and_then(|b| b.build())
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "no DNS configuration; endpoints must be given by address");
-                    })
-                    .ok()
-            })
-            .as_ref()
-    }
-
     async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ModelError> {
-        let unreachable = |reason: &str| ModelError::Egress {
-            host: host.to_string(),
-            reason: reason.to_string(),
-        };
-        let Some(r) = self.get() else {
-            return Err(unreachable("no DNS configuration to resolve it with"));
-        };
-        match tokio::time::timeout(RESOLVE_TIME, r.lookup_ip(host)).await {
-            Err(_) => Err(unreachable("its name did not resolve in time")),
-            Ok(Err(_)) => Err(unreachable("its name does not resolve")),
-            Ok(Ok(found)) => {
-                let v: Vec<IpAddr> = found.iter().collect();
-                if v.is_empty() {
-                    Err(unreachable("its name does not resolve"))
-                } else {
-                    Ok(v)
-                }
-            }
-        }
+        self.names
+            .lookup(host)
+            .await
+            .map_err(|reason| ModelError::Egress {
+                host: host.to_string(),
+                reason: reason.to_string(),
+            })
     }
 
     /// The addresses `url` may be reached at for a tenant whose allow-list is `allow`, or
@@ -233,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn upstream_needs_listing_and_internal_addresses_their_own_listing() {
         let r = Resolver::default();
-        let _ = r.inner.set(None);
+        let _ = r.names.inner.set(None);
         let u = |s: &str| url::Url::parse(s).unwrap();
         let local = r.check(&u("http://127.0.0.1:8080"), &[]).await.unwrap();
         assert_eq!(local, ["127.0.0.1:8080".parse().unwrap()]);

@@ -74,12 +74,22 @@ fn sso_refused(who: &str, e: &SsoError) -> Response {
     let (status, _) = super::error::status_for(e.kind());
     if e.kind() == ErrorKind::Internal {
         tracing::error!(code = e.code(), error = %e, "single sign-on failed");
+    } else if matches!(e, SsoError::Unreachable(_)) {
+        tracing::warn!(code = e.code(), error = %e, "identity provider unreachable");
     } else {
         tracing::info!(code = e.code(), error = %e, "single sign-on refused");
     }
     let message = if e.kind() == ErrorKind::Internal {
         format!(
             "Single sign-on failed on our side (error {}). Try again later.",
+            e.code()
+        )
+    } else if matches!(e, SsoError::Unreachable(_)) {
+        // The reason names hosts and addresses of the provider's network: the log has it,
+        // the sign-in page (open to anyone) does not.
+        format!(
+            "The identity provider cannot be reached now (error {}). Try again later; if it \
+             goes on, tell your administrator.",
             e.code()
         )
     } else {

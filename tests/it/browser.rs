@@ -441,7 +441,10 @@ async fn a_platform_owner_and_a_tenant_owner_work_through_the_admin_pages_in_chr
     let pki = crate::sso::Pki::new(sso_dir.path());
     std::fs::write(
         &env.config,
-        format!("[outbound]\nca_file = \"{}\"\n", pki.ca.display()),
+        format!(
+            "[outbound]\nca_file = \"{}\"\nallow_internal = [\"127.0.0.1\"]\n",
+            pki.ca.display()
+        ),
     )
     .expect("the configuration");
     let server = Server::start(&env, &[]);

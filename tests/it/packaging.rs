@@ -101,23 +101,10 @@ fn the_server_and_cli_never_use_the_name_service() {
     traces.push_str(&std::fs::read_to_string(&trace).unwrap());
     let tenant = env.create_tenant("acme");
 
-    let mut server = crate::support::Server::start_under(&env, &wrapper, &[]);
+    let server = crate::support::Server::start_under(&env, &wrapper, &[]);
     assert_eq!(server.get("/healthz").status, 200);
     assert_eq!(server.get("/status").status, 200);
-    // SIGTERM goes to the traced server itself, so its shutdown is traced too.
-    let strace_pid = server.child.id();
-    let children =
-        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();
-    let pid = children
-        .split_whitespace()
-        .next()
-        .expect("no traced server");
-    assert!(Command::new("kill")
-        .args(["-TERM", pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(server.child.wait().unwrap().success());
+    stop_traced(server);
     traces.push_str(&std::fs::read_to_string(&trace).unwrap());
 
     for args in [
@@ -195,13 +182,82 @@ fn the_server_and_cli_never_use_the_name_service() {
         "{}",
         asked.body
     );
-    drop(server);
+    stop_traced(server);
     let model_trace = std::fs::read_to_string(&trace).unwrap();
     assert!(
         model_trace.contains("/etc/resolv.conf") || model_trace.contains("/etc/hosts"),
         "the name was not resolved by the server's own resolver:\n{model_trace}"
     );
-    let nss: Vec<&str> = model_trace
+    let nss = nss_beyond_resolver(&model_trace);
+    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
+
+    // So is a single sign-on provider given by name: starting a sign-in discovers it.
+    let idp = "idp.strongroom-test.invalid";
+    {
+        use strongroom::identity::sso::{self, Settings, Update};
+        use strongroom::identity::{Caller, Realm};
+        let app = std::sync::Arc::new(env.app());
+        let t = strongroom::ids::TenantId::parse(&tenant).unwrap();
+        let door = strongroom::door::open_blocking(&app, &t, Caller::operator(Realm::Tenant), None)
+            .unwrap();
+        let settings = Settings {
+            enabled: true,
+            issuer: format!("https://{idp}"),
+            client_id: "strongroom".into(),
+            ..Settings::default()
+        };
+        let secret = strongroom::keyring::SecretString::new("client-secret-1".into());
+        sso::update_blocking(
+            &door,
+            app.directory(),
+            Update {
+                settings,
+                client_secret: Some(secret),
+            },
+        )
+        .unwrap();
+    }
+    let server = crate::support::Server::start_under(&env, &wrapper, &[]);
+    let started = server.get(&format!("/login/sso/{tenant}"));
+    // The provider cannot be found; the page says so without naming its network.
+    assert!(
+        started.body.contains("SSO-0005") && !started.body.contains("does not resolve"),
+        "{}: {}",
+        started.status,
+        started.body
+    );
+    stop_traced(server);
+    let sso_trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        sso_trace.contains("/etc/resolv.conf") || sso_trace.contains("/etc/hosts"),
+        "the provider was not resolved by the server's own resolver:\n{sso_trace}"
+    );
+    let nss = nss_beyond_resolver(&sso_trace);
+    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
+}
+
+/// Stops a server run under strace with SIGTERM to the server itself (killing strace would
+/// leave it running, detached), so its shutdown is traced too and it is gone on return.
+fn stop_traced(mut server: crate::support::Server) {
+    let strace_pid = server.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("no traced server");
+    assert!(Command::new("kill")
+        .args(["-TERM", pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(server.child.wait().unwrap().success());
+}
+
+/// Lines of a trace that reach the name service beyond the two files the server's own
+/// resolver reads.
+fn nss_beyond_resolver(trace: &str) -> Vec<&str> {
+    trace
         .lines()
         .filter(|l| {
             NSS_PATHS
@@ -209,8 +265,7 @@ fn the_server_and_cli_never_use_the_name_service() {
                 .filter(|p| !matches!(**p, "/etc/hosts" | "/etc/resolv.conf"))
                 .any(|p| l.contains(p))
         })
-        .collect();
-    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
+        .collect()
 }
 
 #[test]

@@ -252,7 +252,8 @@ impl World {
         );
         let config = format!(
             "[identity]\nsession_idle_secs = 600\nsession_absolute_secs = 3600\n\
-             [server]\npublic_url = \"{ORIGIN}\"\n[outbound]\nca_file = \"{}\"\n",
+             [server]\npublic_url = \"{ORIGIN}\"\n[outbound]\nca_file = \"{}\"\n\
+             allow_internal = [\"127.0.0.1\"]\n",
             pki.ca.display()
         );
         let s = InProcess::start(&config, crate::support::now_us());
@@ -738,6 +739,18 @@ fn outbound_and_public_url_settings_are_checked_at_start() {
             "server.public_url",
         ),
         ("[outbound]\ntimeout_secs = 0\n", "outbound.timeout_secs"),
+        (
+            "[outbound]\nallow_internal = [\"https://idp.corp\"]\n",
+            "outbound.allow_internal[0]",
+        ),
+        (
+            "[outbound]\nallow_internal = [\"idp.corp\", \"10.0.0.5:8443\"]\n",
+            "outbound.allow_internal[1]",
+        ),
+        (
+            "[outbound]\nallow_internal = [\"\"]\n",
+            "outbound.allow_internal[0]",
+        ),
     ] {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, body).unwrap();
