@@ -90,6 +90,42 @@ fn concurrent_appends_are_all_acknowledged_in_one_chain() {
 }
 
 #[test]
+fn the_writer_folds_the_log_into_the_file_after_large_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let kr = keyring();
+    let store = Store::open(&spec(&path, &key, true), journal(&kr, 1000)).unwrap();
+    let big = 5 << 20;
+    for i in 0..3 {
+        store
+            .writer()
+            .enqueue(Mode::Audited, move |tx| -> Result<u64, StoreError> {
+                let value = "x".repeat(big);
+                crate::store::system::meta_set(tx.conn(), &format!("big{i}"), &value)
+                    .map_err(|e| tx.err(&e))?;
+                tx.audit(NewEntry::new(Actor::system(), "test.change", "big"))
+            })
+            .wait()
+            .unwrap();
+    }
+    // The writer folds after answering; the next job runs after that fold.
+    append(&store, 1).unwrap();
+    let file = std::fs::metadata(&path).unwrap().len();
+    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+        .unwrap()
+        .len();
+    // Each value reached the main file, and the log was reused rather than grown by each.
+    assert!(file >= 3 * big as u64, "main file {file} bytes");
+    assert!(wal < 2 * big as u64, "log {wal} bytes");
+    let kept = store
+        .read(|c| crate::store::system::meta_get(c, "big2").map_err(|e| store.err(&e)))
+        .unwrap();
+    assert_eq!(kept.map(|v| v.len()), Some(big));
+    store.close().unwrap();
+}
+
+#[test]
 fn a_failing_job_rolls_back_its_change_and_its_entry_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");

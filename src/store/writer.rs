@@ -8,6 +8,11 @@
 //!
 //! The journal head is read once per transaction, after the write lock is held, so a CLI
 //! process and the server can append to the same file without forking the chain.
+//!
+//! The write-ahead log is folded into the main file by the writer after it has answered the
+//! batch that filled it ([`CHECKPOINT_FRAMES`]), not inside `COMMIT` as SQLite's automatic
+//! checkpoint does: a large write (a document) is acknowledged as soon as it is durable in
+//! the log, and the copy into the main file overlaps with whatever the caller does next.
 
 use super::StoreError;
 use crate::audit::journal::{self, AppendError, Head, JournalConfig};
@@ -15,7 +20,7 @@ use crate::audit::NewEntry;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -29,6 +34,9 @@ const POLL: Duration = Duration::from_secs(1);
 pub const MAX_BATCH: usize = 1024;
 /// Queue depth before submitters block: back-pressure instead of unbounded memory.
 const QUEUE_DEPTH: usize = 8192;
+/// Pages in the write-ahead log after which the writer folds it into the main file (SQLite's
+/// own default for its automatic checkpoint).
+pub const CHECKPOINT_FRAMES: usize = 1000;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// A job gets its transaction, or the error that kept the batch from running it.
@@ -524,6 +532,17 @@ fn run(
         conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&guard, &ctx)))
             .map_err(|e| StoreError::from_sqlite(label, version, &e))?;
     }
+    // Replaces SQLite's automatic checkpoint (the same hook): each commit records how many
+    // pages the log holds, and the loop below folds them after answering.
+    let wal_pages = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let pages = wal_pages.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n| {
+            pages.store(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(|e| StoreError::from_sqlite(label, version, &e))?;
+    }
     // When entries are waiting for a checkpoint, wake up in time to sign them. That includes
     // entries left unsigned by a process that crashed: a long-running writer signs them once
     // the interval has passed.
@@ -588,6 +607,9 @@ fn run(
                 unsigned_since = Some(now());
             }
         }
+        if wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
+            fold_log(&conn, label, &wal_pages);
+        }
         if stop {
             break;
         }
@@ -605,6 +627,20 @@ fn run(
         .map_err(|f| fault(label, version, &f));
     drop(conn);
     result
+}
+
+/// Copies the log's pages into the main file without waiting for readers (`PASSIVE`, as
+/// SQLite's automatic checkpoint does). A reader on an old snapshot can hold some back; they
+/// are copied after a later commit. A failure is logged: the log still holds every page.
+fn fold_log(conn: &Connection, label: &str, wal_pages: &AtomicUsize) {
+    let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match r {
+        Ok((log, copied)) if copied >= log => wal_pages.store(0, Ordering::Relaxed),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(file = label, error = %e, "WAL checkpoint failed; will retry"),
+    }
 }
 
 fn report_checkpoint(cfg: &JournalConfig, head: &Head, reported: &mut u64) {
