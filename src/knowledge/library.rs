@@ -313,7 +313,11 @@ fn render(
     let mut body = String::new();
     let mut spans = Vec::new();
     for r in records {
-        let line = r.replace(['\n', '\r'], " ");
+        let line = if r.contains(['\n', '\r']) {
+            r.replace(['\n', '\r'], " ")
+        } else {
+            r
+        };
         let start = body.len();
         body.push_str(&line);
         let end = body.len();
@@ -394,19 +398,34 @@ fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
+    // One record and one line buffer for every row: a large file has many small rows.
     let mut out = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| {
-            let line = e.position().map_or(i as u64 + 2, csv::Position::line);
-            malformed(name, format!("line {line}: {}", csv_reason(&e)))
+    let mut row = csv::StringRecord::new();
+    let mut line = String::new();
+    let mut i = 0u64;
+    loop {
+        let more = reader.read_record(&mut row).map_err(|e| {
+            let at = e.position().map_or(i + 2, csv::Position::line);
+            malformed(name, format!("line {at}: {}", csv_reason(&e)))
         })?;
-        let fields: Vec<String> = headers
-            .iter()
-            .zip(row.iter())
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(h, v)| format!("{h}: {}", v.trim()))
-            .collect();
-        out.push(fields.join("; "));
+        if !more {
+            break;
+        }
+        i += 1;
+        line.clear();
+        for (h, v) in headers.iter().zip(row.iter()) {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            if !line.is_empty() {
+                line.push_str("; ");
+            }
+            line.push_str(h);
+            line.push_str(": ");
+            line.push_str(v);
+        }
+        out.push(line.clone());
     }
     Ok(out)
 }

@@ -183,13 +183,7 @@ fn the_server_and_cli_never_use_the_name_service() {
         asked.body
     );
     stop_traced(server);
-    let model_trace = std::fs::read_to_string(&trace).unwrap();
-    assert!(
-        model_trace.contains("/etc/resolv.conf") || model_trace.contains("/etc/hosts"),
-        "the name was not resolved by the server's own resolver:\n{model_trace}"
-    );
-    let nss = nss_beyond_resolver(&model_trace);
-    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
+    resolved_by_own_resolver(&std::fs::read_to_string(&trace).unwrap());
 
     // So is a single sign-on provider given by name: starting a sign-in discovers it.
     let idp = "idp.strongroom-test.invalid";
@@ -227,13 +221,7 @@ fn the_server_and_cli_never_use_the_name_service() {
         started.body
     );
     stop_traced(server);
-    let sso_trace = std::fs::read_to_string(&trace).unwrap();
-    assert!(
-        sso_trace.contains("/etc/resolv.conf") || sso_trace.contains("/etc/hosts"),
-        "the provider was not resolved by the server's own resolver:\n{sso_trace}"
-    );
-    let nss = nss_beyond_resolver(&sso_trace);
-    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
+    resolved_by_own_resolver(&std::fs::read_to_string(&trace).unwrap());
 }
 
 /// Stops a server run under strace with SIGTERM to the server itself (killing strace would
@@ -254,10 +242,14 @@ fn stop_traced(mut server: crate::support::Server) {
     assert!(server.child.wait().unwrap().success());
 }
 
-/// Lines of a trace that reach the name service beyond the two files the server's own
-/// resolver reads.
-fn nss_beyond_resolver(trace: &str) -> Vec<&str> {
-    trace
+/// Asserts that a trace resolved a name through the server's own resolver (which reads
+/// `/etc/hosts` and `resolv.conf`) and never reached the name service behind the C library.
+fn resolved_by_own_resolver(trace: &str) {
+    assert!(
+        trace.contains("/etc/resolv.conf") || trace.contains("/etc/hosts"),
+        "the name was not resolved by the server's own resolver:\n{trace}"
+    );
+    let nss: Vec<&str> = trace
         .lines()
         .filter(|l| {
             NSS_PATHS
@@ -265,7 +257,8 @@ fn nss_beyond_resolver(trace: &str) -> Vec<&str> {
                 .filter(|p| !matches!(**p, "/etc/hosts" | "/etc/resolv.conf"))
                 .any(|p| l.contains(p))
         })
-        .collect()
+        .collect();
+    assert!(nss.is_empty(), "name service used:\n{}", nss.join("\n"));
 }
 
 #[test]
