@@ -609,6 +609,16 @@ impl Sso {
         Ok(m)
     }
 
+    /// Whether the provider at `issuer` answers its discovery document, so an administrator
+    /// who saves settings learns at once what a person signing in would meet.
+    ///
+    /// # Errors
+    /// [`SsoError::Unreachable`] with the reason (it names hosts and addresses: for the
+    /// administrator, never the public sign-in page).
+    pub async fn reach(&self, issuer: &str, now_us: i64) -> Result<(), SsoError> {
+        self.provider(issuer, now_us).await.map(|_| ())
+    }
+
     /// Starts a sign-in at `tenant`'s provider. `hint` is passed on as `login_hint`.
     ///
     /// # Errors

@@ -396,6 +396,27 @@ async fn settings_update(
         Err(e) => Err(e),
     };
     match result {
+        Ok(()) if shown.enabled => {
+            let issuer = shown.issuer.trim().trim_end_matches('/').to_string();
+            let now = state.app.clock().now_us();
+            match state.sso.reach(&issuer, now).await {
+                Err(SsoError::Unreachable(reason)) => {
+                    let warning = FieldError::new(
+                        "issuer",
+                        format!("Saved, but the provider cannot be reached: {reason}"),
+                    );
+                    match in_realm(&state, &p, None, |ctx, _| sso::read_blocking(ctx)).await {
+                        Ok(saved) => {
+                            let map = sso::role_map_text(&saved.role_map);
+                            let shown = Some((saved, map, warning));
+                            page(&state, &p, (&uri, &headers), StatusCode::OK, shown, None).await
+                        }
+                        Err(e) => error_page(&state, Some(&p), e).await,
+                    }
+                }
+                _ => Redirect::to("/settings/sso?done=saved").into_response(),
+            }
+        }
         Ok(()) => Redirect::to("/settings/sso?done=saved").into_response(),
         Err(e) if e.kind() == ErrorKind::Invalid => {
             let key = match &e {

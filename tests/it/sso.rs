@@ -710,6 +710,35 @@ async fn bad_single_sign_on_settings_are_refused_by_name() {
     // Nothing of the refused posts was saved: sign-in still goes to the configured provider.
     let (auth, _) = w.begin().await;
     assert!(auth.starts_with(&w.idp.issuer), "{auth}");
+
+    // A provider at an internal address the installation does not list (here the cloud
+    // metadata address) is saved but never called; the administrator is told why, and a
+    // person signing in only that it cannot be reached.
+    let mut metadata = base("https://169.254.169.254", "staff = operator");
+    metadata.push(("client_secret", SECRET));
+    let (st, page) = w.post_settings(&metadata).await;
+    assert_eq!(st, 200, "{page}");
+    assert!(
+        page.contains("Saved, but the provider cannot be reached")
+            && page.contains("169.254.169.254")
+            && page.contains("outbound.allow_internal"),
+        "{page}"
+    );
+    let (st, _, b) = w
+        .site
+        .s
+        .send("GET", &format!("/login/sso/{}", w.site.tenant), &[], b"")
+        .await;
+    let shown = text(&b);
+    assert_ne!(st, 303, "{shown}");
+    assert!(
+        shown.contains("SSO-0005") && !shown.contains("169.254"),
+        "{shown}"
+    );
+    let st = w.configure("strongroom", true).await;
+    assert_eq!(st.0, 303, "{}", st.1);
+    let (auth, _) = w.begin().await;
+    assert!(auth.starts_with(&w.idp.issuer), "{auth}");
     // A tenant without single sign-on, or an id that is no tenant, is told the same thing.
     let other = w.site.s.env.create_tenant("globex");
     for path in [
