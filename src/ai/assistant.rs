@@ -387,15 +387,44 @@ fn own_thread(
 }
 
 fn turns_of(c: &Connection, id: &ThreadId) -> Result<Vec<Turn>, AssistantError> {
-    let mut st = c
-        .prepare(
-            "SELECT id, question, answer, model, endpoint, outcome, citations, flagged, \
-               input_tokens, output_tokens, latency_ms, created_us \
-             FROM turns WHERE thread_id = ?1 ORDER BY id",
-        )
-        .map_err(db)?;
+    turns_where(c, id, None)
+}
+
+/// The last `n` answered turns of a thread, oldest first: the history a model is given,
+/// read without the rest of a long thread.
+fn answered_history(c: &Connection, id: &ThreadId, n: usize) -> Result<Vec<Turn>, AssistantError> {
+    let mut turns = turns_where(c, id, Some(n))?;
+    turns.reverse();
+    Ok(turns)
+}
+
+/// Every turn of a thread in order, or (`last_answered`) the last answered ones, newest
+/// first.
+fn turns_where(
+    c: &Connection,
+    id: &ThreadId,
+    last_answered: Option<usize>,
+) -> Result<Vec<Turn>, AssistantError> {
+    const COLUMNS: &str = "SELECT id, question, answer, model, endpoint, outcome, citations, \
+        flagged, input_tokens, output_tokens, latency_ms, created_us FROM turns";
+    // Two statements, so each walks the (thread, id) index in its own direction and the
+    // history stops after its last few turns.
+    let (sql, limit) = match last_answered {
+        None => (
+            format!("{COLUMNS} WHERE thread_id = ?1 ORDER BY id LIMIT ?2"),
+            -1,
+        ),
+        Some(n) => (
+            format!(
+                "{COLUMNS} WHERE thread_id = ?1 AND outcome = '{}' ORDER BY id DESC LIMIT ?2",
+                TurnOutcome::Answered.as_str()
+            ),
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ),
+    };
+    let mut st = c.prepare_cached(&sql).map_err(db)?;
     let rows = st
-        .query_map([id.as_str()], |r| {
+        .query_map(rusqlite::params![id.as_str(), limit], |r| {
             let citations: String = r.get(6)?;
             let flagged: String = r.get(7)?;
             Ok(Turn {
@@ -474,7 +503,7 @@ pub async fn ask(
         .read(move |c| -> Result<_, AssistantError> {
             own_thread(c, &thread_id, kind, &who)?;
             let policy = AiPolicy::read(c).map_err(db)?;
-            let history = turns_of(c, &thread_id)?;
+            let history = answered_history(c, &thread_id, HISTORY)?;
             let context = Context {
                 passages: crate::knowledge::library::search_in(
                     c,
@@ -492,12 +521,6 @@ pub async fn ask(
         system: context.system_prompt(),
         messages: history
             .iter()
-            .rev()
-            .filter(|t| t.outcome == TurnOutcome::Answered)
-            .take(HISTORY)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
             .flat_map(|t| {
                 [
                     Message {
@@ -681,6 +704,49 @@ pub async fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_is_the_last_answered_turns_oldest_first() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA.steps[0]).unwrap();
+        for t in ["a", "b"] {
+            c.execute(
+                "INSERT INTO threads VALUES (?1, 'user', 'u', 't', 0, 0)",
+                [t],
+            )
+            .unwrap();
+        }
+        let outcomes = [
+            "answered",
+            "failed",
+            "answered",
+            "answered",
+            "ungrounded",
+            "answered",
+            "answered",
+            "nothing_found",
+        ];
+        for (i, o) in outcomes.iter().enumerate() {
+            for t in ["a", "b"] {
+                c.execute(
+                    "INSERT INTO turns (thread_id, question, answer, model, outcome, citations, \
+                       flagged, latency_ms, created_us) \
+                     VALUES (?1, ?2, 'x', 'extractive', ?3, '[]', '[]', 0, 0)",
+                    params![t, format!("{t}{i}"), o],
+                )
+                .unwrap();
+            }
+        }
+        let a = ThreadId::from_trusted("a".into());
+        let asked = |turns: Vec<Turn>| turns.into_iter().map(|t| t.question).collect::<Vec<_>>();
+        assert_eq!(
+            asked(answered_history(&c, &a, HISTORY).unwrap()),
+            ["a2", "a3", "a5", "a6"]
+        );
+        assert_eq!(asked(answered_history(&c, &a, 1).unwrap()), ["a6"]);
+        let all = asked(turns_of(&c, &a).unwrap());
+        assert_eq!(all, (0..8).map(|i| format!("a{i}")).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_question_is_checked_as_given_and_kept_trimmed() {
