@@ -386,65 +386,66 @@ fn own_thread(
     .ok_or_else(|| AssistantError::NotFound(id.to_string()))
 }
 
+/// A query of turns: the columns a [`Turn`] is read from, in the order [`turn_of`] takes
+/// them, then `$rest`.
+macro_rules! select_turns {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, question, answer, model, endpoint, outcome, citations, flagged, \
+             input_tokens, output_tokens, latency_ms, created_us FROM turns ",
+            $rest
+        )
+    };
+}
+
 fn turns_of(c: &Connection, id: &ThreadId) -> Result<Vec<Turn>, AssistantError> {
-    turns_where(c, id, None)
+    let mut st = c
+        .prepare_cached(select_turns!("WHERE thread_id = ?1 ORDER BY id"))
+        .map_err(db)?;
+    let rows = st
+        .query_map([id.as_str()], |r| turn_of(id, r))
+        .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
 /// The last `n` answered turns of a thread, oldest first: the history a model is given,
-/// read without the rest of a long thread.
+/// read backwards through the (thread, id) index so a long thread is not read whole.
 fn answered_history(c: &Connection, id: &ThreadId, n: usize) -> Result<Vec<Turn>, AssistantError> {
-    let mut turns = turns_where(c, id, Some(n))?;
+    let mut st = c
+        .prepare_cached(select_turns!(
+            "WHERE thread_id = ?1 AND outcome = ?2 ORDER BY id DESC LIMIT ?3"
+        ))
+        .map_err(db)?;
+    let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = st
+        .query_map(
+            params![id.as_str(), TurnOutcome::Answered.as_str(), limit],
+            |r| turn_of(id, r),
+        )
+        .map_err(db)?;
+    let mut turns = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
     turns.reverse();
     Ok(turns)
 }
 
-/// Every turn of a thread in order, or (`last_answered`) the last answered ones, newest
-/// first.
-fn turns_where(
-    c: &Connection,
-    id: &ThreadId,
-    last_answered: Option<usize>,
-) -> Result<Vec<Turn>, AssistantError> {
-    const COLUMNS: &str = "SELECT id, question, answer, model, endpoint, outcome, citations, \
-        flagged, input_tokens, output_tokens, latency_ms, created_us FROM turns";
-    // Two statements, so each walks the (thread, id) index in its own direction and the
-    // history stops after its last few turns.
-    let (sql, limit) = match last_answered {
-        None => (
-            format!("{COLUMNS} WHERE thread_id = ?1 ORDER BY id LIMIT ?2"),
-            -1,
-        ),
-        Some(n) => (
-            format!(
-                "{COLUMNS} WHERE thread_id = ?1 AND outcome = '{}' ORDER BY id DESC LIMIT ?2",
-                TurnOutcome::Answered.as_str()
-            ),
-            i64::try_from(n).unwrap_or(i64::MAX),
-        ),
-    };
-    let mut st = c.prepare_cached(&sql).map_err(db)?;
-    let rows = st
-        .query_map(rusqlite::params![id.as_str(), limit], |r| {
-            let citations: String = r.get(6)?;
-            let flagged: String = r.get(7)?;
-            Ok(Turn {
-                id: r.get(0)?,
-                thread: id.clone(),
-                question: r.get(1)?,
-                answer: r.get(2)?,
-                model: r.get(3)?,
-                endpoint: r.get(4)?,
-                outcome: TurnOutcome::parse(&r.get::<_, String>(5)?),
-                citations: serde_json::from_str(&citations).unwrap_or_default(),
-                flagged: serde_json::from_str(&flagged).unwrap_or_default(),
-                input_tokens: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
-                output_tokens: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
-                latency_ms: r.get::<_, i64>(10)?.max(0) as u64,
-                created_us: r.get(11)?,
-            })
-        })
-        .map_err(db)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+fn turn_of(id: &ThreadId, r: &rusqlite::Row<'_>) -> rusqlite::Result<Turn> {
+    let citations: String = r.get(6)?;
+    let flagged: String = r.get(7)?;
+    Ok(Turn {
+        id: r.get(0)?,
+        thread: id.clone(),
+        question: r.get(1)?,
+        answer: r.get(2)?,
+        model: r.get(3)?,
+        endpoint: r.get(4)?,
+        outcome: TurnOutcome::parse(&r.get::<_, String>(5)?),
+        citations: serde_json::from_str(&citations).unwrap_or_default(),
+        flagged: serde_json::from_str(&flagged).unwrap_or_default(),
+        input_tokens: r.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+        output_tokens: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        latency_ms: r.get::<_, i64>(10)?.max(0) as u64,
+        created_us: r.get(11)?,
+    })
 }
 
 /// A thread of the caller's with its turns, oldest first.

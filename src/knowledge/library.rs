@@ -398,21 +398,17 @@ fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    // One record and one line buffer for every row: a large file has many small rows.
+    // One record for every row (a large file has many small rows), read until the end.
     let mut out = Vec::new();
     let mut row = csv::StringRecord::new();
-    let mut line = String::new();
-    let mut i = 0u64;
-    loop {
-        let more = reader.read_record(&mut row).map_err(|e| {
-            let at = e.position().map_or(i + 2, csv::Position::line);
+    let mut read = |row: &mut csv::StringRecord, rows: u64| {
+        reader.read_record(row).map_err(|e| {
+            let at = e.position().map_or(rows + 2, csv::Position::line);
             malformed(name, format!("line {at}: {}", csv_reason(&e)))
-        })?;
-        if !more {
-            break;
-        }
-        i += 1;
-        line.clear();
+        })
+    };
+    while read(&mut row, out.len() as u64)? {
+        let mut line = String::with_capacity(row.as_slice().len() * 2);
         for (h, v) in headers.iter().zip(row.iter()) {
             let v = v.trim();
             if v.is_empty() {
@@ -425,7 +421,7 @@ fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
             line.push_str(": ");
             line.push_str(v);
         }
-        out.push(line.clone());
+        out.push(line);
     }
     Ok(out)
 }
