@@ -913,10 +913,11 @@ fn passage_counts(
 }
 
 /// The passages that hold every phrase (and one of the `loose` words, if any), the newest
-/// matches first, ranked among themselves. FTS5 scores a match only when it is handed over,
-/// so this stops after the first few hundred: a phrase of common words can match a large
-/// share of the index, and ranking every match would walk most of it. Where there are no
-/// more matches than are taken (most phrases), the result is the same as ranking them all.
+/// matches first, ranked among themselves. A phrase of common words can match a large share
+/// of the index, so this takes the first few hundred matches from the newest, and ranks
+/// those here ([`PhraseRank`]): FTS5's BM25 would first count every passage that holds the
+/// phrase, a walk over most of the index for such a phrase. Where there are no more matches
+/// than are taken (most phrases), every match is ranked.
 fn phrase_search(
     c: &rusqlite::Connection,
     phrases: &[Vec<String>],
@@ -928,22 +929,94 @@ fn phrase_search(
     let Some(exact) = super::query::fts5_phrases(phrases, loose) else {
         return Ok(Vec::new());
     };
-    let mut words: Vec<String> = phrases.iter().flatten().cloned().collect();
-    words.sort();
-    words.dedup();
-    if passage_counts(c, &words)?.iter().any(|(_, n)| *n == 0) {
-        return Ok(Vec::new()); // a word no passage holds: no passage holds the phrase
-    }
-    widening(c, &exact, filter, limit, total, Order::Newest)
+    let fold = |words: &[String]| words.iter().map(|w| super::query::fold(w)).collect();
+    let rank = PhraseRank {
+        phrases: phrases.iter().map(|p| fold(p)).collect(),
+        loose: passage_counts(c, loose)?
+            .into_iter()
+            .map(|(w, n)| (super::query::fold(&w), n))
+            .collect(),
+        total,
+    };
+    widening(c, &exact, filter, limit, total, Order::Newest(&rank))
 }
 
-/// Which matches the index hands over first.
+/// BM25 (as FTS5 computes it: k1 1.2, b 0.75) of passages that hold every phrase, among
+/// themselves: a phrase's passage count is taken as the number of matches handed over (a
+/// lower bound when there are more), a loose word's from the index's vocabulary, and the
+/// average length from the passages ranked.
+struct PhraseRank {
+    /// Each phrase's words, folded as the index folds them.
+    phrases: Vec<Vec<String>>,
+    /// Loose words, folded, with the number of passages that hold each.
+    loose: Vec<(String, i64)>,
+    /// How many passages the index holds (at most).
+    total: i64,
+}
+
+impl PhraseRank {
+    const K1: f64 = 1.2;
+    const B: f64 = 0.75;
+
+    fn idf(&self, holding: usize) -> f64 {
+        let (n, total) = (holding as f64, self.total.max(1) as f64);
+        ((total - n + 0.5) / (n + 0.5)).ln().max(1e-6)
+    }
+
+    /// Scores `hits` (every one holds the phrases; `matched` were handed over), best first.
+    fn rank(&self, hits: &mut [Hit], matched: usize) {
+        let words: Vec<Vec<String>> = hits
+            .iter()
+            .map(|h| {
+                h.text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(super::query::fold)
+                    .collect()
+            })
+            .collect();
+        let average =
+            (words.iter().map(Vec::len).sum::<usize>() as f64 / words.len().max(1) as f64).max(1.0);
+        let phrase_idf = self.idf(matched);
+        for (hit, words) in hits.iter_mut().zip(&words) {
+            let norm = Self::K1 * (1.0 - Self::B + Self::B * words.len() as f64 / average);
+            let part = |tf: usize, idf: f64| {
+                let tf = tf as f64;
+                idf * tf * (Self::K1 + 1.0) / (tf + norm)
+            };
+            let phrases: f64 = self
+                .phrases
+                .iter()
+                .map(|p| {
+                    let tf = words
+                        .windows(p.len().max(1))
+                        .filter(|w| w == &p.as_slice())
+                        .count();
+                    part(tf, phrase_idf)
+                })
+                .sum();
+            let loose: f64 = self
+                .loose
+                .iter()
+                .map(|(l, n)| {
+                    let tf = words.iter().filter(|w| *w == l).count();
+                    part(tf, self.idf(usize::try_from(*n).unwrap_or(0)))
+                })
+                .sum();
+            hit.score = phrases + loose;
+        }
+        // Stable: equal scores stay newest first.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    }
+}
+
+/// Which matches the index hands over first, and who ranks them.
 #[derive(Clone, Copy)]
-enum Order {
-    /// The best by BM25 (every match is scored).
+enum Order<'a> {
+    /// The best by FTS5's BM25 (every match is scored).
     Rank,
-    /// The newest, as they come (only those are scored).
-    Newest,
+    /// The newest, as they come, ranked among themselves here.
+    Newest(&'a PhraseRank),
 }
 
 /// The best `limit` hits of `expr` that pass `filter`. The index ranks alone first (FTS5's
@@ -956,7 +1029,7 @@ fn widening(
     filter: &Filter,
     limit: usize,
     total: i64,
-    order: Order,
+    order: Order<'_>,
 ) -> Result<Vec<Hit>, KnowledgeError> {
     let limit = limit.clamp(1, MAX_LIMIT);
     let mut take = (limit * 5).max(100) as i64;
@@ -992,13 +1065,18 @@ fn ranked(
     filter: &Filter,
     limit: usize,
     take: i64,
-    order: Order,
+    order: Order<'_>,
 ) -> Result<(Vec<Hit>, usize), KnowledgeError> {
     // The index's matches are taken once (`MATERIALIZED`), counted, and joined to their
-    // passages; the versions and filters narrow them.
+    // passages; the versions and filters narrow them. Matches taken newest first are not
+    // scored by FTS5 (see `PhraseRank`): all that pass come back, newest first.
+    let (score, first, then) = match order {
+        Order::Rank => ("rank", "rank", "t.rank"),
+        Order::Newest(_) => ("0.0", "rowid DESC", "t.id DESC"),
+    };
     let sql = format!(
-        "WITH t AS MATERIALIZED (SELECT rowid AS id, rank FROM passages_fts \
-                                WHERE passages_fts MATCH ?1 ORDER BY {} LIMIT ?7) \
+        "WITH t AS MATERIALIZED (SELECT rowid AS id, {score} AS rank FROM passages_fts \
+                                WHERE passages_fts MATCH ?1 ORDER BY {first} LIMIT ?7) \
          SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, t.rank, p.body, \
                 (SELECT count(*) FROM t) \
          FROM t \
@@ -1009,17 +1087,16 @@ fn ranked(
              (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
            AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
            AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
-         ORDER BY t.rank LIMIT ?2",
-        match order {
-            Order::Rank => "rank",
-            Order::Newest => "rowid DESC",
-        }
+         ORDER BY {then} LIMIT ?2"
     );
     let mut st = c.prepare_cached(&sql).map_err(db)?;
     let mut rows = st
         .query(params![
             expr,
-            limit as i64,
+            match order {
+                Order::Rank => limit as i64,
+                Order::Newest(_) => -1,
+            },
             filter.document.as_ref().map(DocumentId::as_str),
             filter.kind.map(Kind::as_str),
             filter.since_us,
@@ -1047,6 +1124,10 @@ fn ranked(
             snippet: String::new(),
             text: r.get(6).map_err(db)?,
         });
+    }
+    if let Order::Newest(rank) = order {
+        rank.rank(&mut hits, matched);
+        hits.truncate(limit);
     }
     Ok((hits, matched))
 }

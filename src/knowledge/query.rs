@@ -11,15 +11,7 @@ pub const MAX_TERM_CHARS: usize = 64;
 /// The words of `text` that a search looks for, lower-cased, without repeats, in order.
 pub fn terms(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if word.is_empty() {
-            continue;
-        }
-        let word: String = word
-            .chars()
-            .take(MAX_TERM_CHARS)
-            .flat_map(char::to_lowercase)
-            .collect();
+    for word in lowered(text) {
         if !out.contains(&word) {
             out.push(word);
         }
@@ -28,6 +20,23 @@ pub fn terms(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The words of `text` in order, lower-cased, repeats kept (a phrase is its words as
+/// written: "the end of the day" is not "the end of day"), at most [`MAX_TERMS`].
+pub fn words(text: &str) -> Vec<String> {
+    lowered(text).take(MAX_TERMS).collect()
+}
+
+fn lowered(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.chars()
+                .take(MAX_TERM_CHARS)
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
 }
 
 /// Words too common to say what a question is about (English question and function words).
@@ -83,7 +92,7 @@ pub fn phrases(text: &str) -> (Vec<Vec<String>>, String) {
     let (mut found, mut loose) = (Vec::new(), String::new());
     for (i, part) in parts.iter().enumerate() {
         if i % 2 == 1 && i < closed {
-            let words = terms(part);
+            let words = words(part);
             if !words.is_empty() && found.len() < MAX_TERMS {
                 found.push(words);
             }
@@ -136,6 +145,9 @@ pub fn fts5_of(terms: &[String]) -> Option<String> {
 /// A word as the index compares it: lower case, diacritics removed.
 pub fn fold(word: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
+    if word.is_ascii() {
+        return word.to_ascii_lowercase();
+    }
     word.nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .flat_map(char::to_lowercase)
@@ -208,6 +220,10 @@ mod tests {
         let (p, _) = phrases(r#""NEAR(a b) OR x*""#);
         assert_eq!(fts5_phrases(&p, &[]).unwrap(), r#""near a b or x""#);
         assert!(phrases("no quotes").0.is_empty());
+        // A phrase is its words as written, a repeated word too.
+        let (p, _) = phrases(r#""the end of the day""#);
+        assert_eq!(p, vec![vec!["the", "end", "of", "the", "day"]]);
+        assert_eq!(terms("the end of the day"), ["the", "end", "of", "day"]);
     }
 
     #[test]

@@ -417,6 +417,8 @@ fn quoted_phrases_are_found_as_written() {
     }
     rows.push_str("900,the harbour pilot boards at dawn\n");
     rows.push_str("901,a pilot for the harbour waits at dusk\n");
+    rows.push_str("902,harbour pilot fees: each harbour pilot call is billed\n");
+    rows.push_str("903,the end of the day and the end of the week\n");
     let f = write(files.path(), "log.csv", rows.as_bytes());
     env.ok(&["knowledge", "add", "--tenant", &t, &f]);
 
@@ -427,13 +429,24 @@ fn quoted_phrases_are_found_as_written() {
             .collect()
     };
     let found = notes("\"Harbour pilot\"");
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("harbour pilot boards"), "{found:?}");
-    // Unquoted, the same words find both.
-    assert_eq!(notes("harbour pilot").len(), 2);
+    assert_eq!(found.len(), 2, "{found:?}");
+    // Ranked among themselves: the row that holds the phrase twice first.
+    assert!(found[0].contains("each harbour pilot call"), "{found:?}");
+    assert!(found[1].contains("harbour pilot boards"), "{found:?}");
+    let scores: Vec<f64> = search(&env, &t, "\"harbour pilot\"")
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores[0] > scores[1] && scores[1] > 0.0, "{scores:?}");
+    // Unquoted, the same words find all three.
+    assert_eq!(notes("harbour pilot").len(), 3);
     assert!(notes("\"pilot harbour\"").is_empty());
     // Words outside the quotes: at least one must be there too.
     assert_eq!(notes("\"harbour pilot\" dawn").len(), 1);
+    // A repeated word is part of the phrase.
+    let week = notes("\"the end of the week\"");
+    assert_eq!(week.len(), 1, "{week:?}");
+    assert!(notes("\"the end of the end\"").is_empty());
     assert!(notes("\"harbour pilot\" sunset").is_empty());
     // A phrase of words nearly every passage holds is still matched as a phrase.
     let common = notes("\"of the log\"");
@@ -441,5 +454,5 @@ fn quoted_phrases_are_found_as_written() {
     assert!(common.iter().all(|n| n.contains("of the log")));
     assert!(notes("\"the log of\"").is_empty());
     // An unclosed quote is a character: the words are searched as words.
-    assert_eq!(notes("\"harbour pilot").len(), 2);
+    assert_eq!(notes("\"harbour pilot").len(), 3);
 }
