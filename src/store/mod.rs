@@ -207,6 +207,98 @@ pub enum FileKind {
     Tenant,
 }
 
+/// How a file's pages are encrypted and authenticated. SQLCipher keeps no plaintext record
+/// of it, so a tenant file is opened with the current profile first and, when its page 1
+/// does not authenticate under it, with the earlier one: files made before keep working
+/// unchanged, and a key rotation writes them anew in the current profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    /// 16 KiB pages authenticated with HMAC-SHA256 (AES-256-CBC as ever): a quarter of the
+    /// per-page work of 4 KiB pages, and SHA-256 runs on the processors' SHA extensions.
+    /// New tenant files.
+    Current,
+    /// SQLCipher 4's defaults, 4 KiB pages and HMAC-SHA512: `system.db`, and tenant files
+    /// made before the current profile.
+    Legacy,
+}
+
+impl Cipher {
+    /// The statements that set this profile on `schema` (`main`, or an attached file), after
+    /// its key and before its first read.
+    pub(crate) fn pragmas(self, schema: &str) -> String {
+        format!(
+            "PRAGMA {schema}.cipher_page_size = {}; \
+             PRAGMA {schema}.cipher_hmac_algorithm = {};",
+            self.page_size(),
+            self.hmac()
+        )
+    }
+
+    /// Bytes of one page.
+    pub fn page_size(self) -> usize {
+        match self {
+            Self::Current => 16384,
+            Self::Legacy => 4096,
+        }
+    }
+
+    fn hmac(self) -> &'static str {
+        match self {
+            Self::Current => "HMAC_SHA256",
+            Self::Legacy => "HMAC_SHA512",
+        }
+    }
+
+    /// The profile a new file of `spec`'s kind is made in.
+    pub(crate) fn for_new(spec: &OpenSpec<'_>) -> Self {
+        Self::candidates(spec)[0]
+    }
+
+    /// The profiles to try for a file, in order.
+    fn candidates(spec: &OpenSpec<'_>) -> &'static [Self] {
+        match spec.kind {
+            FileKind::System => &[Self::Legacy],
+            FileKind::Tenant => &[Self::Current, Self::Legacy],
+        }
+    }
+
+    /// The profile an open connection reads its file with.
+    ///
+    /// # Errors
+    /// The connection cannot be queried.
+    pub fn of(conn: &Connection) -> Result<Self, rusqlite::Error> {
+        use rusqlite::OptionalExtension;
+        // A plain file (the benchmark's) answers nothing.
+        let hmac: Option<String> = conn
+            .query_row("PRAGMA cipher_hmac_algorithm", [], |r| r.get(0))
+            .optional()?;
+        Ok(if hmac.as_deref() == Some(Self::Current.hmac()) {
+            Self::Current
+        } else {
+            Self::Legacy
+        })
+    }
+}
+
+/// Bytes of one page of `conn`'s main file (SQLCipher answers its own pragma, as text).
+///
+/// # Errors
+/// The connection cannot be queried.
+pub fn page_size(conn: &Connection) -> Result<usize, rusqlite::Error> {
+    use rusqlite::types::Value;
+    let v: Value = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(match v {
+        Value::Integer(n) => usize::try_from(n).unwrap_or(4096),
+        Value::Text(t) => t.parse().unwrap_or(4096),
+        _ => 4096,
+    })
+}
+
+/// Page 1 did not authenticate (or decrypt): a wrong key, a damaged page, or another profile.
+fn not_a_database(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
+}
+
 /// How to open one encrypted file.
 #[derive(Clone, Copy)]
 pub struct OpenSpec<'a> {
@@ -228,42 +320,48 @@ pub struct OpenSpec<'a> {
 /// # Errors
 /// Missing file (unless `create`), wrong key, corrupt header, I/O.
 pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connection, StoreError> {
+    open_connection_as(spec, read_only, None)
+}
+
+/// [`open_connection`] with the profile given (a copy made in its source's profile), or
+/// found by trying each for the file's kind.
+pub(crate) fn open_connection_as(
+    spec: &OpenSpec<'_>,
+    read_only: bool,
+    cipher: Option<Cipher>,
+) -> Result<Connection, StoreError> {
     let err = |e: rusqlite::Error| {
         StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(spec.path))
     };
     if !spec.create {
         refuse_emptied(spec)?;
     }
-    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    flags |= if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-    } else if spec.create {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
+    let tried: &[Cipher] = match cipher {
+        Some(Cipher::Current) => &[Cipher::Current],
+        Some(Cipher::Legacy) => &[Cipher::Legacy],
+        None => Cipher::candidates(spec),
     };
-    let conn = Connection::open_with_flags(spec.path, flags).map_err(err)?;
-    if spec.create {
-        // SQLite creates files 0644 and gives -wal/-shm the main file's mode: fix it before
-        // they exist. The data directory is 0700 as well; this is the second wall.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(spec.path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |e| StoreError::Io {
+    let (mut found, mut refused) = (None, None);
+    for profile in tried {
+        match connect(spec, read_only, *profile) {
+            Ok(conn) => {
+                found = Some(conn);
+                break;
+            }
+            Err(Failed::Sqlite(e)) if not_a_database(&e) => refused = Some(e),
+            Err(Failed::Sqlite(e)) => return Err(err(e)),
+            Err(Failed::Store(e)) => return Err(e),
+        }
+    }
+    let Some(conn) = found else {
+        return Err(refused.map_or_else(
+            || StoreError::Io {
                 what: spec.label.to_string(),
-                reason: e.kind().to_string(),
+                reason: "no cipher profile to open it with".into(),
             },
-        )?;
-    }
-    quiet_cipher_log(&conn);
-    if !spec.plaintext {
-        set_key(&conn, spec.key).map_err(err)?;
-    }
-    conn.busy_timeout(spec.busy_timeout).map_err(err)?;
-    // The first read decrypts page 1: a wrong key or a foreign file fails here, clearly.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(err)?;
+            err,
+        ));
+    };
     let mode = if read_only {
         "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;"
     } else {
@@ -276,6 +374,57 @@ pub fn open_connection(spec: &OpenSpec<'_>, read_only: bool) -> Result<Connectio
         conn.execute_batch("PRAGMA secure_delete = ON;")
             .map_err(err)?;
     }
+    Ok(conn)
+}
+
+/// Why one attempt to open a file failed.
+enum Failed {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+/// Opens `spec`'s file with one cipher profile, up to its first read (which authenticates
+/// page 1: a wrong key, a foreign file or another profile fails there).
+fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Connection, Failed> {
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else if spec.create {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(spec.path, flags).map_err(Failed::Sqlite)?;
+    if spec.create {
+        // SQLite creates files 0644 and gives -wal/-shm the main file's mode: fix it before
+        // they exist. The data directory is 0700 as well; this is the second wall.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(spec.path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |e| {
+                Failed::Store(StoreError::Io {
+                    what: spec.label.to_string(),
+                    reason: e.kind().to_string(),
+                })
+            },
+        )?;
+    }
+    quiet_cipher_log(&conn);
+    if spec.plaintext {
+        // The benchmark's plain file has the pages of its encrypted twin, so the two differ
+        // by encryption alone.
+        conn.execute_batch(&format!("PRAGMA page_size = {};", profile.page_size()))
+            .map_err(Failed::Sqlite)?;
+    } else {
+        set_key(&conn, spec.key)
+            .and_then(|()| conn.execute_batch(&profile.pragmas("main")))
+            .map_err(Failed::Sqlite)?;
+    }
+    conn.busy_timeout(spec.busy_timeout)
+        .map_err(Failed::Sqlite)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(Failed::Sqlite)?;
     Ok(conn)
 }
 
@@ -306,13 +455,28 @@ pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection
     };
     let wal_empty = !wal_has_content(spec.path);
     let immutable = quiet && wal_empty;
-    match connect_read_only(spec, immutable).and_then(first_read) {
-        Ok(c) => Ok(c),
-        Err(e) if !immutable && wal_empty && is_cannot_share(&e) => connect_read_only(spec, true)
-            .and_then(first_read)
-            .map_err(err),
-        Err(e) => Err(err(e)),
+    let open =
+        |profile: Cipher| match connect_read_only(spec, immutable, profile).and_then(first_read) {
+            Err(e) if !immutable && wal_empty && is_cannot_share(&e) => {
+                connect_read_only(spec, true, profile).and_then(first_read)
+            }
+            other => other,
+        };
+    let mut refused = None;
+    for profile in Cipher::candidates(spec) {
+        match open(*profile) {
+            Ok(c) => return Ok(c),
+            Err(e) if not_a_database(&e) => refused = Some(e),
+            Err(e) => return Err(err(e)),
+        }
     }
+    Err(refused.map_or_else(
+        || StoreError::Io {
+            what: spec.label.to_string(),
+            reason: "no cipher profile to open it with".into(),
+        },
+        err,
+    ))
 }
 
 /// [`open_evidence_with`] for a file no process can be writing.
@@ -344,7 +508,11 @@ fn wal_has_content(path: &Path) -> bool {
 
 /// A read-only connection with the key set, not yet read from (so a file whose page 1 does
 /// not decrypt can still be page-checked).
-fn connect_read_only(spec: &OpenSpec<'_>, immutable: bool) -> Result<Connection, rusqlite::Error> {
+fn connect_read_only(
+    spec: &OpenSpec<'_>,
+    immutable: bool,
+    profile: Cipher,
+) -> Result<Connection, rusqlite::Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -357,6 +525,7 @@ fn connect_read_only(spec: &OpenSpec<'_>, immutable: bool) -> Result<Connection,
     quiet_cipher_log(&conn);
     if !spec.plaintext {
         set_key(&conn, spec.key)?;
+        conn.execute_batch(&profile.pragmas("main"))?;
     }
     conn.busy_timeout(spec.busy_timeout)?;
     Ok(conn)
@@ -440,9 +609,29 @@ pub fn integrity_problems_with(spec: &OpenSpec<'_>, quiet: bool) -> Vec<String> 
     if let Err(e) = refuse_emptied(spec) {
         return vec![e.to_string()];
     }
-    let mut problems = Vec::new();
     let immutable = quiet && !wal_has_content(spec.path);
-    let conn = match connect_read_only(spec, immutable) {
+    let candidates = Cipher::candidates(spec);
+    // The profile whose page 1 authenticates; with page 1 itself damaged, none does, and the
+    // profile under which fewest pages fail is the file's.
+    let readable = candidates.iter().find(|p| {
+        connect_read_only(spec, immutable, **p)
+            .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())))
+            .is_ok()
+    });
+    match readable {
+        Some(profile) => integrity_under(spec, immutable, *profile),
+        None => candidates
+            .iter()
+            .map(|p| integrity_under(spec, immutable, *p))
+            .min_by_key(Vec::len)
+            .unwrap_or_default(),
+    }
+}
+
+/// [`integrity_problems`] with one cipher profile.
+fn integrity_under(spec: &OpenSpec<'_>, immutable: bool, profile: Cipher) -> Vec<String> {
+    let mut problems = Vec::new();
+    let conn = match connect_read_only(spec, immutable, profile) {
         Ok(c) => c,
         Err(e) => {
             return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]

@@ -3,7 +3,7 @@
 //! even while its writer commits, and never a byte copy of a file in the middle of a write.
 //! It copies pages rather than rebuilding the b-trees as `VACUUM INTO` would, which is faster.
 
-use super::{open_connection, OpenSpec, StoreError};
+use super::{open_connection, open_connection_as, Cipher, OpenSpec, StoreError};
 use std::path::Path;
 
 /// Writes a consistent copy of the file in `spec` to `dest` (which must not exist), encrypted
@@ -20,12 +20,14 @@ pub fn snapshot(spec: &OpenSpec<'_>, dest: &Path) -> Result<(), StoreError> {
     }
     let err = |e: rusqlite::Error| StoreError::from_sqlite(spec.label, spec.key_version, &e);
     let src = open_connection(spec, true)?;
+    // Pages are copied as they are: the copy has its source's page size and profile.
+    let profile = Cipher::of(&src).map_err(err)?;
     let target = OpenSpec {
         path: dest,
         create: true,
         ..*spec
     };
-    let mut dst = open_connection(&target, false)?;
+    let mut dst = open_connection_as(&target, false, Some(profile))?;
     dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
         .map_err(err)?;
     {
@@ -94,8 +96,10 @@ pub fn reencrypt(
     attach.push_str(hex.as_str());
     attach.push_str("'\"");
     conn.execute(&attach, [dest_str]).map_err(err)?;
+    // The copy is made in the profile of a new file of its kind, whichever its source had.
     let exported = conn
-        .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))
+        .execute_batch(&Cipher::for_new(spec).pragmas("rekeyed"))
+        .and_then(|()| conn.query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(())))
         .and_then(|()| conn.execute_batch(&format!("PRAGMA rekeyed.user_version = {version}")));
     let _ = conn.execute_batch("DETACH DATABASE rekeyed");
     exported.map_err(err)?;

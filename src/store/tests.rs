@@ -290,11 +290,13 @@ fn flipped_bytes_are_reported_with_their_page() {
     store.close().unwrap();
     let clean = std::fs::read(&path).unwrap();
     assert!(integrity_problems(&spec(&path, &key, false)).is_empty());
-    let pages = clean.len() / 4096;
+    // A new tenant file has 16 KiB pages (the current cipher profile).
+    let size = 16384;
+    let pages = clean.len() / size;
     assert!(pages >= 5, "{pages}");
     for page in [1usize, 2, pages / 2, pages] {
         let mut bent = clean.clone();
-        let offset = (page - 1) * 4096 + 100;
+        let offset = (page - 1) * size + 100;
         bent[offset] ^= 0x40;
         std::fs::write(&path, &bent).unwrap();
         let problems = integrity_problems(&spec(&path, &key, false));
@@ -903,4 +905,100 @@ fn a_job_cannot_take_over_the_transaction() {
         .wait()
         .unwrap();
     store.close().unwrap();
+}
+
+/// A tenant file as builds before the current cipher profile made it: SQLCipher 4's defaults
+/// (4 KiB pages, HMAC-SHA512), with one table of rows.
+fn legacy_file(path: &Path, key: &Key32, rows: i64) {
+    let conn = Connection::open(path).unwrap();
+    set_key(&conn, key).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER, pad TEXT); \
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    for n in 0..rows {
+        conn.execute("INSERT INTO t VALUES (?1, hex(randomblob(200)))", [n])
+            .unwrap();
+    }
+    assert_eq!(Cipher::of(&conn).unwrap(), Cipher::Legacy);
+}
+
+fn rows(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn new_tenant_files_use_the_current_profile_and_older_files_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key32::random().unwrap();
+
+    let fresh = dir.path().join("fresh.db");
+    let conn = open_connection(&spec(&fresh, &key, true), false).unwrap();
+    assert_eq!(Cipher::of(&conn).unwrap(), Cipher::Current);
+    let hmac: String = conn
+        .query_row("PRAGMA cipher_hmac_algorithm", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hmac, "HMAC_SHA256");
+    conn.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(conn);
+    // Opened again, it is read in the profile it was made in, read-write and as evidence.
+    let conn = open_connection(&spec(&fresh, &key, false), false).unwrap();
+    assert_eq!(
+        (Cipher::of(&conn).unwrap(), rows(&conn)),
+        (Cipher::Current, 1)
+    );
+    drop(conn);
+    let evidence = open_evidence(&spec(&fresh, &key, false)).unwrap();
+    assert_eq!(Cipher::of(&evidence).unwrap(), Cipher::Current);
+
+    let old = dir.path().join("old.db");
+    legacy_file(&old, &key, 300);
+    for read_only in [false, true] {
+        let conn = open_connection(&spec(&old, &key, false), read_only).unwrap();
+        assert_eq!(
+            (Cipher::of(&conn).unwrap(), rows(&conn)),
+            (Cipher::Legacy, 300)
+        );
+    }
+    assert_eq!(rows(&open_evidence(&spec(&old, &key, false)).unwrap()), 300);
+    assert!(integrity_problems(&spec(&old, &key, false)).is_empty());
+    // A wrong key fails under every profile, and is named as before.
+    let wrong = Key32::random().unwrap();
+    let e = open_connection(&spec(&old, &wrong, false), false).unwrap_err();
+    assert!(matches!(e, StoreError::Decrypt { version: 3, .. }), "{e:?}");
+
+    // A backup copy keeps the source's profile; a key rotation writes the current one.
+    let copy = dir.path().join("copy.db");
+    super::snapshot::snapshot(&spec(&old, &key, false), &copy).unwrap();
+    let conn = open_connection(&spec(&copy, &key, false), true).unwrap();
+    assert_eq!(
+        (Cipher::of(&conn).unwrap(), rows(&conn)),
+        (Cipher::Legacy, 300)
+    );
+    let rekeyed = dir.path().join("rekeyed.db");
+    let new_key = Key32::random().unwrap();
+    super::snapshot::reencrypt(&spec(&old, &key, false), &rekeyed, &new_key).unwrap();
+    let conn = open_connection(&spec(&rekeyed, &new_key, false), true).unwrap();
+    assert_eq!(
+        (Cipher::of(&conn).unwrap(), rows(&conn)),
+        (Cipher::Current, 300)
+    );
+
+    // A flipped byte in an older file is still found and named by its page.
+    let clean = std::fs::read(&old).unwrap();
+    let mut bent = clean.clone();
+    bent[2 * 4096 + 100] ^= 0x40;
+    std::fs::write(&old, &bent).unwrap();
+    let joined = integrity_problems(&spec(&old, &key, false)).join("\n");
+    assert!(joined.contains("page 3"), "{joined}");
+    // With page 1 itself damaged, the profile under which the other pages verify is used.
+    let mut bent = clean;
+    bent[100] ^= 0x40;
+    std::fs::write(&old, &bent).unwrap();
+    let problems = integrity_problems(&spec(&old, &key, false));
+    assert!(problems.join("\n").contains("page 1"), "{problems:?}");
+    assert!(problems.len() <= 2, "{problems:?}");
 }

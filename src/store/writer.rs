@@ -10,7 +10,7 @@
 //! process and the server can append to the same file without forking the chain.
 //!
 //! The write-ahead log is folded into the main file by the writer after it has answered the
-//! batch that filled it ([`CHECKPOINT_FRAMES`]), not inside `COMMIT` as SQLite's automatic
+//! batch that filled it ([`CHECKPOINT_BYTES`]), not inside `COMMIT` as SQLite's automatic
 //! checkpoint does: a large write (a document) is acknowledged as soon as it is durable in
 //! the log, and the copy into the main file overlaps with whatever the caller does next.
 
@@ -34,9 +34,9 @@ const POLL: Duration = Duration::from_secs(1);
 pub const MAX_BATCH: usize = 1024;
 /// Queue depth before submitters block: back-pressure instead of unbounded memory.
 const QUEUE_DEPTH: usize = 8192;
-/// Pages in the write-ahead log after which the writer folds it into the main file (SQLite's
-/// own default for its automatic checkpoint).
-pub const CHECKPOINT_FRAMES: usize = 1000;
+/// Bytes of pages in the write-ahead log after which the writer folds it into the main file
+/// (SQLite's own default for its automatic checkpoint is 1000 pages, this with 4 KiB pages).
+pub const CHECKPOINT_BYTES: usize = 1000 * 4096;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// A job gets its transaction, or the error that kept the batch from running it.
@@ -246,9 +246,12 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread_label = label.clone();
+        let page =
+            super::page_size(&conn).map_err(|e| StoreError::from_sqlite(&label, version, &e))?;
+        let fold_at = (CHECKPOINT_BYTES / page.max(512)).max(1);
         let handle = std::thread::Builder::new()
             .name(format!("writer {}", short(&label)))
-            .spawn(move || run(conn, &thread_label, version, &cfg, rx))
+            .spawn(move || run(conn, &thread_label, version, &cfg, rx, fold_at))
             .map_err(|e| StoreError::Io {
                 what: label.clone(),
                 reason: format!("cannot start writer thread: {e}"),
@@ -524,6 +527,7 @@ fn run(
     version: u32,
     cfg: &JournalConfig,
     rx: mpsc::Receiver<Msg>,
+    fold_at: usize,
 ) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(512);
     let guard = std::sync::Arc::new(AtomicU8::new(Guard::Writer as u8));
@@ -607,7 +611,7 @@ fn run(
                 unsigned_since = Some(now());
             }
         }
-        if wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
+        if wal_pages.load(Ordering::Relaxed) >= fold_at {
             fold_log(&conn, label, &wal_pages);
         }
         if stop {

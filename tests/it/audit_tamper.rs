@@ -219,9 +219,11 @@ fn a_flipped_byte_is_reported_with_file_and_page() {
     let copy = env.clone_dir();
     let path = copy.dir.join(format!("tenants/{id}.db"));
     let mut bytes = std::fs::read(&path).unwrap();
-    let pages = bytes.len() / 4096;
+    // A tenant file has 16 KiB pages (its cipher profile).
+    let size = 16384;
+    let pages = bytes.len() / size;
     let page = pages; // the last page holds the newest entries
-    bytes[(page - 1) * 4096 + 777] ^= 0x01;
+    bytes[(page - 1) * size + 777] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
     let out = copy.run(&["audit", "verify", "--tenant", id]);
     assert!(!out.status.success());
