@@ -69,6 +69,9 @@ CREATE INDEX passages_by_document ON passages(document_id, version, start_byte);
 /// index and change little).
 const COMMON_SHARE: f64 = 0.2;
 
+/// Most words of a query searched as pairs first (a query of `n` words is `n(n-1)/2` pairs).
+const TWO_OF_MAX: usize = 4;
+
 /// Largest file taken.
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 /// Most documents a tenant holds.
@@ -888,6 +891,19 @@ pub fn search_in(
     let Some(expr) = super::query::fts5_of(&used) else {
         return Ok(Vec::new());
     };
+    // Passages that hold at least two of the words, when enough do: their intersections
+    // are found by skipping through the words' lists, where ranking every passage that holds
+    // any of them scores a large share of the index. BM25 counts a word once for each pair
+    // it completes in a passage: a passage with two of the words scores as with the words
+    // OR-ed, one with more of them higher (as a coordination factor would).
+    if (2..=TWO_OF_MAX).contains(&used.len()) {
+        if let Some(two) = super::query::fts5_two_of(&used) {
+            let hits = widening(c, &two, filter, limit, total, Order::Rank)?;
+            if hits.len() >= limit.clamp(1, MAX_LIMIT) {
+                return Ok(snippets(hits, &terms));
+            }
+        }
+    }
     let hits = widening(c, &expr, filter, limit, total, Order::Rank)?;
     Ok(snippets(hits, &terms))
 }
@@ -1321,6 +1337,68 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(passage_in(&c, &doc, 2, 0, 5).unwrap().is_none());
+    }
+
+    #[test]
+    fn passages_with_two_of_the_words_come_first_when_there_are_enough() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for step in SCHEMA.steps {
+            c.execute_batch(step).unwrap();
+        }
+        let id = "0123456789abcdef0123456789abcdef";
+        c.execute(
+            "INSERT INTO documents VALUES (?1, 'notes.txt', 'text', 1)",
+            [id],
+        )
+        .unwrap();
+        c.execute("INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1)", [id])
+            .unwrap();
+        let mut bodies: Vec<String> = (0..150).map(|i| format!("filler line {i}")).collect();
+        // Twelve passages hold two of the words; one holds a single word many times, which
+        // BM25 ranks first when the words are OR-ed.
+        bodies.extend((0..12).map(|i| format!("harbour pilot notes {i} and more words here")));
+        bodies.push("tide tide tide tide tide tide".into());
+        bodies.extend((0..3).map(|i| format!("harbour tide {i}")));
+        let mut at = 0;
+        for b in &bodies {
+            c.execute(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, 1, ?2, ?3, ?4)",
+                params![id, at, at + b.len() as i64, b],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
+                params![c.last_insert_rowid(), b],
+            )
+            .unwrap();
+            at += b.len() as i64 + 1;
+        }
+        let search =
+            |limit| search_in(&c, "harbour pilot tide", &Filter::default(), limit).unwrap();
+        let ten = search(10);
+        assert_eq!(ten.len(), 10);
+        assert!(ten.iter().all(|h| h.text.contains("harbour")), "{ten:?}");
+        // Asked for more than hold two words: every passage with any of them, ranked as ever.
+        let all = search(50);
+        assert_eq!(all.len(), 16, "{all:?}");
+        let single = all.iter().position(|h| h.text.starts_with("tide tide"));
+        // OR-ed, the single word's passage is among the best ten; it is not when enough
+        // passages hold two of the words.
+        assert!(single.is_some_and(|at| at < 10), "{all:?}");
+        assert!(
+            !ten.iter().any(|h| h.text.starts_with("tide tide")),
+            "{ten:?}"
+        );
+        // A passage with two of the words has the same score either way.
+        let pick = &ten[0];
+        let same = all.iter().find(|h| h.citation == pick.citation).unwrap();
+        assert!(
+            (same.score - pick.score).abs() < 1e-9,
+            "{} {}",
+            same.score,
+            pick.score
+        );
     }
 
     #[test]

@@ -142,6 +142,21 @@ pub fn fts5_of(terms: &[String]) -> Option<String> {
     )
 }
 
+/// The FTS5 `MATCH` expression for passages that hold at least two of `terms`: every pair
+/// of them OR-ed.
+pub fn fts5_two_of(terms: &[String]) -> Option<String> {
+    if terms.len() < 2 {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    for (i, a) in terms.iter().enumerate() {
+        for b in &terms[i + 1..] {
+            pairs.push(format!("(\"{a}\" AND \"{b}\")"));
+        }
+    }
+    Some(pairs.join(" OR "))
+}
+
 /// A word as the index compares it: lower case, diacritics removed.
 pub fn fold(word: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
@@ -220,6 +235,12 @@ mod tests {
         let (p, _) = phrases(r#""NEAR(a b) OR x*""#);
         assert_eq!(fts5_phrases(&p, &[]).unwrap(), r#""near a b or x""#);
         assert!(phrases("no quotes").0.is_empty());
+        let words = terms("tide harbour pilot");
+        assert_eq!(
+            fts5_two_of(&words).unwrap(),
+            r#"("tide" AND "harbour") OR ("tide" AND "pilot") OR ("harbour" AND "pilot")"#
+        );
+        assert_eq!(fts5_two_of(&words[..1]), None);
         // A phrase is its words as written, a repeated word too.
         let (p, _) = phrases(r#""the end of the day""#);
         assert_eq!(p, vec![vec!["the", "end", "of", "the", "day"]]);
