@@ -341,27 +341,7 @@ pub(crate) fn open_connection_as(
         Some(Cipher::Legacy) => &[Cipher::Legacy],
         None => Cipher::candidates(spec),
     };
-    let (mut found, mut refused) = (None, None);
-    for profile in tried {
-        match connect(spec, read_only, *profile) {
-            Ok(conn) => {
-                found = Some(conn);
-                break;
-            }
-            Err(Failed::Sqlite(e)) if not_a_database(&e) => refused = Some(e),
-            Err(Failed::Sqlite(e)) => return Err(err(e)),
-            Err(Failed::Store(e)) => return Err(e),
-        }
-    }
-    let Some(conn) = found else {
-        return Err(refused.map_or_else(
-            || StoreError::Io {
-                what: spec.label.to_string(),
-                reason: "no cipher profile to open it with".into(),
-            },
-            err,
-        ));
-    };
+    let conn = under_first_profile(spec, tried, |profile| connect(spec, read_only, profile))?;
     let mode = if read_only {
         "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;"
     } else {
@@ -383,6 +363,41 @@ enum Failed {
     Store(StoreError),
 }
 
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+/// What `open` gives under the first profile of `tried` whose page 1 authenticates. Any
+/// other failure ends the trial at once; a file no profile opens is reported with the last
+/// refusal (for a wrong key, that is what it is).
+fn under_first_profile<T>(
+    spec: &OpenSpec<'_>,
+    tried: &[Cipher],
+    mut open: impl FnMut(Cipher) -> Result<T, Failed>,
+) -> Result<T, StoreError> {
+    let err = |e: &rusqlite::Error| {
+        StoreError::from_sqlite(spec.label, spec.key_version, e).on_full_disk(Some(spec.path))
+    };
+    let mut refused = None;
+    for profile in tried {
+        match open(*profile) {
+            Ok(found) => return Ok(found),
+            Err(Failed::Sqlite(e)) if not_a_database(&e) => refused = Some(e),
+            Err(Failed::Sqlite(e)) => return Err(err(&e)),
+            Err(Failed::Store(e)) => return Err(e),
+        }
+    }
+    Err(refused.map_or_else(
+        || StoreError::Io {
+            what: spec.label.to_string(),
+            reason: "no cipher profile to open it with".into(),
+        },
+        |e| err(&e),
+    ))
+}
+
 /// Opens `spec`'s file with one cipher profile, up to its first read (which authenticates
 /// page 1: a wrong key, a foreign file or another profile fails there).
 fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Connection, Failed> {
@@ -394,7 +409,7 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
-    let conn = Connection::open_with_flags(spec.path, flags).map_err(Failed::Sqlite)?;
+    let conn = Connection::open_with_flags(spec.path, flags)?;
     if spec.create {
         // SQLite creates files 0644 and gives -wal/-shm the main file's mode: fix it before
         // they exist. The data directory is 0700 as well; this is the second wall.
@@ -412,19 +427,14 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
     if spec.plaintext {
         // The benchmark's plain file has the pages of its encrypted twin, so the two differ
         // by encryption alone.
-        conn.execute_batch(&format!("PRAGMA page_size = {};", profile.page_size()))
-            .map_err(Failed::Sqlite)?;
+        conn.execute_batch(&format!("PRAGMA page_size = {};", profile.page_size()))?;
     } else {
-        set_key(&conn, spec.key)
-            .and_then(|()| conn.execute_batch(&profile.pragmas("main")))
-            .map_err(Failed::Sqlite)?;
+        set_key(&conn, spec.key).and_then(|()| conn.execute_batch(&profile.pragmas("main")))?;
     }
-    conn.busy_timeout(spec.busy_timeout)
-        .map_err(Failed::Sqlite)?;
+    conn.busy_timeout(spec.busy_timeout)?;
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
-    })
-    .map_err(Failed::Sqlite)?;
+    })?;
     Ok(conn)
 }
 
@@ -443,9 +453,6 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
 /// Missing, empty or truncated file, wrong key, or a WAL that cannot be read without writing.
 pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection, StoreError> {
     refuse_emptied(spec)?;
-    let err = |e: rusqlite::Error| {
-        StoreError::from_sqlite(spec.label, spec.key_version, &e).on_full_disk(Some(spec.path))
-    };
     let first_read = |conn: Connection| -> Result<Connection, rusqlite::Error> {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
@@ -462,21 +469,7 @@ pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection
             }
             other => other,
         };
-    let mut refused = None;
-    for profile in Cipher::candidates(spec) {
-        match open(*profile) {
-            Ok(c) => return Ok(c),
-            Err(e) if not_a_database(&e) => refused = Some(e),
-            Err(e) => return Err(err(e)),
-        }
-    }
-    Err(refused.map_or_else(
-        || StoreError::Io {
-            what: spec.label.to_string(),
-            reason: "no cipher profile to open it with".into(),
-        },
-        err,
-    ))
+    under_first_profile(spec, Cipher::candidates(spec), |profile| Ok(open(profile)?))
 }
 
 /// [`open_evidence_with`] for a file no process can be writing.
@@ -613,30 +606,29 @@ pub fn integrity_problems_with(spec: &OpenSpec<'_>, quiet: bool) -> Vec<String> 
     let candidates = Cipher::candidates(spec);
     // The profile whose page 1 authenticates; with page 1 itself damaged, none does, and the
     // profile under which fewest pages fail is the file's.
-    let readable = candidates.iter().find(|p| {
-        connect_read_only(spec, immutable, **p)
-            .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())))
-            .is_ok()
+    let readable = under_first_profile(spec, candidates, |profile| {
+        let conn = connect_read_only(spec, immutable, profile)?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(conn)
     });
     match readable {
-        Some(profile) => integrity_under(spec, immutable, *profile),
-        None => candidates
+        Ok(conn) => integrity_of(spec, &conn),
+        Err(_) => candidates
             .iter()
-            .map(|p| integrity_under(spec, immutable, *p))
+            .map(|p| match connect_read_only(spec, immutable, *p) {
+                Ok(conn) => integrity_of(spec, &conn),
+                Err(e) => {
+                    vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]
+                }
+            })
             .min_by_key(Vec::len)
             .unwrap_or_default(),
     }
 }
 
-/// [`integrity_problems`] with one cipher profile.
-fn integrity_under(spec: &OpenSpec<'_>, immutable: bool, profile: Cipher) -> Vec<String> {
+/// SQLCipher's page check, then (when every page authenticates) SQLite's own, on `conn`.
+fn integrity_of(spec: &OpenSpec<'_>, conn: &Connection) -> Vec<String> {
     let mut problems = Vec::new();
-    let conn = match connect_read_only(spec, immutable, profile) {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![StoreError::from_sqlite(spec.label, spec.key_version, &e).to_string()]
-        }
-    };
     let rows = conn
         .prepare("PRAGMA cipher_integrity_check")
         .and_then(|mut st| {
