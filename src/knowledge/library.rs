@@ -61,6 +61,13 @@ ALTER TABLE versions DROP COLUMN body;
 DROP INDEX passages_by_document;
 CREATE INDEX passages_by_document ON passages(document_id, version, start_byte);
 ",
+        // FTS5 keeps a transaction's new terms in memory up to `hashsize` bytes and writes a
+        // segment each time it is full: at its default of 1 MiB a 10 MiB file was indexed
+        // as a dozen small segments, merged again later. 16 MiB holds a whole document's
+        // terms, bounded by the document size limit. A persistent setting (in `%_config`).
+        "
+INSERT INTO passages_fts (passages_fts, rank) VALUES ('hashsize', 16777216);
+",
     ],
 };
 
@@ -555,29 +562,7 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
             params![id.as_str(), version, sha, text.len() as i64, now],
         )
         .map_err(db)?;
-        let mut put = c
-            .prepare(
-                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(db)?;
-        let mut index = c
-            .prepare("INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)")
-            .map_err(db)?;
-        for s in &spans {
-            let body = &text[s.start..s.end];
-            put.execute(params![
-                id.as_str(),
-                version,
-                s.start as i64,
-                s.end as i64,
-                body
-            ])
-            .map_err(db)?;
-            index
-                .execute(params![c.last_insert_rowid(), body])
-                .map_err(db)?;
-        }
+        put_passages(c, &id, version, &text, &spans).map_err(db)?;
         let added = Added {
             id: id.clone(),
             name: name.clone(),
@@ -590,6 +575,55 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
         }));
         Ok((added, audit))
     })
+}
+
+/// Stores and indexes a version's passages, the `spans` of its `text`.
+fn put_passages(
+    c: &rusqlite::Connection,
+    id: &DocumentId,
+    version: i64,
+    text: &str,
+    spans: &[chunk::Span],
+) -> rusqlite::Result<()> {
+    let mut put = c.prepare_cached(
+        "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut rows = None;
+    for s in spans {
+        put.execute(params![
+            id.as_str(),
+            version,
+            s.start as i64,
+            s.end as i64,
+            &text[s.start..s.end]
+        ])?;
+        let row = c.last_insert_rowid();
+        rows = Some(rows.map_or((row, row), |(first, _)| (first, row)));
+    }
+    // Indexed in one statement: one call into FTS5 for the lot costs less than one per
+    // passage. Their ids are the run just inserted, in this transaction.
+    if let Some((first, last)) = rows {
+        c.execute(
+            "INSERT INTO passages_fts (rowid, body) \
+             SELECT id, body FROM passages WHERE id BETWEEN ?1 AND ?2",
+            [first, last],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes every passage of every version of `id`, and their index entries; gives how
+/// many passages there were.
+fn take_passages(c: &rusqlite::Connection, id: &DocumentId) -> rusqlite::Result<usize> {
+    // The index holds no copy of its own (external content): each entry is taken out with
+    // the text it was made from.
+    c.execute(
+        "INSERT INTO passages_fts (passages_fts, rowid, body) \
+         SELECT 'delete', id, body FROM passages WHERE document_id = ?1",
+        [id.as_str()],
+    )?;
+    c.execute("DELETE FROM passages WHERE document_id = ?1", [id.as_str()])
 }
 
 /// A document as listed.
@@ -713,17 +747,7 @@ pub fn remove_blocking<D: Door>(door: &D, id: &DocumentId) -> Result<(), Knowled
             .optional()
             .map_err(db)?;
         let name = name.ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
-        // The index holds no copy of its own (external content): each entry is taken out
-        // with the text it was made from.
-        c.execute(
-            "INSERT INTO passages_fts (passages_fts, rowid, body) \
-             SELECT 'delete', id, body FROM passages WHERE document_id = ?1",
-            [id.as_str()],
-        )
-        .map_err(db)?;
-        let passages = c
-            .execute("DELETE FROM passages WHERE document_id = ?1", [id.as_str()])
-            .map_err(db)?;
+        let passages = take_passages(c, &id).map_err(db)?;
         let versions = c
             .execute("DELETE FROM versions WHERE document_id = ?1", [id.as_str()])
             .map_err(db)?;
@@ -1259,6 +1283,86 @@ pub fn passage_blocking<D: Door>(door: &D, citation: &str) -> Result<Passage, Kn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FTS5's own check, with the index compared against the passages it was made from.
+    fn index_agrees(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+        c.execute(
+            "INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .map(drop)
+    }
+
+    fn found(c: &rusqlite::Connection, word: &str) -> Vec<String> {
+        c.prepare(
+            "SELECT p.body FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid \
+             WHERE passages_fts MATCH ?1",
+        )
+        .unwrap()
+        .query_map([word], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn every_passage_of_a_version_is_indexed_and_removal_takes_exactly_its_own() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for step in SCHEMA.steps {
+            c.execute_batch(step).unwrap();
+        }
+        // New terms are held in memory up to a whole document's worth before a segment is
+        // written; the setting is in the file, not the connection.
+        let hashsize: i64 = c
+            .query_row(
+                "SELECT v FROM passages_fts_config WHERE k = 'hashsize'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hashsize, 16 * 1024 * 1024);
+        let doc = |n: u8| DocumentId::from_trusted(format!("{:032x}", n));
+        let text = |tag: &str, n: usize| -> (String, Vec<chunk::Span>) {
+            let body: String = (0..n)
+                .map(|i| format!("Paragraph {tag}word{i} about harbour dues.\n\n"))
+                .collect();
+            let spans = chunk::passages(
+                &body,
+                Sizes {
+                    max: 60,
+                    overlap: 0,
+                },
+            );
+            (body, spans)
+        };
+        let (a1, a1_spans) = text("alpha", 300);
+        let (a2, a2_spans) = text("beta", 40);
+        let (b1, b1_spans) = text("gamma", 25);
+        assert!(a1_spans.len() >= 300, "{}", a1_spans.len());
+        put_passages(&c, &doc(1), 1, &a1, &a1_spans).unwrap();
+        put_passages(&c, &doc(2), 1, &b1, &b1_spans).unwrap();
+        put_passages(&c, &doc(1), 2, &a2, &a2_spans).unwrap();
+        put_passages(&c, &doc(3), 1, "", &[]).unwrap();
+        index_agrees(&c).unwrap();
+        for (tag, n) in [("alpha", 300), ("beta", 40), ("gamma", 25)] {
+            for i in [0, n / 2, n - 1] {
+                let word = format!("{tag}word{i}");
+                let hits = found(&c, &word);
+                assert_eq!(hits.len(), 1, "{word}: {hits:?}");
+                assert!(hits[0].contains(&word), "{word}: {hits:?}");
+            }
+        }
+        assert_eq!(found(&c, "harbour").len(), 365);
+
+        let taken = take_passages(&c, &doc(1)).unwrap();
+        assert_eq!(taken, a1_spans.len() + a2_spans.len());
+        index_agrees(&c).unwrap();
+        assert!(found(&c, "alphaword0").is_empty());
+        assert!(found(&c, "betaword39").is_empty());
+        assert_eq!(found(&c, "gammaword24").len(), 1);
+        assert_eq!(found(&c, "harbour").len(), 25);
+        assert_eq!(take_passages(&c, &doc(1)).unwrap(), 0);
+    }
 
     #[test]
     fn documents_from_before_passages_held_the_text_stay_searchable_and_citable() {
