@@ -281,6 +281,8 @@ impl Cipher {
 }
 
 /// Bytes of one page of `conn`'s main file (SQLCipher answers its own pragma, as text).
+/// Asked of the file rather than taken from [`Cipher::of`]: the benchmark's plain file has
+/// no cipher profile but its encrypted twin's pages.
 ///
 /// # Errors
 /// The connection cannot be queried.
