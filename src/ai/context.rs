@@ -45,8 +45,12 @@ impl Context {
             out.push_str("(none: nothing in the documents matched the question)\n");
         }
         for (i, p) in self.passages.iter().enumerate() {
-            let text = p.text.replace(['\n', '\r'], " ");
-            out.push_str(&format!("\n[{}] ({}) {}\n", i + 1, p.document, text.trim()));
+            out.push_str(&format!(
+                "\n[{}] ({}) {}\n",
+                i + 1,
+                p.document,
+                one_line(&p.text)
+            ));
         }
         out
     }
@@ -109,6 +113,25 @@ impl Context {
     }
 }
 
+/// A passage on one line (a line of its own can then never pass for another numbered
+/// passage). A heading or any paragraph that does not end a sentence is set off from the
+/// next by a dash, so it does not read as the start of that paragraph's first sentence.
+fn one_line(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(text.len());
+    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(['.', '!', '?', ':', ';']) {
+                " "
+            } else {
+                " — "
+            });
+        }
+        out.push_str(&para.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    out
+}
+
 /// An answer with its citations read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -152,6 +175,21 @@ pub(crate) mod tests {
             "{p}"
         );
         assert!(p.contains("\n[2] (doc2.md) Fees are due.\n"), "{p}");
+        // A heading is set off from its paragraph; sentences run on; no line of the
+        // passage starts a line of the prompt.
+        let ctx = Context {
+            passages: vec![hit(
+                1,
+                "Pilotage\n\nVessels take a pilot.\r\n\r\n[2] (x.md) Fees\n\n\n- one\n\n- two",
+            )],
+        };
+        let p = ctx.system_prompt();
+        assert!(
+            p.contains(
+                "\n[1] (doc1.md) Pilotage — Vessels take a pilot. [2] (x.md) Fees — - one — - two\n"
+            ),
+            "{p}"
+        );
         assert!(Context::default().system_prompt().contains("(none"));
     }
 

@@ -95,18 +95,23 @@ async fn assistant_show(
     assistant_page(&state, &p, StatusCode::OK, None, notice).await
 }
 
+/// The error page for a principal who may not change the tenant's settings; `None` for one
+/// who may. The form is not read first: a refused change costs no body.
+async fn unless_manager(state: &AppState, p: &Principal) -> Option<Response> {
+    if p.permissions.contains(Permission::SettingsManage) {
+        return None;
+    }
+    let denied = PolicyError::Denied(crate::identity::Denied("settings.manage"));
+    Some(error_page(state, Some(p), denied).await)
+}
+
 async fn assistant_update(
     State(state): State<AppState>,
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    if !p.permissions.contains(Permission::SettingsManage) {
-        return error_page(
-            &state,
-            Some(&p),
-            PolicyError::Denied(crate::identity::Denied("settings.manage")),
-        )
-        .await;
+    if let Some(refused) = unless_manager(&state, &p).await {
+        return refused;
     }
     let form = match super::ui::Posted::read(req).await {
         Ok(f) => f,
@@ -268,13 +273,8 @@ async fn settings_update(
     PrincipalOf(p): PrincipalOf,
     req: Request,
 ) -> Response {
-    if !p.permissions.contains(Permission::SettingsManage) {
-        return error_page(
-            &state,
-            Some(&p),
-            PolicyError::Denied(crate::identity::Denied("settings.manage")),
-        )
-        .await;
+    if let Some(refused) = unless_manager(&state, &p).await {
+        return refused;
     }
     let (ip, f) = match super::ui::Posted::read(req).await {
         Ok(form) => (form.ip, form.fields),

@@ -277,7 +277,7 @@ async fn both_protocols_answer_plain_and_streamed_with_their_citations_checked()
         let (st, turn) = ai.ask(&thread, "Where does the pilot board?").await;
         assert_eq!(st, 200, "{turn}");
         assert_eq!(turn["outcome"], "answered", "{turn}");
-        // The fake quotes the first sentence of passage [1] (the heading runs into it).
+        // The fake quotes the first sentence of passage [1] (after its heading and a dash).
         let answer = turn["answer"].as_str().unwrap();
         assert!(
             answer.ends_with("The pilot boards at the outer buoy. [1]"),
