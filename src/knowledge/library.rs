@@ -1007,13 +1007,7 @@ impl PhraseRank {
     fn rank(&self, hits: &mut [Hit], matched: usize) {
         let words: Vec<Vec<String>> = hits
             .iter()
-            .map(|h| {
-                h.text
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| !w.is_empty())
-                    .map(super::query::fold)
-                    .collect()
-            })
+            .map(|h| super::query::folded_words(&h.text).collect())
             .collect();
         let average =
             (words.iter().map(Vec::len).sum::<usize>() as f64 / words.len().max(1) as f64).max(1.0);

@@ -163,10 +163,30 @@ pub fn fold(word: &str) -> String {
     if word.is_ascii() {
         return word.to_ascii_lowercase();
     }
+    // Composed again after the marks are gone: decomposition also splits what is no letter
+    // plus mark (a Hangul syllable into its jamo), and the index keeps those whole.
     word.nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .nfc()
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// The words of `text` as the index cuts and folds them: a word starts at a letter or digit
+/// and runs on through letters, digits and combining marks (as FTS5's `unicode61` does, so
+/// `cafe\u{301}s` is one word), folded by [`fold`].
+pub fn folded_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    use unicode_normalization::char::is_combining_mark;
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let word = &rest[rest.find(char::is_alphanumeric)?..];
+        let end = word
+            .find(|c: char| !(c.is_alphanumeric() || is_combining_mark(c)))
+            .unwrap_or(word.len());
+        let (w, after) = word.split_at(end);
+        rest = after;
+        Some(fold(w))
+    })
 }
 
 /// The best window of about `words` words of `text` for `terms` (the one holding most of
@@ -340,5 +360,38 @@ mod tests {
         let ranked = run("harbour pilot fees").unwrap();
         assert_eq!(ranked[0], "The harbour pilot boards every vessel.");
         assert_eq!(ranked.len(), 2);
+    }
+
+    #[test]
+    fn words_are_cut_and_folded_as_the_index_cuts_and_folds_them() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE idx USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+             CREATE VIRTUAL TABLE inst USING fts5vocab(idx, 'instance');",
+        )
+        .unwrap();
+        for text in [
+            "To be, or NOT to be: that is the question.",
+            "Café déjà-vu; naïve l'été à Zürich",
+            "cafe\u{301}s of the cafe\u{301} (combining accents)",
+            "Straße ÆON Ωmega ÉCOLE",
+            "x1 2y 3.14 1,000,000 v2.0-rc1",
+            "日本語のテキスト 中文 한국어",
+            "e-mail: ops@example.com\thttps://example.com/a_b?c=d",
+            "   ",
+            "",
+        ] {
+            c.execute("DELETE FROM idx", []).unwrap();
+            c.execute("INSERT INTO idx (rowid, body) VALUES (1, ?1)", [text])
+                .unwrap();
+            let index: Vec<String> = c
+                .prepare("SELECT term FROM inst ORDER BY offset")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(folded_words(text).collect::<Vec<_>>(), index, "{text:?}");
+        }
     }
 }
