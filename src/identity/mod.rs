@@ -225,6 +225,8 @@ CREATE TABLE grants (
 CREATE INDEX grants_by_account ON grants(account_id);
 ",
         sso::TENANT_TABLES,
+        // Whether a provider's addresses count as verified when its tokens do not say.
+        "ALTER TABLE sso ADD COLUMN trust_email INTEGER NOT NULL DEFAULT 0;",
     ],
 };
 

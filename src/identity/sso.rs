@@ -93,6 +93,8 @@ pub enum SsoError {
     NoAccount(String),
     #[error("the identity provider has not verified the e-mail address {0}")]
     Unverified(String),
+    #[error("the identity provider does not say that it verified the e-mail address {0}; an administrator can trust this provider's addresses in the single sign-on settings")]
+    Unvouched(String),
     #[error(
         "the identity provider sent no e-mail address; allow the `email` scope for this client"
     )]
@@ -117,6 +119,7 @@ impl SsoError {
             Self::Unverified(_) => "SSO-0009",
             Self::NoEmail => "SSO-0010",
             Self::Disabled => "SSO-0011",
+            Self::Unvouched(_) => "SSO-0012",
             Self::Identity(e) => e.code(),
         }
     }
@@ -131,7 +134,7 @@ impl SsoError {
             Self::BadToken(_) => "token",
             Self::NoRole => "no_role",
             Self::NoAccount(_) => "no_account",
-            Self::Unverified(_) => "email_unverified",
+            Self::Unverified(_) | Self::Unvouched(_) => "email_unverified",
             Self::NoEmail => "no_email",
             Self::Disabled => "disabled",
             Self::Identity(_) => "refused",
@@ -176,6 +179,7 @@ crate::domain_error!(SsoError, |e| {
         SsoError::NoRole
         | SsoError::NoAccount(_)
         | SsoError::Unverified(_)
+        | SsoError::Unvouched(_)
         | SsoError::NoEmail
         | SsoError::Disabled => ErrorKind::Forbidden,
         SsoError::Identity(e) => crate::error::DomainError::kind(e),
@@ -197,6 +201,10 @@ pub struct Settings {
     pub default_role: Option<String>,
     /// Create an account at first sign-in.
     pub jit: bool,
+    /// Take the provider's e-mail addresses as verified when its tokens do not say
+    /// (`email_verified` absent, as from Microsoft Entra ID). An address the provider says
+    /// it has not verified is refused either way.
+    pub trust_email: bool,
     pub has_secret: bool,
 }
 
@@ -211,6 +219,7 @@ impl Default for Settings {
             role_map: Vec::new(),
             default_role: None,
             jit: false,
+            trust_email: false,
             has_secret: false,
         }
     }
@@ -341,7 +350,7 @@ fn db(e: rusqlite::Error) -> SsoError {
 fn stored(c: &rusqlite::Connection) -> Result<Option<(Settings, Vec<u8>)>, SsoError> {
     c.query_row(
         "SELECT enabled, issuer, client_id, client_secret, scopes, role_claim, role_map, \
-         default_role, jit FROM sso WHERE id = 1",
+         default_role, jit, trust_email FROM sso WHERE id = 1",
         [],
         |r| {
             let map: String = r.get(6)?;
@@ -357,6 +366,7 @@ fn stored(c: &rusqlite::Connection) -> Result<Option<(Settings, Vec<u8>)>, SsoEr
                     role_map: serde_json::from_str(&map).unwrap_or_default(),
                     default_role: r.get(7)?,
                     jit: r.get::<_, i64>(8)? != 0,
+                    trust_email: r.get::<_, i64>(9)? != 0,
                 },
                 secret,
             ))
@@ -453,10 +463,11 @@ pub fn update_blocking<D: Door>(door: &D, dir: &Directory, update: Update) -> Re
         let map = serde_json::to_string(&s.role_map).unwrap_or_else(|_| "[]".into());
         c.execute(
             "INSERT INTO sso (id, enabled, issuer, client_id, client_secret, scopes, role_claim, \
-             role_map, default_role, jit, changed_us) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             role_map, default_role, jit, changed_us, trust_email) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (id) DO UPDATE SET enabled = ?1, issuer = ?2, client_id = ?3, \
              client_secret = ?4, scopes = ?5, role_claim = ?6, role_map = ?7, default_role = ?8, \
-             jit = ?9, changed_us = ?10",
+             jit = ?9, changed_us = ?10, trust_email = ?11",
             params![
                 s.enabled,
                 s.issuer,
@@ -467,7 +478,8 @@ pub fn update_blocking<D: Door>(door: &D, dir: &Directory, update: Update) -> Re
                 map,
                 s.default_role,
                 s.jit,
-                tx.now_us()
+                tx.now_us(),
+                s.trust_email
             ],
         )
         .map_err(db)?;
@@ -480,6 +492,7 @@ pub fn update_blocking<D: Door>(door: &D, dir: &Directory, update: Update) -> Re
             "role_map": s.role_map,
             "default_role": s.default_role,
             "jit": s.jit,
+            "trust_email": s.trust_email,
             "client_auth_changed": sealed.is_some(),
         }));
         Ok(((), audit))
@@ -1004,7 +1017,10 @@ fn journal_in<D: Door>(
 }
 
 /// The account of the person: linked by subject, else by verified address (and linked
-/// then), else created when the tenant allows it. The mapped role is applied.
+/// then), else created when the tenant allows it. The mapped role is applied. An address is
+/// verified when the provider says so, or says nothing and the tenant trusts it: an address
+/// alone must not hand an existing account to whoever holds it at a provider that does not
+/// check it.
 fn find_or_create<D: Door>(ctx: &D, dir: &Directory, p: &Person) -> Result<Account, SsoError> {
     let linked: Option<String> = ctx.read_blocking(|c| {
         c.query_row(
@@ -1024,16 +1040,22 @@ fn find_or_create<D: Door>(ctx: &D, dir: &Directory, p: &Person) -> Result<Accou
         None => {
             let email = p.email.as_deref().ok_or(SsoError::NoEmail)?;
             let email = Email::parse(email).map_err(|_| SsoError::NoEmail)?;
-            if p.email_verified == Some(false) {
-                return Err(SsoError::Unverified(email.to_string()));
+            let settings = ctx
+                .read_blocking(stored)?
+                .map(|(s, _)| s)
+                .unwrap_or_default();
+            match p.email_verified {
+                Some(true) => {}
+                None if settings.trust_email => {}
+                None => return Err(SsoError::Unvouched(email.to_string())),
+                Some(false) => return Err(SsoError::Unverified(email.to_string())),
             }
             let existing =
                 ctx.read_blocking(|c| accounts::resolve(c, email.as_str()).map_err(db))?;
             let account = match existing {
                 Some(a) => a,
                 None => {
-                    let jit = ctx.read_blocking(stored)?.is_some_and(|(s, _)| s.jit);
-                    if !jit {
+                    if !settings.jit {
                         return Err(SsoError::NoAccount(email.to_string()));
                     }
                     let role = p.role.clone().ok_or(SsoError::NoRole)?;

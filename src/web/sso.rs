@@ -376,6 +376,7 @@ async fn settings_update(
         role_map: Vec::new(),
         default_role: (!default_role.is_empty()).then_some(default_role),
         jit: field(&f, "jit") == "on",
+        trust_email: field(&f, "trust_email") == "on",
         has_secret: false,
     };
     let result = match sso::parse_role_map(&map_raw) {

@@ -232,6 +232,8 @@ fn accounts() -> serde_json::Value {
          "name": "Carol", "groups": ["visitors"]},
         {"sub": "idp-dave", "email": "dave@acme.test", "email_verified": false,
          "name": "Dave", "groups": ["staff"]},
+        // A provider that does not say (as Microsoft Entra ID does not).
+        {"sub": "idp-erin", "email": "erin@acme.test", "name": "Erin", "groups": ["staff"]},
     ])
 }
 
@@ -533,6 +535,74 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
     let (st, _, b) = w.sso_form("nobody@else.test").await;
     assert_eq!(st, 400);
     assert!(text(&b).contains("not set up"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_the_provider_does_not_vouch_for_links_nothing_unless_the_tenant_trusts_it() {
+    if !provider_installed() {
+        return;
+    }
+    let w = World::new().await;
+    // Erin has a password account; the provider's token carries her address without saying
+    // it verified it. By default that address links nothing and makes nothing.
+    w.site.account("erin@acme.test", "auditor");
+    let (st, h, body) = w.sign_in_as("erin@acme.test").await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("does not say that it verified"), "{body}");
+    assert!(set_cookie(&h).is_none());
+    let (_, _, page) = w
+        .site
+        .s
+        .send("GET", "/settings/sso", &[("cookie", &w.owner.cookie)], b"")
+        .await;
+    assert!(
+        !text(&page).contains("name=\"trust_email\" aria-describedby=\"trust_email-hint\" checked"),
+        "off by default"
+    );
+
+    // The administrator trusts this provider's addresses: Erin's account is linked.
+    let mut f = vec![
+        ("enabled", "on"),
+        ("issuer", w.idp.issuer.as_str()),
+        ("client_id", "strongroom"),
+        ("scopes", "openid email profile groups"),
+        ("role_claim", "groups"),
+        ("role_map", "strongroom-admins = admin\nstaff = operator"),
+        ("jit", "on"),
+    ];
+    f.push(("trust_email", "on"));
+    let (st, body) = w.post_settings(&f).await;
+    assert_eq!(st, 303, "{body}");
+    let (_, _, page) = w
+        .site
+        .s
+        .send("GET", "/settings/sso", &[("cookie", &w.owner.cookie)], b"")
+        .await;
+    assert!(
+        text(&page).contains("name=\"trust_email\" aria-describedby=\"trust_email-hint\" checked"),
+        "shown as set"
+    );
+    let (st, h, body) = w.sign_in_as("erin@acme.test").await;
+    assert_eq!(st, 200, "{body}");
+    let (_, me) = w.site.me(&[("cookie", &session_of(&h))]).await;
+    assert_eq!(me["user"]["email"], "erin@acme.test");
+    assert_eq!(me["role"], "operator");
+    // An address the provider says it has not verified stays refused.
+    let (st, _, body) = w.sign_in_as("dave@acme.test").await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("has not verified"), "{body}");
+
+    let j = journal(&w.site);
+    let reasons: Vec<&str> = j
+        .iter()
+        .filter(|e| e["action"] == "auth.sign_in" && e["outcome"] == "failure")
+        .map(|e| e["params"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["email_unverified", "email_unverified"]);
+    assert!(j
+        .iter()
+        .any(|e| e["action"] == "sso.update" && e["params"]["trust_email"] == true));
+    assert_eq!(j.iter().filter(|e| e["action"] == "sso.link").count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
