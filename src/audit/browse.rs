@@ -125,27 +125,29 @@ pub fn verify_blocking<D: Door>(
     door.read_blocking(|c| verify_chain(c, &journal, keys).map_err(store_err))
 }
 
-/// The realm's whole journal as NDJSON or CSV.
+/// Writes the realm's whole journal to `out` as NDJSON or CSV, as it is read: a journal of
+/// any length takes no more memory than `out` holds.
 ///
 /// # Errors
-/// Permission or a storage fault.
+/// Permission (checked before anything is written), a storage fault, or `out` failing (a
+/// reader that went away).
 pub fn export_blocking<D: Door>(
     door: &D,
     format: super::export::ExportFormat,
-) -> Result<Vec<u8>, IdentityError> {
+    out: &mut dyn std::io::Write,
+) -> Result<u64, IdentityError> {
     door.caller().require(Permission::AuditExport)?;
     let journal = journal_id(door);
     door.read_blocking(|c| {
-        let mut out = Vec::new();
-        super::export::export(c, &journal, format, 1, &mut out).map_err(|e| {
+        let written = super::export::export(c, &journal, format, 1, out).map_err(|e| {
             IdentityError::Store(StoreError::Io {
                 what: "journal".into(),
                 reason: e.to_string(),
             })
-        })?;
+        });
         // The export opened a read transaction; the pooled reader must not keep it.
         let _ = c.execute_batch("COMMIT");
-        Ok(out)
+        written
     })
 }
 

@@ -9,11 +9,13 @@ use crate::audit::browse::{self, Filter};
 use crate::audit::export::ExportFormat;
 use crate::identity::{IdentityError, Permission};
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -250,20 +252,85 @@ async fn audit_export(
             .await;
         }
     };
-    let done = in_realm(&state, &p, None, move |ctx, _| {
-        browse::export_blocking(ctx, format)
-    })
-    .await;
-    match done {
-        Ok(bytes) => {
-            let mut res = (StatusCode::OK, bytes).into_response();
-            let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"audit.{ext}\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            res
+    // Read on a blocking thread and sent on in chunks as it is read. The first message
+    // decides the answer: data starts a download; an error (or none) before any byte
+    // gives an error page. An error later cuts the download short, so a broken export is
+    // never taken for a whole one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let task = {
+        let (state, p) = (state.clone(), p.clone());
+        tokio::spawn(async move {
+            in_realm(&state, &p, None, move |ctx, _| {
+                use std::io::Write as _;
+                let failed = tx.clone();
+                let mut out = std::io::BufWriter::with_capacity(EXPORT_CHUNK, Chunks(tx));
+                let written = browse::export_blocking(ctx, format, &mut out)
+                    .and_then(|n| out.flush().map(|()| n).map_err(|e| export_cut(&e)));
+                if written.is_err() {
+                    let _ = failed.blocking_send(Err(std::io::Error::other("export failed")));
+                }
+                written
+            })
+            .await
+        })
+    };
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(_)) | None => {
+            return match task.await {
+                Ok(Err(e)) => error_page(&state, Some(&p), e).await,
+                // A journal always holds entries; finishing without writing one is a fault.
+                Ok(Ok(_)) | Err(_) => {
+                    error_page(
+                        &state,
+                        Some(&p),
+                        export_cut(&std::io::ErrorKind::Other.into()),
+                    )
+                    .await
+                }
+            };
         }
-        Err(e) => error_page(&state, Some(&p), e).await,
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let body = axum::body::Body::from_stream(
+        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+    );
+    let mut res = (StatusCode::OK, body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"audit.{ext}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
+    res
+}
+
+/// Bytes of journal sent at a time.
+const EXPORT_CHUNK: usize = 16 * 1024;
+
+/// Hands each write on to the response, from a blocking thread; fails once the response
+/// is gone.
+struct Chunks(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>);
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn export_cut(e: &std::io::Error) -> IdentityError {
+    IdentityError::Store(crate::store::StoreError::Io {
+        what: "journal export".into(),
+        reason: e.kind().to_string(),
+    })
 }

@@ -889,3 +889,67 @@ async fn the_overview_charts_usage_with_text_alternatives() {
         .1
         .contains("Usage, last 30 days"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_journal_is_exported_whole_as_it_is_read_and_only_to_those_allowed() {
+    let site = Site::new();
+    let (owner, _) = site.signed_in("ow@acme.example", "owner").await;
+    let (operator, _) = site.signed_in("op@acme.example", "operator").await;
+    // A journal of several chunks.
+    for i in 0..60 {
+        site.account(&format!("person{i}@acme.example"), "auditor");
+    }
+    let (st, h, body) = site
+        .s
+        .send(
+            "GET",
+            "/audit/export?format=ndjson",
+            &[("cookie", &owner.cookie)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(h.get("content-type").unwrap(), "application/x-ndjson");
+    // Sent as read: no length is known up front.
+    assert!(h.get("content-length").is_none(), "{h:?}");
+    let body = text(&body);
+    assert!(body.len() > 16 * 1024 * 2, "{}", body.len());
+    assert!(body.ends_with('\n'));
+    // Every line whole, in order, and the same as the command line's export.
+    let cli = site
+        .s
+        .env
+        .ok(&["audit", "export", "--tenant", site.tenant.as_str()]);
+    let lines: Vec<&str> = body.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["seq"], i as u64 + 1);
+    }
+    assert!(lines.len() >= 60, "{}", lines.len());
+    assert_eq!(&cli.lines().take(lines.len()).collect::<Vec<_>>(), &lines);
+    let (st, _, csv) = site
+        .s
+        .send(
+            "GET",
+            "/audit/export?format=csv",
+            &[("cookie", &owner.cookie)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(text(&csv).lines().count() > lines.len());
+
+    // Refused before a byte is sent: an error page, not a download.
+    let (st, h, page) = site
+        .s
+        .send(
+            "GET",
+            "/audit/export?format=ndjson",
+            &[("cookie", &operator.cookie)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 403, "{}", text(&page));
+    assert!(h.get("content-disposition").is_none());
+    assert!(text(&page).contains("<html"), "{}", text(&page));
+}
