@@ -425,15 +425,7 @@ async fn the_audit_log_filters_pages_verifies_and_exports() {
     let (st, _, page) = post(&site, &owner, "/audit/verify", &[]).await;
     assert_eq!(st, 200);
     assert!(page.contains("The journal is intact"), "{page}");
-    let (st, h, body) = site
-        .s
-        .send(
-            "GET",
-            "/audit/export?format=ndjson",
-            &[("cookie", &owner.cookie)],
-            b"",
-        )
-        .await;
+    let (st, h, body) = export(&site, &owner, "/audit/export?format=ndjson").await;
     assert_eq!(st, 200);
     assert!(h
         .get("content-disposition")
@@ -442,30 +434,14 @@ async fn the_audit_log_filters_pages_verifies_and_exports() {
         .unwrap()
         .contains("audit.ndjson"));
     assert!(text(&body).lines().count() >= total);
-    let (_, _, csv) = site
-        .s
-        .send(
-            "GET",
-            "/audit/export?format=csv",
-            &[("cookie", &owner.cookie)],
-            b"",
-        )
-        .await;
+    let (_, _, csv) = export(&site, &owner, "/audit/export?format=csv").await;
     assert!(
         text(&csv).starts_with("journal,seq,"),
         "{}",
         &text(&csv)[..80]
     );
     assert_eq!(
-        site.s
-            .send(
-                "GET",
-                "/audit/export?format=xml",
-                &[("cookie", &owner.cookie)],
-                b""
-            )
-            .await
-            .0,
+        export(&site, &owner, "/audit/export?format=xml").await.0,
         400
     );
     let _ = set_cookie;
@@ -899,15 +875,7 @@ async fn the_journal_is_exported_whole_as_it_is_read_and_only_to_those_allowed()
     for i in 0..60 {
         site.account(&format!("person{i}@acme.example"), "auditor");
     }
-    let (st, h, body) = site
-        .s
-        .send(
-            "GET",
-            "/audit/export?format=ndjson",
-            &[("cookie", &owner.cookie)],
-            b"",
-        )
-        .await;
+    let (st, h, body) = export(&site, &owner, "/audit/export?format=ndjson").await;
     assert_eq!(st, 200);
     assert_eq!(h.get("content-type").unwrap(), "application/x-ndjson");
     // Sent as read: no length is known up front.
@@ -927,29 +895,20 @@ async fn the_journal_is_exported_whole_as_it_is_read_and_only_to_those_allowed()
     }
     assert!(lines.len() >= 60, "{}", lines.len());
     assert_eq!(&cli.lines().take(lines.len()).collect::<Vec<_>>(), &lines);
-    let (st, _, csv) = site
-        .s
-        .send(
-            "GET",
-            "/audit/export?format=csv",
-            &[("cookie", &owner.cookie)],
-            b"",
-        )
-        .await;
+    let (st, _, csv) = export(&site, &owner, "/audit/export?format=csv").await;
     assert_eq!(st, 200);
     assert!(text(&csv).lines().count() > lines.len());
 
     // Refused before a byte is sent: an error page, not a download.
-    let (st, h, page) = site
-        .s
-        .send(
-            "GET",
-            "/audit/export?format=ndjson",
-            &[("cookie", &operator.cookie)],
-            b"",
-        )
-        .await;
+    let (st, h, page) = export(&site, &operator, "/audit/export?format=ndjson").await;
     assert_eq!(st, 403, "{}", text(&page));
     assert!(h.get("content-disposition").is_none());
     assert!(text(&page).contains("<html"), "{}", text(&page));
+}
+
+/// A download of the journal at `path`, as `who`.
+async fn export(site: &Site, who: &Browser, path: &str) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    site.s
+        .send("GET", path, &[("cookie", &who.cookie)], b"")
+        .await
 }

@@ -215,6 +215,15 @@ fn param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The reasons of the failed sign-ins in a journal, in order.
+fn failure_reasons(journal: &[serde_json::Value]) -> Vec<&str> {
+    journal
+        .iter()
+        .filter(|e| e["action"] == "auth.sign_in" && e["outcome"] == "failure")
+        .map(|e| e["params"]["reason"].as_str().unwrap())
+        .collect()
+}
+
 struct World {
     site: Site,
     idp: Idp,
@@ -593,11 +602,7 @@ async fn an_address_the_provider_does_not_vouch_for_links_nothing_unless_the_ten
     assert!(body.contains("has not verified"), "{body}");
 
     let j = journal(&w.site);
-    let reasons: Vec<&str> = j
-        .iter()
-        .filter(|e| e["action"] == "auth.sign_in" && e["outcome"] == "failure")
-        .map(|e| e["params"]["reason"].as_str().unwrap())
-        .collect();
+    let reasons = failure_reasons(&j);
     assert_eq!(reasons, ["email_unverified", "email_unverified"]);
     assert!(j
         .iter()
@@ -696,11 +701,7 @@ async fn forged_state_wrong_nonce_swapped_pkce_expired_and_replayed_codes_are_re
     assert!(body.contains("took longer than 10 minutes"), "{body}");
 
     let j = journal(&w.site);
-    let reasons: Vec<&str> = j
-        .iter()
-        .filter(|e| e["action"] == "auth.sign_in" && e["outcome"] == "failure")
-        .map(|e| e["params"]["reason"].as_str().unwrap())
-        .collect();
+    let reasons = failure_reasons(&j);
     assert_eq!(
         reasons,
         [
