@@ -47,6 +47,8 @@ pub mod knowledge;
 pub mod outbound;
 /// A tenant's policy: second-factor rule, address lists, session timeouts.
 pub mod policy;
+/// Personal data and secrets found in text, and reversible pseudonyms for one call.
+pub mod redact;
 /// SQLCipher files, migrations, one writer thread per file with group commit.
 pub mod store;
 /// Tenant lifecycle on top of the registry in `system.db`.

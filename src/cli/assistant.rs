@@ -1,11 +1,13 @@
-//! `strongroom assistant policy`: a tenant's assistant rules, as the operator (for
-//! installations run from the command line, and for scripts).
+//! `strongroom assistant policy` and `strongroom assistant redaction`: a tenant's assistant
+//! and redaction rules, as the operator (for installations run from the command line, and
+//! for scripts).
 
 use super::{open_app, print_json, Cli, Failure};
 use crate::door;
 use crate::identity::{Caller, Realm};
 use crate::ids::TenantId;
 use crate::policy::ai::{self, parse_names, Retention};
+use crate::policy::redaction::{self, parse_rule};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -31,17 +33,47 @@ pub enum Command {
         #[arg(long, value_parser = ["preview", "full"])]
         retention: Option<String>,
     },
+    /// Show the tenant's redaction rules, or change the parts given; prints them as JSON.
+    Redaction {
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// Also replace values before calls to loopback endpoints (upstream ones always are).
+        #[arg(long, value_name = "BOOL")]
+        all_endpoints: Option<bool>,
+        /// Add or replace one of the tenant's own patterns, NAME=PATTERN (repeatable), e.g.
+        /// EMPLOYEE_ID=EMP-[0-9]{6}.
+        #[arg(long = "rule", value_name = "NAME=PATTERN")]
+        rules: Vec<String>,
+        /// Remove a pattern by name (repeatable).
+        #[arg(long = "remove-rule", value_name = "NAME")]
+        remove: Vec<String>,
+    },
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
-    let Command::Policy {
-        tenant,
-        model,
-        endpoints,
-        egress_allow,
-        grounded_only,
-        retention,
-    } = cmd;
+    let (tenant, model, endpoints, egress_allow, grounded_only, retention) = match cmd {
+        Command::Policy {
+            tenant,
+            model,
+            endpoints,
+            egress_allow,
+            grounded_only,
+            retention,
+        } => (
+            tenant,
+            model,
+            endpoints,
+            egress_allow,
+            grounded_only,
+            retention,
+        ),
+        Command::Redaction {
+            tenant,
+            all_endpoints,
+            rules,
+            remove,
+        } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
+    };
     let tenant = TenantId::parse(tenant)?;
     let endpoints = endpoints
         .as_deref()
@@ -85,6 +117,55 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                     p.retention = r;
                 }
                 p = ai::update_blocking(&ctx, &p, &known)?;
+            }
+            print_json(&p)?;
+            Ok(ExitCode::SUCCESS)
+        });
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.close();
+    }
+    result
+}
+
+fn run_redaction(
+    cli: &Cli,
+    tenant: &str,
+    all_endpoints: Option<bool>,
+    rules: &[String],
+    remove: &[String],
+) -> Result<ExitCode, Failure> {
+    let tenant = TenantId::parse(tenant)?;
+    // Every rule is checked before the tenant file is opened.
+    let rules = rules
+        .iter()
+        .map(|r| parse_rule(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let app = Arc::new(open_app(cli)?);
+    let result = door::open_blocking(&app, &tenant, Caller::operator(Realm::Tenant), None)
+        .map_err(Failure::from)
+        .and_then(|ctx| -> Result<ExitCode, Failure> {
+            let mut p = redaction::read_unchecked(&ctx)?;
+            if all_endpoints.is_some() || !rules.is_empty() || !remove.is_empty() {
+                if let Some(unknown) = remove
+                    .iter()
+                    .find(|n| !p.rules.iter().any(|r| &r.name == *n))
+                {
+                    return Err(Failure::new(
+                        "POL-0001",
+                        format!("invalid redact.rules: there is no rule named {unknown:?}"),
+                    ));
+                }
+                if let Some(a) = all_endpoints {
+                    p.all_endpoints = a;
+                }
+                p.rules.retain(|r| !remove.contains(&r.name));
+                for rule in &rules {
+                    match p.rules.iter_mut().find(|r| r.name == rule.name) {
+                        Some(r) => *r = rule.clone(),
+                        None => p.rules.push(rule.clone()),
+                    }
+                }
+                p = redaction::update_blocking(&ctx, &p)?;
             }
             print_json(&p)?;
             Ok(ExitCode::SUCCESS)

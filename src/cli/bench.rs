@@ -71,6 +71,16 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..=2_000_000))]
         chunks: u64,
     },
+    /// Redaction recall and precision per kind on a labelled corpus, hard negatives flagged,
+    /// and MB/s on one core.
+    Redact {
+        /// The labelled corpus (NDJSON); `python3 tests/redact/corpus.py > FILE` writes one.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Seconds of the throughput run.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Appends to a tenant's journal until killed, printing each acknowledged sequence
     /// number on its own line. Used by the crash test.
     #[command(hide = true)]
@@ -98,6 +108,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             corpus,
             chunks,
         } => super::bench_knowledge::bench_knowledge(cli, dir.as_deref(), corpus, *chunks as usize),
+        Command::Redact { corpus, seconds } => super::bench_redact::bench_redact(corpus, *seconds),
         Command::AppendLoop {
             tenant,
             threads,

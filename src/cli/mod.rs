@@ -8,12 +8,14 @@ mod backup;
 mod bench;
 mod bench_auth;
 mod bench_knowledge;
+mod bench_redact;
 mod config;
 mod doctor;
 mod init;
 mod keys;
 mod knowledge;
 mod logging;
+mod redact;
 mod serve;
 mod tenant;
 mod token;
@@ -60,6 +62,9 @@ pub enum Command {
     /// A tenant's assistant policy: model, endpoints, egress, grounding, retention.
     #[command(subcommand)]
     Assistant(assistant::Command),
+    /// Find personal data and secrets in NDJSON on stdin (`{"id", "text"}` per line); prints
+    /// one line per input with the spans found (code-point offsets) and their kinds.
+    Redact(redact::Args),
     /// Verify and export the audit journals.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -120,6 +125,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(ref c) => token::run(&cli, c),
         Command::Knowledge(ref c) => knowledge::run(&cli, c),
         Command::Assistant(ref c) => assistant::run(&cli, c),
+        Command::Redact(ref a) => redact::run(&cli, a),
         Command::Audit(ref c) => audit::run(&cli, c),
         Command::Keys(ref c) => keys::run(&cli, c),
         Command::Backup(ref c) => backup::run(&cli, c),

@@ -23,6 +23,7 @@ mod knowledge_pages;
 mod models;
 mod openapi;
 mod packaging;
+mod redact;
 mod server;
 mod signin;
 mod sso;
