@@ -12,6 +12,9 @@ use crate::identity::Permission;
 use crate::ids::ThreadId;
 use crate::knowledge::KnowledgeError;
 use crate::policy::ai::{AiPolicy, Retention};
+use crate::policy::redaction::RedactionPolicy;
+use crate::redact::pseudonym::Pseudonyms;
+use crate::redact::Detector;
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -130,7 +133,8 @@ crate::domain_error!(AssistantError, |e| {
         AssistantError::Model(m) => match m {
             ModelError::NotConfigured(_)
             | ModelError::NotAllowed(_)
-            | ModelError::Egress { .. } => ErrorKind::Forbidden,
+            | ModelError::Egress { .. }
+            | ModelError::Unredactable(_) => ErrorKind::Forbidden,
             ModelError::RateLimited(_) => ErrorKind::Throttled,
             _ => ErrorKind::Busy,
         },
@@ -500,10 +504,11 @@ pub async fn ask(
     let started = std::time::Instant::now();
     let (kind, who) = owner(ctx);
     let (thread_id, q) = (thread.clone(), question.clone());
-    let (policy, history, context) = ctx
+    let (policy, redaction, history, context) = ctx
         .read(move |c| -> Result<_, AssistantError> {
             own_thread(c, &thread_id, kind, &who)?;
             let policy = AiPolicy::read(c).map_err(db)?;
+            let redaction = RedactionPolicy::read(c).map_err(db)?;
             let history = answered_history(c, &thread_id, HISTORY)?;
             let context = Context {
                 passages: crate::knowledge::library::search_in(
@@ -514,7 +519,7 @@ pub async fn ask(
                     super::context::PASSAGES,
                 )?,
             };
-            Ok((policy, history, context))
+            Ok((policy, redaction, history, context))
         })
         .await?;
 
@@ -543,6 +548,8 @@ pub async fn ask(
         stream,
     };
 
+    // Values replaced before the call, by kind; `None` when the call was not redacted.
+    let mut redacted: Option<std::collections::BTreeMap<String, u32>> = None;
     let reply: Result<Reply, ModelError> = if policy.model == extractive::MODEL {
         let text = extractive::answer(&question, &context);
         deltas(&text);
@@ -556,6 +563,34 @@ pub async fn ask(
     } else {
         match models.get(&policy.model) {
             None => Err(ModelError::NotConfigured(policy.model.clone())),
+            Some(m) if m.upstream() || redaction.all_endpoints => match redaction.detector() {
+                // Fail closed: rules that cannot be built stop the call, not the redaction.
+                Err(e) => Err(ModelError::Unredactable(e.to_string())),
+                Ok(detector) => {
+                    let mut names = Pseudonyms::new();
+                    let sent = pseudonymise(&mut names, &detector, &prompt);
+                    let reply = {
+                        let mut restorer = names.stream();
+                        let mut shown = |piece: &str| {
+                            let text = restorer.push(piece);
+                            if !text.is_empty() {
+                                deltas(&text);
+                            }
+                        };
+                        let reply = m.complete(&sent, &policy.egress_allow, &mut shown).await;
+                        let rest = restorer.finish();
+                        if !rest.is_empty() {
+                            deltas(&rest);
+                        }
+                        reply
+                    };
+                    redacted = Some(names.counts().clone());
+                    reply.map(|r| Reply {
+                        text: names.restore(&r.text),
+                        ..r
+                    })
+                }
+            },
             Some(m) => m.complete(&prompt, &policy.egress_allow, deltas).await,
         }
     };
@@ -625,6 +660,7 @@ pub async fn ask(
         "usage": { "input": usage.0, "output": usage.1 },
         "latency_ms": latency_ms,
         "stream": stream,
+        "redacted": redacted,
         "outcome": outcome.as_str(),
         "error": failure.as_ref().map(ModelError::code),
         "prompt": retained(policy.retention, &prompt.full_text()),
@@ -699,6 +735,23 @@ pub async fn ask(
     match failure {
         Some(e) => Err(AssistantError::Model(e)),
         None => Ok(stored),
+    }
+}
+
+/// The prompt as it leaves: the system prompt and every message with its values replaced,
+/// one value one placeholder across all of them.
+fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) -> Prompt {
+    Prompt {
+        system: names.redact(detector, &prompt.system),
+        messages: prompt
+            .messages
+            .iter()
+            .map(|m| Message {
+                role: m.role,
+                content: names.redact(detector, &m.content),
+            })
+            .collect(),
+        ..prompt.clone()
     }
 }
 

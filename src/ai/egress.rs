@@ -40,7 +40,8 @@ pub fn base_url(raw: &str) -> Result<url::Url, String> {
     Ok(u)
 }
 
-fn is_loopback_host(host: &str) -> bool {
+/// `localhost` or a loopback address: a local endpoint, whose calls do not leave the host.
+pub fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

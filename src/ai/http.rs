@@ -520,6 +520,13 @@ impl Model for HttpModel {
         &self.cfg.name
     }
 
+    fn upstream(&self) -> bool {
+        !self
+            .urls
+            .iter()
+            .all(|u| u.host_str().is_some_and(super::egress::is_loopback_host))
+    }
+
     fn complete<'a>(
         &'a self,
         prompt: &'a Prompt,

@@ -79,6 +79,8 @@ pub enum ModelError {
     Cut,
     #[error("the model is failing; calls are paused for {0} s")]
     CircuitOpen(u64),
+    #[error("the call was not made: {0}")]
+    Unredactable(String),
 }
 
 impl ModelError {
@@ -94,6 +96,7 @@ impl ModelError {
             Self::Malformed(_) => "AI-0008",
             Self::Cut => "AI-0009",
             Self::CircuitOpen(_) => "AI-0010",
+            Self::Unredactable(_) => "AI-0011",
         }
     }
 
@@ -118,6 +121,12 @@ pub type Pending<'a> = Pin<Box<dyn Future<Output = Result<Reply, ModelError>> + 
 pub trait Model: Send + Sync {
     /// The name tenant policy uses for it.
     fn name(&self) -> &str;
+
+    /// Whether a call may leave this host (any address that is not loopback): values are
+    /// then replaced by placeholders before it goes. Unknown means yes.
+    fn upstream(&self) -> bool {
+        true
+    }
 
     /// Answers `prompt`, calling `deltas` with each piece of text as it arrives. The hosts
     /// of `egress_allow` are those the calling tenant lets its data go to.

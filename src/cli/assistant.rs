@@ -2,14 +2,11 @@
 //! and redaction rules, as the operator (for installations run from the command line, and
 //! for scripts).
 
-use super::{open_app, print_json, Cli, Failure};
-use crate::door;
-use crate::identity::{Caller, Realm};
+use super::{as_operator, print_json, Cli, Failure};
 use crate::ids::TenantId;
 use crate::policy::ai::{self, parse_names, Retention};
 use crate::policy::redaction::{self, parse_rule};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -83,48 +80,41 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         .as_deref()
         .map(|l| parse_names("ai.egress_allow", l))
         .transpose()?;
-    let app = Arc::new(open_app(cli)?);
-    let known: Vec<String> = app
-        .config()
-        .ai
-        .endpoints
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
-    let result = door::open_blocking(&app, &tenant, Caller::operator(Realm::Tenant), None)
-        .map_err(Failure::from)
-        .and_then(|ctx| -> Result<ExitCode, Failure> {
-            let mut p = ai::read_unchecked(&ctx)?;
-            let changed = model.is_some()
-                || endpoints.is_some()
-                || egress_allow.is_some()
-                || grounded_only.is_some()
-                || retention.is_some();
-            if changed {
-                if let Some(m) = model {
-                    p.model = m.trim().to_string();
-                }
-                if let Some(e) = &endpoints {
-                    p.endpoints = e.clone();
-                }
-                if let Some(e) = &egress_allow {
-                    p.egress_allow = e.clone();
-                }
-                if let Some(g) = grounded_only {
-                    p.grounded_only = *g;
-                }
-                if let Some(r) = retention.as_deref().and_then(Retention::parse) {
-                    p.retention = r;
-                }
-                p = ai::update_blocking(&ctx, &p, &known)?;
+    as_operator(cli, &tenant, |app, ctx| {
+        let known: Vec<String> = app
+            .config()
+            .ai
+            .endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        let mut p = ai::read_unchecked(&ctx)?;
+        let changed = model.is_some()
+            || endpoints.is_some()
+            || egress_allow.is_some()
+            || grounded_only.is_some()
+            || retention.is_some();
+        if changed {
+            if let Some(m) = model {
+                p.model = m.trim().to_string();
             }
-            print_json(&p)?;
-            Ok(ExitCode::SUCCESS)
-        });
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.close();
-    }
-    result
+            if let Some(e) = &endpoints {
+                p.endpoints = e.clone();
+            }
+            if let Some(e) = &egress_allow {
+                p.egress_allow = e.clone();
+            }
+            if let Some(g) = grounded_only {
+                p.grounded_only = *g;
+            }
+            if let Some(r) = retention.as_deref().and_then(Retention::parse) {
+                p.retention = r;
+            }
+            p = ai::update_blocking(&ctx, &p, &known)?;
+        }
+        print_json(&p)?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn run_redaction(
@@ -140,38 +130,31 @@ fn run_redaction(
         .iter()
         .map(|r| parse_rule(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let app = Arc::new(open_app(cli)?);
-    let result = door::open_blocking(&app, &tenant, Caller::operator(Realm::Tenant), None)
-        .map_err(Failure::from)
-        .and_then(|ctx| -> Result<ExitCode, Failure> {
-            let mut p = redaction::read_unchecked(&ctx)?;
-            if all_endpoints.is_some() || !rules.is_empty() || !remove.is_empty() {
-                if let Some(unknown) = remove
-                    .iter()
-                    .find(|n| !p.rules.iter().any(|r| &r.name == *n))
-                {
-                    return Err(Failure::new(
-                        "POL-0001",
-                        format!("invalid redact.rules: there is no rule named {unknown:?}"),
-                    ));
-                }
-                if let Some(a) = all_endpoints {
-                    p.all_endpoints = a;
-                }
-                p.rules.retain(|r| !remove.contains(&r.name));
-                for rule in &rules {
-                    match p.rules.iter_mut().find(|r| r.name == rule.name) {
-                        Some(r) => *r = rule.clone(),
-                        None => p.rules.push(rule.clone()),
-                    }
-                }
-                p = redaction::update_blocking(&ctx, &p)?;
+    as_operator(cli, &tenant, |_, ctx| {
+        let mut p = redaction::read_unchecked(&ctx)?;
+        if all_endpoints.is_some() || !rules.is_empty() || !remove.is_empty() {
+            if let Some(unknown) = remove
+                .iter()
+                .find(|n| !p.rules.iter().any(|r| &r.name == *n))
+            {
+                return Err(Failure::new(
+                    "POL-0001",
+                    format!("invalid redact.rules: there is no rule named {unknown:?}"),
+                ));
             }
-            print_json(&p)?;
-            Ok(ExitCode::SUCCESS)
-        });
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.close();
-    }
-    result
+            if let Some(a) = all_endpoints {
+                p.all_endpoints = a;
+            }
+            p.rules.retain(|r| !remove.contains(&r.name));
+            for rule in &rules {
+                match p.rules.iter_mut().find(|r| r.name == rule.name) {
+                    Some(r) => *r = rule.clone(),
+                    None => p.rules.push(rule.clone()),
+                }
+            }
+            p = redaction::update_blocking(&ctx, &p)?;
+        }
+        print_json(&p)?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -246,6 +246,24 @@ fn open_app(cli: &Cli) -> Result<crate::app::App, Failure> {
     Ok(crate::app::App::open(&loaded.config, &dir)?)
 }
 
+/// Opens the installation, runs `f` in one tenant as the operator, and closes the
+/// installation cleanly whatever `f` returned.
+fn as_operator<T>(
+    cli: &Cli,
+    tenant: &crate::ids::TenantId,
+    f: impl FnOnce(&crate::app::App, crate::door::TenantCtx) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    use crate::identity::{Caller, Realm};
+    let app = std::sync::Arc::new(open_app(cli)?);
+    let result = crate::door::open_blocking(&app, tenant, Caller::operator(Realm::Tenant), None)
+        .map_err(Failure::from)
+        .and_then(|ctx| f(&app, ctx));
+    if let Ok(app) = std::sync::Arc::try_unwrap(app) {
+        app.close();
+    }
+    result
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::new("CLI-0001", format!("cannot encode output: {e}")))?;

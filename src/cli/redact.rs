@@ -4,16 +4,13 @@
 //! points (end exclusive). A line that cannot be read gets an error line naming its line
 //! number (`{"line": N, "error": "..."}`) and the rest go on; the exit status is then 1.
 
-use super::{open_app, Cli, Failure};
-use crate::door;
-use crate::identity::{Caller, Realm};
+use super::{as_operator, Cli, Failure};
 use crate::ids::TenantId;
 use crate::policy::redaction;
 use crate::redact::{to_char_offsets, Detector};
 use serde::Serialize;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// The longest line read; a longer one is an error line and is skipped.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -78,14 +75,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
 
 fn tenant_detector(cli: &Cli, tenant: &str) -> Result<Detector, Failure> {
     let tenant = TenantId::parse(tenant)?;
-    let app = Arc::new(open_app(cli)?);
-    let result = door::open_blocking(&app, &tenant, Caller::operator(Realm::Tenant), None)
-        .map_err(Failure::from)
-        .and_then(|ctx| Ok(redaction::read_unchecked(&ctx)?.detector()?));
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.close();
-    }
-    result
+    as_operator(cli, &tenant, |_, ctx| {
+        Ok(redaction::read_unchecked(&ctx)?.detector()?)
+    })
 }
 
 /// Every line of `input` to `output`; returns whether any line was refused.

@@ -789,3 +789,84 @@ fn the_assistant_policy_is_shown_and_changed_from_the_command_line() {
     let journal = env.ok(&["audit", "export", "--tenant", &t]);
     assert_eq!(journal.matches("\"policy.ai.update\"").count(), 1);
 }
+
+pub const CONTACTS: &[u8] = b"# Contacts\n\nPilots are booked on +44 20 7946 0958 or at pilots@harbour.example and paid to GB82 WEST 1234 5698 7654 32 in advance. Disputes go to the harbour master.\n";
+
+/// Before a call that may leave the host (or any call, when the tenant says so), values are
+/// replaced by placeholders in the system prompt and every message; the answer, plain or
+/// streamed, gets them back; the audit entry counts them by kind and holds no mapping.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_replaced_before_a_call_and_put_back_in_the_answer() {
+    let fake = Backend::fake(&[]);
+    let mut config = String::new();
+    for (name, proto) in [("o-echo", "openai"), ("a-echo", "anthropic")] {
+        config.push_str(&endpoint(name, proto, &[&fake.url], "echo", ""));
+    }
+    let ai = Ai::new(&config);
+    ai.upload(&[("contacts.md", CONTACTS)]).await;
+    let thread = ai.thread().await;
+    let question = "How are pilots booked? Call me back on +49 30 12345678.";
+    let secrets = [
+        "+44 20 7946 0958",
+        "pilots@harbour.example",
+        "GB82 WEST 1234 5698 7654 32",
+        "+49 30 12345678",
+    ];
+
+    // A loopback endpoint is local: nothing is replaced unless the tenant asks for it.
+    ai.use_model("o-echo");
+    let (st, turn) = ai.ask(&thread, question).await;
+    assert_eq!(st, 200, "{turn}");
+    let sent = fake.requests()["last"]["body"].to_string();
+    assert!(secrets.iter().all(|s| sent.contains(s)), "{sent}");
+    assert!(ai.turns().last().unwrap()["params"]["redacted"].is_null());
+
+    let tenant = ai.tenant.as_str().to_string();
+    ai.s.env.ok(&[
+        "assistant",
+        "redaction",
+        "--tenant",
+        &tenant,
+        "--all-endpoints",
+        "true",
+    ]);
+    for model in ["o-echo", "a-echo"] {
+        ai.use_model(model);
+        let (st, turn) = ai.ask(&thread, question).await;
+        assert_eq!(st, 200, "{turn}");
+        assert_eq!(turn["outcome"], "answered", "{turn}");
+        let sent = fake.requests()["last"]["body"].to_string();
+        for s in secrets {
+            assert!(!sent.contains(s), "{s} went out: {sent}");
+        }
+        for p in ["<PHONE_1>", "<EMAIL_1>", "<IBAN_1>", "<PHONE_2>"] {
+            assert!(sent.contains(p), "{p} missing: {sent}");
+        }
+        // The fake quotes the passage's first sentence, placeholders and all: they are put back.
+        let answer = turn["answer"].as_str().unwrap();
+        assert!(
+            answer.contains("booked on +44 20 7946 0958 or at pilots@harbour.example and paid to GB82 WEST 1234 5698 7654 32"),
+            "{answer}"
+        );
+        assert!(!answer.contains('<'), "{answer}");
+
+        let (deltas, last, turn) = ai.stream(&thread, question).await;
+        assert_eq!(last, "turn", "{turn}");
+        assert_eq!(turn["answer"], deltas);
+        assert!(deltas.contains("+44 20 7946 0958"), "{deltas}");
+        assert!(!deltas.contains("<PHONE"), "{deltas}");
+        assert!(!fake.requests()["last"]["body"]
+            .to_string()
+            .contains("+44 20 7946 0958"));
+    }
+    let entries = ai.turns();
+    for e in &entries[1..] {
+        let counts = &e["params"]["redacted"];
+        assert!(counts["PHONE"].as_u64().unwrap() >= 2, "{e}");
+        assert!(counts["EMAIL"].as_u64().unwrap() >= 1, "{e}");
+        assert!(counts["IBAN"].as_u64().unwrap() >= 1, "{e}");
+        // Counts only: no placeholder, so no mapping, in the entry.
+        assert!(!e.to_string().contains("<PHONE_1>"), "{e}");
+    }
+    assert_eq!(entries.len(), 5);
+}
