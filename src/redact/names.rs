@@ -116,10 +116,40 @@ const VERBS: &[&str] = &[
 ];
 
 /// Name particles that sit between a first name and the surname.
-const PARTICLES: &[&str] = &[
+pub(super) const PARTICLES: &[&str] = &[
     "van", "der", "den", "de", "von", "zu", "di", "da", "du", "le", "la", "del", "della", "dos",
     "das", "ten", "ter", "al", "el", "bin", "ben", "mac", "st",
 ];
+
+/// Whether a lower-case word is one of [`PARTICLES`], without a table lookup.
+pub(super) fn particle(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"van"
+            | b"der"
+            | b"den"
+            | b"de"
+            | b"von"
+            | b"zu"
+            | b"di"
+            | b"da"
+            | b"du"
+            | b"le"
+            | b"la"
+            | b"del"
+            | b"della"
+            | b"dos"
+            | b"das"
+            | b"ten"
+            | b"ter"
+            | b"al"
+            | b"el"
+            | b"bin"
+            | b"ben"
+            | b"mac"
+            | b"st"
+    )
+}
 
 /// Capitalised words that follow a first name without being a surname.
 const NOT_SURNAMES: &[&str] = &[
@@ -172,32 +202,42 @@ const NOT_SURNAMES: &[&str] = &[
     "een",
 ];
 
-/// A word of letters (with inner `-` or `'`, as in `Jean-Luc`, `O'Brien`): its end.
+/// A word of letters (with inner `-` or `'`, as in `Jean-Luc`, `O'Brien`): its end. ASCII
+/// letters are taken a byte at a time; only other characters are decoded.
 fn word_end(text: &str, i: usize) -> usize {
     let b = text.as_bytes();
+    let letter_at = |k: usize| -> Option<usize> {
+        match b.get(k) {
+            Some(c) if c.is_ascii_alphabetic() => Some(1),
+            Some(c) if *c >= 0x80 => text
+                .get(k..)
+                .and_then(|t| t.chars().next())
+                .filter(|ch| ch.is_alphabetic())
+                .map(char::len_utf8),
+            _ => None,
+        }
+    };
     let mut j = i;
-    while j < b.len() && b[j].is_ascii_alphabetic() {
-        j += 1;
-    }
-    // Most words are ASCII letters and end at a space or punctuation.
-    if j < b.len() && !(b[j] >= 0x80 || matches!(b[j], b'-' | b'\'')) || j == b.len() {
+    loop {
+        while j < b.len() && b[j].is_ascii_alphabetic() {
+            j += 1;
+        }
+        if let Some(len) = letter_at(j) {
+            j += len;
+            continue;
+        }
+        // An inner hyphen or apostrophe between two letters.
+        let sep = match b.get(j) {
+            Some(b'-' | b'\'') => 1,
+            _ if b[j..].starts_with("’".as_bytes()) => 3,
+            _ => 0,
+        };
+        if sep > 0 && j > i && letter_at(j + sep).is_some() {
+            j += sep;
+            continue;
+        }
         return j;
     }
-    let mut end = i;
-    let mut chars = text[i..].char_indices().peekable();
-    while let Some((k, c)) = chars.next() {
-        if c.is_alphabetic() {
-            end = i + k + c.len_utf8();
-        } else if matches!(c, '-' | '\'' | '’')
-            && end == i + k
-            && chars.peek().is_some_and(|(_, n)| n.is_alphabetic())
-        {
-            continue;
-        } else {
-            break;
-        }
-    }
-    end
 }
 
 /// Upper-case first letter and at least one lower-case letter (not an acronym).
@@ -277,10 +317,17 @@ fn class(w: &str) -> u8 {
         lower.make_ascii_lowercase();
         return table().get(&*lower).copied().unwrap_or(0);
     }
-    table()
-        .get(w.to_lowercase().as_bytes())
-        .copied()
-        .unwrap_or(0)
+    let mut buf = [0u8; 48];
+    let mut n = 0;
+    for c in w.chars().flat_map(char::to_lowercase) {
+        let len = c.len_utf8();
+        if n + len > buf.len() {
+            return 0;
+        }
+        c.encode_utf8(&mut buf[n..]);
+        n += len;
+    }
+    table().get(&buf[..n]).copied().unwrap_or(0)
 }
 
 /// At a word start: a name that starts here (after a title or a cue, or with a known first
@@ -302,8 +349,17 @@ pub(super) fn at_word(s: &mut Scan<'_>, i: usize) -> Option<usize> {
         _ => return None,
     };
     let next_capital = next.is_ascii_uppercase() || next >= 0x80;
-    if !next_capital && !next.is_ascii_lowercase() {
-        return None;
+    if !next_capital {
+        // Only a particle (`Jan de Vries`) continues a name in lower case; most sentences
+        // leave here, before any lookup.
+        let from = if after == b' ' { e + 1 } else { e + 2 };
+        let mut k = from;
+        while k < s.b.len() && k - from <= 5 && s.b[k].is_ascii_lowercase() {
+            k += 1;
+        }
+        if k == from || k - from > 5 || s.byte(k) != b' ' || !particle(&s.b[from..k]) {
+            return None;
+        }
     }
     let w = &s.text[i..e];
     let bits = class(w);

@@ -437,28 +437,26 @@ pub(super) fn placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    static WORDS: std::sync::OnceLock<Vec<memmem::Finder<'static>>> = std::sync::OnceLock::new();
-    let words = WORDS.get_or_init(|| {
-        [
-            &b"your"[..],
-            b"example",
-            b"placeholder",
-            b"changeme",
-            b"redacted",
-            b"dummy",
-            b"sample",
-            b"insert",
-        ]
-        .iter()
-        .map(|w| memmem::Finder::new(*w))
-        .collect()
-    });
+    // One pass: at each byte, the marker words that start with it.
     let mut buf = [0u8; MAX_VALUE + 1];
     let n = v.len().min(buf.len());
     let lower = &mut buf[..n];
     lower.copy_from_slice(&v[..n]);
     lower.make_ascii_lowercase();
-    words.iter().any(|f| f.find(lower).is_some())
+    (0..n).any(|p| {
+        let word: &[u8] = match lower[p] {
+            b'y' => b"your",
+            b'e' => b"example",
+            b'p' => b"placeholder",
+            b'c' => b"changeme",
+            b'r' => b"redacted",
+            b'd' => b"dummy",
+            b's' => b"sample",
+            b'i' => b"insert",
+            _ => return false,
+        };
+        lower[p..].starts_with(word)
+    })
 }
 
 /// Random enough to be a credential: long, letters and digits, and at least 3 bits of

@@ -334,3 +334,11 @@ fn the_eight_byte_word_scan_agrees_with_the_byte_table() {
         }
     }
 }
+
+#[test]
+fn the_particle_gate_knows_every_particle() {
+    for p in names::PARTICLES {
+        assert!(names::particle(p.as_bytes()), "{p}");
+    }
+    assert!(!names::particle(b"and"));
+}
