@@ -13,8 +13,6 @@ use crate::ids::ThreadId;
 use crate::knowledge::KnowledgeError;
 use crate::policy::ai::{AiPolicy, Retention};
 use crate::policy::redaction::RedactionPolicy;
-use crate::redact::pseudonym::Pseudonyms;
-use crate::redact::Detector;
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -172,7 +170,7 @@ impl Models {
         v
     }
 
-    fn get(&self, name: &str) -> Option<&Arc<dyn Model>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Model>> {
         self.by_name.get(name)
     }
 }
@@ -468,7 +466,7 @@ pub async fn get(ctx: &TenantCtx, id: &ThreadId) -> Result<(Thread, Vec<Turn>), 
 }
 
 /// `text` as an audit entry keeps it under `retention`.
-fn retained(retention: Retention, text: &str) -> serde_json::Value {
+pub(crate) fn retained(retention: Retention, text: &str) -> serde_json::Value {
     let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
     match retention {
         Retention::Full => serde_json::json!({ "text": text, "sha256": sha }),
@@ -563,35 +561,18 @@ pub async fn ask(
     } else {
         match models.get(&policy.model) {
             None => Err(ModelError::NotConfigured(policy.model.clone())),
-            Some(m) if m.upstream() || redaction.all_endpoints => match redaction.detector() {
-                // Fail closed: rules that cannot be built stop the call, not the redaction.
-                Err(e) => Err(ModelError::Unredactable(e.to_string())),
-                Ok(detector) => {
-                    let mut names = Pseudonyms::new();
-                    let sent = pseudonymise(&mut names, &detector, &prompt);
-                    let reply = {
-                        let mut restorer = names.stream();
-                        let mut shown = |piece: &str| {
-                            let text = restorer.push(piece);
-                            if !text.is_empty() {
-                                deltas(&text);
-                            }
-                        };
-                        let reply = m.complete(&sent, &policy.egress_allow, &mut shown).await;
-                        let rest = restorer.finish();
-                        if !rest.is_empty() {
-                            deltas(&rest);
-                        }
-                        reply
-                    };
-                    redacted = Some(names.counts().clone());
-                    reply.map(|r| Reply {
-                        text: names.restore(&r.text),
-                        ..r
-                    })
-                }
-            },
-            Some(m) => m.complete(&prompt, &policy.egress_allow, deltas).await,
+            Some(m) => {
+                let (reply, counts) = super::outgoing::call(
+                    m.as_ref(),
+                    &prompt,
+                    &policy.egress_allow,
+                    &redaction,
+                    deltas,
+                )
+                .await;
+                redacted = counts;
+                reply
+            }
         }
     };
 
@@ -735,23 +716,6 @@ pub async fn ask(
     match failure {
         Some(e) => Err(AssistantError::Model(e)),
         None => Ok(stored),
-    }
-}
-
-/// The prompt as it leaves: the system prompt and every message with its values replaced,
-/// one value one placeholder across all of them.
-fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) -> Prompt {
-    Prompt {
-        system: names.redact(detector, &prompt.system),
-        messages: prompt
-            .messages
-            .iter()
-            .map(|m| Message {
-                role: m.role,
-                content: names.redact(detector, &m.content),
-            })
-            .collect(),
-        ..prompt.clone()
     }
 }
 

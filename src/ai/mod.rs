@@ -7,7 +7,9 @@ pub mod assistant;
 pub mod context;
 pub mod egress;
 pub mod extractive;
+pub mod gateway;
 pub mod http;
 pub mod model;
+pub mod outgoing;
 
 pub use assistant::SCHEMA;

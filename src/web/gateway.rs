@@ -1,0 +1,685 @@
+//! The governed gateway over HTTP, in the vendors' own formats so their SDKs work unchanged:
+//! `GET /v1/models`, `POST /v1/chat/completions` (OpenAI, plain and streamed) and
+//! `POST /v1/messages` (Anthropic, plain and streamed). A tenant API token is the key, as
+//! `Authorization: Bearer` or Anthropic's `x-api-key`. Errors come in each vendor's error
+//! shape and status, so each SDK raises its usual exception.
+
+use super::access::{client_ip, Access, PrincipalOf, Routes};
+use super::auth::{Refused, Via};
+use super::AppState;
+use crate::ai::gateway::{self, Answer, Call, GatewayError, MAX_TOKENS};
+use crate::ai::model::{Message, Role};
+use crate::door;
+use crate::error::{DomainError, ErrorKind};
+use crate::identity::sessions::Place;
+use crate::identity::Permission;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(
+            "/v1/models",
+            Access::Allowed(Permission::AssistantUse),
+            get(models),
+        )
+        .route(
+            "/v1/chat/completions",
+            Access::Allowed(Permission::AssistantUse),
+            post(chat),
+        )
+        .route(
+            "/v1/messages",
+            Access::Allowed(Permission::AssistantUse),
+            post(messages),
+        )
+}
+
+/// Whose format a request speaks, and so whose error shape it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vendor {
+    OpenAi,
+    Anthropic,
+}
+
+impl Vendor {
+    /// By the route; on a route both share (`/v1/models`), by Anthropic's own headers.
+    fn of(path: &str, headers: &HeaderMap) -> Self {
+        match path {
+            "/v1/messages" => Vendor::Anthropic,
+            "/v1/chat/completions" => Vendor::OpenAi,
+            _ if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") => {
+                Vendor::Anthropic
+            }
+            _ => Vendor::OpenAi,
+        }
+    }
+
+    /// An error in the vendor's shape. `param` names the offending field (OpenAI's `param`).
+    fn error(self, status: StatusCode, message: &str, param: Option<&str>) -> Response {
+        let body = match self {
+            Vendor::OpenAi => {
+                let (kind, code) = match status.as_u16() {
+                    401 => ("invalid_request_error", Some("invalid_api_key")),
+                    403 => ("permission_error", None),
+                    404 => ("invalid_request_error", Some("model_not_found")),
+                    429 => ("rate_limit_error", Some("rate_limit_exceeded")),
+                    400..=499 => ("invalid_request_error", None),
+                    _ => ("server_error", None),
+                };
+                json!({ "error": { "message": message, "type": kind, "param": param, "code": code } })
+            }
+            Vendor::Anthropic => {
+                let kind = match status.as_u16() {
+                    401 => "authentication_error",
+                    403 => "permission_error",
+                    404 => "not_found_error",
+                    413 => "request_too_large",
+                    429 => "rate_limit_error",
+                    400..=499 => "invalid_request_error",
+                    503 | 529 => "overloaded_error",
+                    _ => "api_error",
+                };
+                json!({ "type": "error", "error": { "type": kind, "message": message } })
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+
+    fn bad_request(self, bad: &Bad) -> Response {
+        let message = format!("{}: {}", bad.param, bad.message);
+        self.error(StatusCode::BAD_REQUEST, &message, Some(&bad.param))
+    }
+
+    /// A domain error: its kind's status; its own message where the request is at fault, a
+    /// fixed one for faults on our side (their details go to the log only).
+    fn domain(self, e: &GatewayError) -> Response {
+        let kind = e.kind();
+        let (status, fixed) = super::error::status_for(kind);
+        let message = match kind {
+            ErrorKind::Internal | ErrorKind::Unauthenticated => {
+                tracing::error!(code = e.code(), error = %e, "gateway call failed");
+                fixed.to_string()
+            }
+            _ => {
+                tracing::info!(code = e.code(), error = %e, "gateway call refused");
+                e.to_string()
+            }
+        };
+        let mut res = self.error(status, &message, None);
+        if let GatewayError::Model(crate::ai::model::ModelError::RateLimited(s)) = e {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}
+
+/// The key a request carries: `Authorization: Bearer K` or `x-api-key: K`.
+fn key_of(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let text = v.to_str().ok()?;
+        return text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "));
+    }
+    headers.get("x-api-key")?.to_str().ok()
+}
+
+/// The guard of every `/v1/` route, in place of the one for pages and `/api/`: tenant API
+/// tokens only (no cookies, so no CSRF to check), the tenant's address lists, the route's
+/// permission, and refusals in the vendor's shape.
+pub async fn guard(state: AppState, access: Access, mut req: Request, next: Next) -> Response {
+    let vendor = Vendor::of(req.uri().path(), req.headers());
+    let ip = client_ip(req.extensions());
+    let unauthenticated = || {
+        vendor.error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid API key; send a Strongroom API token as the key",
+            None,
+        )
+    };
+    let Some(bearer) = key_of(req.headers())
+        .and_then(|k| HeaderValue::from_str(&format!("Bearer {}", k.trim())).ok())
+    else {
+        return unauthenticated();
+    };
+    let mut only_key = HeaderMap::new();
+    only_key.insert(header::AUTHORIZATION, bearer);
+    let p = match state.auth.authenticate(&state.app, &only_key, ip).await {
+        Ok(Some((p, Via::Bearer))) => p,
+        Ok(_) | Err(Refused::Invalid) => return unauthenticated(),
+        Err(Refused::Tenant(e)) => {
+            return vendor.error(StatusCode::FORBIDDEN, &e.to_string(), None);
+        }
+        Err(Refused::Internal(e)) => {
+            tracing::error!(error = %e, "cannot check an API key");
+            return vendor.error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
+        }
+    };
+    let Place::Tenant(tenant) = &p.place else {
+        return vendor.error(
+            StatusCode::FORBIDDEN,
+            "platform accounts have no models; use a tenant API token",
+            None,
+        );
+    };
+    match state.auth.policy(&state.app, tenant).await {
+        Ok(policy) if policy.admits(ip) => {}
+        Ok(_) => {
+            return vendor.error(
+                StatusCode::FORBIDDEN,
+                "requests from this address are not allowed by your organisation's policy",
+                None,
+            );
+        }
+        Err(_) => {
+            return vendor.error(
+                StatusCode::FORBIDDEN,
+                "this tenant cannot be used now",
+                None,
+            )
+        }
+    }
+    if let Access::Allowed(perm) = access {
+        if !p.permissions.contains(perm) {
+            return vendor.error(
+                StatusCode::FORBIDDEN,
+                "not allowed for this token's role",
+                None,
+            );
+        }
+    }
+    req.extensions_mut().insert(p);
+    next.run(req).await
+}
+
+/// What is wrong with a request body, and which field.
+#[derive(Debug)]
+struct Bad {
+    param: String,
+    message: String,
+}
+
+fn bad(param: impl Into<String>, message: impl Into<String>) -> Bad {
+    Bad {
+        param: param.into(),
+        message: message.into(),
+    }
+}
+
+/// Text of a message's content: a string, or text blocks (`{"type": "text", "text": ...}`).
+fn text_of(content: &Value, param: &str) -> Result<String, Bad> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (i, part) in parts.iter().enumerate() {
+                match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => out.push(t.as_str()),
+                    _ => return Err(bad(
+                        format!("{param}[{i}]"),
+                        "only text content is supported: {\"type\": \"text\", \"text\": \"...\"}",
+                    )),
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        _ => Err(bad(param, "must be a string or a list of text blocks")),
+    }
+}
+
+fn model_of(body: &Value) -> Result<String, Bad> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() && m.len() <= 200 => Ok(m.trim().into()),
+        Some(_) => Err(bad("model", "must be a model id of 1 to 200 characters")),
+        None => Err(bad("model", "is required; GET /v1/models lists the ids")),
+    }
+}
+
+fn tokens_of(body: &Value, names: &[&str], required: bool) -> Result<u32, Bad> {
+    for name in names {
+        match body.get(*name) {
+            None | Some(Value::Null) => continue,
+            Some(v) => {
+                return v
+                    .as_u64()
+                    .filter(|n| (1..=u64::from(MAX_TOKENS)).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        bad(
+                            *name,
+                            format!("must be a whole number from 1 to {MAX_TOKENS}"),
+                        )
+                    });
+            }
+        }
+    }
+    if required {
+        return Err(bad(names[0], "is required"));
+    }
+    Ok(1024)
+}
+
+fn flag(body: &Value, name: &str) -> Result<bool, Bad> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(name, "must be true or false")),
+    }
+}
+
+fn messages_of(body: &Value) -> Result<&Vec<Value>, Bad> {
+    match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => Ok(m),
+        Some(Value::Array(_)) => Err(bad("messages", "must hold at least one message")),
+        Some(_) => Err(bad("messages", "must be a list of messages")),
+        None => Err(bad("messages", "is required")),
+    }
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, Bad> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        bad(
+            "body",
+            format!(
+                "the body is not JSON: {}",
+                e.to_string().chars().take(200).collect::<String>()
+            ),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(bad("body", "the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// A chat completion request: the call and whether a streamed answer ends with usage.
+fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
+    let body = json_body(bytes)?;
+    let model = model_of(&body)?;
+    let mut system = Vec::new();
+    let mut messages = Vec::new();
+    for (i, m) in messages_of(&body)?.iter().enumerate() {
+        let param = format!("messages[{i}]");
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let text = text_of(
+            m.get("content").unwrap_or(&Value::Null),
+            &format!("{param}.content"),
+        )?;
+        match role {
+            "system" | "developer" => system.push(text),
+            "user" => messages.push(Message {
+                role: Role::User,
+                content: text,
+            }),
+            "assistant" => messages.push(Message {
+                role: Role::Assistant,
+                content: text,
+            }),
+            "tool" | "function" => {
+                return Err(bad(
+                    format!("{param}.role"),
+                    "tool messages are not supported yet",
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    format!("{param}.role"),
+                    "must be one of system, developer, user, assistant",
+                ))
+            }
+        }
+    }
+    if !messages.iter().any(|m| m.role == Role::User) {
+        return Err(bad("messages", "must hold at least one user message"));
+    }
+    let stream = flag(&body, "stream")?;
+    let include_usage = match body.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(o) if o.is_object() => flag(o, "include_usage")
+            .map_err(|_| bad("stream_options.include_usage", "must be true or false"))?,
+        Some(_) => return Err(bad("stream_options", "must be an object")),
+    };
+    let call = Call {
+        protocol: "openai",
+        model,
+        system: system.join("\n"),
+        messages,
+        max_tokens: tokens_of(&body, &["max_completion_tokens", "max_tokens"], false)?,
+        stream,
+    };
+    Ok((call, include_usage))
+}
+
+/// A Messages API request.
+fn anthropic_call(bytes: &[u8]) -> Result<Call, Bad> {
+    let body = json_body(bytes)?;
+    let model = model_of(&body)?;
+    let max_tokens = tokens_of(&body, &["max_tokens"], true)?;
+    let system = match body.get("system") {
+        None | Some(Value::Null) => String::new(),
+        Some(s) => text_of(s, "system")?,
+    };
+    let mut messages = Vec::new();
+    for (i, m) in messages_of(&body)?.iter().enumerate() {
+        let param = format!("messages.{i}");
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            _ => return Err(bad(format!("{param}.role"), "must be user or assistant")),
+        };
+        let content = text_of(
+            m.get("content").unwrap_or(&Value::Null),
+            &format!("{param}.content"),
+        )?;
+        messages.push(Message { role, content });
+    }
+    if messages.first().is_none_or(|m| m.role != Role::User) {
+        return Err(bad("messages", "the first message must be the user's"));
+    }
+    Ok(Call {
+        protocol: "anthropic",
+        model,
+        system,
+        messages,
+        max_tokens,
+        stream: flag(&body, "stream")?,
+    })
+}
+
+/// A response id: a vendor's prefix and 24 random hex digits.
+fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+fn unix_now(state: &AppState) -> i64 {
+    state.app.clock().now_us() / 1_000_000
+}
+
+async fn tenant_ctx(
+    state: &AppState,
+    p: &super::auth::Principal,
+    ip: Option<std::net::IpAddr>,
+) -> Result<door::TenantCtx, GatewayError> {
+    match &p.place {
+        Place::Tenant(t) => Ok(door::open(&state.app, t, p.caller(), ip).await?),
+        Place::Platform => Err(GatewayError::Denied(crate::identity::Denied(
+            "assistant.use",
+        ))),
+    }
+}
+
+/// `GET /v1/models`: the models this token's tenant may use, `extractive` always first.
+async fn models(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let vendor = Vendor::of(req.uri().path(), req.headers());
+    let ip = client_ip(req.extensions());
+    let listed = async {
+        let ctx = tenant_ctx(&state, &p, ip).await?;
+        gateway::models(&ctx, &state.models).await
+    }
+    .await;
+    let ids = match listed {
+        Ok(ids) => ids,
+        Err(e) => return vendor.domain(&e),
+    };
+    let body = match vendor {
+        Vendor::OpenAi => json!({
+            "object": "list",
+            "data": ids.iter().map(|id| json!({
+                "id": id, "object": "model", "created": 0, "owned_by": "strongroom",
+            })).collect::<Vec<_>>(),
+        }),
+        Vendor::Anthropic => json!({
+            "data": ids.iter().map(|id| json!({
+                "type": "model", "id": id, "display_name": id,
+                "created_at": "1970-01-01T00:00:00Z",
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": ids.first(),
+            "last_id": ids.last(),
+        }),
+    };
+    Json(body).into_response()
+}
+
+async fn body_bytes(req: Request) -> Result<axum::body::Bytes, Bad> {
+    axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|_| bad("body", "the body is too large or broke off"))
+}
+
+/// What a streaming call's task renders into events: a piece of text, or its end.
+enum Piece {
+    Delta(String),
+    Done(Result<Answer, GatewayError>),
+}
+
+/// Streams `call` as server-sent events: `opening` first, then what `render` makes of each
+/// piece. The call runs on its own task, so it finishes (stored and audited) even if the
+/// client goes away; its audit entry is durable before the events of its end are sent.
+fn stream_call(
+    state: &AppState,
+    ctx: door::TenantCtx,
+    call: Call,
+    opening: Vec<Event>,
+    mut render: impl FnMut(Piece) -> Vec<Event> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    for e in opening {
+        let _ = tx.send(e);
+    }
+    let models = state.models.clone();
+    tokio::spawn(async move {
+        let done = {
+            let mut send = |t: &str| {
+                for e in render(Piece::Delta(t.to_string())) {
+                    let _ = tx.send(e);
+                }
+            };
+            gateway::complete(&ctx, &models, &call, &mut send).await
+        };
+        for e in render(Piece::Done(done)) {
+            let _ = tx.send(e);
+        }
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Sse::new(events).into_response()
+}
+
+fn data(value: &Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+/// The error body a vendor's SDK reads from a stream that fails after it began.
+fn stream_error(vendor: Vendor, e: &GatewayError) -> Value {
+    let (status, _) = super::error::status_for(e.kind());
+    let message = match e.kind() {
+        ErrorKind::Internal => "internal error".to_string(),
+        _ => e.to_string(),
+    };
+    match vendor {
+        Vendor::OpenAi => {
+            json!({ "error": { "message": message, "type": "server_error", "param": null, "code": status.as_u16() } })
+        }
+        Vendor::Anthropic => {
+            json!({ "type": "error", "error": { "type": if status.as_u16() == 429 { "rate_limit_error" } else { "api_error" }, "message": message } })
+        }
+    }
+}
+
+/// `POST /v1/chat/completions`: OpenAI's chat completions, plain or streamed.
+async fn chat(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let vendor = Vendor::OpenAi;
+    let ip = client_ip(req.extensions());
+    let (call, include_usage) = match body_bytes(req).await.and_then(|b| openai_call(&b)) {
+        Ok(c) => c,
+        Err(b) => return vendor.bad_request(&b),
+    };
+    let ctx = match tenant_ctx(&state, &p, ip).await {
+        Ok(c) => c,
+        Err(e) => return vendor.domain(&e),
+    };
+    let id = new_id("chatcmpl-");
+    let created = unix_now(&state);
+    let model = call.model.clone();
+    if !call.stream {
+        let mut ignore = |_: &str| {};
+        return match gateway::complete(&ctx, &state.models, &call, &mut ignore).await {
+            Ok(a) => Json(json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": { "role": "assistant", "content": a.text, "refusal": null },
+                    "logprobs": null,
+                    "finish_reason": "stop",
+                }],
+                "usage": {
+                    "prompt_tokens": a.input_tokens,
+                    "completion_tokens": a.output_tokens,
+                    "total_tokens": a.input_tokens + a.output_tokens,
+                },
+            }))
+            .into_response(),
+            Err(e) => vendor.domain(&e),
+        };
+    }
+    let chunk = move |delta: Value, finish: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+        })
+    };
+    let opening = vec![data(&chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    ))];
+    stream_call(&state, ctx, call, opening, move |piece| match piece {
+        Piece::Delta(t) => vec![data(&chunk(json!({ "content": t }), Value::Null))],
+        Piece::Done(Ok(a)) => {
+            let mut out = vec![data(&chunk(json!({}), json!("stop")))];
+            if include_usage {
+                let mut last = chunk(json!({}), Value::Null);
+                last["choices"] = json!([]);
+                last["usage"] = json!({
+                    "prompt_tokens": a.input_tokens,
+                    "completion_tokens": a.output_tokens,
+                    "total_tokens": a.input_tokens + a.output_tokens,
+                });
+                out.push(data(&last));
+            }
+            out.push(Event::default().data("[DONE]"));
+            out
+        }
+        // No `[DONE]`: the SDK reads the error and raises it.
+        Piece::Done(Err(e)) => vec![data(&stream_error(Vendor::OpenAi, &e))],
+    })
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, plain or streamed.
+async fn messages(
+    State(state): State<AppState>,
+    PrincipalOf(p): PrincipalOf,
+    req: Request,
+) -> Response {
+    let vendor = Vendor::Anthropic;
+    let ip = client_ip(req.extensions());
+    let call = match body_bytes(req).await.and_then(|b| anthropic_call(&b)) {
+        Ok(c) => c,
+        Err(b) => return vendor.bad_request(&b),
+    };
+    let ctx = match tenant_ctx(&state, &p, ip).await {
+        Ok(c) => c,
+        Err(e) => return vendor.domain(&e),
+    };
+    let id = new_id("msg_");
+    let model = call.model.clone();
+    if !call.stream {
+        let mut ignore = |_: &str| {};
+        return match gateway::complete(&ctx, &state.models, &call, &mut ignore).await {
+            Ok(a) => Json(json!({
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{ "type": "text", "text": a.text }],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": { "input_tokens": a.input_tokens, "output_tokens": a.output_tokens },
+            }))
+            .into_response(),
+            Err(e) => vendor.domain(&e),
+        };
+    }
+    let named = |name: &str, value: Value| Event::default().event(name).data(value.to_string());
+    let opening = vec![
+        named(
+            "message_start",
+            json!({
+                "type": "message_start",
+                "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": { "input_tokens": 0, "output_tokens": 0 },
+                },
+            }),
+        ),
+        named(
+            "content_block_start",
+            json!({
+                "type": "content_block_start", "index": 0,
+                "content_block": { "type": "text", "text": "" },
+            }),
+        ),
+        named("ping", json!({ "type": "ping" })),
+    ];
+    stream_call(&state, ctx, call, opening, move |piece| match piece {
+        Piece::Delta(t) => vec![named(
+            "content_block_delta",
+            json!({
+                "type": "content_block_delta", "index": 0,
+                "delta": { "type": "text_delta", "text": t },
+            }),
+        )],
+        Piece::Done(Ok(a)) => vec![
+            named(
+                "content_block_stop",
+                json!({ "type": "content_block_stop", "index": 0 }),
+            ),
+            named(
+                "message_delta",
+                json!({
+                    "type": "message_delta",
+                    "delta": { "stop_reason": "end_turn", "stop_sequence": null },
+                    "usage": { "input_tokens": a.input_tokens, "output_tokens": a.output_tokens },
+                }),
+            ),
+            named("message_stop", json!({ "type": "message_stop" })),
+        ],
+        Piece::Done(Err(e)) => vec![named("error", stream_error(Vendor::Anthropic, &e))],
+    })
+}

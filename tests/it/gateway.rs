@@ -1,0 +1,188 @@
+//! The model gateway driven by the vendors' own Python SDKs, used unchanged: PyPI `openai`
+//! and `anthropic` (pinned in tests/model/requirements.txt) list the models, ask plainly and
+//! streamed, and meet a wrong key, an unknown model and an empty request with the exception
+//! classes their users catch (`tests/gateway/sdk_check.py`). Every answered call, and every
+//! call for a model the tenant does not have, is in the tenant's journal.
+
+use crate::support::{stderr, stdout, tool_missing, Env, Server};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/sdk_check.py");
+const QUESTION: &str = "Where does the pilot board?";
+const PILOTAGE: &str = "# Pilotage\n\nThe pilot boards at the outer buoy. Every vessel above ninety metres takes a harbour pilot.\n";
+/// Each request of the script gives up after 30 s; the whole run after this.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// The test venv's python when both SDKs import there (`tests/model/setup.sh` installs them).
+/// Outside CI a machine without them skips; under `CI=true` their absence fails.
+fn sdk_python() -> Option<String> {
+    let py = format!("{}/bin/python", crate::models::test_venv());
+    let ok = Command::new(&py)
+        .args(["-c", "import openai, anthropic, httpx2"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    tool_missing(&format!(
+        "{py} with the vendor SDKs (openai, anthropic; tests/model/setup.sh)"
+    ));
+    None
+}
+
+/// Runs `sdk_check.py` for one vendor and returns its JSON object; killed after `RUN_LIMIT`.
+fn sdk_check(py: &str, vendor: &str, base_url: &str, key: &str, ca: &Path) -> Value {
+    let child = Command::new(py)
+        .arg(SCRIPT)
+        .args(["--vendor", vendor, "--base-url", base_url, "--key", key])
+        .args(["--model", "extractive", "--question", QUESTION, "--ca"])
+        .arg(ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {py}: {e}"));
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(RUN_LIMIT) else {
+        // Not yet reaped, so the id is still the child's.
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("sdk_check.py --vendor {vendor} did not finish in {RUN_LIMIT:?}");
+    };
+    let out = out.unwrap();
+    assert!(
+        out.status.success(),
+        "sdk_check.py --vendor {vendor} failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
+        panic!(
+            "sdk_check.py --vendor {vendor}: {e}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    })
+}
+
+/// A token count, or 0 when absent.
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// What every SDK must see. `finish` is the vendor's word for a complete answer.
+fn assert_sdk_saw(vendor: &str, r: &Value, finish: &str) {
+    let all = format!("{vendor}: {r:#}");
+    assert!(
+        r["models"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|id| id == "extractive")),
+        "{all}"
+    );
+    // The extractive answer quotes the passage and cites it.
+    let answer = r["answer"].as_str().unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        answer.contains("outer buoy") && answer.contains("[1]"),
+        "{all}"
+    );
+    assert!(count(&r["usage"]["input"]) > 0, "{all}");
+    assert!(count(&r["usage"]["output"]) > 0, "{all}");
+    assert_eq!(r["finish"], finish, "{all}");
+    // Same question, same deterministic answer, in pieces.
+    assert_eq!(r["streamed"].as_str(), Some(answer), "{all}");
+    assert!(count(&r["stream_chunks"]) >= 1, "{all}");
+    assert!(count(&r["stream_usage"]["output"]) > 0, "{all}");
+    assert_eq!(r["stream_finish"], finish, "{all}");
+    for (scenario, class, status) in [
+        ("bad_key", "AuthenticationError", 401),
+        ("unknown_model", "NotFoundError", 404),
+        ("bad_request", "BadRequestError", 400),
+    ] {
+        assert_eq!(
+            (
+                r[scenario].as_str(),
+                r[format!("{scenario}_status").as_str()].as_u64()
+            ),
+            (Some(class), Some(status)),
+            "{scenario}: {all}"
+        );
+    }
+    assert!(
+        r["unknown_model_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-model")),
+        "{all}"
+    );
+}
+
+/// The tenant journal's `gateway.call` entries, oldest first.
+fn gateway_calls(journal: &str) -> Vec<Value> {
+    journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|e| e["action"] == "gateway.call")
+        .collect()
+}
+
+/// The entries whose call ended with `outcome`.
+fn with_outcome<'a>(calls: &'a [Value], outcome: &str) -> Vec<&'a Value> {
+    calls
+        .iter()
+        .filter(|e| e["params"]["outcome"] == outcome)
+        .collect()
+}
+
+#[test]
+fn the_vendor_sdks_work_unchanged_against_the_gateway() {
+    let Some(py) = sdk_python() else {
+        return;
+    };
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let key = env
+        .ok(&["token", "create", "--tenant", &t, "--role", "operator"])
+        .trim()
+        .to_string();
+    let doc = env.tmp.path().join("pilotage.md");
+    std::fs::write(&doc, PILOTAGE).unwrap();
+    env.ok(&["knowledge", "add", "--tenant", &t, doc.to_str().unwrap()]);
+    let server = Server::start(&env, &[]);
+    let root = format!("https://127.0.0.1:{}", server.addr.port());
+
+    // OpenAI's base URL carries the /v1; Anthropic's SDK adds it to every path itself.
+    for (vendor, base_url, finish) in [
+        ("openai", format!("{root}/v1"), "stop"),
+        ("anthropic", root.clone(), "end_turn"),
+    ] {
+        let r = sdk_check(&py, vendor, &base_url, &key, &env.cert());
+        assert_sdk_saw(vendor, &r, finish);
+    }
+
+    // Plain and streamed for each vendor were answered; each unknown model was refused. A
+    // wrong key names no tenant, and an empty request is refused before any model is chosen:
+    // neither is a tenant's call.
+    let journal = env.ok(&["audit", "export", "--tenant", &t]);
+    let calls = gateway_calls(&journal);
+    let answered = with_outcome(&calls, "answered");
+    assert_eq!(answered.len(), 4, "{calls:#?}");
+    for e in &answered {
+        let p = &e["params"];
+        assert_eq!(p["model"], "extractive", "{e}");
+        assert!(count(&p["usage"]["output"]) > 0, "{e}");
+        assert!(p["latency_ms"].is_number(), "{e}");
+    }
+    let not_found = with_outcome(&calls, "model_not_found");
+    assert!(not_found.len() >= 2, "{calls:#?}");
+    assert_eq!(
+        calls.len(),
+        answered.len() + not_found.len(),
+        "only answered calls and unknown models are a tenant's calls: {calls:#?}"
+    );
+    assert!(!journal.contains(&key), "the key is in the journal");
+}

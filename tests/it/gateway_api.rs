@@ -1,0 +1,334 @@
+//! The gateway's HTTP contract, through the real router: a model endpoint behind it (the
+//! fake that speaks both wire protocols), redaction on the way out, vendor-shaped errors
+//! naming the field at fault, and one audit entry per call.
+
+use crate::models::{endpoint, Ai, Backend, CONTACTS};
+use crate::signin::text;
+use serde_json::{json, Value};
+
+async fn post(
+    ai: &Ai,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, axum::http::HeaderMap, Value, String) {
+    let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    let (st, headers, b) =
+        ai.s.send("POST", path, &h, body.to_string().as_bytes())
+            .await;
+    let raw = text(&b);
+    let json = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    (st, headers, json, raw)
+}
+
+fn gateway_calls(ai: &Ai) -> Vec<Value> {
+    ai.s.env
+        .ok(&["audit", "export", "--tenant", ai.tenant.as_str()])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "gateway.call")
+        .collect()
+}
+
+/// The text of an OpenAI stream's content deltas, and whether it ended with `[DONE]`.
+fn openai_stream_text(raw: &str) -> (String, bool, Option<Value>) {
+    let mut text = String::new();
+    let mut done = false;
+    let mut usage = None;
+    for data in raw.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+        if !v["usage"].is_null() {
+            usage = Some(v["usage"].clone());
+        }
+    }
+    (text, done, usage)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_endpoint_answers_through_the_gateway_redacted_and_audited() {
+    let fake = Backend::fake(&[]);
+    let mut config = String::new();
+    for (name, proto, model) in [
+        ("o-echo", "openai", "echo"),
+        ("a-echo", "anthropic", "echo"),
+        ("o-limited", "openai", "rate-limited-30"),
+    ] {
+        config.push_str(&endpoint(name, proto, &[&fake.url], model, ""));
+    }
+    let ai = Ai::new(&config);
+    ai.use_model("o-echo");
+    let tenant = ai.tenant.as_str().to_string();
+    ai.s.env.ok(&[
+        "assistant",
+        "redaction",
+        "--tenant",
+        &tenant,
+        "--all-endpoints",
+        "true",
+    ]);
+    let auth = ai.op.clone();
+    let key = auth.trim_start_matches("Bearer ").to_string();
+    // One line: the fake reads a passage up to a blank line.
+    let passage = String::from_utf8_lossy(CONTACTS)
+        .replace("\n\n", " ")
+        .replace('\n', " ");
+
+    // The models this tenant may use: extractive first, then its allowed endpoints.
+    let (st, _, b) =
+        ai.s.send("GET", "/v1/models", &[("authorization", &auth)], b"")
+            .await;
+    assert_eq!(st, 200);
+    let listed: Value = serde_json::from_slice(&b).unwrap();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[0], "extractive");
+    assert!(
+        ids.contains(&"o-echo") && ids.contains(&"a-echo"),
+        "{ids:?}"
+    );
+
+    // A plain completion: the prompt leaves with placeholders, the answer comes back whole.
+    let body = json!({
+        "model": "o-echo",
+        "messages": [
+            { "role": "system", "content": format!("Passages:\n[1] {passage}") },
+            { "role": "user", "content": [{ "type": "text", "text": "When are pilots booked?" }] },
+        ],
+    });
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &body,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        answer.contains("+44 20 7946 0958") && answer.contains("pilots@harbour.example"),
+        "{answer}"
+    );
+    let sent = fake.requests()["last"]["body"].to_string();
+    assert!(
+        !sent.contains("7946") && !sent.contains("pilots@"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("<PHONE_1>") && sent.contains("<EMAIL_1>"),
+        "{sent}"
+    );
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{v}");
+
+    // Streamed: chunks, the usage chunk asked for, then [DONE]; a placeholder split across
+    // chunks is put back too.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({ "include_usage": true });
+    let (st, headers, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &streamed,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let (text, done, usage) = openai_stream_text(&raw);
+    assert!(done, "{raw}");
+    assert_eq!(text, answer);
+    assert!(usage.unwrap()["completion_tokens"].as_u64().unwrap() > 0);
+
+    // Anthropic's format, with x-api-key, streamed.
+    let anthropic = json!({
+        "model": "a-echo", "max_tokens": 200, "stream": true,
+        "system": format!("Passages:\n[1] {passage}"),
+        "messages": [{ "role": "user", "content": "When are pilots booked?" }],
+    });
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/messages",
+        &[("x-api-key", &key), ("anthropic-version", "2023-06-01")],
+        &anthropic,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let events: Vec<&str> = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+    let text: String = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter(|v| v["type"] == "content_block_delta")
+        .map(|v| v["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, answer);
+
+    // An upstream that rate-limits: 429 with Retry-After, in the vendor's shape.
+    let limited =
+        json!({ "model": "o-limited", "messages": [{ "role": "user", "content": "hi" }] });
+    let (st, headers, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &limited,
+    )
+    .await;
+    assert_eq!(st, 429, "{raw}");
+    assert_eq!(headers["retry-after"], "30");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+
+    // One entry per call: the model, the redaction counts, the usage, the outcome.
+    let calls = gateway_calls(&ai);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    for c in &calls[..3] {
+        assert_eq!(c["params"]["outcome"], "answered", "{c}");
+        assert!(
+            c["params"]["redacted"]["PHONE"].as_u64().unwrap() >= 1,
+            "{c}"
+        );
+        assert!(c["params"]["usage"]["output"].as_u64().unwrap() > 0, "{c}");
+        assert!(!c.to_string().contains("<PHONE_1>"), "{c}");
+    }
+    assert_eq!(calls[0]["params"]["protocol"], "openai");
+    assert_eq!(calls[2]["params"]["protocol"], "anthropic");
+    assert_eq!(calls[3]["params"]["outcome"], "failed");
+    assert_eq!(calls[3]["outcome"], "failure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_name_the_field_in_each_vendors_shape_and_write_nothing() {
+    let ai = Ai::new("");
+    let auth = ai.op.clone();
+    let openai_cases: Vec<(Value, &str)> = vec![
+        (
+            json!({ "messages": [{ "role": "user", "content": "x" }] }),
+            "model",
+        ),
+        (json!({ "model": "extractive" }), "messages"),
+        (json!({ "model": "extractive", "messages": [] }), "messages"),
+        (
+            json!({ "model": "extractive", "messages": "hi" }),
+            "messages",
+        ),
+        (
+            json!({ "model": "extractive", "messages": [{ "role": "wizard", "content": "x" }] }),
+            "messages[0].role",
+        ),
+        (
+            json!({ "model": "extractive", "messages": [{ "role": "user", "content": [{ "type": "image_url" }] }] }),
+            "messages[0].content[0]",
+        ),
+        (
+            json!({ "model": "extractive", "messages": [{ "role": "user", "content": "x" }], "max_tokens": 0 }),
+            "max_tokens",
+        ),
+        (
+            json!({ "model": "extractive", "messages": [{ "role": "user", "content": "x" }], "stream": "yes" }),
+            "stream",
+        ),
+        (
+            json!({ "model": "extractive", "messages": [{ "role": "system", "content": "x" }] }),
+            "messages",
+        ),
+    ];
+    for (body, param) in openai_cases {
+        let (st, _, v, raw) = post(
+            &ai,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            &body,
+        )
+        .await;
+        assert_eq!(st, 400, "{body}: {raw}");
+        assert_eq!(v["error"]["param"], param, "{body}: {raw}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    let (st, _, b) =
+        ai.s.send(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            b"{not json",
+        )
+        .await;
+    assert_eq!(st, 400, "{}", text(&b));
+    assert!(text(&b).contains("not JSON"));
+
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/messages",
+        &[("authorization", &auth)],
+        &json!({
+            "model": "extractive", "messages": [{ "role": "user", "content": "x" }],
+        }),
+    )
+    .await;
+    assert_eq!(st, 400, "{raw}");
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens")
+            || raw.contains("max_tokens"),
+        "{raw}"
+    );
+
+    // Keys: none, wrong, or a signed-in browser's cookie (the gateway takes tokens only).
+    let ok = json!({ "model": "extractive", "messages": [{ "role": "user", "content": "x" }] });
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer sr_nope")],
+        vec![("x-api-key", "sr_nope")],
+    ] {
+        let (st, _, v, raw) = post(&ai, "/v1/chat/completions", &headers, &ok).await;
+        assert_eq!(st, 401, "{raw}");
+        assert_eq!(v["error"]["code"], "invalid_api_key", "{raw}");
+    }
+    let (st, _, v, raw) = post(&ai, "/v1/messages", &[("x-api-key", "sr_nope")], &ok).await;
+    assert_eq!(st, 401, "{raw}");
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    // A model this tenant may not use: 404 naming it, and the refusal is on the record.
+    let unknown = json!({ "model": "gpt-9", "messages": [{ "role": "user", "content": "x" }] });
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &unknown,
+    )
+    .await;
+    assert_eq!(st, 404, "{raw}");
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert!(v["error"]["message"].as_str().unwrap().contains("gpt-9"));
+    let calls = gateway_calls(&ai);
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the refused model is recorded: {calls:?}"
+    );
+    assert_eq!(calls[0]["params"]["outcome"], "model_not_found");
+    assert_eq!(calls[0]["outcome"], "denied");
+}
