@@ -8,14 +8,17 @@
 use super::assistant::{retained, Models};
 use super::context::Context;
 use super::extractive;
+use super::limits::{Limiter, Refusal};
 use super::model::{Deltas, Message, ModelError, Prompt, Reply, Role};
 use crate::audit::Outcome;
 use crate::door::{Audit, TenantCtx};
 use crate::identity::Permission;
 use crate::knowledge::KnowledgeError;
 use crate::policy::ai::AiPolicy;
+use crate::policy::limits::LimitPolicy;
 use crate::policy::redaction::RedactionPolicy;
 use crate::store::StoreError;
+use std::sync::Arc;
 
 /// Most tokens a call may ask for.
 pub const MAX_TOKENS: u32 = 32_768;
@@ -47,6 +50,8 @@ pub enum GatewayError {
     ModelNotFound(String),
     #[error("{0}")]
     Model(#[from] ModelError),
+    #[error("{0}")]
+    Limited(Refusal),
     #[error(transparent)]
     Knowledge(#[from] KnowledgeError),
     #[error(transparent)]
@@ -62,6 +67,7 @@ impl GatewayError {
         match self {
             Self::ModelNotFound(_) => "GW-0001",
             Self::Model(e) => e.code(),
+            Self::Limited(_) => "GW-0003",
             Self::Knowledge(e) => e.code(),
             Self::Denied(_) => "GW-0002",
             Self::Store(e) => e.code(),
@@ -98,27 +104,53 @@ fn words(text: &str) -> u64 {
 }
 
 /// Answers `call` for the caller's tenant, handing text to `deltas` as it arrives, and
-/// writes the call's audit entry before returning.
+/// writes the call's audit entry before returning. The tenant's limits apply first, on
+/// this node's `limiter` at `now_us`: a refused call reaches no model and writes no entry
+/// (a flood of refusals must not flood the journal).
 ///
 /// # Errors
-/// Permission, an unknown model (audited), the model's failure (audited), or a storage
-/// fault (the entry could not be written: the call fails).
+/// Permission, a limit, an unknown model (audited), the model's failure (audited), or a
+/// storage fault (the entry could not be written: the call fails).
 pub async fn complete(
     ctx: &TenantCtx,
     models: &Models,
+    limiter: &Arc<Limiter>,
+    now_us: i64,
     call: &Call,
     deltas: Deltas<'_>,
 ) -> Result<Answer, GatewayError> {
     ctx.caller().require(Permission::AssistantUse)?;
     let started = std::time::Instant::now();
-    let (policy, redaction) = ctx
+    let (policy, redaction, limits) = ctx
         .read(|c| {
             Ok::<_, GatewayError>((
                 AiPolicy::read(c).map_err(|e| db(&e))?,
                 RedactionPolicy::read(c).map_err(|e| db(&e))?,
+                LimitPolicy::read(c).map_err(|e| db(&e))?,
             ))
         })
         .await?;
+    let actor = ctx.actor();
+    let scopes = [
+        (
+            format!("tenant:{}", ctx.tenant().as_str()),
+            limits.tenant,
+            "tenant",
+        ),
+        (
+            format!(
+                "caller:{}:{}:{}",
+                ctx.tenant().as_str(),
+                actor.kind.as_str(),
+                actor.id
+            ),
+            limits.token,
+            "token",
+        ),
+    ];
+    let _permit = limiter
+        .admit(now_us, &scopes)
+        .map_err(GatewayError::Limited)?;
     let prompt = Prompt {
         system: call.system.clone(),
         messages: call.messages.clone(),
@@ -154,6 +186,9 @@ pub async fn complete(
             text: r.text,
         }
     });
+    if let Ok(a) = &answer {
+        limiter.spend(now_us, &scopes, a.input_tokens + a.output_tokens);
+    }
     let (outcome, kind) = match &answer {
         Ok(_) => ("answered", Outcome::Success),
         Err(GatewayError::ModelNotFound(_)) => ("model_not_found", Outcome::Denied),
@@ -236,6 +271,7 @@ crate::domain_error!(GatewayError, |e| {
             ModelError::RateLimited(_) => ErrorKind::Throttled,
             _ => ErrorKind::Busy,
         },
+        GatewayError::Limited(_) => ErrorKind::Throttled,
         GatewayError::Knowledge(e) => crate::error::DomainError::kind(e),
         GatewayError::Denied(_) => ErrorKind::Forbidden,
         GatewayError::Store(e) => crate::error::DomainError::kind(e),

@@ -9,6 +9,7 @@ pub mod egress;
 pub mod extractive;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod model;
 pub mod outgoing;
 

@@ -5,6 +5,7 @@
 use super::{as_operator, print_json, Cli, Failure};
 use crate::ids::TenantId;
 use crate::policy::ai::{self, parse_names, Retention};
+use crate::policy::limits;
 use crate::policy::redaction::{self, parse_rule};
 use std::process::ExitCode;
 
@@ -45,6 +46,16 @@ pub enum Command {
         #[arg(long = "remove-rule", value_name = "NAME")]
         remove: Vec<String>,
     },
+    /// Show the tenant's limits on calls to models, or change them; prints them as JSON.
+    Limits {
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// SCOPE.LIMIT=VALUE (repeatable): scope `tenant` (all its calls) or `token` (each
+        /// token's or person's), limit `rps`, `burst`, `concurrent` or `tokens_per_day`,
+        /// value a number or `off`. Example: --set token.rps=5 --set token.burst=10
+        #[arg(long = "set", value_name = "SCOPE.LIMIT=VALUE")]
+        set: Vec<String>,
+    },
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
@@ -70,6 +81,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             rules,
             remove,
         } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
+        Command::Limits { tenant, set } => return run_limits(cli, tenant, set),
     };
     let tenant = TenantId::parse(tenant)?;
     let endpoints = endpoints
@@ -153,6 +165,21 @@ fn run_redaction(
                 }
             }
             p = redaction::update_blocking(&ctx, &p)?;
+        }
+        print_json(&p)?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run_limits(cli: &Cli, tenant: &str, set: &[String]) -> Result<ExitCode, Failure> {
+    let tenant = TenantId::parse(tenant)?;
+    // Every assignment is checked before the tenant file is opened.
+    crate::policy::limits::LimitPolicy::default().set_all(set)?;
+    as_operator(cli, &tenant, |_, ctx| {
+        let mut p = limits::read_blocking(&ctx)?;
+        if !set.is_empty() {
+            p.set_all(set)?;
+            p = limits::update_blocking(&ctx, &p)?;
         }
         print_json(&p)?;
         Ok(ExitCode::SUCCESS)

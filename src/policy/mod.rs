@@ -3,6 +3,7 @@
 //! More settings (models, egress, redaction, retention) join here as their parts land.
 
 pub mod ai;
+pub mod limits;
 pub mod redaction;
 
 use crate::door::{Audit, Door};

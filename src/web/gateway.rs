@@ -113,10 +113,13 @@ impl Vendor {
             }
         };
         let mut res = self.error(status, &message, None);
-        if let GatewayError::Model(crate::ai::model::ModelError::RateLimited(s)) = e {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        let retry = match e {
+            GatewayError::Model(crate::ai::model::ModelError::RateLimited(s)) => Some(*s),
+            GatewayError::Limited(r) => Some(r.retry_after()),
+            _ => None,
+        };
+        if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }
@@ -484,6 +487,8 @@ fn stream_call(
         let _ = tx.send(e);
     }
     let models = state.models.clone();
+    let limiter = state.limits.clone();
+    let now_us = state.app.clock().now_us();
     tokio::spawn(async move {
         let done = {
             let mut send = |t: &str| {
@@ -491,7 +496,7 @@ fn stream_call(
                     let _ = tx.send(e);
                 }
             };
-            gateway::complete(&ctx, &models, &call, &mut send).await
+            gateway::complete(&ctx, &models, &limiter, now_us, &call, &mut send).await
         };
         for e in render(Piece::Done(done)) {
             let _ = tx.send(e);
@@ -546,7 +551,17 @@ async fn chat(
     let model = call.model.clone();
     if !call.stream {
         let mut ignore = |_: &str| {};
-        return match gateway::complete(&ctx, &state.models, &call, &mut ignore).await {
+        let now_us = state.app.clock().now_us();
+        let done = gateway::complete(
+            &ctx,
+            &state.models,
+            &state.limits,
+            now_us,
+            &call,
+            &mut ignore,
+        )
+        .await;
+        return match done {
             Ok(a) => Json(json!({
                 "id": id,
                 "object": "chat.completion",
@@ -620,7 +635,17 @@ async fn messages(
     let model = call.model.clone();
     if !call.stream {
         let mut ignore = |_: &str| {};
-        return match gateway::complete(&ctx, &state.models, &call, &mut ignore).await {
+        let now_us = state.app.clock().now_us();
+        let done = gateway::complete(
+            &ctx,
+            &state.models,
+            &state.limits,
+            now_us,
+            &call,
+            &mut ignore,
+        )
+        .await;
+        return match done {
             Ok(a) => Json(json!({
                 "id": id,
                 "type": "message",

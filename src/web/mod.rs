@@ -56,6 +56,8 @@ pub struct AppState {
     pub sso: Arc<crate::identity::sso::Sso>,
     /// The configured model endpoints.
     pub models: Arc<crate::ai::assistant::Models>,
+    /// The gateway's limits on calls to models, on this node.
+    pub limits: Arc<crate::ai::limits::Limiter>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
             models: Arc::new(models),
+            limits: crate::ai::limits::Limiter::new(),
             app,
         })
     }

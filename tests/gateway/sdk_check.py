@@ -20,6 +20,15 @@ this order, each on its own so that one failure does not hide the others:
     unknown_model  the same for the model "no-such-model" (and *_message: the error's text)
     bad_request    the same for an empty list of messages
 
+With --rate-limit one more scenario follows them; --only-rate-limit runs it alone (for a
+token whose rate limit allows a single call, which the scenarios above would use up):
+
+    rate_limit     the plain completion twice, back to back: rate_first is "ok" or the
+                   exception class of the first (then also rate_first_message); rate_second
+                   the class of the second, with rate_status, rate_retry_after (the error
+                   response's Retry-After header as an int; its text when not a whole number,
+                   null when absent) and rate_message
+
 Exactly one JSON object is written to stdout; anything else (warnings included) goes to
 stderr. A scenario that fails unexpectedly has the value {"error": "Class: message"}. The
 exit status is 0 whatever the scenarios did, and 2 for bad arguments.
@@ -49,6 +58,16 @@ def parse_args():
     p.add_argument("--ca", required=True, help="PEM file: the only trusted root")
     p.add_argument("--model", required=True)
     p.add_argument("--question", required=True)
+    p.add_argument(
+        "--rate-limit",
+        action="store_true",
+        help="after the other scenarios, ask twice back to back (the second over the limit)",
+    )
+    p.add_argument(
+        "--only-rate-limit",
+        action="store_true",
+        help="run the rate-limit scenario alone",
+    )
     args = p.parse_args()
     if not os.path.isfile(args.ca):
         p.error(f"--ca {args.ca}: no such file")
@@ -75,6 +94,18 @@ def error_message(e):
             if isinstance(holder, dict) and isinstance(holder.get("message"), str):
                 return holder["message"]
     return str(e)
+
+
+def retry_after(e):
+    """The error response's Retry-After: an int, its text when not one, None when absent."""
+    response = getattr(e, "response", None)
+    value = None if response is None else response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def bounded_ids(page):
@@ -228,6 +259,30 @@ def expect_error(name, call):
     return {name: {"error": "no exception: the call succeeded"}}
 
 
+def rate_limited(ask):
+    """Two identical calls back to back: the first within the limit, the second over it."""
+    out = {}
+    try:
+        ask()
+        out["rate_first"] = "ok"
+    except Exception as e:  # noqa: BLE001 - every failure is a value here
+        out["rate_first"] = type(e).__name__
+        out["rate_first_message"] = error_message(e)
+    try:
+        ask()
+    except Exception as e:  # noqa: BLE001 - every failure is a value here
+        cls, status, message = raised(e)
+        out.update(
+            rate_second=cls,
+            rate_status=status,
+            rate_retry_after=retry_after(e),
+            rate_message=message,
+        )
+    else:
+        out["rate_second"] = {"error": "no exception: the call succeeded"}
+    return out
+
+
 def run(args):
     out = {}
 
@@ -250,25 +305,33 @@ def run(args):
     try:
         vendor = (OpenAIVendor if args.vendor == "openai" else AnthropicVendor)(args, http)
         question = vendor.messages(args.question)
-        scenario("models", vendor.models)
-        scenario("answer", vendor.answer)
-        scenario("streamed", vendor.streamed)
-        scenario(
-            "bad_key",
-            lambda: expect_error(
-                "bad_key", lambda: vendor.ask(WRONG_KEY, args.model, question)
-            ),
-        )
-        scenario(
-            "unknown_model",
-            lambda: expect_error(
-                "unknown_model", lambda: vendor.ask(args.key, UNKNOWN_MODEL, question)
-            ),
-        )
-        scenario(
-            "bad_request",
-            lambda: expect_error("bad_request", lambda: vendor.ask(args.key, args.model, [])),
-        )
+        if not args.only_rate_limit:
+            scenario("models", vendor.models)
+            scenario("answer", vendor.answer)
+            scenario("streamed", vendor.streamed)
+            scenario(
+                "bad_key",
+                lambda: expect_error(
+                    "bad_key", lambda: vendor.ask(WRONG_KEY, args.model, question)
+                ),
+            )
+            scenario(
+                "unknown_model",
+                lambda: expect_error(
+                    "unknown_model", lambda: vendor.ask(args.key, UNKNOWN_MODEL, question)
+                ),
+            )
+            scenario(
+                "bad_request",
+                lambda: expect_error(
+                    "bad_request", lambda: vendor.ask(args.key, args.model, [])
+                ),
+            )
+        if args.rate_limit or args.only_rate_limit:
+            scenario(
+                "rate_limit",
+                lambda: rate_limited(lambda: vendor.ask(args.key, args.model, question)),
+            )
     finally:
         http.close()
     return out

@@ -2,7 +2,8 @@
 //! and `anthropic` (pinned in tests/model/requirements.txt) list the models, ask plainly and
 //! streamed, and meet a wrong key, an unknown model and an empty request with the exception
 //! classes their users catch (`tests/gateway/sdk_check.py`). Every answered call, and every
-//! call for a model the tenant does not have, is in the tenant's journal.
+//! call for a model the tenant does not have, is in the tenant's journal. A token over its
+//! rate limit meets the SDK's `RateLimitError` with a Retry-After, and leaves no journal entry.
 
 use crate::support::{stderr, stdout, tool_missing, Env, Server};
 use serde_json::Value;
@@ -34,13 +35,22 @@ fn sdk_python() -> Option<String> {
     None
 }
 
-/// Runs `sdk_check.py` for one vendor and returns its JSON object; killed after `RUN_LIMIT`.
-fn sdk_check(py: &str, vendor: &str, base_url: &str, key: &str, ca: &Path) -> Value {
+/// Runs `sdk_check.py` for one vendor, with `flags` (`--only-rate-limit`, say), and returns
+/// its JSON object; killed after `RUN_LIMIT`.
+fn sdk_check(
+    py: &str,
+    vendor: &str,
+    base_url: &str,
+    key: &str,
+    ca: &Path,
+    flags: &[&str],
+) -> Value {
     let child = Command::new(py)
         .arg(SCRIPT)
         .args(["--vendor", vendor, "--base-url", base_url, "--key", key])
         .args(["--model", "extractive", "--question", QUESTION, "--ca"])
         .arg(ca)
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,6 +131,29 @@ fn assert_sdk_saw(vendor: &str, r: &Value, finish: &str) {
     );
 }
 
+/// What every SDK must see of two calls back to back on a token whose limit allows one: the
+/// first answered, the second refused as over the rate, and nothing else asked.
+fn assert_rate_limited(vendor: &str, r: &Value) {
+    let all = format!("{vendor}: {r:#}");
+    assert_eq!(r["rate_first"], "ok", "{all}");
+    assert_eq!(r["rate_second"], "RateLimitError", "{all}");
+    assert_eq!(r["rate_status"].as_u64(), Some(429), "{all}");
+    assert!(
+        r["rate_retry_after"].as_u64().is_some_and(|s| s >= 1),
+        "{all}"
+    );
+    assert!(
+        r["rate_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("requests per second")),
+        "{all}"
+    );
+    assert!(
+        r.get("models").is_none() && r.get("answer").is_none(),
+        "{all}"
+    );
+}
+
 /// The tenant journal's `gateway.call` entries, oldest first.
 fn gateway_calls(journal: &str) -> Vec<Value> {
     journal
@@ -160,7 +193,7 @@ fn the_vendor_sdks_work_unchanged_against_the_gateway() {
         ("openai", format!("{root}/v1"), "stop"),
         ("anthropic", root.clone(), "end_turn"),
     ] {
-        let r = sdk_check(&py, vendor, &base_url, &key, &env.cert());
+        let r = sdk_check(&py, vendor, &base_url, &key, &env.cert(), &[]);
         assert_sdk_saw(vendor, &r, finish);
     }
 
@@ -185,4 +218,55 @@ fn the_vendor_sdks_work_unchanged_against_the_gateway() {
         "only answered calls and unknown models are a tenant's calls: {calls:#?}"
     );
     assert!(!journal.contains(&key), "the key is in the journal");
+
+    // Rate limits, read by the running server on every call. One request per 1000 s with a
+    // burst of 1 lets a token make a single call; the second, at once, is refused before any
+    // model is asked and is no call of the tenant's. Limits are per token, and each vendor's
+    // run would use up the other's: the second vendor has a token of its own.
+    let second_key = env
+        .ok(&["token", "create", "--tenant", &t, "--role", "operator"])
+        .trim()
+        .to_string();
+    for (vendor, base_url, key) in [
+        ("openai", format!("{root}/v1"), &key),
+        ("anthropic", root.clone(), &second_key),
+    ] {
+        env.ok(&[
+            "assistant",
+            "limits",
+            "--tenant",
+            &t,
+            "--set",
+            "token.rps=0.001",
+            "--set",
+            "token.burst=1",
+        ]);
+        let before = gateway_calls(&env.ok(&["audit", "export", "--tenant", &t]));
+        let r = sdk_check(
+            &py,
+            vendor,
+            &base_url,
+            key,
+            &env.cert(),
+            &["--only-rate-limit"],
+        );
+        assert_rate_limited(vendor, &r);
+        let after = gateway_calls(&env.ok(&["audit", "export", "--tenant", &t]));
+        assert_eq!(
+            after.len(),
+            before.len() + 1,
+            "{vendor}: only the answered call is in the journal: {:#?}",
+            &after[before.len().min(after.len())..]
+        );
+        assert_eq!(
+            after[before.len()]["params"]["outcome"],
+            "answered",
+            "{vendor}: {after:#?}"
+        );
+    }
+    let journal = env.ok(&["audit", "export", "--tenant", &t]);
+    assert!(
+        !journal.contains(&second_key),
+        "the second key is in the journal"
+    );
 }

@@ -332,3 +332,150 @@ async fn bad_requests_name_the_field_in_each_vendors_shape_and_write_nothing() {
     assert_eq!(calls[0]["params"]["outcome"], "model_not_found");
     assert_eq!(calls[0]["outcome"], "denied");
 }
+
+/// The tenant's limits, on the router's clock (moved, not waited for): a burst then 429 with
+/// `Retry-After` in the vendor's shape, a refill with time, a day's token budget, and each
+/// token with its own bucket. Refused calls reach no model and write no entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_refuse_with_retry_after_and_refill_with_time() {
+    let ai = Ai::new("");
+    let tenant = ai.tenant.as_str().to_string();
+    let set = |args: &[&str]| {
+        let mut a = vec!["assistant", "limits", "--tenant", &tenant];
+        for s in args {
+            a.extend(["--set", s]);
+        }
+        ai.s.env.ok(&a)
+    };
+    // Broken assignments are refused before anything is stored.
+    let e = ai.s.env.fails(&[
+        "assistant",
+        "limits",
+        "--tenant",
+        &tenant,
+        "--set",
+        "token.rps=0",
+    ]);
+    assert!(e.contains("0.001"), "{e}");
+    let e = ai.s.env.fails(&[
+        "assistant",
+        "limits",
+        "--tenant",
+        &tenant,
+        "--set",
+        "team.rps=1",
+    ]);
+    assert!(e.contains("unknown scope"), "{e}");
+    let shown: Value = serde_json::from_str(&set(&["token.rps=0.5", "token.burst=2"])).unwrap();
+    assert_eq!(shown["token"]["rps"], 0.5);
+
+    let call =
+        json!({ "model": "extractive", "messages": [{ "role": "user", "content": "hello" }] });
+    let auth = ai.op.clone();
+    for _ in 0..2 {
+        let (st, _, _, raw) = post(
+            &ai,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            &call,
+        )
+        .await;
+        assert_eq!(st, 200, "{raw}");
+    }
+    let (st, headers, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 429, "{raw}");
+    assert_eq!(
+        headers["retry-after"], "2",
+        "one call at half a call per second"
+    );
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requests per second"),
+        "{raw}"
+    );
+    let (st, _, v, _) = post(&ai, "/v1/messages", &[("authorization", &auth)], &json!({
+        "model": "extractive", "max_tokens": 50, "messages": [{ "role": "user", "content": "hello" }],
+    })).await;
+    assert_eq!(st, 429);
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+
+    // Another token of the tenant has its own bucket.
+    let other = format!(
+        "Bearer {}",
+        ai.s.env
+            .ok(&["token", "create", "--tenant", &tenant, "--role", "operator"])
+            .trim()
+    );
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &other)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+
+    // Two seconds later, one more call for the first token.
+    ai.s.clock.advance_us(2_000_000);
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+
+    // A day's tokens: the first call spends past the budget, the next waits for midnight UTC.
+    set(&[
+        "token.rps=off",
+        "token.burst=off",
+        "tenant.tokens_per_day=5",
+    ]);
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &other)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let (st, headers, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 429, "{raw}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens per day"),
+        "{raw}"
+    );
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    ai.s.clock.advance_us(wait as i64 * 1_000_000);
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &call,
+    )
+    .await;
+    assert_eq!(st, 200, "a new day: {raw}");
+
+    // Only the answered calls are on the record.
+    assert_eq!(gateway_calls(&ai).len(), 6);
+}
