@@ -466,6 +466,17 @@ async fn body_bytes(req: Request) -> Result<axum::body::Bytes, Bad> {
         .map_err(|_| bad("body", "the body is too large or broke off"))
 }
 
+/// A call answered whole, not streamed.
+async fn answer_whole(
+    state: &AppState,
+    ctx: &door::TenantCtx,
+    call: &Call,
+) -> Result<Answer, GatewayError> {
+    let mut ignore = |_: &str| {};
+    let now_us = state.app.clock().now_us();
+    gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await
+}
+
 /// What a streaming call's task renders into events: a piece of text, or its end.
 enum Piece {
     Delta(String),
@@ -550,18 +561,7 @@ async fn chat(
     let created = unix_now(&state);
     let model = call.model.clone();
     if !call.stream {
-        let mut ignore = |_: &str| {};
-        let now_us = state.app.clock().now_us();
-        let done = gateway::complete(
-            &ctx,
-            &state.models,
-            &state.limits,
-            now_us,
-            &call,
-            &mut ignore,
-        )
-        .await;
-        return match done {
+        return match answer_whole(&state, &ctx, &call).await {
             Ok(a) => Json(json!({
                 "id": id,
                 "object": "chat.completion",
@@ -634,18 +634,7 @@ async fn messages(
     let id = new_id("msg_");
     let model = call.model.clone();
     if !call.stream {
-        let mut ignore = |_: &str| {};
-        let now_us = state.app.clock().now_us();
-        let done = gateway::complete(
-            &ctx,
-            &state.models,
-            &state.limits,
-            now_us,
-            &call,
-            &mut ignore,
-        )
-        .await;
-        return match done {
+        return match answer_whole(&state, &ctx, &call).await {
             Ok(a) => Json(json!({
                 "id": id,
                 "type": "message",
