@@ -56,6 +56,10 @@ pub async fn call(
 /// The prompt as it leaves: the system prompt and every message with its values replaced,
 /// one value one placeholder across all of them.
 fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) -> Prompt {
+    names.reserve(&prompt.system);
+    for m in &prompt.messages {
+        names.reserve(&m.content);
+    }
     Prompt {
         system: names.redact(detector, &prompt.system),
         messages: prompt

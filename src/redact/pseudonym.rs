@@ -5,7 +5,7 @@
 //! values are wiped from memory when it is dropped.
 
 use super::{Detector, Found};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use zeroize::Zeroize;
 
@@ -28,6 +28,9 @@ pub struct Pseudonyms {
     by_placeholder: HashMap<String, Value>,
     next: HashMap<String, u32>,
     counts: BTreeMap<String, u32>,
+    /// Placeholder-shaped text already in the call (`<EMAIL_1>` typed by someone): never
+    /// issued, so an answer that repeats it gets no value put in its place.
+    reserved: HashSet<String>,
 }
 
 impl fmt::Debug for Pseudonyms {
@@ -73,12 +76,42 @@ impl Pseudonyms {
             return p.clone();
         }
         let n = self.next.entry(label.to_owned()).or_default();
-        *n += 1;
-        let p = format!("<{label}_{n}>");
+        let mut p;
+        loop {
+            *n += 1;
+            p = format!("<{label}_{n}>");
+            if !self.reserved.contains(&p) {
+                break;
+            }
+        }
         self.by_placeholder
             .insert(p.clone(), Value(value.to_owned()));
         self.by_value.insert(key, p.clone());
         p
+    }
+
+    /// Notes the placeholder-shaped text in `text` (`<EMAIL_1>`), so no value of this call
+    /// is given that placeholder. Called on every part of a call before any is redacted.
+    pub fn reserve(&mut self, text: &str) {
+        let mut rest = text;
+        while let Some(open) = rest.find('<') {
+            let tail = &rest[open..];
+            if let Some(close) = tail[..tail.len().min(MAX_PLACEHOLDER)].find('>') {
+                let inner = &tail[1..close];
+                let shaped = inner.rsplit_once('_').is_some_and(|(label, n)| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                        && !n.is_empty()
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                });
+                if shaped {
+                    self.reserved.insert(tail[..=close].to_owned());
+                }
+            }
+            rest = &tail[1..];
+        }
     }
 
     /// Values replaced, by kind (occurrences, not distinct values): for the audit entry.

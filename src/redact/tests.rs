@@ -342,3 +342,18 @@ fn the_particle_gate_knows_every_particle() {
     }
     assert!(!names::particle(b"and"));
 }
+
+#[test]
+fn placeholder_text_already_in_a_call_is_never_issued_or_filled_in() {
+    let d = Detector::default();
+    let mut p = Pseudonyms::new();
+    let typed = "my template says <EMAIL_1> and <NOT A PLACEHOLDER_> <X_y>";
+    p.reserve(typed);
+    p.reserve("mail anna@example.org");
+    assert_eq!(p.redact(&d, typed), typed);
+    assert_eq!(p.redact(&d, "mail anna@example.org"), "mail <EMAIL_2>");
+    assert_eq!(
+        p.restore("<EMAIL_1> is literal, <EMAIL_2> is Anna"),
+        "<EMAIL_1> is literal, anna@example.org is Anna"
+    );
+}
