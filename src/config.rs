@@ -57,6 +57,20 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
     pub ai: AiConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who may read `/metrics`, and what its labels may name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A file holding the token a scraper off this host sends as `Authorization: Bearer`
+    /// (read at start; the server does not start without it). Without it, `/metrics` is
+    /// served to loopback peers only.
+    pub token_file: Option<PathBuf>,
+    /// Label gateway calls with the tenant's id (never its name). Off by default: ids
+    /// tell a scraper which tenants exist and how busy they are.
+    pub tenant_ids: bool,
 }
 
 /// Model endpoints the assistant may call. Each is named; a tenant's policy lists the names
@@ -111,6 +125,16 @@ pub struct EndpointConfig {
     pub breaker_failures: u64,
     #[serde(default = "defaults::breaker_open_secs")]
     pub breaker_open_secs: u64,
+    /// Calls in progress to this endpoint at a time, from all tenants; more wait in a queue,
+    /// so a slow provider holds a bounded share of the server.
+    #[serde(default = "defaults::max_concurrent")]
+    pub max_concurrent: u64,
+    /// Calls that may wait for a slot; one more is refused at once.
+    #[serde(default = "defaults::queue")]
+    pub queue: u64,
+    /// Longest wait for a slot before the call is refused as busy.
+    #[serde(default = "defaults::queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
 }
 
 mod defaults {
@@ -134,6 +158,15 @@ mod defaults {
     }
     pub fn breaker_open_secs() -> u64 {
         30
+    }
+    pub fn max_concurrent() -> u64 {
+        32
+    }
+    pub fn queue() -> u64 {
+        64
+    }
+    pub fn queue_timeout_ms() -> u64 {
+        10_000
     }
 }
 
@@ -183,6 +216,9 @@ impl EndpointConfig {
             ("retries", self.retries, 0..=5),
             ("breaker_failures", self.breaker_failures, 1..=1000),
             ("breaker_open_secs", self.breaker_open_secs, 1..=3600),
+            ("max_concurrent", self.max_concurrent, 1..=10_000),
+            ("queue", self.queue, 0..=100_000),
+            ("queue_timeout_ms", self.queue_timeout_ms, 0..=600_000),
         ] {
             if !range.contains(&v) {
                 return Err(bad(
@@ -620,6 +656,9 @@ impl Config {
             }
             names.push(&e.name);
         }
+        if let Some(path) = &self.metrics.token_file {
+            crate::ai::http::read_key(path).map_err(|m| invalid("metrics.token_file", m))?;
+        }
         Ok(())
     }
 
@@ -823,6 +862,42 @@ mod tests {
             let e = load(None, env(&[(var, val)])).unwrap_err().to_string();
             assert!(e.contains(key), "{var}={val}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_settings_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("metrics.token");
+        let f = write(&format!(
+            "[metrics]\ntoken_file = {:?}\n",
+            missing.display().to_string()
+        ));
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics.token_file") && e.contains("cannot read"),
+            "{e}"
+        );
+        std::fs::write(&missing, "two words\n").unwrap();
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics.token_file") && !e.contains("two words"),
+            "the message must not show the file's content: {e}"
+        );
+        std::fs::write(&missing, "scrape-token-0123\n").unwrap();
+        assert!(load(Some(f.path()), env(&[])).is_ok());
+        let e = load(None, env(&[("STRONGROOM_METRICS__TENANT_IDS", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STRONGROOM_METRICS__TENANT_IDS"), "{e}");
+        let f = write("[metrics]\ntenant_names = true\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("tenant_names"), "{e}");
+        let f = write("[[ai.endpoints]]\nname = \"local\"\nprotocol = \"openai\"\nurls = [\"http://127.0.0.1:8080\"]\nmodel = \"m\"\nmax_concurrent = 0\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("ai.endpoints[0].max_concurrent") && e.contains("from 1"),
+            "{e}"
+        );
     }
 
     #[test]

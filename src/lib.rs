@@ -43,6 +43,8 @@ pub mod keyring;
 pub mod keys;
 /// Documents, passages and search (the parts so far).
 pub mod knowledge;
+/// The process's counters, in the Prometheus text format.
+pub mod metrics;
 /// The one HTTP client for calls to other servers.
 pub mod outbound;
 /// A tenant's policy: second-factor rule, address lists, session timeouts.

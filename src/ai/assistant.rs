@@ -128,14 +128,7 @@ crate::domain_error!(AssistantError, |e| {
         AssistantError::NotFound(_) => ErrorKind::NotFound,
         AssistantError::TooMany => ErrorKind::Conflict,
         AssistantError::Denied(_) => ErrorKind::Forbidden,
-        AssistantError::Model(m) => match m {
-            ModelError::NotConfigured(_)
-            | ModelError::NotAllowed(_)
-            | ModelError::Egress { .. }
-            | ModelError::Unredactable(_) => ErrorKind::Forbidden,
-            ModelError::RateLimited(_) => ErrorKind::Throttled,
-            _ => ErrorKind::Busy,
-        },
+        AssistantError::Model(m) => m.kind(),
         AssistantError::Knowledge(e) => e.kind(),
         AssistantError::Policy(e) => e.kind(),
         AssistantError::Store(e) => e.kind(),
@@ -172,6 +165,13 @@ impl Models {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Model>> {
         self.by_name.get(name)
+    }
+
+    /// Each endpoint's calls in progress and waiting and its breakers, by name.
+    pub fn states(&self) -> Vec<crate::metrics::EndpointState> {
+        let mut v: Vec<_> = self.by_name.values().filter_map(|m| m.state()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 }
 

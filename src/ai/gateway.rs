@@ -263,14 +263,7 @@ crate::domain_error!(GatewayError, |e| {
     use crate::error::ErrorKind;
     match e {
         GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
-        GatewayError::Model(m) => match m {
-            ModelError::NotConfigured(_)
-            | ModelError::NotAllowed(_)
-            | ModelError::Egress { .. }
-            | ModelError::Unredactable(_) => ErrorKind::Forbidden,
-            ModelError::RateLimited(_) => ErrorKind::Throttled,
-            _ => ErrorKind::Busy,
-        },
+        GatewayError::Model(m) => m.kind(),
         GatewayError::Limited(_) => ErrorKind::Throttled,
         GatewayError::Knowledge(e) => crate::error::DomainError::kind(e),
         GatewayError::Denied(_) => ErrorKind::Forbidden,

@@ -31,6 +31,18 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+impl ApiKey {
+    /// Whether `presented` is this key, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let (a, b) = (
+            ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes()),
+            ring::digest::digest(&ring::digest::SHA256, presented.as_bytes()),
+        );
+        a.as_ref().ct_eq(b.as_ref()).into()
+    }
+}
+
 /// Reads an API key file: one line of printable ASCII, at most 4 KiB.
 ///
 /// # Errors
@@ -71,6 +83,19 @@ pub struct HttpModel {
     /// same way, and a changed resolution gets a fresh client.
     clients: Mutex<HashMap<String, reqwest::Client>>,
     breakers: Vec<Mutex<Breaker>>,
+    /// Slots for calls in progress (`max_concurrent`), shared by every tenant.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Calls waiting for a slot.
+    waiting: std::sync::atomic::AtomicU64,
+}
+
+/// A call's place in an endpoint's queue: counted as waiting until dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for HttpModel {
@@ -131,7 +156,31 @@ impl HttpModel {
             resolver,
             trust,
             clients: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(cfg.max_concurrent).unwrap_or(usize::MAX >> 4),
+            )),
+            waiting: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// A slot for one call: at once if one is free, else after a bounded wait in a bounded
+    /// queue. A full queue or a wait that runs out is [`ModelError::Busy`]: the server's
+    /// threads are never all spent on one slow provider.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ModelError> {
+        use std::sync::atomic::Ordering;
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _place = Waiting(&self.waiting);
+        if queued >= self.cfg.queue {
+            return Err(ModelError::Busy(1));
+        }
+        let wait = Duration::from_millis(self.cfg.queue_timeout_ms);
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(ModelError::Busy(1)),
+        }
     }
 
     fn client_for(&self, host: &str, addrs: &[SocketAddr]) -> Result<reqwest::Client, ModelError> {
@@ -442,6 +491,30 @@ impl HttpModel {
         allow: &[String],
         deltas: Deltas<'_>,
     ) -> Result<Reply, ModelError> {
+        let m = crate::metrics::global();
+        crate::metrics::inc(&m.upstream_calls, &[("endpoint", &self.cfg.name)]);
+        let result = match self.slot().await {
+            Ok(_slot) => self.attempts(prompt, allow, deltas).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            crate::metrics::inc(
+                &m.upstream_errors,
+                &[("endpoint", &self.cfg.name), ("error", e.metric())],
+            );
+            if matches!(e, ModelError::Busy(_)) {
+                crate::metrics::inc(&m.throttled, &[("reason", "endpoint_busy")]);
+            }
+        }
+        result
+    }
+
+    async fn attempts(
+        &self,
+        prompt: &Prompt,
+        allow: &[String],
+        deltas: Deltas<'_>,
+    ) -> Result<Reply, ModelError> {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
         let mut passed_on = false;
         let mut last: Option<ModelError> = None;
@@ -534,6 +607,25 @@ impl Model for HttpModel {
         deltas: Deltas<'a>,
     ) -> Pending<'a> {
         Box::pin(self.call(prompt, egress_allow, deltas))
+    }
+
+    fn state(&self) -> Option<crate::metrics::EndpointState> {
+        let max = usize::try_from(self.cfg.max_concurrent).unwrap_or(usize::MAX >> 4);
+        let now = Instant::now();
+        Some(crate::metrics::EndpointState {
+            name: self.cfg.name.clone(),
+            in_flight: max.saturating_sub(self.slots.available_permits()) as u64,
+            waiting: self.waiting.load(std::sync::atomic::Ordering::SeqCst),
+            breakers: self
+                .breakers
+                .iter()
+                .map(|b| match b.lock().map(|b| b.open_until) {
+                    Ok(Some(t)) if t > now => 1,
+                    Ok(Some(_)) => 2,
+                    _ => 0,
+                })
+                .collect(),
+        })
     }
 }
 

@@ -81,6 +81,8 @@ pub enum ModelError {
     CircuitOpen(u64),
     #[error("the call was not made: {0}")]
     Unredactable(String),
+    #[error("the model endpoint is busy with other calls; try again in {0} s")]
+    Busy(u64),
 }
 
 impl ModelError {
@@ -97,6 +99,47 @@ impl ModelError {
             Self::Cut => "AI-0009",
             Self::CircuitOpen(_) => "AI-0010",
             Self::Unredactable(_) => "AI-0011",
+            Self::Busy(_) => "AI-0012",
+        }
+    }
+
+    /// The error's name in metrics.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Self::NotConfigured(_) => "not_configured",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::Egress { .. } => "egress_refused",
+            Self::Timeout(_) => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Status(_) => "status",
+            Self::Malformed(_) => "malformed",
+            Self::Cut => "cut",
+            Self::CircuitOpen(_) => "circuit_open",
+            Self::Unredactable(_) => "unredactable",
+            Self::Busy(_) => "busy",
+        }
+    }
+
+    /// The kind of failure, for the status a caller gets: the model's own refusals and
+    /// rate limits are the caller's to see; everything else is a busy or failing service.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::NotConfigured(_)
+            | Self::NotAllowed(_)
+            | Self::Egress { .. }
+            | Self::Unredactable(_) => ErrorKind::Forbidden,
+            Self::RateLimited(_) => ErrorKind::Throttled,
+            _ => ErrorKind::Busy,
+        }
+    }
+
+    /// Seconds after which trying again may succeed, where the failure says.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(s) | Self::CircuitOpen(s) | Self::Busy(s) => Some((*s).max(1)),
+            _ => None,
         }
     }
 
@@ -126,6 +169,11 @@ pub trait Model: Send + Sync {
     /// then replaced by placeholders before it goes. Unknown means yes.
     fn upstream(&self) -> bool {
         true
+    }
+
+    /// Calls in progress and waiting, and the breakers' states, for `/metrics`.
+    fn state(&self) -> Option<crate::metrics::EndpointState> {
+        None
     }
 
     /// Answers `prompt`, calling `deltas` with each piece of text as it arrives. The hosts

@@ -226,6 +226,27 @@ impl Backlogged {
     }
 }
 
+/// A job counted in the writers' queue depth (`/metrics`) from the moment it is queued
+/// until its completion has run or it is dropped unrun.
+struct Queued;
+
+impl Queued {
+    fn new() -> Self {
+        crate::metrics::global()
+            .audit_queue
+            .fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        crate::metrics::global()
+            .audit_queue
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Handle to a file's writer thread.
 pub struct Writer {
     tx: SyncSender<Msg>,
@@ -429,6 +450,7 @@ impl Writer {
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
         let label = self.label.clone();
+        let queued = Queued::new();
         let work: Work = Box::new(move |wtx| {
             let result = match wtx {
                 Ok(wtx) => {
@@ -462,6 +484,7 @@ impl Writer {
             };
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit_err| {
+                let _queued = queued;
                 let answer = match (result, commit_err) {
                     (Ok(v), None) => Ok(v),
                     (Ok(_), Some(e)) => Err(E::from(e.clone())),
@@ -785,8 +808,15 @@ fn run_batch(
         }
         completions.push(done);
     }
-    match conn.execute_batch("COMMIT") {
+    let started = std::time::Instant::now();
+    let committed = conn.execute_batch("COMMIT");
+    let metrics = crate::metrics::global();
+    metrics.audit_commit.observe(started.elapsed());
+    match committed {
         Ok(()) => {
+            metrics
+                .audit_entries
+                .fetch_add(appended, std::sync::atomic::Ordering::Relaxed);
             for done in completions {
                 done(None);
             }

@@ -114,7 +114,7 @@ impl Vendor {
         };
         let mut res = self.error(status, &message, None);
         let retry = match e {
-            GatewayError::Model(crate::ai::model::ModelError::RateLimited(s)) => Some(*s),
+            GatewayError::Model(m) => m.retry_after(),
             GatewayError::Limited(r) => Some(r.retry_after()),
             _ => None,
         };
@@ -474,7 +474,45 @@ async fn answer_whole(
 ) -> Result<Answer, GatewayError> {
     let mut ignore = |_: &str| {};
     let now_us = state.app.clock().now_us();
-    gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await
+    let tenant_ids = state.app.config().metrics.tenant_ids;
+    counted(
+        tenant_ids,
+        ctx,
+        gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await,
+    )
+}
+
+/// Counts a call's outcome for `/metrics`, labelled with its tenant's id only where the
+/// configuration allows.
+fn counted(
+    tenant_ids: bool,
+    ctx: &door::TenantCtx,
+    done: Result<Answer, GatewayError>,
+) -> Result<Answer, GatewayError> {
+    let m = crate::metrics::global();
+    let outcome = match &done {
+        Ok(_) => "answered",
+        Err(GatewayError::Limited(r)) => {
+            crate::metrics::inc(&m.throttled, &[("reason", r.reason())]);
+            "limited"
+        }
+        Err(GatewayError::Model(crate::ai::model::ModelError::RateLimited(_))) => {
+            crate::metrics::inc(&m.throttled, &[("reason", "upstream")]);
+            "failed"
+        }
+        Err(GatewayError::ModelNotFound(_)) => "model_not_found",
+        Err(GatewayError::Denied(_)) => "denied",
+        Err(_) => "failed",
+    };
+    if tenant_ids {
+        crate::metrics::inc(
+            &m.gateway_calls,
+            &[("outcome", outcome), ("tenant", ctx.tenant().as_str())],
+        );
+    } else {
+        crate::metrics::inc(&m.gateway_calls, &[("outcome", outcome)]);
+    }
+    done
 }
 
 /// What a streaming call's task renders into events: a piece of text, or its end.
@@ -500,6 +538,7 @@ fn stream_call(
     let models = state.models.clone();
     let limiter = state.limits.clone();
     let now_us = state.app.clock().now_us();
+    let tenant_ids = state.app.config().metrics.tenant_ids;
     tokio::spawn(async move {
         let done = {
             let mut send = |t: &str| {
@@ -507,7 +546,8 @@ fn stream_call(
                     let _ = tx.send(e);
                 }
             };
-            gateway::complete(&ctx, &models, &limiter, now_us, &call, &mut send).await
+            let done = gateway::complete(&ctx, &models, &limiter, now_us, &call, &mut send).await;
+            counted(tenant_ids, &ctx, done)
         };
         for e in render(Piece::Done(done)) {
             let _ = tx.send(e);

@@ -18,6 +18,7 @@ mod gateway;
 mod grants;
 mod health;
 mod library;
+mod metrics;
 pub mod notify;
 mod openapi;
 mod pages;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub models: Arc<crate::ai::assistant::Models>,
     /// The gateway's limits on calls to models, on this node.
     pub limits: Arc<crate::ai::limits::Limiter>,
+    /// The token a scraper off this host presents for `/metrics`, if one is configured.
+    pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
 }
 
 impl AppState {
@@ -65,7 +68,14 @@ impl AppState {
     /// A model endpoint whose key or trust anchors cannot be read: the server must not start.
     pub fn new(app: Arc<App>) -> Result<Self, String> {
         let models = crate::ai::http::models(app.config())?;
+        let metrics_token = match &app.config().metrics.token_file {
+            Some(p) => Some(Arc::new(
+                crate::ai::http::read_key(p).map_err(|e| format!("metrics.token_file: {e}"))?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            metrics_token,
             started: Instant::now(),
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
@@ -81,6 +91,7 @@ impl AppState {
 pub fn routes() -> access::Routes {
     access::Routes::new()
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(status::routes())
         .merge(wellknown::routes())
         .merge(pages::routes())
@@ -204,17 +215,49 @@ async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// A method as a metrics label: the standard ones by name, any other as `other`, so
+/// made-up methods cannot add series.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// A random id per request, returned as `x-request-id` and put on every log line of the
 /// request, so a user's error report can be matched to the server's log.
 async fn request_log(mut req: Request, next: Next) -> Response {
     let id = error::RequestId::new();
     req.extensions_mut().insert(id.clone());
     let method = req.method().clone();
+    // The route's template, never the path: paths carry ids, and a label per id would grow
+    // without bound.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".into(), |m| m.as_str().to_string());
     // The path only: query strings may carry tokens and never go to the log.
     let path = req.uri().path().to_string();
     let start = Instant::now();
     let mut res = next.run(req).await;
     let status = res.status().as_u16();
+    let labels = crate::metrics::labels(&[
+        ("route", &route),
+        ("method", method_label(&method)),
+        ("status", &status.to_string()),
+    ]);
+    crate::metrics::global()
+        .requests
+        .get(&labels)
+        .latency
+        .observe(start.elapsed());
     tracing::info!(
         request_id = %id.0,
         %method,

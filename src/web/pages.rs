@@ -193,6 +193,19 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
         form.client.clone(),
     )
     .await;
+    let outcome = match &done {
+        Ok(_) => "success",
+        Err(IdentityError::BadCredentials) => "bad_credentials",
+        Err(IdentityError::AddressRefused) => "address_refused",
+        Err(IdentityError::Throttled(_)) => "throttled",
+        Err(IdentityError::Busy) => "busy",
+        Err(_) => "error",
+    };
+    let metrics = crate::metrics::global();
+    crate::metrics::inc(&metrics.sign_ins, &[("outcome", outcome)]);
+    if outcome == "throttled" {
+        crate::metrics::inc(&metrics.throttled, &[("reason", "sign_in")]);
+    }
     match done {
         Ok(s) => with_session(
             Redirect::to(s.stage.page()).into_response(),

@@ -22,6 +22,7 @@ mod identity;
 mod keys;
 mod knowledge;
 mod knowledge_pages;
+mod metrics;
 mod models;
 mod openapi;
 mod packaging;

@@ -534,6 +534,54 @@ async fn every_fault_is_a_clear_bounded_error_with_an_audit_entry() {
     assert_eq!(stored["turns"].as_array().unwrap().len(), entries.len());
 }
 
+/// A slow endpoint holds at most its slots: with one slot and a queue of one, of three
+/// calls at once one is answered, one waits its bounded time in the queue, and one is
+/// refused at once; neither refused call reaches the provider, and each is a stored,
+/// audited failure that says the endpoint is busy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_endpoint_takes_a_bounded_share_of_the_server() {
+    let fake = Backend::fake(&[]);
+    let config = endpoint(
+        "slow",
+        "openai",
+        &[&fake.url],
+        "slow-first-byte-2000",
+        "max_concurrent = 1\nqueue = 1\nqueue_timeout_ms = 300",
+    );
+    let ai = Ai::new(&config);
+    ai.use_model("slow");
+    ai.upload(&[("pilotage.md", PILOTAGE)]).await;
+    let (a, b, c) = (ai.thread().await, ai.thread().await, ai.thread().await);
+    let q = "Where does the pilot board?";
+    let (ra, rb, rc) = tokio::join!(ai.ask(&a, q), ai.ask(&b, q), ai.ask(&c, q));
+    let mut statuses = vec![ra.0, rb.0, rc.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503, 503], "{ra:?} {rb:?} {rc:?}");
+    for (st, v) in [&ra, &rb, &rc] {
+        if *st == 503 {
+            assert_eq!(v["error"]["code"], "AI-0012", "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("busy"),
+                "{v}"
+            );
+        }
+    }
+    assert_eq!(
+        fake.requests()["by_model"]["slow-first-byte-2000"],
+        1,
+        "only the call holding the slot reached the provider"
+    );
+    // The slot is free again once the answer is in.
+    let (st, v) = ai.ask(&a, q).await;
+    assert_eq!(st, 200, "{v}");
+    let failed: Vec<Value> = ai
+        .turns()
+        .into_iter()
+        .filter(|e| e["params"]["error"] == "AI-0012")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_may_use_only_the_endpoints_its_policy_lists() {
     let fake = Backend::fake(&[]);

@@ -1,0 +1,57 @@
+//! `/metrics`: the process's counters in the Prometheus text format, for a scraper on this
+//! host (a loopback peer) or one that presents the configured metrics token. They name no
+//! tenant, and a tenant's own credentials do not open them: they describe the whole server.
+
+use super::access::{client_ip, Access, Routes};
+use super::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub fn routes() -> Routes {
+    Routes::new().route("/metrics", Access::Public, get(metrics))
+}
+
+/// The text format's media type, version 0.0.4.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn allowed(state: &AppState, req: &Request) -> bool {
+    if client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&state.metrics_token, presented) {
+        (Some(token), Some(p)) => token.matches(p),
+        _ => false,
+    }
+}
+
+async fn metrics(State(state): State<AppState>, req: Request) -> Response {
+    if !allowed(&state, &req) {
+        let mut res = (
+            StatusCode::FORBIDDEN,
+            "metrics are served to this host, or to a scraper with the metrics token\n",
+        )
+            .into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return res;
+    }
+    let live = crate::metrics::Live {
+        tenant_files_open: state.app.tenant_stores().open_count() as u64,
+        endpoints: state.models.states(),
+        uptime: state.started.elapsed(),
+    };
+    let body = crate::metrics::global().render(&live);
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    res
+}
