@@ -159,21 +159,47 @@ pub async fn complete(
     };
     let mut redacted = None;
     let mut endpoint = None;
+    // Citation ids of the tenant's passages the model was given, if any.
+    let mut retrieved: Vec<String> = Vec::new();
     let reply: Result<Reply, GatewayError> = if call.model == extractive::MODEL {
-        extractive_reply(ctx, call, deltas).await
+        extractive_reply(ctx, call, deltas).await.map(|(r, ids)| {
+            retrieved = ids;
+            r
+        })
     } else if !policy.endpoints.contains(&call.model) {
         Err(GatewayError::ModelNotFound(call.model.clone()))
     } else if let Some(m) = models.get(&call.model) {
-        let (reply, counts) = super::outgoing::call(
-            m.as_ref(),
-            &prompt,
-            &policy.egress_allow,
-            &redaction,
-            deltas,
-        )
-        .await;
-        redacted = counts;
-        reply.map_err(GatewayError::from)
+        // The tenant's knowledge goes along only where its policy says so: by default the
+        // gateway passes the caller's own messages and nothing of the tenant's documents.
+        let context = if policy.gateway_context {
+            retrieve(ctx, &question_of(call)).await.map(Some)
+        } else {
+            Ok(None)
+        };
+        match context {
+            Err(e) => Err(e),
+            Ok(context) => {
+                let mut sent = prompt.clone();
+                if let Some(c) = &context {
+                    retrieved = c.citation_ids();
+                    sent.system = if call.system.is_empty() {
+                        c.system_prompt()
+                    } else {
+                        format!("{}\n\n{}", c.system_prompt(), call.system)
+                    };
+                }
+                let (reply, counts) = super::outgoing::call(
+                    m.as_ref(),
+                    &sent,
+                    &policy.egress_allow,
+                    &redaction,
+                    deltas,
+                )
+                .await;
+                redacted = counts;
+                reply.map_err(GatewayError::from)
+            }
+        }
     } else {
         Err(GatewayError::ModelNotFound(call.model.clone()))
     };
@@ -200,6 +226,7 @@ pub async fn complete(
         "model": call.model,
         "endpoint": endpoint,
         "redacted": redacted,
+        "retrieved": retrieved,
         "usage": {
             "input": ok.map(|a| a.input_tokens),
             "output": ok.map(|a| a.output_tokens),
@@ -220,43 +247,53 @@ pub async fn complete(
     answer
 }
 
+/// The question of a call: its last user message.
+fn question_of(call: &Call) -> String {
+    call.messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
+        .unwrap_or_default()
+}
+
+/// The passages of `question` from the caller's tenant, and only from it.
+async fn retrieve(ctx: &TenantCtx, question: &str) -> Result<Context, GatewayError> {
+    ctx.caller().require(Permission::KnowledgeRead)?;
+    // A question's quotes are not a phrase search: every word counts.
+    let q = question.replace('"', " ");
+    ctx.read(move |c| {
+        Ok::<_, GatewayError>(Context {
+            passages: crate::knowledge::library::search_in(
+                c,
+                &q,
+                &Default::default(),
+                super::context::PASSAGES,
+            )?,
+        })
+    })
+    .await
+}
+
 /// The extractive answerer: the last user message is the question, the tenant's documents
 /// the only source.
 async fn extractive_reply(
     ctx: &TenantCtx,
     call: &Call,
     deltas: Deltas<'_>,
-) -> Result<Reply, GatewayError> {
-    ctx.caller().require(Permission::KnowledgeRead)?;
-    let question = call
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
-    let q = question.clone();
-    let context = ctx
-        .read(move |c| {
-            Ok::<_, GatewayError>(Context {
-                passages: crate::knowledge::library::search_in(
-                    c,
-                    &q.replace('"', " "),
-                    &Default::default(),
-                    super::context::PASSAGES,
-                )?,
-            })
-        })
-        .await?;
+) -> Result<(Reply, Vec<String>), GatewayError> {
+    let question = question_of(call);
+    let context = retrieve(ctx, &question).await?;
     let text = extractive::answer(&question, &context);
     deltas(&text);
-    Ok(Reply {
+    let reply = Reply {
         input_tokens: Some(words(&question) + words(&context.system_prompt())),
         output_tokens: Some(words(&text)),
         text,
         model: extractive::MODEL.into(),
         endpoint: None,
-    })
+    };
+    Ok((reply, context.citation_ids()))
 }
 
 crate::domain_error!(GatewayError, |e| {

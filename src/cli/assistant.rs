@@ -30,6 +30,10 @@ pub enum Command {
         /// What an AI turn's audit entry keeps of the prompt and the answer.
         #[arg(long, value_parser = ["preview", "full"])]
         retention: Option<String>,
+        /// Add passages of the tenant's documents to gateway calls for models other than
+        /// extractive (off by default: the caller's messages go alone).
+        #[arg(long, value_name = "BOOL")]
+        gateway_context: Option<bool>,
     },
     /// Show the tenant's redaction rules, or change the parts given; prints them as JSON.
     Redaction {
@@ -59,30 +63,33 @@ pub enum Command {
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
-    let (tenant, model, endpoints, egress_allow, grounded_only, retention) = match cmd {
-        Command::Policy {
-            tenant,
-            model,
-            endpoints,
-            egress_allow,
-            grounded_only,
-            retention,
-        } => (
-            tenant,
-            model,
-            endpoints,
-            egress_allow,
-            grounded_only,
-            retention,
-        ),
-        Command::Redaction {
-            tenant,
-            all_endpoints,
-            rules,
-            remove,
-        } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
-        Command::Limits { tenant, set } => return run_limits(cli, tenant, set),
-    };
+    let (tenant, model, endpoints, egress_allow, grounded_only, retention, gateway_context) =
+        match cmd {
+            Command::Policy {
+                tenant,
+                model,
+                endpoints,
+                egress_allow,
+                grounded_only,
+                retention,
+                gateway_context,
+            } => (
+                tenant,
+                model,
+                endpoints,
+                egress_allow,
+                grounded_only,
+                retention,
+                gateway_context,
+            ),
+            Command::Redaction {
+                tenant,
+                all_endpoints,
+                rules,
+                remove,
+            } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
+            Command::Limits { tenant, set } => return run_limits(cli, tenant, set),
+        };
     let tenant = TenantId::parse(tenant)?;
     let endpoints = endpoints
         .as_deref()
@@ -105,7 +112,8 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             || endpoints.is_some()
             || egress_allow.is_some()
             || grounded_only.is_some()
-            || retention.is_some();
+            || retention.is_some()
+            || gateway_context.is_some();
         if changed {
             if let Some(m) = model {
                 p.model = m.trim().to_string();
@@ -118,6 +126,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             }
             if let Some(g) = grounded_only {
                 p.grounded_only = *g;
+            }
+            if let Some(g) = gateway_context {
+                p.gateway_context = *g;
             }
             if let Some(r) = retention.as_deref().and_then(Retention::parse) {
                 p.retention = r;

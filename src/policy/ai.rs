@@ -50,6 +50,9 @@ pub struct AiPolicy {
     /// An answer that cites none of the tenant's documents is refused.
     pub grounded_only: bool,
     pub retention: Retention,
+    /// The gateway adds passages of the tenant's documents to calls for models other than
+    /// `extractive`. Off: the gateway passes the caller's messages and nothing else.
+    pub gateway_context: bool,
 }
 
 impl Default for AiPolicy {
@@ -60,6 +63,7 @@ impl Default for AiPolicy {
             egress_allow: Vec::new(),
             grounded_only: true,
             retention: Retention::Preview,
+            gateway_context: false,
         }
     }
 }
@@ -134,6 +138,9 @@ impl AiPolicy {
         }
         if let Some(v) = get("ai.grounded_only")? {
             p.grounded_only = v != "false";
+        }
+        if let Some(v) = get("ai.gateway_context")? {
+            p.gateway_context = v == "true";
         }
         if let Some(v) = get("ai.retention")? {
             p.retention = Retention::parse(&v).unwrap_or(Retention::Preview);
@@ -217,6 +224,7 @@ pub fn update_blocking<D: Door>(
             ("ai.egress_allow", new.egress_allow.join(",")),
             ("ai.grounded_only", new.grounded_only.to_string()),
             ("ai.retention", new.retention.as_str().to_string()),
+            ("ai.gateway_context", new.gateway_context.to_string()),
         ] {
             c.execute(
                 "INSERT INTO policy (key, value, changed_us) VALUES (?1, ?2, ?3) \
@@ -255,6 +263,10 @@ mod tests {
         let p = AiPolicy::default();
         assert_eq!(p.model, "extractive");
         assert!(p.grounded_only && p.endpoints.is_empty() && p.egress_allow.is_empty());
+        assert!(
+            !p.gateway_context,
+            "no document goes to another model unasked"
+        );
         assert_eq!(p.retention, Retention::Preview);
     }
 }

@@ -37,6 +37,7 @@ struct AssistantPage {
     model: String,
     egress_allow: String,
     grounded_only: bool,
+    gateway_context: bool,
     retention: &'static str,
     may_manage: bool,
     errors: Vec<FieldError>,
@@ -77,6 +78,7 @@ async fn assistant_page(
         model: pol.model.clone(),
         egress_allow: pol.egress_allow.join("\n"),
         grounded_only: pol.grounded_only,
+        gateway_context: pol.gateway_context,
         retention: pol.retention.as_str(),
         may_manage: p.permissions.contains(Permission::SettingsManage),
         errors,
@@ -132,6 +134,7 @@ async fn assistant_update(
                 &form.field("egress_allow"),
             )?,
             grounded_only: form.field("grounded_only") == "on",
+            gateway_context: form.field("gateway_context") == "on",
             retention: Retention::parse(&form.field("retention")).ok_or(PolicyError::Invalid {
                 key: "ai.retention",
                 message: "choose preview or full".into(),
@@ -168,6 +171,7 @@ async fn assistant_update(
                     .map(str::to_string)
                     .collect(),
                 grounded_only: form.field("grounded_only") == "on",
+                gateway_context: form.field("gateway_context") == "on",
                 retention: Retention::parse(&form.field("retention")).unwrap_or(Retention::Preview),
             };
             let errors = FieldError::new(field, capitalise(&format!("{key}: {message}")));

@@ -252,6 +252,7 @@ async fn the_assistant_policy_is_set_on_its_settings_page() {
             ("model", "local"),
             ("retention", "full"),
             ("egress_allow", "api.example.com"),
+            ("gateway_context", "on"),
         ],
         &[],
     )
@@ -268,6 +269,7 @@ async fn the_assistant_policy_is_set_on_its_settings_page() {
     assert_eq!(shown["model"], "local");
     assert_eq!(shown["grounded_only"], false, "an unticked box is off");
     assert_eq!(shown["retention"], "full");
+    assert_eq!(shown["gateway_context"], true, "a ticked box is on");
     assert_eq!(
         shown["egress_allow"],
         serde_json::json!(["api.example.com"])

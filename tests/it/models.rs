@@ -534,6 +534,100 @@ async fn every_fault_is_a_clear_bounded_error_with_an_audit_entry() {
     assert_eq!(stored["turns"].as_array().unwrap().len(), entries.len());
 }
 
+/// The gateway gives a model the tenant's passages only where the tenant's policy says so;
+/// by default the caller's messages go alone. Either way the entry names what was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_adds_the_tenants_documents_only_where_its_policy_says_so() {
+    let fake = Backend::fake(&[]);
+    let ai = Ai::new(&endpoint("local", "openai", &[&fake.url], "echo", ""));
+    ai.use_model("local");
+    ai.upload(&[("pilotage.md", PILOTAGE)]).await;
+    let tenant = ai.tenant.as_str().to_string();
+    let body = serde_json::json!({
+        "model": "local",
+        "messages": [
+            {"role": "system", "content": "Answer in one sentence."},
+            {"role": "user", "content": "Where does the pilot board?"},
+        ],
+    })
+    .to_string();
+    let ask = || async {
+        let (st, _, b) =
+            ai.s.send(
+                "POST",
+                "/v1/chat/completions",
+                &[
+                    ("authorization", ai.op.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(st, 200, "{v}");
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let sent_system = || {
+        fake.requests()["last"]["body"]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(ask().await, "I found nothing to cite.");
+    assert_eq!(sent_system(), "Answer in one sentence.");
+
+    let e = ai.s.env.fails(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &tenant,
+        "--gateway-context",
+        "maybe",
+    ]);
+    assert!(e.contains("--gateway-context"), "{e}");
+    let shown = ai.s.env.ok(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &tenant,
+        "--gateway-context",
+        "true",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["gateway_context"],
+        true
+    );
+    let answer = ask().await;
+    assert!(
+        answer.contains("The pilot boards at the outer buoy.") && answer.ends_with("[1]"),
+        "{answer}"
+    );
+    let system = sent_system();
+    assert!(
+        system.contains("[1] (pilotage.md)")
+            && system.contains("The pilot boards at the outer buoy.")
+            && system.ends_with("\n\nAnswer in one sentence."),
+        "{system}"
+    );
+    let calls: Vec<Value> =
+        ai.s.env
+            .ok(&["audit", "export", "--tenant", &tenant])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["action"] == "gateway.call")
+            .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["params"]["retrieved"], serde_json::json!([]));
+    let given = calls[1]["params"]["retrieved"].as_array().unwrap();
+    assert!(
+        !given.is_empty() && given.iter().all(|c| c.as_str().is_some()),
+        "{calls:?}"
+    );
+}
+
 /// A slow endpoint holds at most its slots: with one slot and a queue of one, of three
 /// calls at once one is answered, one waits its bounded time in the queue, and one is
 /// refused at once; neither refused call reaches the provider, and each is a stored,
