@@ -58,6 +58,20 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The gateway's whole path against an upstream on loopback that answers at once: the
+    /// latency it adds at one connection (p50, p99), and requests/s at 16 connections in one
+    /// tenant and spread over many, each call audited durably.
+    Gateway {
+        /// Directory for the temporary data (default: the system temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seconds per load run.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Tenants the spread run's calls go to, each with its own token.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        tenants: u64,
+    },
     /// Knowledge: ingest MB/s (Markdown, CSV), search p50/p99 over 100,000 passages, hit@1
     /// and hit@3 on a question set against a plain FTS5 baseline, extractive answer p50/p99.
     Knowledge {
@@ -103,6 +117,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
         Command::Auth { dir, seconds } => {
             super::bench_auth::bench_auth(cli, dir.as_deref(), *seconds)
         }
+        Command::Gateway {
+            dir,
+            seconds,
+            tenants,
+        } => super::bench_gateway::bench_gateway(dir.as_deref(), *seconds, *tenants as usize),
         Command::Knowledge {
             dir,
             corpus,

@@ -9,30 +9,18 @@ use crate::config::Config;
 use crate::door;
 use crate::identity::{accounts, signin, tokens, Caller, Password, Realm};
 use crate::web::{self, AppState};
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::http::{HeaderMap, HeaderValue};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bench::{figure, work_dir};
+use super::bench_load::{client_config, fail, percentile, run, Target};
 
 /// Most requests one load run makes, whatever the time allows.
 const MAX_REQUESTS: usize = 2_000_000;
 /// Checks made in process per credential kind.
 const IN_PROCESS: usize = 50_000;
-
-fn fail(what: &str) -> impl Fn(String) -> Failure + '_ {
-    move |e| Failure::new("BEN-0003", format!("{what}: {e}"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64()
-}
 
 pub fn bench_auth(
     _cli: &Cli,
@@ -150,32 +138,21 @@ pub fn bench_auth(
                 grace: Duration::from_secs(1),
             },
         ));
-        let client = client_config(&cert)?;
+        let target = Arc::new(Target {
+            addr,
+            tls: Some(client_config(&cert)?),
+            method: axum::http::Method::GET,
+            path: "/api/v1/me".into(),
+            headers: Vec::new(),
+            bearers: vec![
+                HeaderValue::from_str(&bearer).map_err(|e| fail("header")(e.to_string()))?
+            ],
+            body: axum::body::Bytes::new(),
+            expect: 200,
+        });
         for conns in [1usize, 16] {
-            let deadline = Instant::now() + Duration::from_secs(seconds.max(1));
-            let tasks: Vec<_> = (0..conns)
-                .map(|_| {
-                    tokio::spawn(load(
-                        addr,
-                        client.clone(),
-                        bearer.clone(),
-                        deadline,
-                        MAX_REQUESTS / conns,
-                    ))
-                })
-                .collect();
-            let start = Instant::now();
-            let mut times = Vec::new();
-            for t in tasks {
-                times.extend(t.await.map_err(|e| fail("load")(e.to_string()))??);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            times.sort();
-            figure(
-                &format!("me_token_tls_{conns}conn_rps"),
-                times.len() as f64 / secs,
-                "req/s",
-            );
+            let (times, rps) = run(&target, conns, seconds, MAX_REQUESTS).await?;
+            figure(&format!("me_token_tls_{conns}conn_rps"), rps, "req/s");
             figure(
                 &format!("me_token_tls_{conns}conn_p50"),
                 percentile(&times, 0.50) * 1e3,
@@ -196,73 +173,4 @@ pub fn bench_auth(
         app.close();
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn client_config(cert: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Failure> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert)
-        .map_err(|e| fail("certificate")(e.to_string()))?
-    {
-        roots
-            .add(c.map_err(|e| fail("certificate")(e.to_string()))?)
-            .map_err(|e| fail("certificate")(e.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail("tls")(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
-}
-
-/// One kept-alive connection sending `GET /api/v1/me` until the deadline; each latency.
-async fn load(
-    addr: std::net::SocketAddr,
-    cfg: Arc<rustls::ClientConfig>,
-    bearer: String,
-    deadline: Instant,
-    max: usize,
-) -> Result<Vec<Duration>, Failure> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| fail("connect")(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from("localhost")
-        .map_err(|e| fail("tls")(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| fail("handshake")(e.to_string()))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| fail("http")(e.to_string()))?;
-    tokio::spawn(conn);
-    let mut times = Vec::new();
-    while times.len() < max && Instant::now() < deadline {
-        let req = Request::get("/api/v1/me")
-            .header("host", "localhost")
-            .header("authorization", &bearer)
-            .body(Body::empty())
-            .map_err(|e| fail("request")(e.to_string()))?;
-        let start = Instant::now();
-        let res = send
-            .send_request(req)
-            .await
-            .map_err(|e| fail("request")(e.to_string()))?;
-        let status = res.status();
-        axum::body::to_bytes(Body::new(res.into_body()), 1 << 20)
-            .await
-            .map_err(|e| fail("response")(e.to_string()))?;
-        times.push(start.elapsed());
-        if status != 200 {
-            return Err(Failure::new(
-                "BEN-0003",
-                format!("GET /api/v1/me answered {status}"),
-            ));
-        }
-    }
-    Ok(times)
 }

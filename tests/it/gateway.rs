@@ -270,3 +270,59 @@ fn the_vendor_sdks_work_unchanged_against_the_gateway() {
         "the second key is in the journal"
     );
 }
+
+/// `bench gateway` prints its figures as JSON lines: the latency the gateway adds, and
+/// requests/s in one tenant and spread, with every answered call audited. Broken flags are
+/// refused before anything runs.
+#[test]
+fn bench_gateway_prints_its_figures_and_audits_every_call() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "bench",
+        "gateway",
+        "--seconds",
+        "1",
+        "--tenants",
+        "3",
+        "--dir",
+        env.tmp.path().to_str().unwrap(),
+    ]);
+    let figures: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let get = |name: &str| {
+        figures
+            .iter()
+            .find(|f| f["figure"] == name)
+            .unwrap_or_else(|| panic!("{name}: {out}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    for name in [
+        "gateway_1conn_p50",
+        "gateway_1conn_p99",
+        "gateway_16conn_one_tenant_rps",
+        "gateway_16conn_3_tenants_rps",
+    ] {
+        assert!(get(name) > 0.0, "{name}: {out}");
+    }
+    assert!(
+        get("gateway_1conn_p99") >= get("gateway_1conn_p50"),
+        "{out}"
+    );
+    for name in [
+        "gateway_16conn_one_tenant_audited_per_call",
+        "gateway_16conn_3_tenants_audited_per_call",
+    ] {
+        assert!(get(name) >= 1.0, "{name}: {out}");
+    }
+    for (flag, value) in [
+        ("--seconds", "0"),
+        ("--tenants", "0"),
+        ("--tenants", "many"),
+    ] {
+        let e = env.fails(&["bench", "gateway", flag, value]);
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+    }
+}
