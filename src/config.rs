@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod rate_limit;
+pub use rate_limit::{RateLimitConfig, RedisUrl};
+
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/strongroom/config.toml";
 /// The documented default configuration, as installed by the package.
@@ -58,6 +61,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub ai: AiConfig,
     pub metrics: MetricsConfig,
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Who may read `/metrics`, and what its labels may name.
@@ -659,13 +663,14 @@ impl Config {
         if let Some(path) = &self.metrics.token_file {
             crate::ai::http::read_key(path).map_err(|m| invalid("metrics.token_file", m))?;
         }
+        self.rate_limit.validate(&self.ai.endpoints)?;
         Ok(())
     }
 
     /// Every numeric key with its value and the range it must lie in. Bounded at load time, so
     /// a value that would overflow further down (SQLite's busy timeout is a C int of
     /// milliseconds) is a configuration error naming the key, never a panic.
-    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 15] {
+    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 17] {
         let n = |v: usize| v as u64;
         [
             (
@@ -742,6 +747,16 @@ impl Config {
                 "outbound.timeout_secs",
                 self.outbound.timeout_secs,
                 1..=3600,
+            ),
+            (
+                "rate_limit.timeout_ms",
+                self.rate_limit.timeout_ms,
+                10..=10_000,
+            ),
+            (
+                "rate_limit.lease_secs",
+                self.rate_limit.lease_secs,
+                10..=86_400,
             ),
         ]
     }

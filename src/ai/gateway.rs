@@ -8,7 +8,7 @@
 use super::assistant::{retained, Models};
 use super::context::Context;
 use super::extractive;
-use super::limits::{Limiter, Refusal};
+use super::limits::{CallLimiter, Denied, Refusal};
 use super::model::{Deltas, Message, ModelError, Prompt, Reply, Role};
 use crate::audit::Outcome;
 use crate::door::{Audit, TenantCtx};
@@ -18,7 +18,6 @@ use crate::policy::ai::AiPolicy;
 use crate::policy::limits::LimitPolicy;
 use crate::policy::redaction::RedactionPolicy;
 use crate::store::StoreError;
-use std::sync::Arc;
 
 /// Most tokens a call may ask for.
 pub const MAX_TOKENS: u32 = 32_768;
@@ -52,6 +51,8 @@ pub enum GatewayError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Limited(Refusal),
+    #[error("the limits on calls to models could not be checked (the shared limit store does not answer), so the call was not made; retry in a moment")]
+    LimitsUnavailable,
     #[error(transparent)]
     Knowledge(#[from] KnowledgeError),
     #[error(transparent)]
@@ -68,6 +69,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => "GW-0001",
             Self::Model(e) => e.code(),
             Self::Limited(_) => "GW-0003",
+            Self::LimitsUnavailable => "GW-0004",
             Self::Knowledge(e) => e.code(),
             Self::Denied(_) => "GW-0002",
             Self::Store(e) => e.code(),
@@ -105,16 +107,17 @@ fn words(text: &str) -> u64 {
 
 /// Answers `call` for the caller's tenant, handing text to `deltas` as it arrives, and
 /// writes the call's audit entry before returning. The tenant's limits apply first, on
-/// this node's `limiter` at `now_us`: a refused call reaches no model and writes no entry
-/// (a flood of refusals must not flood the journal).
+/// `limiter` (this node's, or shared through Redis) at `now_us`: a refused call reaches no
+/// model and writes no entry (a flood of refusals must not flood the journal).
 ///
 /// # Errors
-/// Permission, a limit, an unknown model (audited), the model's failure (audited), or a
-/// storage fault (the entry could not be written: the call fails).
+/// Permission, a limit, limits that could not be checked (shared, closed policy), an
+/// unknown model (audited), the model's failure (audited), or a storage fault (the entry
+/// could not be written: the call fails).
 pub async fn complete(
     ctx: &TenantCtx,
     models: &Models,
-    limiter: &Arc<Limiter>,
+    limiter: &CallLimiter,
     now_us: i64,
     call: &Call,
     deltas: Deltas<'_>,
@@ -149,8 +152,12 @@ pub async fn complete(
         ),
     ];
     let _permit = limiter
-        .admit(now_us, &scopes)
-        .map_err(GatewayError::Limited)?;
+        .admit(now_us, &scopes, limits.on_shared_failure)
+        .await
+        .map_err(|d| match d {
+            Denied::Limited(r) => GatewayError::Limited(r),
+            Denied::Unavailable => GatewayError::LimitsUnavailable,
+        })?;
     let prompt = Prompt {
         system: call.system.clone(),
         messages: call.messages.clone(),
@@ -213,7 +220,9 @@ pub async fn complete(
         }
     });
     if let Ok(a) = &answer {
-        limiter.spend(now_us, &scopes, a.input_tokens + a.output_tokens);
+        limiter
+            .spend(now_us, &scopes, a.input_tokens + a.output_tokens)
+            .await;
     }
     let (outcome, kind) = match &answer {
         Ok(_) => ("answered", Outcome::Success),
@@ -302,6 +311,7 @@ crate::domain_error!(GatewayError, |e| {
         GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
         GatewayError::Model(m) => m.kind(),
         GatewayError::Limited(_) => ErrorKind::Throttled,
+        GatewayError::LimitsUnavailable => ErrorKind::Busy,
         GatewayError::Knowledge(e) => crate::error::DomainError::kind(e),
         GatewayError::Denied(_) => ErrorKind::Forbidden,
         GatewayError::Store(e) => crate::error::DomainError::kind(e),

@@ -2,8 +2,15 @@
 //! second with a burst, a count of calls in progress, and the model tokens used per UTC day,
 //! each for the tenant as a whole and for each caller within it. Time comes from the
 //! caller, so tests move it instead of waiting for it.
+//!
+//! [`CallLimiter`] is what the gateway holds: this limiter, or [`shared::SharedLimiter`],
+//! the same limits kept in Redis for every node when `rate_limit.redis_url` is set.
 
-use crate::policy::limits::Limits;
+pub mod shared;
+
+use crate::config::RateLimitConfig;
+use crate::policy::limits::{Limits, OnSharedFailure};
+pub use shared::Denied;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -190,6 +197,80 @@ impl Limiter {
             s.used = s.used.saturating_add(tokens);
         }
     }
+}
+
+/// The gateway's limiter: this node's memory, or Redis shared by every node.
+#[derive(Debug, Clone)]
+pub enum CallLimiter {
+    Local(Arc<Limiter>),
+    Shared(Arc<shared::SharedLimiter>),
+}
+
+/// A call admitted by a [`CallLimiter`]; it is in progress until dropped.
+#[derive(Debug)]
+pub enum Held {
+    /// By this node's limiter (also a shared limiter's fallback while Redis fails).
+    Local(Permit),
+    Shared(shared::SharedPermit),
+}
+
+impl CallLimiter {
+    /// In memory, or through Redis when `rate_limit.redis_url` is set. Nothing is
+    /// connected here: the server starts whether Redis is up or not.
+    ///
+    /// # Errors
+    /// A Redis URL the client does not take.
+    pub fn new(config: &RateLimitConfig) -> Result<Self, String> {
+        Ok(match &config.redis_url {
+            None => CallLimiter::Local(Limiter::new()),
+            Some(url) => CallLimiter::Shared(Arc::new(shared::SharedLimiter::new(url, config)?)),
+        })
+    }
+
+    /// Admits a call in every scope or refuses it; a refusal takes nothing from any scope.
+    /// `on_failure` is the tenant's choice for when shared limits cannot be checked.
+    ///
+    /// # Errors
+    /// A limit reached, or the shared limits unavailable under a closed policy.
+    pub async fn admit(
+        &self,
+        now_us: i64,
+        scopes: &[Scoped],
+        on_failure: OnSharedFailure,
+    ) -> Result<Held, Denied> {
+        match self {
+            CallLimiter::Local(l) => l
+                .admit(now_us, scopes)
+                .map(Held::Local)
+                .map_err(Denied::Limited),
+            CallLimiter::Shared(s) => s.admit(now_us, scopes, on_failure).await,
+        }
+    }
+
+    /// Counts `tokens` model tokens against each scope's daily budget.
+    pub async fn spend(&self, now_us: i64, scopes: &[Scoped], tokens: u64) {
+        match self {
+            CallLimiter::Local(l) => l.spend(now_us, scopes, tokens),
+            CallLimiter::Shared(s) => s.spend(now_us, scopes, tokens).await,
+        }
+    }
+}
+
+/// A fresh random id for a call in progress in Redis: two nodes must never pick the same.
+fn permit_id() -> String {
+    let mut b = [0u8; 16];
+    // The system's generator does not fail on Linux; were it to, the clock's nanoseconds
+    // and a counter still tell this node's calls apart.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        b[8..].copy_from_slice(&t.to_le_bytes());
+    }
+    hex::encode(b)
 }
 
 #[cfg(test)]

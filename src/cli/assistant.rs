@@ -56,7 +56,9 @@ pub enum Command {
         tenant: String,
         /// SCOPE.LIMIT=VALUE (repeatable): scope `tenant` (all its calls) or `token` (each
         /// token's or person's), limit `rps`, `burst`, `concurrent` or `tokens_per_day`,
-        /// value a number or `off`. Example: --set token.rps=5 --set token.burst=10
+        /// value a number or `off`. Example: --set token.rps=5 --set token.burst=10. Where the
+        /// limits are shared through Redis: on_shared_failure=closed (default: refuse calls
+        /// while Redis cannot be reached) or on_shared_failure=open (this node's own limits).
         #[arg(long = "set", value_name = "SCOPE.LIMIT=VALUE")]
         set: Vec<String>,
     },

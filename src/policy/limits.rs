@@ -1,6 +1,8 @@
 //! A tenant's limits on calls to models, in its policy table under the `limits` key: for
 //! the tenant as a whole and for each of its tokens (or signed-in people), requests per
-//! second with a burst, concurrent calls, and tokens per day. Unset means unlimited.
+//! second with a burst, concurrent calls, and tokens per day. Unset means unlimited. Where
+//! the limits are shared through Redis (`rate_limit.redis_url`), `on_shared_failure` says
+//! what happens to the tenant's calls while Redis cannot be reached.
 
 use super::PolicyError;
 use crate::door::{Audit, Door};
@@ -42,6 +44,23 @@ impl Limits {
     }
 }
 
+/// What a call meets while the shared limits (Redis) cannot be checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSharedFailure {
+    /// Refused (503, retry in a second): no call goes past limits nobody could check.
+    #[default]
+    Closed,
+    /// Let through under this node's own in-memory limits, which see only its own calls.
+    Open,
+}
+
+impl OnSharedFailure {
+    pub fn is_closed(&self) -> bool {
+        *self == OnSharedFailure::Closed
+    }
+}
+
 /// A tenant's limits: on the tenant as a whole, and on each caller within it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +69,9 @@ pub struct LimitPolicy {
     pub tenant: Limits,
     #[serde(default)]
     pub token: Limits,
+    /// Written only when open: a node not yet upgraded reads a policy without it.
+    #[serde(default, skip_serializing_if = "OnSharedFailure::is_closed")]
+    pub on_shared_failure: OnSharedFailure,
 }
 
 fn invalid(message: impl Into<String>) -> PolicyError {
@@ -61,25 +83,37 @@ fn invalid(message: impl Into<String>) -> PolicyError {
 
 impl LimitPolicy {
     /// Applies `SCOPE.LIMIT=VALUE` (`tenant.rps=5`, `token.tokens_per_day=100000`,
-    /// `tenant.burst=off`).
+    /// `tenant.burst=off`) or `on_shared_failure=closed|open`.
     ///
     /// # Errors
     /// An unknown scope or limit, or a value out of its range.
     pub fn set(&mut self, assignment: &str) -> Result<(), PolicyError> {
         let Some((name, value)) = assignment.split_once('=') else {
             return Err(invalid(format!(
-                "{:?} is not SCOPE.LIMIT=VALUE (for example token.rps=5)",
+                "{:?} is not SCOPE.LIMIT=VALUE (for example token.rps=5) or on_shared_failure=closed|open",
                 assignment.chars().take(60).collect::<String>()
             )));
         };
+        if name.trim() == "on_shared_failure" {
+            self.on_shared_failure = match value.trim().to_ascii_lowercase().as_str() {
+                "closed" => OnSharedFailure::Closed,
+                "open" => OnSharedFailure::Open,
+                _ => {
+                    return Err(invalid(
+                        "on_shared_failure must be closed (refuse calls while the shared limits cannot be checked) or open (go on under each node's own limits)",
+                    ))
+                }
+            };
+            return Ok(());
+        }
         let (scope, limit) = name.trim().split_once('.').unwrap_or((name.trim(), ""));
         let target = match scope {
             "tenant" => &mut self.tenant,
             "token" => &mut self.token,
             _ => {
                 return Err(invalid(format!(
-                    "unknown scope {scope:?}; use tenant or token"
-                )))
+                "unknown scope {scope:?}; use tenant or token (or on_shared_failure=closed|open)"
+            )))
             }
         };
         let value = value.trim();
@@ -173,6 +207,7 @@ impl LimitPolicy {
                         tokens_per_day: None,
                     },
                     token: Limits::default(),
+                    on_shared_failure: OnSharedFailure::Closed,
                 }
             }),
         })
@@ -233,6 +268,19 @@ mod tests {
         assert_eq!(p.token.tokens_per_day, Some(1000));
         p.set("tenant.rps=off").unwrap();
         assert_eq!(p.tenant.rps, None);
+        assert_eq!(
+            p.on_shared_failure,
+            OnSharedFailure::Closed,
+            "closed unless set"
+        );
+        p.set(" on_shared_failure = Open ").unwrap();
+        assert_eq!(p.on_shared_failure, OnSharedFailure::Open);
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains(r#""on_shared_failure":"open""#), "{json}");
+        p.set("on_shared_failure=closed").unwrap();
+        assert_eq!(p.on_shared_failure, OnSharedFailure::Closed);
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("on_shared_failure"), "{json}");
         for (bad, says) in [
             ("tenant.rps", "SCOPE.LIMIT=VALUE"),
             ("team.rps=1", "unknown scope"),
@@ -241,6 +289,11 @@ mod tests {
             ("token.rps=NaN", "0.001"),
             ("token.burst=-1", "whole number"),
             ("token.concurrent=0", "whole number"),
+            ("on_shared_failure=maybe", "closed (refuse"),
+            ("on_shared_failure=", "or open"),
+            ("on_shared_failure", "SCOPE.LIMIT=VALUE"),
+            ("on_shared_failure.x=open", "unknown scope"),
+            ("shared.on_failure=open", "on_shared_failure=closed|open"),
         ] {
             let e = p.set(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
@@ -257,7 +310,18 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(LimitPolicy::read(&c).unwrap().tenant.rps, Some(5.0));
+        let read = LimitPolicy::read(&c).unwrap();
+        assert_eq!(read.tenant.rps, Some(5.0));
+        assert_eq!(read.on_shared_failure, OnSharedFailure::Closed);
+        c.execute(
+            "UPDATE policy SET value = '{\"on_shared_failure\": \"open\"}' WHERE key = 'limits'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            LimitPolicy::read(&c).unwrap().on_shared_failure,
+            OnSharedFailure::Open
+        );
         c.execute(
             "UPDATE policy SET value = 'not json' WHERE key = 'limits'",
             [],
@@ -265,5 +329,6 @@ mod tests {
         .unwrap();
         let damaged = LimitPolicy::read(&c).unwrap();
         assert_eq!(damaged.tenant.concurrent, Some(1));
+        assert_eq!(damaged.on_shared_failure, OnSharedFailure::Closed);
     }
 }

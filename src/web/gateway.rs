@@ -116,6 +116,7 @@ impl Vendor {
         let retry = match e {
             GatewayError::Model(m) => m.retry_after(),
             GatewayError::Limited(r) => Some(r.retry_after()),
+            GatewayError::LimitsUnavailable => Some(1),
             _ => None,
         };
         if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {

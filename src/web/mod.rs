@@ -57,15 +57,16 @@ pub struct AppState {
     pub sso: Arc<crate::identity::sso::Sso>,
     /// The configured model endpoints.
     pub models: Arc<crate::ai::assistant::Models>,
-    /// The gateway's limits on calls to models, on this node.
-    pub limits: Arc<crate::ai::limits::Limiter>,
+    /// The gateway's limits on calls to models: this node's, or shared through Redis.
+    pub limits: crate::ai::limits::CallLimiter,
     /// The token a scraper off this host presents for `/metrics`, if one is configured.
     pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
 }
 
 impl AppState {
     /// # Errors
-    /// A model endpoint whose key or trust anchors cannot be read: the server must not start.
+    /// A model endpoint whose key or trust anchors cannot be read, or a Redis URL the client
+    /// does not take: the server must not start. Redis itself need not be up.
     pub fn new(app: Arc<App>) -> Result<Self, String> {
         let models = crate::ai::http::models(app.config())?;
         let metrics_token = match &app.config().metrics.token_file {
@@ -74,6 +75,7 @@ impl AppState {
             )),
             None => None,
         };
+        let limits = crate::ai::limits::CallLimiter::new(&app.config().rate_limit)?;
         Ok(Self {
             metrics_token,
             started: Instant::now(),
@@ -81,7 +83,7 @@ impl AppState {
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
             models: Arc::new(models),
-            limits: crate::ai::limits::Limiter::new(),
+            limits,
             app,
         })
     }

@@ -4,25 +4,34 @@
 
 use crate::models::{endpoint, Ai, Backend, CONTACTS};
 use crate::signin::text;
+use crate::support::send_to;
 use serde_json::{json, Value};
 
-async fn post(
+pub async fn post(
     ai: &Ai,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, axum::http::HeaderMap, Value, String) {
+    post_on(&ai.s.router, path, headers, body).await
+}
+
+/// As [`post`], to one node of several (see `InProcess::node`).
+pub async fn post_on(
+    node: &axum::Router,
     path: &str,
     headers: &[(&str, &str)],
     body: &Value,
 ) -> (u16, axum::http::HeaderMap, Value, String) {
     let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     h.extend_from_slice(headers);
-    let (st, headers, b) =
-        ai.s.send("POST", path, &h, body.to_string().as_bytes())
-            .await;
+    let (st, headers, b) = send_to(node, "POST", path, &h, body.to_string().as_bytes()).await;
     let raw = text(&b);
     let json = serde_json::from_slice(&b).unwrap_or(Value::Null);
     (st, headers, json, raw)
 }
 
-fn gateway_calls(ai: &Ai) -> Vec<Value> {
+pub fn gateway_calls(ai: &Ai) -> Vec<Value> {
     ai.s.env
         .ok(&["audit", "export", "--tenant", ai.tenant.as_str()])
         .lines()

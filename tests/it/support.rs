@@ -490,7 +490,7 @@ pub struct InProcess {
     pub env: Env,
     pub app: Arc<strongroom::app::App>,
     pub clock: Arc<strongroom::clock::ManualClock>,
-    router: axum::Router,
+    pub router: axum::Router,
 }
 
 impl InProcess {
@@ -522,6 +522,12 @@ impl InProcess {
         }
     }
 
+    /// Another node of the same installation: its own state (its own limiter and
+    /// connections), the same data and clock, as a second server behind a load balancer.
+    pub fn node(&self) -> axum::Router {
+        strongroom::web::app(strongroom::web::AppState::new(self.app.clone()).unwrap())
+    }
+
     /// Sends one request through the router (no socket, no TLS) and returns the status,
     /// the headers and the body.
     pub async fn request(
@@ -542,25 +548,36 @@ impl InProcess {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, axum::http::HeaderMap, Vec<u8>) {
-        use tower::ServiceExt;
-        let mut b = axum::http::Request::builder().method(method).uri(path);
-        let mut peer: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
-        for (k, v) in headers {
-            if *k == "x-test-peer" {
-                peer = v.parse().unwrap();
-            } else {
-                b = b.header(*k, *v);
-            }
-        }
-        let mut req = b.body(axum::body::Body::from(body.to_vec())).unwrap();
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (status, headers, bytes.to_vec())
+        send_to(&self.router, method, path, headers, body).await
     }
+}
+
+/// As [`InProcess::send`], through `router` (one of [`InProcess::node`]).
+pub async fn send_to(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    use tower::ServiceExt;
+    let mut b = axum::http::Request::builder().method(method).uri(path);
+    let mut peer: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    for (k, v) in headers {
+        if *k == "x-test-peer" {
+            peer = v.parse().unwrap();
+        } else {
+            b = b.header(*k, *v);
+        }
+    }
+    let mut req = b.body(axum::body::Body::from(body.to_vec())).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, headers, bytes.to_vec())
 }
