@@ -544,6 +544,7 @@ pub async fn ask(
             .collect(),
         max_tokens: MAX_TOKENS,
         stream,
+        raw: None,
     };
 
     // Values replaced before the call, by kind; `None` when the call was not redacted.

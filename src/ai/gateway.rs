@@ -8,8 +8,8 @@
 use super::assistant::{retained, Models};
 use super::context::Context;
 use super::extractive;
-use super::limits::{CallLimiter, Denied, Refusal};
-use super::model::{Deltas, Message, ModelError, Prompt, Reply, Role};
+use super::limits::{CallLimiter, Denied, Held, Refusal, Scoped};
+use super::model::{Deltas, Message, ModelError, Prompt, Protocol, Raw, Reply, Role, Stop};
 use crate::audit::Outcome;
 use crate::door::{Audit, TenantCtx};
 use crate::identity::Permission;
@@ -33,6 +33,9 @@ pub struct Call {
     pub messages: Vec<Message>,
     pub max_tokens: u32,
     pub stream: bool,
+    /// Tool definitions, tool calls and results, and fields the gateway does not read, in
+    /// the caller's API: they go only to an endpoint of that API (see [`Raw`]).
+    pub raw: Option<Raw>,
 }
 
 /// A call's answer.
@@ -41,6 +44,82 @@ pub struct Answer {
     pub text: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub stop: Option<Stop>,
+    /// The tools the model called, in the caller's API (see [`Reply::tool_calls`]).
+    pub tool_calls: Option<serde_json::Value>,
+}
+
+/// Fields of a call that are tool definitions: passed with the call's tool messages.
+const TOOL_FIELDS: &[&str] = &["tools", "tool_choice", "parallel_tool_calls"];
+
+/// What of a call's raw part goes to the endpoint `to` (its API, `None` for `extractive`),
+/// and the names of the fields left behind: tool parts go only to an endpoint of the
+/// caller's API (elsewhere the call is refused); fields the gateway does not read go only
+/// where the tenant's policy lets them through, and also only to the caller's API.
+///
+/// # Errors
+/// Tool parts for an endpoint of another API.
+fn raw_for(
+    call: &Call,
+    to: Option<Protocol>,
+    passthrough: bool,
+) -> Result<(Option<Raw>, Vec<String>), GatewayError> {
+    let Some(raw) = &call.raw else {
+        return Ok((None, Vec::new()));
+    };
+    let same = to == Some(raw.protocol);
+    if raw.has_tools() && to.is_some() && !same {
+        return Err(GatewayError::Unsupported {
+            param: "tools",
+            message: format!(
+                "the model {:?} speaks another API than this request's; tools and tool results pass only to a model of the API they are written for",
+                call.model
+            ),
+        });
+    }
+    let mut kept = serde_json::Map::new();
+    let mut dropped = Vec::new();
+    for (k, v) in &raw.fields {
+        let tool = TOOL_FIELDS.contains(&k.as_str());
+        if same && (tool || passthrough) {
+            kept.insert(k.clone(), v.clone());
+        } else {
+            dropped.push(k.clone());
+        }
+    }
+    dropped.sort();
+    let messages = if same { raw.messages.clone() } else { None };
+    if messages.is_none() && kept.is_empty() {
+        return Ok((None, dropped));
+    }
+    Ok((
+        Some(Raw {
+            protocol: raw.protocol,
+            messages,
+            fields: kept,
+        }),
+        dropped,
+    ))
+}
+
+/// The names of the tools a reply called, for the audit entry.
+fn called(tool_calls: Option<&serde_json::Value>) -> Vec<String> {
+    tool_calls
+        .and_then(serde_json::Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .filter_map(|c| {
+                    c["function"]["name"].as_str().or_else(|| {
+                        (c["type"] == "tool_use")
+                            .then(|| c["name"].as_str())
+                            .flatten()
+                    })
+                })
+                .map(|n| n.chars().take(64).collect())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +130,11 @@ pub enum GatewayError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Limited(Refusal),
+    #[error("{param}: {message}")]
+    Unsupported {
+        param: &'static str,
+        message: String,
+    },
     #[error("the limits on calls to models could not be checked (the shared limit store does not answer), so the call was not made; retry in a moment")]
     LimitsUnavailable,
     #[error(transparent)]
@@ -70,6 +154,7 @@ impl GatewayError {
             Self::Model(e) => e.code(),
             Self::Limited(_) => "GW-0003",
             Self::LimitsUnavailable => "GW-0004",
+            Self::Unsupported { .. } => "GW-0005",
             Self::Knowledge(e) => e.code(),
             Self::Denied(_) => "GW-0002",
             Self::Store(e) => e.code(),
@@ -105,25 +190,31 @@ fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-/// Answers `call` for the caller's tenant, handing text to `deltas` as it arrives, and
-/// writes the call's audit entry before returning. The tenant's limits apply first, on
-/// `limiter` (this node's, or shared through Redis) at `now_us`: a refused call reaches no
-/// model and writes no entry (a flood of refusals must not flood the journal).
+/// A call let in by its tenant's limits, with the tenant's rules read for it. The call is
+/// in progress (for the concurrency limits) until this is dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    policy: AiPolicy,
+    redaction: RedactionPolicy,
+    scopes: Vec<Scoped>,
+    now_us: i64,
+    _held: Held,
+}
+
+/// Lets a call of the caller in, or refuses it, by its tenant's limits on `limiter` (this
+/// node's, or shared through Redis) at `now_us`. A refused call reaches no model and writes
+/// no entry (a flood of refusals must not flood the journal). Done before a streamed answer
+/// begins, so a refusal is a status of its own (429, 503), not an event inside a stream.
 ///
 /// # Errors
-/// Permission, a limit, limits that could not be checked (shared, closed policy), an
-/// unknown model (audited), the model's failure (audited), or a storage fault (the entry
-/// could not be written: the call fails).
-pub async fn complete(
+/// Permission, a limit, limits that could not be checked (shared, closed policy), or a
+/// storage fault.
+pub async fn admit(
     ctx: &TenantCtx,
-    models: &Models,
     limiter: &CallLimiter,
     now_us: i64,
-    call: &Call,
-    deltas: Deltas<'_>,
-) -> Result<Answer, GatewayError> {
+) -> Result<Admitted, GatewayError> {
     ctx.caller().require(Permission::AssistantUse)?;
-    let started = std::time::Instant::now();
     let (policy, redaction, limits) = ctx
         .read(|c| {
             Ok::<_, GatewayError>((
@@ -134,7 +225,7 @@ pub async fn complete(
         })
         .await?;
     let actor = ctx.actor();
-    let scopes = [
+    let scopes = vec![
         (
             format!("tenant:{}", ctx.tenant().as_str()),
             limits.tenant,
@@ -151,24 +242,92 @@ pub async fn complete(
             "token",
         ),
     ];
-    let _permit = limiter
+    let held = limiter
         .admit(now_us, &scopes, limits.on_shared_failure)
         .await
         .map_err(|d| match d {
             Denied::Limited(r) => GatewayError::Limited(r),
             Denied::Unavailable => GatewayError::LimitsUnavailable,
         })?;
+    Ok(Admitted {
+        policy,
+        redaction,
+        scopes,
+        now_us,
+        _held: held,
+    })
+}
+
+/// Answers `call` for the caller's tenant, [`admit`]ted first, handing text to `deltas` as
+/// it arrives.
+///
+/// # Errors
+/// As [`admit`] and [`answer`].
+pub async fn complete(
+    ctx: &TenantCtx,
+    models: &Models,
+    limiter: &CallLimiter,
+    now_us: i64,
+    call: &Call,
+    deltas: Deltas<'_>,
+) -> Result<Answer, GatewayError> {
+    let admitted = admit(ctx, limiter, now_us).await?;
+    answer(ctx, models, limiter, admitted, call, deltas).await
+}
+
+/// Answers an admitted `call`, handing text to `deltas` as it arrives, and writes the
+/// call's audit entry before returning; the tokens it used count against the day's budgets.
+///
+/// # Errors
+/// An unknown model or one of another API for its tools (audited), the model's failure
+/// (audited), or a storage fault (the entry could not be written: the call fails).
+pub async fn answer(
+    ctx: &TenantCtx,
+    models: &Models,
+    limiter: &CallLimiter,
+    admitted: Admitted,
+    call: &Call,
+    deltas: Deltas<'_>,
+) -> Result<Answer, GatewayError> {
+    let started = std::time::Instant::now();
+    let Admitted {
+        policy,
+        redaction,
+        scopes,
+        now_us,
+        _held,
+    } = admitted;
     let prompt = Prompt {
         system: call.system.clone(),
         messages: call.messages.clone(),
         max_tokens: call.max_tokens,
         stream: call.stream,
+        raw: call.raw.clone(),
     };
     let mut redacted = None;
+    // Fields of the call that stayed behind, and whether any tools were offered.
+    let mut dropped: Vec<String> = Vec::new();
+    let mut tools_sent = false;
+    let offered = call
+        .raw
+        .as_ref()
+        .and_then(|r| r.fields.get("tools"))
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
     let mut endpoint = None;
     // Citation ids of the tenant's passages the model was given, if any.
     let mut retrieved: Vec<String> = Vec::new();
     let reply: Result<Reply, GatewayError> = if call.model == extractive::MODEL {
+        // The extractive answerer reads the question alone and calls no tools.
+        dropped = call
+            .raw
+            .as_ref()
+            .map(|r| {
+                let mut keys: Vec<String> = r.fields.keys().cloned().collect();
+                keys.sort();
+                keys
+            })
+            .unwrap_or_default();
         extractive_reply(ctx, call, deltas).await.map(|(r, ids)| {
             retrieved = ids;
             r
@@ -178,15 +337,19 @@ pub async fn complete(
     } else if let Some(m) = models.get(&call.model) {
         // The tenant's knowledge goes along only where its policy says so: by default the
         // gateway passes the caller's own messages and nothing of the tenant's documents.
-        let context = if policy.gateway_context {
-            retrieve(ctx, &question_of(call)).await.map(Some)
-        } else {
-            Ok(None)
+        let raw = raw_for(call, m.protocol(), policy.gateway_passthrough);
+        let context = match &raw {
+            Err(_) => Ok(None),
+            Ok(_) if policy.gateway_context => retrieve(ctx, &question_of(call)).await.map(Some),
+            Ok(_) => Ok(None),
         };
-        match context {
+        match raw.and_then(|raw| context.map(|c| (raw, c))) {
             Err(e) => Err(e),
-            Ok(context) => {
+            Ok(((raw, left), context)) => {
+                dropped = left;
+                tools_sent = raw.as_ref().is_some_and(Raw::has_tools);
                 let mut sent = prompt.clone();
+                sent.raw = raw;
                 if let Some(c) = &context {
                     retrieved = c.citation_ids();
                     sent.system = if call.system.is_empty() {
@@ -213,10 +376,18 @@ pub async fn complete(
     let latency_ms = started.elapsed().as_millis() as u64;
     let answer: Result<Answer, GatewayError> = reply.map(|r| {
         endpoint.clone_from(&r.endpoint);
+        // Tool calls go back only to a caller that offered tools, in its own API.
+        let tool_calls = r.tool_calls.filter(|_| tools_sent);
+        let stop = match r.stop {
+            Some(Stop::ToolUse) if tool_calls.is_none() => Some(Stop::End),
+            s => s,
+        };
         Answer {
             input_tokens: r.input_tokens.unwrap_or_else(|| words(&prompt.full_text())),
             output_tokens: r.output_tokens.unwrap_or_else(|| words(&r.text)),
             text: r.text,
+            stop,
+            tool_calls,
         }
     });
     if let Ok(a) = &answer {
@@ -227,6 +398,7 @@ pub async fn complete(
     let (outcome, kind) = match &answer {
         Ok(_) => ("answered", Outcome::Success),
         Err(GatewayError::ModelNotFound(_)) => ("model_not_found", Outcome::Denied),
+        Err(GatewayError::Unsupported { .. }) => ("unsupported", Outcome::Denied),
         Err(_) => ("failed", Outcome::Failure),
     };
     let ok = answer.as_ref().ok();
@@ -236,6 +408,11 @@ pub async fn complete(
         "endpoint": endpoint,
         "redacted": redacted,
         "retrieved": retrieved,
+        "tools": {
+            "offered": offered,
+            "called": called(ok.and_then(|a| a.tool_calls.as_ref())),
+        },
+        "dropped": dropped,
         "usage": {
             "input": ok.map(|a| a.input_tokens),
             "output": ok.map(|a| a.output_tokens),
@@ -300,7 +477,8 @@ async fn extractive_reply(
         output_tokens: Some(words(&text)),
         text,
         model: extractive::MODEL.into(),
-        endpoint: None,
+        stop: Some(Stop::End),
+        ..Reply::default()
     };
     Ok((reply, context.citation_ids()))
 }
@@ -312,6 +490,7 @@ crate::domain_error!(GatewayError, |e| {
         GatewayError::Model(m) => m.kind(),
         GatewayError::Limited(_) => ErrorKind::Throttled,
         GatewayError::LimitsUnavailable => ErrorKind::Busy,
+        GatewayError::Unsupported { .. } => ErrorKind::Invalid,
         GatewayError::Knowledge(e) => crate::error::DomainError::kind(e),
         GatewayError::Denied(_) => ErrorKind::Forbidden,
         GatewayError::Store(e) => crate::error::DomainError::kind(e),

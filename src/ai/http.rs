@@ -6,7 +6,7 @@
 //! a URL that keeps failing is skipped for a while (circuit breaker).
 
 use super::egress::{base_url, Resolver};
-use super::model::{Deltas, Model, ModelError, Pending, Prompt, Reply, Role};
+use super::model::{Deltas, Model, ModelError, Pending, Prompt, Reply, Role, Stop};
 use crate::config::{EndpointConfig, Protocol};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -252,30 +252,51 @@ impl HttpModel {
             Role::User => "user",
             Role::Assistant => "assistant",
         };
-        let turns = prompt
-            .messages
-            .iter()
-            .map(|m| serde_json::json!({ "role": role(m.role), "content": m.content }));
-        match self.cfg.protocol {
+        // A call's raw part goes only to an endpoint of its own API (the gateway sees to it;
+        // checked again here so nothing of one API reaches the other).
+        let raw = prompt
+            .raw
+            .as_ref()
+            .filter(|r| r.protocol == self.cfg.protocol);
+        let turns: Vec<serde_json::Value> = match raw.and_then(|r| r.messages.as_ref()) {
+            Some(messages) => messages.clone(),
+            None => prompt
+                .messages
+                .iter()
+                .map(|m| serde_json::json!({ "role": role(m.role), "content": m.content }))
+                .collect(),
+        };
+        let mut v = match self.cfg.protocol {
             Protocol::Openai => {
                 let mut messages =
                     vec![serde_json::json!({"role": "system", "content": prompt.system})];
                 messages.extend(turns);
-                let mut v = serde_json::json!({
+                serde_json::json!({
                     "model": self.cfg.model, "messages": messages,
-                    "max_tokens": prompt.max_tokens, "temperature": 0, "stream": stream,
-                });
-                if stream {
-                    v["stream_options"] = serde_json::json!({ "include_usage": true });
-                }
-                v
+                    "max_tokens": prompt.max_tokens, "temperature": 0,
+                })
             }
             Protocol::Anthropic => serde_json::json!({
-                "model": self.cfg.model, "system": prompt.system,
-                "messages": turns.collect::<Vec<_>>(),
-                "max_tokens": prompt.max_tokens, "temperature": 0, "stream": stream,
+                "model": self.cfg.model, "system": prompt.system, "messages": turns,
+                "max_tokens": prompt.max_tokens, "temperature": 0,
             }),
+        };
+        if let (Some(r), Some(body)) = (raw, v.as_object_mut()) {
+            for (k, x) in &r.fields {
+                if !super::model::GATEWAY_FIELDS.contains(&k.as_str()) {
+                    body.insert(k.clone(), x.clone());
+                }
+            }
         }
+        // Set last: no field of the caller's decides where the answer goes or how it comes.
+        v["stream"] = serde_json::Value::Bool(stream);
+        if let Some(body) = v.as_object_mut() {
+            body.remove("stream_options");
+        }
+        if stream && self.cfg.protocol == Protocol::Openai {
+            v["stream_options"] = serde_json::json!({ "include_usage": true });
+        }
+        v
     }
 
     /// One attempt at URL `i`.
@@ -301,10 +322,17 @@ impl HttpModel {
             Protocol::Anthropic => "v1/messages",
         };
         let target = root.join(path).map_err(|_| ModelError::Unreachable)?;
+        // A call that may end in tool calls is asked whole: the calls are returned with
+        // their values put back, which a stream of argument fragments would not allow.
+        let stream = prompt.stream
+            && !prompt
+                .raw
+                .as_ref()
+                .is_some_and(super::model::Raw::has_tools);
         let mut req = client
             .post(target)
             .header("content-type", "application/json")
-            .body(self.body(prompt, prompt.stream).to_string());
+            .body(self.body(prompt, stream).to_string());
         match (self.cfg.protocol, &self.key) {
             (Protocol::Openai, Some(k)) => req = req.bearer_auth(k.0.as_str()),
             (Protocol::Anthropic, Some(k)) => req = req.header("x-api-key", k.0.as_str()),
@@ -347,7 +375,7 @@ impl HttpModel {
             endpoint: Some(origin),
             ..Reply::default()
         };
-        if !prompt.stream {
+        if !stream {
             let mut body = Vec::new();
             while let Some(c) = next_chunk(&mut res, idle, deadline).await? {
                 if body.len() + c.len() > MAX_ANSWER_BYTES {
@@ -398,10 +426,18 @@ impl HttpModel {
         let num = |v: &serde_json::Value| v.as_u64();
         match self.cfg.protocol {
             Protocol::Openai => {
-                reply.text = v["choices"][0]["message"]["content"]
+                let message = &v["choices"][0]["message"];
+                let calls = message["tool_calls"].as_array().filter(|c| !c.is_empty());
+                reply.text = match message["content"].as_str() {
+                    Some(t) => t.to_string(),
+                    // A message that only calls tools has no content.
+                    None if calls.is_some() => String::new(),
+                    None => return Err(ModelError::Malformed("no choices[0].message.content")),
+                };
+                reply.tool_calls = calls.map(|c| serde_json::Value::Array(c.clone()));
+                reply.stop = v["choices"][0]["finish_reason"]
                     .as_str()
-                    .ok_or(ModelError::Malformed("no choices[0].message.content"))?
-                    .to_string();
+                    .and_then(Stop::parse);
                 reply.input_tokens = num(&v["usage"]["prompt_tokens"]);
                 reply.output_tokens = num(&v["usage"]["completion_tokens"]);
             }
@@ -414,6 +450,10 @@ impl HttpModel {
                     .filter(|b| b["type"] == "text")
                     .filter_map(|b| b["text"].as_str())
                     .collect();
+                if blocks.iter().any(|b| b["type"] == "tool_use") {
+                    reply.tool_calls = Some(serde_json::Value::Array(blocks.clone()));
+                }
+                reply.stop = v["stop_reason"].as_str().and_then(Stop::parse);
                 reply.input_tokens = num(&v["usage"]["input_tokens"]);
                 reply.output_tokens = num(&v["usage"]["output_tokens"]);
             }
@@ -450,6 +490,9 @@ impl HttpModel {
                 if let Some(m) = v["model"].as_str() {
                     reply.model = m.chars().take(200).collect();
                 }
+                if let Some(stop) = v["choices"][0]["finish_reason"].as_str() {
+                    reply.stop = Stop::parse(stop);
+                }
                 Ok(v["choices"][0]["delta"]["content"]
                     .as_str()
                     .map(str::to_string))
@@ -466,6 +509,9 @@ impl HttpModel {
                 Some("message_delta") => {
                     if let Some(n) = v["usage"]["output_tokens"].as_u64() {
                         reply.output_tokens = Some(n);
+                    }
+                    if let Some(stop) = v["delta"]["stop_reason"].as_str() {
+                        reply.stop = Stop::parse(stop);
                     }
                     Ok(None)
                 }
@@ -591,6 +637,10 @@ async fn next_chunk(
 impl Model for HttpModel {
     fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    fn protocol(&self) -> Option<Protocol> {
+        Some(self.cfg.protocol)
     }
 
     fn upstream(&self) -> bool {

@@ -1,6 +1,7 @@
 //! What the assistant asks of a model, whatever speaks for it: one trait, [`Model`], with
 //! a prompt in and a reply out, text deltas handed to the caller as they arrive.
 
+pub use crate::config::Protocol;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -26,6 +27,40 @@ pub struct Prompt {
     pub max_tokens: u32,
     /// Ask the endpoint to stream its answer (server-sent events).
     pub stream: bool,
+    /// Parts of a gateway call passed to an endpoint of the caller's own API as they came.
+    pub raw: Option<Raw>,
+}
+
+/// What a gateway call carries beyond text, in the API it was written for: the caller's
+/// messages with their tool calls and results, and top-level fields (tool definitions,
+/// fields the tenant lets through). Only an endpoint speaking that API is given them.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub protocol: Protocol,
+    /// The caller's messages (system messages left out: the prompt's system goes instead),
+    /// where they hold tool calls or results.
+    pub messages: Option<Vec<serde_json::Value>>,
+    /// Top-level fields added to the body as they came; never the ones the gateway sets.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Top-level fields the gateway itself sets on a call to an endpoint: never taken from the
+/// caller's raw fields.
+pub const GATEWAY_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+    "stream_options",
+];
+
+impl Raw {
+    /// Whether the call offers tools or holds tool calls: its answer may be a tool call.
+    pub fn has_tools(&self) -> bool {
+        self.messages.is_some() || self.fields.contains_key("tools")
+    }
 }
 
 impl Prompt {
@@ -38,6 +73,12 @@ impl Prompt {
                 Role::Assistant => "assistant",
             };
             out.push_str(&format!("{who}: {}\n", m.content));
+        }
+        if let Some(messages) = self.raw.as_ref().and_then(|r| r.messages.as_ref()) {
+            // Tool calls and results are part of what was sent: the entry's hash covers them.
+            for m in messages {
+                out.push_str(&format!("raw: {m}\n"));
+            }
         }
         out
     }
@@ -53,6 +94,52 @@ pub struct Reply {
     pub endpoint: Option<String>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
+    /// Why the model stopped, where it said.
+    pub stop: Option<Stop>,
+    /// The tools the model called, in the API of the call's [`Raw`] part: OpenAI's
+    /// `message.tool_calls`, or Anthropic's content blocks (text and `tool_use`).
+    pub tool_calls: Option<serde_json::Value>,
+}
+
+/// Why a model stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Its answer was complete.
+    End,
+    /// It reached the most tokens it was allowed.
+    Length,
+    /// It called tools and waits for their results.
+    ToolUse,
+}
+
+impl Stop {
+    /// From OpenAI's `finish_reason` or Anthropic's `stop_reason`.
+    pub fn parse(reason: &str) -> Option<Self> {
+        match reason {
+            "stop" | "end_turn" | "stop_sequence" => Some(Stop::End),
+            "length" | "max_tokens" => Some(Stop::Length),
+            "tool_calls" | "tool_use" | "function_call" => Some(Stop::ToolUse),
+            _ => None,
+        }
+    }
+
+    /// OpenAI's `finish_reason`.
+    pub fn openai(self) -> &'static str {
+        match self {
+            Stop::End => "stop",
+            Stop::Length => "length",
+            Stop::ToolUse => "tool_calls",
+        }
+    }
+
+    /// Anthropic's `stop_reason`.
+    pub fn anthropic(self) -> &'static str {
+        match self {
+            Stop::End => "end_turn",
+            Stop::Length => "max_tokens",
+            Stop::ToolUse => "tool_use",
+        }
+    }
 }
 
 /// Why a model gave no answer. Messages are shown to the person asking: they say what went
@@ -169,6 +256,12 @@ pub trait Model: Send + Sync {
     /// then replaced by placeholders before it goes. Unknown means yes.
     fn upstream(&self) -> bool {
         true
+    }
+
+    /// The API the endpoint speaks, where it speaks one: a call's [`Raw`] part goes only
+    /// to an endpoint of the same API.
+    fn protocol(&self) -> Option<Protocol> {
+        None
     }
 
     /// Calls in progress and waiting, and the breakers' states, for `/metrics`.

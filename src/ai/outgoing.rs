@@ -3,7 +3,7 @@
 //! the prompt's values are replaced by placeholders, and the answer, streamed or not, gets
 //! them back. The mapping lives in this call only.
 
-use super::model::{Deltas, Message, Model, ModelError, Prompt, Reply};
+use super::model::{Deltas, Message, Model, ModelError, Prompt, Raw, Reply};
 use crate::policy::redaction::RedactionPolicy;
 use crate::redact::pseudonym::Pseudonyms;
 use crate::redact::Detector;
@@ -46,11 +46,80 @@ pub async fn call(
         reply
     };
     let counts = names.counts().clone();
-    let reply = reply.map(|r| Reply {
-        text: names.restore(&r.text),
-        ..r
+    let reply = reply.map(|mut r| {
+        if let Some(calls) = &mut r.tool_calls {
+            walk(calls, false, &mut |s| *s = names.restore(s));
+        }
+        Reply {
+            text: names.restore(&r.text),
+            ..r
+        }
     });
     (reply, Some(counts))
+}
+
+/// Keys whose strings the APIs need as they are (roles, kinds, ids, tool names), outside a
+/// tool's input: never data, never replaced.
+const STRUCTURAL: &[&str] = &[
+    "role",
+    "type",
+    "id",
+    "tool_call_id",
+    "tool_use_id",
+    "name",
+    "cache_control",
+];
+
+/// Top-level fields of a call that are the caller's code, not data: passed as they are.
+const DEFINITIONS: &[&str] = &["tools", "tool_choice", "parallel_tool_calls"];
+
+/// Calls `f` on every string of `v` that may hold data. `data` is set inside a tool's input
+/// (Anthropic's `input`, OpenAI's `arguments`, JSON in a string), where every string is data
+/// whatever its key. Arguments that are JSON are changed as JSON and written back, so a
+/// value put back never breaks their quoting.
+fn walk(v: &mut serde_json::Value, data: bool, f: &mut dyn FnMut(&mut String)) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(items) => {
+            for x in items {
+                walk(x, data, f);
+            }
+        }
+        Value::Object(fields) => {
+            for (k, x) in fields.iter_mut() {
+                if !data && STRUCTURAL.contains(&k.as_str()) {
+                    continue;
+                }
+                if let (Value::String(s), "arguments") = (&mut *x, k.as_str()) {
+                    if let Ok(mut inner) = serde_json::from_str::<Value>(s) {
+                        if inner.is_object() || inner.is_array() {
+                            walk(&mut inner, true, f);
+                            *s = inner.to_string();
+                            continue;
+                        }
+                    }
+                }
+                walk(x, data || k == "input", f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Calls `f` on every string of a call's raw part that may hold data: its messages, and its
+/// fields other than tool definitions.
+fn walk_raw(raw: &mut Raw, f: &mut dyn FnMut(&mut String)) {
+    if let Some(messages) = &mut raw.messages {
+        for m in messages {
+            walk(m, false, f);
+        }
+    }
+    for (k, v) in raw.fields.iter_mut() {
+        if !DEFINITIONS.contains(&k.as_str()) {
+            walk(v, true, f);
+        }
+    }
 }
 
 /// The prompt as it leaves: the system prompt and every message with its values replaced,
@@ -59,6 +128,11 @@ fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) ->
     names.reserve(&prompt.system);
     for m in &prompt.messages {
         names.reserve(&m.content);
+    }
+    let mut raw = prompt.raw.clone();
+    if let Some(r) = &mut raw {
+        walk_raw(r, &mut |s| names.reserve(s));
+        walk_raw(r, &mut |s| *s = names.redact(detector, s));
     }
     Prompt {
         system: names.redact(detector, &prompt.system),
@@ -70,6 +144,7 @@ fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) ->
                 content: names.redact(detector, &m.content),
             })
             .collect(),
+        raw,
         ..prompt.clone()
     }
 }

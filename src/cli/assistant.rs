@@ -12,29 +12,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Show the tenant's assistant policy, or change the parts given; prints it as JSON.
-    Policy {
-        #[arg(long, value_name = "ID")]
-        tenant: String,
-        /// `extractive`, or a configured endpoint listed in --endpoints.
-        #[arg(long)]
-        model: Option<String>,
-        /// Configured endpoints the tenant may use, comma-separated ("" for none).
-        #[arg(long, value_name = "LIST")]
-        endpoints: Option<String>,
-        /// Hosts its data may be sent to upstream, comma-separated ("" for none).
-        #[arg(long, value_name = "LIST")]
-        egress_allow: Option<String>,
-        /// Refuse answers that cite none of the tenant's documents.
-        #[arg(long, value_name = "BOOL")]
-        grounded_only: Option<bool>,
-        /// What an AI turn's audit entry keeps of the prompt and the answer.
-        #[arg(long, value_parser = ["preview", "full"])]
-        retention: Option<String>,
-        /// Add passages of the tenant's documents to gateway calls for models other than
-        /// extractive (off by default: the caller's messages go alone).
-        #[arg(long, value_name = "BOOL")]
-        gateway_context: Option<bool>,
-    },
+    Policy(PolicyArgs),
     /// Show the tenant's redaction rules, or change the parts given; prints them as JSON.
     Redaction {
         #[arg(long, value_name = "ID")]
@@ -64,34 +42,56 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    #[arg(long, value_name = "ID")]
+    tenant: String,
+    /// `extractive`, or a configured endpoint listed in --endpoints.
+    #[arg(long)]
+    model: Option<String>,
+    /// Configured endpoints the tenant may use, comma-separated ("" for none).
+    #[arg(long, value_name = "LIST")]
+    endpoints: Option<String>,
+    /// Hosts its data may be sent to upstream, comma-separated ("" for none).
+    #[arg(long, value_name = "LIST")]
+    egress_allow: Option<String>,
+    /// Refuse answers that cite none of the tenant's documents.
+    #[arg(long, value_name = "BOOL")]
+    grounded_only: Option<bool>,
+    /// What an AI turn's audit entry keeps of the prompt and the answer.
+    #[arg(long, value_parser = ["preview", "full"])]
+    retention: Option<String>,
+    /// Add passages of the tenant's documents to gateway calls for models other than
+    /// extractive (off by default: the caller's messages go alone).
+    #[arg(long, value_name = "BOOL")]
+    gateway_context: Option<bool>,
+    /// Pass fields of gateway calls that the gateway does not read (temperature, top_p,
+    /// metadata, ...) to endpoints of the caller's API (off by default: they are left out).
+    #[arg(long, value_name = "BOOL")]
+    gateway_passthrough: Option<bool>,
+}
+
 pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
-    let (tenant, model, endpoints, egress_allow, grounded_only, retention, gateway_context) =
-        match cmd {
-            Command::Policy {
-                tenant,
-                model,
-                endpoints,
-                egress_allow,
-                grounded_only,
-                retention,
-                gateway_context,
-            } => (
-                tenant,
-                model,
-                endpoints,
-                egress_allow,
-                grounded_only,
-                retention,
-                gateway_context,
-            ),
-            Command::Redaction {
-                tenant,
-                all_endpoints,
-                rules,
-                remove,
-            } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
-            Command::Limits { tenant, set } => return run_limits(cli, tenant, set),
-        };
+    let args = match cmd {
+        Command::Policy(args) => args,
+        Command::Redaction {
+            tenant,
+            all_endpoints,
+            rules,
+            remove,
+        } => return run_redaction(cli, tenant, *all_endpoints, rules, remove),
+        Command::Limits { tenant, set } => return run_limits(cli, tenant, set),
+    };
+    let PolicyArgs {
+        tenant,
+        model,
+        endpoints,
+        egress_allow,
+        grounded_only,
+        retention,
+        gateway_context,
+        gateway_passthrough,
+    } = args;
     let tenant = TenantId::parse(tenant)?;
     let endpoints = endpoints
         .as_deref()
@@ -115,7 +115,8 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             || egress_allow.is_some()
             || grounded_only.is_some()
             || retention.is_some()
-            || gateway_context.is_some();
+            || gateway_context.is_some()
+            || gateway_passthrough.is_some();
         if changed {
             if let Some(m) = model {
                 p.model = m.trim().to_string();
@@ -131,6 +132,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
             }
             if let Some(g) = gateway_context {
                 p.gateway_context = *g;
+            }
+            if let Some(g) = gateway_passthrough {
+                p.gateway_passthrough = *g;
             }
             if let Some(r) = retention.as_deref().and_then(Retention::parse) {
                 p.retention = r;

@@ -53,6 +53,10 @@ pub struct AiPolicy {
     /// The gateway adds passages of the tenant's documents to calls for models other than
     /// `extractive`. Off: the gateway passes the caller's messages and nothing else.
     pub gateway_context: bool,
+    /// Fields of a gateway call that the gateway does not read (`temperature`, `top_p`,
+    /// `metadata`, ...) go to an endpoint of the caller's API. Off: they are left out and
+    /// the call's audit entry names them.
+    pub gateway_passthrough: bool,
 }
 
 impl Default for AiPolicy {
@@ -64,6 +68,7 @@ impl Default for AiPolicy {
             grounded_only: true,
             retention: Retention::Preview,
             gateway_context: false,
+            gateway_passthrough: false,
         }
     }
 }
@@ -141,6 +146,9 @@ impl AiPolicy {
         }
         if let Some(v) = get("ai.gateway_context")? {
             p.gateway_context = v == "true";
+        }
+        if let Some(v) = get("ai.gateway_passthrough")? {
+            p.gateway_passthrough = v == "true";
         }
         if let Some(v) = get("ai.retention")? {
             p.retention = Retention::parse(&v).unwrap_or(Retention::Preview);
@@ -225,6 +233,10 @@ pub fn update_blocking<D: Door>(
             ("ai.grounded_only", new.grounded_only.to_string()),
             ("ai.retention", new.retention.as_str().to_string()),
             ("ai.gateway_context", new.gateway_context.to_string()),
+            (
+                "ai.gateway_passthrough",
+                new.gateway_passthrough.to_string(),
+            ),
         ] {
             c.execute(
                 "INSERT INTO policy (key, value, changed_us) VALUES (?1, ?2, ?3) \

@@ -8,7 +8,7 @@ use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Refused, Via};
 use super::AppState;
 use crate::ai::gateway::{self, Answer, Call, GatewayError, MAX_TOKENS};
-use crate::ai::model::{Message, Role};
+use crate::ai::model::{Message, Protocol, Raw, Role, Stop, GATEWAY_FIELDS};
 use crate::door;
 use crate::error::{DomainError, ErrorKind};
 use crate::identity::sessions::Place;
@@ -112,7 +112,11 @@ impl Vendor {
                 e.to_string()
             }
         };
-        let mut res = self.error(status, &message, None);
+        let param = match e {
+            GatewayError::Unsupported { param, .. } => Some(*param),
+            _ => None,
+        };
+        let mut res = self.error(status, &message, param);
         let retry = match e {
             GatewayError::Model(m) => m.retry_after(),
             GatewayError::Limited(r) => Some(r.retry_after()),
@@ -306,14 +310,117 @@ fn json_body(bytes: &[u8]) -> Result<Value, Bad> {
     Ok(v)
 }
 
+/// Most tools a call may offer, and most tool calls one message may hold.
+const MAX_TOOLS: usize = 128;
+
+/// A tool's name as both APIs allow it.
+fn tool_name_ok(name: Option<&Value>) -> bool {
+    name.and_then(Value::as_str).is_some_and(|n| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
+/// An id that ties a tool call to its result.
+fn id_ok(id: Option<&Value>) -> bool {
+    id.and_then(Value::as_str)
+        .is_some_and(|i| !i.is_empty() && i.len() <= 200)
+}
+
+/// The top-level fields of a body the gateway does not set itself (tool definitions and
+/// fields it does not read), `null`s left out.
+fn raw_fields(body: &Value) -> serde_json::Map<String, Value> {
+    body.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| !v.is_null() && !GATEWAY_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `tools`, where given: a list of at most [`MAX_TOOLS`] tool objects; `name_at` finds a
+/// tool's name (`None`: a kind of tool without one the gateway checks).
+fn tools_of(
+    body: &Value,
+    name_at: impl Fn(&Value) -> Option<(&'static str, Option<&Value>)>,
+) -> Result<(), Bad> {
+    let tools = match body.get("tools") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(t)) if t.len() <= MAX_TOOLS => t,
+        Some(Value::Array(_)) => return Err(bad("tools", format!("at most {MAX_TOOLS} tools"))),
+        Some(_) => return Err(bad("tools", "must be a list of tools")),
+    };
+    for (i, t) in tools.iter().enumerate() {
+        if !t.is_object() {
+            return Err(bad(format!("tools[{i}]"), "must be a tool object"));
+        }
+        if let Some((path, name)) = name_at(t) {
+            if !tool_name_ok(name) {
+                return Err(bad(
+                    format!("tools[{i}].{path}"),
+                    "must be a name of 1 to 64 letters, digits, '_' or '-'",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An assistant message's `tool_calls`, where given: whether it holds any.
+fn openai_tool_calls(calls: Option<&Value>, param: &str) -> Result<bool, Bad> {
+    let calls = match calls {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Array(c)) if c.len() <= MAX_TOOLS => c,
+        Some(_) => {
+            return Err(bad(
+                format!("{param}.tool_calls"),
+                format!("must be a list of at most {MAX_TOOLS} tool calls"),
+            ))
+        }
+    };
+    for (i, c) in calls.iter().enumerate() {
+        let at = format!("{param}.tool_calls[{i}]");
+        if !id_ok(c.get("id")) {
+            return Err(bad(format!("{at}.id"), "is required: the call's id"));
+        }
+        let f = c.get("function");
+        if !tool_name_ok(f.and_then(|f| f.get("name"))) {
+            return Err(bad(
+                format!("{at}.function.name"),
+                "must be the name of a tool",
+            ));
+        }
+        if !f
+            .and_then(|f| f.get("arguments"))
+            .is_some_and(Value::is_string)
+        {
+            return Err(bad(
+                format!("{at}.function.arguments"),
+                "must be the arguments as a JSON string",
+            ));
+        }
+    }
+    Ok(!calls.is_empty())
+}
+
 /// A chat completion request: the call and whether a streamed answer ends with usage.
 fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
     let body = json_body(bytes)?;
     let model = model_of(&body)?;
     let mut system = Vec::new();
     let mut messages = Vec::new();
-    for (i, m) in messages_of(&body)?.iter().enumerate() {
+    // Whether the conversation holds tool calls or results: it then goes as it came.
+    let mut tool_turns = false;
+    let all = messages_of(&body)?;
+    for (i, m) in all.iter().enumerate() {
         let param = format!("messages[{i}]");
+        if !m.is_object() {
+            return Err(bad(param, "must be an object with a role and content"));
+        }
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let text = text_of(
             m.get("content").unwrap_or(&Value::Null),
@@ -325,20 +432,35 @@ fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
                 role: Role::User,
                 content: text,
             }),
-            "assistant" => messages.push(Message {
-                role: Role::Assistant,
-                content: text,
-            }),
-            "tool" | "function" => {
+            "assistant" => {
+                let calls = openai_tool_calls(m.get("tool_calls"), &param)?;
+                tool_turns |= calls;
+                if !(calls && text.is_empty()) {
+                    messages.push(Message {
+                        role: Role::Assistant,
+                        content: text,
+                    });
+                }
+            }
+            "tool" => {
+                if !id_ok(m.get("tool_call_id")) {
+                    return Err(bad(
+                        format!("{param}.tool_call_id"),
+                        "is required: the id of the tool call this message answers",
+                    ));
+                }
+                tool_turns = true;
+            }
+            "function" => {
                 return Err(bad(
                     format!("{param}.role"),
-                    "tool messages are not supported yet",
+                    "function messages are no longer part of the API; send tool messages (role \"tool\")",
                 ))
             }
             _ => {
                 return Err(bad(
                     format!("{param}.role"),
-                    "must be one of system, developer, user, assistant",
+                    "must be one of system, developer, user, assistant, tool",
                 ))
             }
         }
@@ -346,6 +468,13 @@ fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
     if !messages.iter().any(|m| m.role == Role::User) {
         return Err(bad("messages", "must hold at least one user message"));
     }
+    tools_of(&body, |t| match t.get("type").and_then(Value::as_str) {
+        Some("function") => Some((
+            "function.name",
+            t.get("function").and_then(|f| f.get("name")),
+        )),
+        _ => None,
+    })?;
     let stream = flag(&body, "stream")?;
     let include_usage = match body.get("stream_options") {
         None | Some(Value::Null) => false,
@@ -353,6 +482,16 @@ fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
             .map_err(|_| bad("stream_options.include_usage", "must be true or false"))?,
         Some(_) => return Err(bad("stream_options", "must be an object")),
     };
+    let raw = raw_part(
+        Protocol::Openai,
+        &body,
+        tool_turns.then(|| {
+            all.iter()
+                .filter(|m| !matches!(m["role"].as_str(), Some("system" | "developer")))
+                .cloned()
+                .collect()
+        }),
+    );
     let call = Call {
         protocol: "openai",
         model,
@@ -360,8 +499,69 @@ fn openai_call(bytes: &[u8]) -> Result<(Call, bool), Bad> {
         messages,
         max_tokens: tokens_of(&body, &["max_completion_tokens", "max_tokens"], false)?,
         stream,
+        raw,
     };
     Ok((call, include_usage))
+}
+
+/// The raw part of a call: the messages as they came where they hold tool turns, and the
+/// fields the gateway does not set; `None` when there is neither.
+fn raw_part(protocol: Protocol, body: &Value, messages: Option<Vec<Value>>) -> Option<Raw> {
+    let fields = raw_fields(body);
+    (messages.is_some() || !fields.is_empty()).then_some(Raw {
+        protocol,
+        messages,
+        fields,
+    })
+}
+
+/// The text of an Anthropic message's content, and whether it holds blocks that must go as
+/// they came (tool use and results, thinking).
+fn anthropic_content(content: &Value, param: &str, role: Role) -> Result<(String, bool), Bad> {
+    let Value::Array(blocks) = content else {
+        return Ok((text_of(content, param)?, false));
+    };
+    let mut text = Vec::new();
+    let mut raw = false;
+    for (i, b) in blocks.iter().enumerate() {
+        let at = format!("{param}.{i}");
+        match (b.get("type").and_then(Value::as_str), role) {
+            (Some("text"), _) => match b.get("text") {
+                Some(Value::String(t)) => text.push(t.as_str()),
+                _ => return Err(bad(format!("{at}.text"), "must be a string")),
+            },
+            (Some("tool_use"), Role::Assistant) => {
+                if !id_ok(b.get("id")) {
+                    return Err(bad(format!("{at}.id"), "is required: the tool call's id"));
+                }
+                if !tool_name_ok(b.get("name")) {
+                    return Err(bad(format!("{at}.name"), "must be the name of a tool"));
+                }
+                if !b.get("input").is_some_and(Value::is_object) {
+                    return Err(bad(format!("{at}.input"), "must be an object"));
+                }
+                raw = true;
+            }
+            (Some("tool_result"), Role::User) => {
+                if !id_ok(b.get("tool_use_id")) {
+                    return Err(bad(
+                        format!("{at}.tool_use_id"),
+                        "is required: the id of the tool call this result answers",
+                    ));
+                }
+                text_of(b.get("content").unwrap_or(&Value::Null), &format!("{at}.content"))?;
+                raw = true;
+            }
+            (Some("thinking" | "redacted_thinking"), Role::Assistant) => raw = true,
+            _ => {
+                return Err(bad(
+                    format!("{at}.type"),
+                    "only text blocks, tool_use blocks (assistant) and tool_result blocks (user) are supported",
+                ))
+            }
+        }
+    }
+    Ok((text.join("\n"), raw))
 }
 
 /// A Messages API request.
@@ -374,22 +574,27 @@ fn anthropic_call(bytes: &[u8]) -> Result<Call, Bad> {
         Some(s) => text_of(s, "system")?,
     };
     let mut messages = Vec::new();
-    for (i, m) in messages_of(&body)?.iter().enumerate() {
+    let mut tool_turns = false;
+    let all = messages_of(&body)?;
+    for (i, m) in all.iter().enumerate() {
         let param = format!("messages.{i}");
         let role = match m.get("role").and_then(Value::as_str) {
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
             _ => return Err(bad(format!("{param}.role"), "must be user or assistant")),
         };
-        let content = text_of(
+        let (content, raw) = anthropic_content(
             m.get("content").unwrap_or(&Value::Null),
             &format!("{param}.content"),
+            role,
         )?;
+        tool_turns |= raw;
         messages.push(Message { role, content });
     }
     if messages.first().is_none_or(|m| m.role != Role::User) {
         return Err(bad("messages", "the first message must be the user's"));
     }
+    tools_of(&body, |t| Some(("name", t.get("name"))))?;
     Ok(Call {
         protocol: "anthropic",
         model,
@@ -397,6 +602,7 @@ fn anthropic_call(bytes: &[u8]) -> Result<Call, Bad> {
         messages,
         max_tokens,
         stream: flag(&body, "stream")?,
+        raw: raw_part(Protocol::Anthropic, &body, tool_turns.then(|| all.clone())),
     })
 }
 
@@ -476,22 +682,17 @@ async fn answer_whole(
     let mut ignore = |_: &str| {};
     let now_us = state.app.clock().now_us();
     let tenant_ids = state.app.config().metrics.tenant_ids;
-    counted(
-        tenant_ids,
-        ctx,
-        gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await,
-    )
+    let done =
+        gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await;
+    count(tenant_ids, ctx, done.as_ref());
+    done
 }
 
 /// Counts a call's outcome for `/metrics`, labelled with its tenant's id only where the
 /// configuration allows.
-fn counted(
-    tenant_ids: bool,
-    ctx: &door::TenantCtx,
-    done: Result<Answer, GatewayError>,
-) -> Result<Answer, GatewayError> {
+fn count(tenant_ids: bool, ctx: &door::TenantCtx, done: Result<&Answer, &GatewayError>) {
     let m = crate::metrics::global();
-    let outcome = match &done {
+    let outcome = match done {
         Ok(_) => "answered",
         Err(GatewayError::Limited(r)) => {
             crate::metrics::inc(&m.throttled, &[("reason", r.reason())]);
@@ -513,7 +714,6 @@ fn counted(
     } else {
         crate::metrics::inc(&m.gateway_calls, &[("outcome", outcome)]);
     }
-    done
 }
 
 /// What a streaming call's task renders into events: a piece of text, or its end.
@@ -523,23 +723,33 @@ enum Piece {
 }
 
 /// Streams `call` as server-sent events: `opening` first, then what `render` makes of each
-/// piece. The call runs on its own task, so it finishes (stored and audited) even if the
-/// client goes away; its audit entry is durable before the events of its end are sent.
-fn stream_call(
+/// piece. The tenant's limits are checked first, so a refused call gets its own status (429,
+/// 503) in the vendor's shape, as a plain call does. The call runs on its own task, so it
+/// finishes (stored and audited) even if the client goes away; its audit entry is durable
+/// before the events of its end are sent.
+async fn stream_call(
     state: &AppState,
+    vendor: Vendor,
     ctx: door::TenantCtx,
     call: Call,
     opening: Vec<Event>,
     mut render: impl FnMut(Piece) -> Vec<Event> + Send + 'static,
 ) -> Response {
+    let now_us = state.app.clock().now_us();
+    let tenant_ids = state.app.config().metrics.tenant_ids;
+    let admitted = match gateway::admit(&ctx, &state.limits, now_us).await {
+        Ok(a) => a,
+        Err(e) => {
+            count(tenant_ids, &ctx, Err(&e));
+            return vendor.domain(&e);
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     for e in opening {
         let _ = tx.send(e);
     }
     let models = state.models.clone();
     let limiter = state.limits.clone();
-    let now_us = state.app.clock().now_us();
-    let tenant_ids = state.app.config().metrics.tenant_ids;
     tokio::spawn(async move {
         let done = {
             let mut send = |t: &str| {
@@ -547,8 +757,9 @@ fn stream_call(
                     let _ = tx.send(e);
                 }
             };
-            let done = gateway::complete(&ctx, &models, &limiter, now_us, &call, &mut send).await;
-            counted(tenant_ids, &ctx, done)
+            let done = gateway::answer(&ctx, &models, &limiter, admitted, &call, &mut send).await;
+            count(tenant_ids, &ctx, done.as_ref());
+            done
         };
         for e in render(Piece::Done(done)) {
             let _ = tx.send(e);
@@ -582,6 +793,18 @@ fn stream_error(vendor: Vendor, e: &GatewayError) -> Value {
     }
 }
 
+/// The assistant message of an OpenAI answer: its text, and the tools it called.
+fn openai_message(a: &Answer) -> Value {
+    let mut message = json!({ "role": "assistant", "content": a.text, "refusal": null });
+    if let Some(calls) = &a.tool_calls {
+        message["tool_calls"] = calls.clone();
+        if a.text.is_empty() {
+            message["content"] = Value::Null;
+        }
+    }
+    message
+}
+
 /// `POST /v1/chat/completions`: OpenAI's chat completions, plain or streamed.
 async fn chat(
     State(state): State<AppState>,
@@ -610,9 +833,9 @@ async fn chat(
                 "model": model,
                 "choices": [{
                     "index": 0,
-                    "message": { "role": "assistant", "content": a.text, "refusal": null },
+                    "message": openai_message(&a),
                     "logprobs": null,
-                    "finish_reason": "stop",
+                    "finish_reason": a.stop.unwrap_or(Stop::End).openai(),
                 }],
                 "usage": {
                     "prompt_tokens": a.input_tokens,
@@ -634,26 +857,49 @@ async fn chat(
         json!({ "role": "assistant", "content": "" }),
         Value::Null,
     ))];
-    stream_call(&state, ctx, call, opening, move |piece| match piece {
-        Piece::Delta(t) => vec![data(&chunk(json!({ "content": t }), Value::Null))],
-        Piece::Done(Ok(a)) => {
-            let mut out = vec![data(&chunk(json!({}), json!("stop")))];
-            if include_usage {
-                let mut last = chunk(json!({}), Value::Null);
-                last["choices"] = json!([]);
-                last["usage"] = json!({
-                    "prompt_tokens": a.input_tokens,
-                    "completion_tokens": a.output_tokens,
-                    "total_tokens": a.input_tokens + a.output_tokens,
-                });
-                out.push(data(&last));
+    stream_call(
+        &state,
+        vendor,
+        ctx,
+        call,
+        opening,
+        move |piece| match piece {
+            Piece::Delta(t) => vec![data(&chunk(json!({ "content": t }), Value::Null))],
+            Piece::Done(Ok(a)) => {
+                let mut out = Vec::new();
+                if let Some(calls) = a.tool_calls.as_ref().and_then(Value::as_array) {
+                    // Each call whole, in one delta: the SDKs join deltas by index.
+                    let calls: Vec<Value> = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let mut c = c.clone();
+                            c["index"] = json!(i);
+                            c
+                        })
+                        .collect();
+                    out.push(data(&chunk(json!({ "tool_calls": calls }), Value::Null)));
+                }
+                let finish = a.stop.unwrap_or(Stop::End).openai();
+                out.push(data(&chunk(json!({}), json!(finish))));
+                if include_usage {
+                    let mut last = chunk(json!({}), Value::Null);
+                    last["choices"] = json!([]);
+                    last["usage"] = json!({
+                        "prompt_tokens": a.input_tokens,
+                        "completion_tokens": a.output_tokens,
+                        "total_tokens": a.input_tokens + a.output_tokens,
+                    });
+                    out.push(data(&last));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
             }
-            out.push(Event::default().data("[DONE]"));
-            out
-        }
-        // No `[DONE]`: the SDK reads the error and raises it.
-        Piece::Done(Err(e)) => vec![data(&stream_error(Vendor::OpenAi, &e))],
-    })
+            // No `[DONE]`: the SDK reads the error and raises it.
+            Piece::Done(Err(e)) => vec![data(&stream_error(Vendor::OpenAi, &e))],
+        },
+    )
+    .await
 }
 
 /// `POST /v1/messages`: Anthropic's Messages API, plain or streamed.
@@ -681,8 +927,8 @@ async fn messages(
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{ "type": "text", "text": a.text }],
-                "stop_reason": "end_turn",
+                "content": a.tool_calls.clone().unwrap_or_else(|| json!([{ "type": "text", "text": a.text }])),
+                "stop_reason": a.stop.unwrap_or(Stop::End).anthropic(),
                 "stop_sequence": null,
                 "usage": { "input_tokens": a.input_tokens, "output_tokens": a.output_tokens },
             }))
@@ -712,7 +958,7 @@ async fn messages(
         ),
         named("ping", json!({ "type": "ping" })),
     ];
-    stream_call(&state, ctx, call, opening, move |piece| match piece {
+    stream_call(&state, vendor, ctx, call, opening, move |piece| match piece {
         Piece::Delta(t) => vec![named(
             "content_block_delta",
             json!({
@@ -720,21 +966,52 @@ async fn messages(
                 "delta": { "type": "text_delta", "text": t },
             }),
         )],
-        Piece::Done(Ok(a)) => vec![
-            named(
+        Piece::Done(Ok(a)) => {
+            let mut out = vec![named(
                 "content_block_stop",
                 json!({ "type": "content_block_stop", "index": 0 }),
-            ),
-            named(
+            )];
+            // The text went out in block 0 as it came; each tool call follows as a block of
+            // its own, its input in one piece.
+            let uses = a.tool_calls.as_ref().and_then(Value::as_array);
+            for (k, b) in uses
+                .into_iter()
+                .flatten()
+                .filter(|b| b["type"] == "tool_use")
+                .enumerate()
+            {
+                let index = k + 1;
+                out.push(named(
+                    "content_block_start",
+                    json!({
+                        "type": "content_block_start", "index": index,
+                        "content_block": { "type": "tool_use", "id": b["id"], "name": b["name"], "input": {} },
+                    }),
+                ));
+                out.push(named(
+                    "content_block_delta",
+                    json!({
+                        "type": "content_block_delta", "index": index,
+                        "delta": { "type": "input_json_delta", "partial_json": b["input"].to_string() },
+                    }),
+                ));
+                out.push(named(
+                    "content_block_stop",
+                    json!({ "type": "content_block_stop", "index": index }),
+                ));
+            }
+            out.push(named(
                 "message_delta",
                 json!({
                     "type": "message_delta",
-                    "delta": { "stop_reason": "end_turn", "stop_sequence": null },
+                    "delta": { "stop_reason": a.stop.unwrap_or(Stop::End).anthropic(), "stop_sequence": null },
                     "usage": { "input_tokens": a.input_tokens, "output_tokens": a.output_tokens },
                 }),
-            ),
-            named("message_stop", json!({ "type": "message_stop" })),
-        ],
+            ));
+            out.push(named("message_stop", json!({ "type": "message_stop" })));
+            out
+        }
         Piece::Done(Err(e)) => vec![named("error", stream_error(Vendor::Anthropic, &e))],
     })
+    .await
 }

@@ -38,6 +38,7 @@ struct AssistantPage {
     egress_allow: String,
     grounded_only: bool,
     gateway_context: bool,
+    gateway_passthrough: bool,
     retention: &'static str,
     may_manage: bool,
     errors: Vec<FieldError>,
@@ -79,6 +80,7 @@ async fn assistant_page(
         egress_allow: pol.egress_allow.join("\n"),
         grounded_only: pol.grounded_only,
         gateway_context: pol.gateway_context,
+        gateway_passthrough: pol.gateway_passthrough,
         retention: pol.retention.as_str(),
         may_manage: p.permissions.contains(Permission::SettingsManage),
         errors,
@@ -135,6 +137,7 @@ async fn assistant_update(
             )?,
             grounded_only: form.field("grounded_only") == "on",
             gateway_context: form.field("gateway_context") == "on",
+            gateway_passthrough: form.field("gateway_passthrough") == "on",
             retention: Retention::parse(&form.field("retention")).ok_or(PolicyError::Invalid {
                 key: "ai.retention",
                 message: "choose preview or full".into(),
@@ -172,6 +175,7 @@ async fn assistant_update(
                     .collect(),
                 grounded_only: form.field("grounded_only") == "on",
                 gateway_context: form.field("gateway_context") == "on",
+                gateway_passthrough: form.field("gateway_passthrough") == "on",
                 retention: Retention::parse(&form.field("retention")).unwrap_or(Retention::Preview),
             };
             let errors = FieldError::new(field, capitalise(&format!("{key}: {message}")));

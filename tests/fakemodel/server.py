@@ -13,7 +13,8 @@ Endpoints
                              content_block_delta..., content_block_stop, message_delta, message_stop.
   GET  /v1/models            model list (Anthropic shape if an anthropic-version header is sent).
   GET  /_requests            {"count", "by_model", "by_test_key", "last": {"method", "path",
-                             "headers" (lowercase names), "body" (parsed JSON, or null and "raw")}}
+                             "headers" (lowercase names), "body" (parsed JSON, or null and "raw")},
+                             "recent": the parsed bodies of the last 20 such requests, oldest first}
                              counting every POST to the two model endpoints, even rejected ones.
   POST /_reset               clears the request log and the flaky-N counters.
 With --api-key K: OpenAI requests need "Authorization: Bearer K", Anthropic ones "x-api-key: K";
@@ -24,6 +25,16 @@ Normal answer: the first sentence of the lowest-numbered passage (a line startin
 [1]) in the system prompt or the user messages, followed by " [n]", e.g.
 "The pilot boards at the outer buoy. [1]". With no passages: "I found nothing to cite."
 Token counts are whitespace-split word counts of all prompt text and of the answer.
+
+Tools: a request offering tools ("tools": a non-empty list) is answered with a call of the
+first tool, its arguments {"to": TEXT} where TEXT is the last user message's text (a string
+content, or its text blocks), unless the conversation ends in a tool result (OpenAI: a "tool"
+message; Anthropic: a user message with tool_result blocks); that is answered in text:
+"Tool said: RESULT". OpenAI: message.tool_calls [{"id": "call_...", "type": "function",
+"function": {"name", "arguments": JSON text}}], content null, finish_reason "tool_calls".
+Anthropic: content [{"type": "text", "text": "Calling NAME."}, {"type": "tool_use", "id":
+"toolu_...", "name", "input": {"to": TEXT}}], stop_reason "tool_use". Tool requests are never
+streamed here: "stream": true with tools is a 400.
 
 Scenarios, selected by the request's "model" (which is also echoed as "model" in responses):
   echo (or any unknown name)  the normal answer.
@@ -52,7 +63,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ARGS = None
 STOP = threading.Event()  # set on shutdown so that sleeping/stalling handlers return promptly
 LOCK = threading.Lock()
-LOG = {"count": 0, "by_model": {}, "by_test_key": {}, "last": None}
+LOG = {"count": 0, "by_model": {}, "by_test_key": {}, "last": None, "recent": []}
+RECENT = 20  # bodies kept in LOG["recent"], oldest first
 FLAKY = {}  # (model, x-test-key or None) -> requests seen
 MODELS = ["echo", "cite-missing", "no-cite", "bad-json", "cut-stream", "endless-stream", "stall-body"]
 PASSAGE = re.compile(r"[ \t]*\[(\d+)\] (.*)")
@@ -228,6 +240,7 @@ class Handler(BaseHTTPRequestHandler):
             LOG["by_model"][model] = LOG["by_model"].get(model, 0) + 1
             LOG["by_test_key"][key] = LOG["by_test_key"].get(key, 0) + 1
             LOG["last"] = last
+            LOG["recent"] = (LOG["recent"] + [body])[-RECENT:]
 
     # ---- routes ---------------------------------------------------------------------------
     def dispatch(self, method):
@@ -240,7 +253,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, data)
         if method == "POST" and path == "/_reset":
             with LOCK:
-                LOG.update(count=0, by_model={}, by_test_key={}, last=None)
+                LOG.update(count=0, by_model={}, by_test_key={}, last=None, recent=[])
                 FLAKY.clear()
             return self.send_json(200, {"ok": True})
         if method == "GET" and path == "/v1/models":
@@ -294,6 +307,12 @@ class Handler(BaseHTTPRequestHandler):
             if seen < int(m[1]):
                 return self.error(503, f"Scripted flaky failure {seen + 1} of {m[1]}.")
 
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools:
+            if body.get("stream") is True:
+                return self.error(400, "stream: tool calls are not streamed by this fake")
+            return self.tool_reply(model, tools, messages)
+
         texts = [text_of(body.get("system"))] if self.anthropic else []
         texts += [text_of(msg.get("content")) for msg in messages
                   if isinstance(msg, dict) and msg.get("role") != "assistant"]
@@ -306,6 +325,39 @@ class Handler(BaseHTTPRequestHandler):
         if self.anthropic:
             return self.anthropic_reply(model, text, in_tok, out_tok, stream)
         return self.openai_reply(model, text, in_tok, out_tok, stream, include_usage)
+
+    def tool_reply(self, model, tools, messages):
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        content = last.get("content")
+        if self.anthropic:
+            results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] \
+                if isinstance(content, list) else []
+            if results:
+                said = text_of(results[0].get("content"))
+                return self.anthropic_reply(model, f"Tool said: {said}", 1, 3, False)
+            name = tools[0].get("name")
+            asked = text_of(content)
+            return self.plain(model, {
+                "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
+                "model": model, "stop_reason": "tool_use", "stop_sequence": None,
+                "content": [{"type": "text", "text": f"Calling {name}."},
+                            {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24],
+                             "name": name, "input": {"to": asked}}],
+                "usage": {"input_tokens": len(asked.split()), "output_tokens": 5}})
+        if last.get("role") == "tool":
+            return self.openai_reply(model, f"Tool said: {text_of(content)}", 1, 3, False, False)
+        name = (tools[0].get("function") or {}).get("name")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        asked = text_of(users[-1].get("content")) if users else ""
+        call = {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"to": asked})}}
+        return self.plain(model, {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                         "logprobs": None, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": len(asked.split()), "completion_tokens": 5,
+                      "total_tokens": len(asked.split()) + 5}})
 
     def openai_reply(self, model, text, in_tok, out_tok, stream, include_usage):
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())

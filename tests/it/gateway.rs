@@ -19,7 +19,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(180);
 
 /// The test venv's python when both SDKs import there (`tests/model/setup.sh` installs them).
 /// Outside CI a machine without them skips; under `CI=true` their absence fails.
-fn sdk_python() -> Option<String> {
+pub fn sdk_python() -> Option<String> {
     let py = format!("{}/bin/python", crate::models::test_venv());
     let ok = Command::new(&py)
         .args(["-c", "import openai, anthropic, httpx2"])
@@ -45,12 +45,35 @@ fn sdk_check(
     ca: &Path,
     flags: &[&str],
 ) -> Value {
+    let mut args = vec!["--model", "extractive", "--question", QUESTION];
+    args.extend_from_slice(flags);
+    run_script(py, SCRIPT, vendor, base_url, key, ca, &args)
+}
+
+/// Runs one of the SDK scripts for `vendor` and returns its JSON object; killed after
+/// `RUN_LIMIT`.
+pub fn run_script(
+    py: &str,
+    script: &str,
+    vendor: &str,
+    base_url: &str,
+    key: &str,
+    ca: &Path,
+    args: &[&str],
+) -> Value {
     let child = Command::new(py)
-        .arg(SCRIPT)
-        .args(["--vendor", vendor, "--base-url", base_url, "--key", key])
-        .args(["--model", "extractive", "--question", QUESTION, "--ca"])
+        .arg(script)
+        .args([
+            "--vendor",
+            vendor,
+            "--base-url",
+            base_url,
+            "--key",
+            key,
+            "--ca",
+        ])
         .arg(ca)
-        .args(flags)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,17 +87,17 @@ fn sdk_check(
     let Ok(out) = rx.recv_timeout(RUN_LIMIT) else {
         // Not yet reaped, so the id is still the child's.
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        panic!("sdk_check.py --vendor {vendor} did not finish in {RUN_LIMIT:?}");
+        panic!("{script} --vendor {vendor} did not finish in {RUN_LIMIT:?}");
     };
     let out = out.unwrap();
     assert!(
         out.status.success(),
-        "sdk_check.py --vendor {vendor} failed: {}",
+        "{script} --vendor {vendor} failed: {}",
         stderr(&out)
     );
     serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| {
         panic!(
-            "sdk_check.py --vendor {vendor}: {e}: {}\n{}",
+            "{script} --vendor {vendor}: {e}: {}\n{}",
             stdout(&out),
             stderr(&out)
         )
@@ -155,7 +178,7 @@ fn assert_rate_limited(vendor: &str, r: &Value) {
 }
 
 /// The tenant journal's `gateway.call` entries, oldest first.
-fn gateway_calls(journal: &str) -> Vec<Value> {
+pub fn gateway_calls(journal: &str) -> Vec<Value> {
     journal
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -416,6 +416,23 @@ async fn limits_refuse_with_retry_after_and_refill_with_time() {
     })).await;
     assert_eq!(st, 429);
     assert_eq!(v["error"]["type"], "rate_limit_error");
+    // A streamed call is refused the same way, with its own status before any event, so
+    // the SDKs raise their rate-limit errors for it too.
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({ "model": "extractive", "stream": true, "messages": [{ "role": "user", "content": "hello" }] }),
+        ),
+        (
+            "/v1/messages",
+            json!({ "model": "extractive", "stream": true, "max_tokens": 50, "messages": [{ "role": "user", "content": "hello" }] }),
+        ),
+    ] {
+        let (st, headers, v, raw) = post(&ai, path, &[("authorization", &auth)], &body).await;
+        assert_eq!(st, 429, "{path}: {raw}");
+        assert_eq!(headers["retry-after"], "2", "{path}");
+        assert_eq!(v["error"]["type"], "rate_limit_error", "{path}: {raw}");
+    }
 
     // Another token of the tenant has its own bucket.
     let other = format!(
@@ -487,4 +504,223 @@ async fn limits_refuse_with_retry_after_and_refill_with_time() {
 
     // Only the answered calls are on the record.
     assert_eq!(gateway_calls(&ai).len(), 6);
+}
+
+/// Tools and the fields the gateway does not read: broken tool parts are refused naming the
+/// field, before any model is asked; tools reach only a model of the caller's own API (a
+/// model of the other is refused, and recorded); other fields reach the model only where the
+/// tenant's policy lets them through, and the entry names the ones left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_and_unread_fields_pass_only_where_the_api_and_the_policy_allow() {
+    let fake = Backend::fake(&[]);
+    let ai = Ai::new(&format!(
+        "{}{}",
+        endpoint("oa", "openai", &[&fake.url], "echo", ""),
+        endpoint("an", "anthropic", &[&fake.url], "echo", "")
+    ));
+    ai.use_model("oa");
+    let auth = ai.op.clone();
+    let user = json!({ "role": "user", "content": "Send it" });
+    let tool = json!({ "type": "function", "function": { "name": "send_note", "parameters": {} } });
+    let openai_bad: Vec<(Value, &str)> = vec![
+        (
+            json!({ "model": "oa", "messages": [user], "tools": "all" }),
+            "tools",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user], "tools": [{ "type": "function", "function": { "name": "send note" } }] }),
+            "tools[0].function.name",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user], "tools": [7] }),
+            "tools[0]",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user, { "role": "tool", "content": "done" }] }),
+            "messages[1].tool_call_id",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user, { "role": "assistant", "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "send_note", "arguments": { "to": "x" } } }] }] }),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user, { "role": "assistant", "tool_calls": [{ "type": "function", "function": { "name": "send_note", "arguments": "{}" } }] }] }),
+            "messages[1].tool_calls[0].id",
+        ),
+        (
+            json!({ "model": "oa", "messages": [user, { "role": "function", "name": "f", "content": "x" }] }),
+            "messages[1].role",
+        ),
+    ];
+    for (body, param) in openai_bad {
+        let (st, _, v, raw) = post(
+            &ai,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            &body,
+        )
+        .await;
+        assert_eq!(st, 400, "{body}: {raw}");
+        assert_eq!(v["error"]["param"], param, "{body}: {raw}");
+    }
+    let anthropic_bad: Vec<(Value, &str)> = vec![
+        (
+            json!({ "model": "an", "max_tokens": 50, "messages": [user], "tools": [{ "name": "" }] }),
+            "tools[0].name",
+        ),
+        (
+            json!({ "model": "an", "max_tokens": 50, "messages": [user, { "role": "assistant", "content": [{ "type": "tool_use", "name": "send_note", "input": {} }] }] }),
+            "messages.1.content.0.id",
+        ),
+        (
+            json!({ "model": "an", "max_tokens": 50, "messages": [{ "role": "user", "content": [{ "type": "tool_use", "id": "t", "name": "send_note", "input": {} }] }] }),
+            "messages.0.content.0.type",
+        ),
+        (
+            json!({ "model": "an", "max_tokens": 50, "messages": [{ "role": "user", "content": [{ "type": "tool_result", "content": "x" }] }] }),
+            "messages.0.content.0.tool_use_id",
+        ),
+        (
+            json!({ "model": "an", "max_tokens": 50, "messages": [{ "role": "user", "content": [{ "type": "image", "source": {} }] }] }),
+            "messages.0.content.0.type",
+        ),
+    ];
+    for (body, param) in anthropic_bad {
+        let (st, _, v, raw) = post(&ai, "/v1/messages", &[("authorization", &auth)], &body).await;
+        assert_eq!(st, 400, "{body}: {raw}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{raw}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(param),
+            "{param}: {raw}"
+        );
+    }
+    assert_eq!(
+        fake.requests()["count"],
+        0,
+        "no broken request reached the model"
+    );
+    assert!(gateway_calls(&ai).is_empty());
+
+    // Tools written for one API, to a model of the other: refused, naming `tools`, recorded.
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &json!({ "model": "an", "messages": [user], "tools": [tool] }),
+    )
+    .await;
+    assert_eq!(st, 400, "{raw}");
+    assert_eq!(v["error"]["param"], "tools", "{raw}");
+    assert!(raw.contains("another API"), "{raw}");
+    assert_eq!(fake.requests()["count"], 0);
+    let calls = gateway_calls(&ai);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["params"]["outcome"], "unsupported");
+    assert_eq!(calls[0]["params"]["error"], "GW-0005");
+
+    // Fields the gateway does not read: left out by default, and named in the entry.
+    let tuned = json!({
+        "model": "oa", "messages": [user], "temperature": 0.7, "seed": 11,
+        "metadata": { "ticket": "anna.schmidt@example.org" },
+    });
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &tuned,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let sent = fake.requests()["last"]["body"].clone();
+    assert_eq!(sent["temperature"], 0, "{sent}");
+    assert!(
+        sent.get("seed").is_none() && sent.get("metadata").is_none(),
+        "{sent}"
+    );
+    let entry = gateway_calls(&ai).pop().unwrap();
+    assert_eq!(
+        entry["params"]["dropped"],
+        json!(["metadata", "seed", "temperature"]),
+        "{entry}"
+    );
+
+    // Let through by the policy: they reach a model of the caller's API, never one of the
+    // other; the gateway's own fields are never the caller's to set.
+    let tenant = ai.tenant.as_str().to_string();
+    let e = ai.s.env.fails(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &tenant,
+        "--gateway-passthrough",
+        "sometimes",
+    ]);
+    assert!(e.contains("--gateway-passthrough"), "{e}");
+    let shown = ai.s.env.ok(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &tenant,
+        "--gateway-passthrough",
+        "true",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["gateway_passthrough"],
+        true
+    );
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &tuned,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let sent = fake.requests()["last"]["body"].clone();
+    assert_eq!(sent["temperature"], 0.7, "{sent}");
+    assert_eq!(sent["seed"], 11, "{sent}");
+    assert_eq!(sent["model"], "echo", "{sent}");
+    assert_eq!(sent["stream"], false, "{sent}");
+    assert_eq!(
+        gateway_calls(&ai).pop().unwrap()["params"]["dropped"],
+        json!([])
+    );
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/messages",
+        &[("authorization", &auth)],
+        &json!({ "model": "oa", "max_tokens": 50, "messages": [user], "top_k": 5 }),
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let sent = fake.requests()["last"]["body"].clone();
+    assert!(
+        sent.get("top_k").is_none(),
+        "an Anthropic field went to an OpenAI model: {sent}"
+    );
+    assert_eq!(
+        gateway_calls(&ai).pop().unwrap()["params"]["dropped"],
+        json!(["top_k"])
+    );
+
+    // The extractive answerer calls no tools: it answers in text, and the entry says the
+    // tools stayed behind.
+    let before = fake.requests()["count"].clone();
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &json!({ "model": "extractive", "messages": [user], "tools": [tool] }),
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{raw}");
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{raw}"
+    );
+    assert_eq!(fake.requests()["count"], before);
+    let entry = gateway_calls(&ai).pop().unwrap();
+    assert_eq!(entry["params"]["dropped"], json!(["tools"]), "{entry}");
+    assert_eq!(entry["params"]["tools"]["offered"], 1, "{entry}");
 }

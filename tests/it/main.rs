@@ -18,6 +18,7 @@ mod evidence;
 mod factor;
 mod gateway;
 mod gateway_api;
+mod gateway_tools;
 mod identity;
 mod keys;
 mod knowledge;
