@@ -176,7 +176,7 @@ pub struct Metrics {
     pub upstream_calls: Family<AtomicU64>,
     /// Gateway calls, by `outcome` (and `tenant` where the configuration allows).
     pub gateway_calls: Family<AtomicU64>,
-    /// Sign-ins, by `outcome`.
+    /// Sign-ins, by `method` (`password`, `sso`) and `outcome`.
     pub sign_ins: Family<AtomicU64>,
     /// Jobs queued to the writers of every file, not yet committed.
     pub audit_queue: AtomicI64,
@@ -370,7 +370,7 @@ impl Metrics {
         counters(
             &mut out,
             "strongroom_sign_ins_total",
-            "Sign-ins with a password, by outcome.",
+            "Sign-ins, by method (password, sso) and outcome.",
             &self.sign_ins,
         );
         let m = "strongroom_uptime_seconds";

@@ -66,19 +66,14 @@ impl From<rusqlite::Error> for AppendError {
 
 /// Reads the chain head; called once per write transaction, after the write lock is held.
 pub fn load_head(conn: &Connection) -> Result<Head, rusqlite::Error> {
+    // Kept prepared: this runs in every write transaction.
     let last = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
     let checkpoint = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
     let (checkpoint_seq, checkpoint_hash) = match checkpoint {
         Some((s, h)) => (s.max(0) as u64, to32(&h)),
@@ -210,12 +205,9 @@ pub fn oldest_unsigned_us(conn: &Connection, head: &Head) -> Result<Option<i64>,
     if head.seq == head.checkpoint_seq {
         return Ok(None);
     }
-    conn.query_row(
-        "SELECT time_us FROM audit_entries WHERE seq = ?1",
-        [head.checkpoint_seq as i64 + 1],
-        |r| r.get(0),
-    )
-    .optional()
+    conn.prepare_cached("SELECT time_us FROM audit_entries WHERE seq = ?1")?
+        .query_row([head.checkpoint_seq as i64 + 1], |r| r.get(0))
+        .optional()
 }
 
 /// The journal's tables (and the file's `meta` table), in every file. Applied before the

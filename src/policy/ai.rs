@@ -7,7 +7,7 @@ use super::PolicyError;
 use crate::door::{Audit, Door};
 use crate::identity::Permission;
 use crate::store::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 /// Most endpoints or hosts a list may hold.
@@ -121,10 +121,7 @@ impl AiPolicy {
     /// # Errors
     /// A storage fault.
     pub fn read(c: &Connection) -> rusqlite::Result<Self> {
-        let get = |k: &str| -> rusqlite::Result<Option<String>> {
-            c.query_row("SELECT value FROM policy WHERE key = ?1", [k], |r| r.get(0))
-                .optional()
-        };
+        let get = |k: &str| super::stored(c, k);
         let mut p = AiPolicy::default();
         if let Some(v) = get("ai.model")? {
             p.model = v;

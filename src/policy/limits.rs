@@ -8,7 +8,7 @@ use super::PolicyError;
 use crate::door::{Audit, Door};
 use crate::identity::Permission;
 use crate::store::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 /// The limits of one scope.
@@ -190,11 +190,7 @@ impl LimitPolicy {
     /// # Errors
     /// A storage fault.
     pub fn read(c: &Connection) -> rusqlite::Result<Self> {
-        let v: Option<String> = c
-            .query_row("SELECT value FROM policy WHERE key = 'limits'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let v = super::stored(c, "limits")?;
         Ok(match v {
             None => LimitPolicy::default(),
             Some(v) => serde_json::from_str(&v).unwrap_or_else(|e| {

@@ -7,7 +7,7 @@ use crate::door::{Audit, Door};
 use crate::identity::Permission;
 use crate::redact::{Detector, Rule, RuleError};
 use crate::store::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 /// One of the tenant's own patterns, as stored and shown.
@@ -84,10 +84,7 @@ impl RedactionPolicy {
     /// # Errors
     /// A storage fault.
     pub fn read(c: &Connection) -> rusqlite::Result<Self> {
-        let get = |k: &str| -> rusqlite::Result<Option<String>> {
-            c.query_row("SELECT value FROM policy WHERE key = ?1", [k], |r| r.get(0))
-                .optional()
-        };
+        let get = |k: &str| super::stored(c, k);
         let mut p = RedactionPolicy::default();
         if let Some(v) = get("redact.all_endpoints")? {
             // Fail closed: a value that cannot be read redacts more, not less.

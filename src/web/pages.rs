@@ -202,7 +202,10 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
         Err(_) => "error",
     };
     let metrics = crate::metrics::global();
-    crate::metrics::inc(&metrics.sign_ins, &[("outcome", outcome)]);
+    crate::metrics::inc(
+        &metrics.sign_ins,
+        &[("method", "password"), ("outcome", outcome)],
+    );
     if outcome == "throttled" {
         crate::metrics::inc(&metrics.throttled, &[("reason", "sign_in")]);
     }

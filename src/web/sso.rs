@@ -249,6 +249,31 @@ async fn callback(State(state): State<AppState>, req: Request) -> Response {
             Client::new(ip, &agent),
         )
         .await;
+    let outcome = match &done {
+        Ok(_) => "success",
+        Err(SsoError::Identity(crate::identity::IdentityError::AddressRefused)) => {
+            "address_refused"
+        }
+        Err(SsoError::Identity(crate::identity::IdentityError::Throttled(_))) => "throttled",
+        Err(SsoError::FlowLost) => "flow_lost",
+        Err(SsoError::BadToken(_)) => "bad_token",
+        Err(SsoError::Unreachable(_)) => "unreachable",
+        Err(SsoError::NotAvailable) => "not_available",
+        Err(
+            SsoError::Provider(_)
+            | SsoError::NoRole
+            | SsoError::NoAccount(_)
+            | SsoError::Unverified(_)
+            | SsoError::Unvouched(_)
+            | SsoError::NoEmail
+            | SsoError::Disabled,
+        ) => "refused",
+        Err(_) => "error",
+    };
+    crate::metrics::inc(
+        &crate::metrics::global().sign_ins,
+        &[("method", "sso"), ("outcome", outcome)],
+    );
     match done {
         Ok(s) => {
             // A page, not a redirect: the browser arrived here from the provider's site, so

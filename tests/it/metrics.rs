@@ -190,7 +190,7 @@ fn the_prometheus_parser_reads_the_metrics_and_each_counter_moves_by_what_happen
     for (name, labels) in [
         (
             "strongroom_sign_ins_total",
-            &[("outcome", "bad_credentials")][..],
+            &[("method", "password"), ("outcome", "bad_credentials")][..],
         ),
         ("strongroom_throttled_total", &[("reason", "rate")]),
         ("strongroom_gateway_calls_total", &[("outcome", "answered")]),

@@ -381,6 +381,26 @@ impl World {
     }
 }
 
+/// Single sign-ins counted in `/metrics` with `outcome`, as a scraper on this host sees it.
+async fn sso_sign_ins_counted(w: &World, outcome: &str) -> f64 {
+    let (st, _, b) = w
+        .site
+        .s
+        .send(
+            "GET",
+            "/metrics",
+            &[("x-test-peer", "127.0.0.1:40000")],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200);
+    let want = format!("strongroom_sign_ins_total{{method=\"sso\",outcome=\"{outcome}\"}} ");
+    text(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 fn set_cookie_named(h: &axum::http::HeaderMap, prefix: &str) -> Option<String> {
     h.get_all("set-cookie")
         .iter()
@@ -398,6 +418,10 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
         return;
     }
     let w = World::new().await;
+    let counted_before = [
+        sso_sign_ins_counted(&w, "success").await,
+        sso_sign_ins_counted(&w, "refused").await,
+    ];
 
     // The authorization request: code flow, S256 PKCE, a nonce and a state, our client.
     let (auth, _) = w.begin().await;
@@ -498,6 +522,12 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
         .map(|e| e["params"]["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["no_role", "email_unverified", "disabled"]);
+    // And counted in /metrics (shared by the tests running beside this one: at least ours).
+    let counted = [
+        sso_sign_ins_counted(&w, "success").await - counted_before[0],
+        sso_sign_ins_counted(&w, "refused").await - counted_before[1],
+    ];
+    assert!(counted[0] >= 3.0 && counted[1] >= 3.0, "{counted:?}");
     assert!(j
         .iter()
         .any(|e| e["action"] == "user.create" && e["params"]["sign_in"] == "sso"));
