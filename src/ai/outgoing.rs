@@ -24,7 +24,7 @@ pub async fn call(
         return (model.complete(prompt, egress_allow, deltas).await, None);
     }
     // Fail closed: rules that cannot be built stop the call, not the redaction.
-    let detector = match rules.detector() {
+    let detector = match rules.shared_detector() {
         Ok(d) => d,
         Err(e) => return (Err(ModelError::Unredactable(e.to_string())), None),
     };
