@@ -348,8 +348,15 @@ pub async fn answer(
             Ok(((raw, left), context)) => {
                 dropped = left;
                 tools_sent = raw.as_ref().is_some_and(Raw::has_tools);
-                let mut sent = prompt.clone();
-                sent.raw = raw;
+                // Built field by field: the prompt's own raw part (the whole call, for the
+                // entry) is not copied only to be replaced.
+                let mut sent = Prompt {
+                    system: prompt.system.clone(),
+                    messages: prompt.messages.clone(),
+                    max_tokens: prompt.max_tokens,
+                    stream: prompt.stream,
+                    raw,
+                };
                 if let Some(c) = &context {
                     retrieved = c.citation_ids();
                     sent.system = if call.system.is_empty() {

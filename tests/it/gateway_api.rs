@@ -40,6 +40,15 @@ pub fn gateway_calls(ai: &Ai) -> Vec<Value> {
         .collect()
 }
 
+/// Posts `body` as a chat completion and checks it is refused with 400 naming `param`;
+/// returns the error body.
+async fn refused_naming(ai: &Ai, auth: &str, body: &Value, param: &str) -> Value {
+    let (st, _, v, raw) = post(ai, "/v1/chat/completions", &[("authorization", auth)], body).await;
+    assert_eq!(st, 400, "{body}: {raw}");
+    assert_eq!(v["error"]["param"], param, "{body}: {raw}");
+    v
+}
+
 /// The text of an OpenAI stream's content deltas, and whether it ended with `[DONE]`.
 fn openai_stream_text(raw: &str) -> (String, bool, Option<Value>) {
     let mut text = String::new();
@@ -262,15 +271,7 @@ async fn bad_requests_name_the_field_in_each_vendors_shape_and_write_nothing() {
         ),
     ];
     for (body, param) in openai_cases {
-        let (st, _, v, raw) = post(
-            &ai,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            &body,
-        )
-        .await;
-        assert_eq!(st, 400, "{body}: {raw}");
-        assert_eq!(v["error"]["param"], param, "{body}: {raw}");
+        let v = refused_naming(&ai, &auth, &body, param).await;
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
     let (st, _, b) =
@@ -553,15 +554,7 @@ async fn tools_and_unread_fields_pass_only_where_the_api_and_the_policy_allow() 
         ),
     ];
     for (body, param) in openai_bad {
-        let (st, _, v, raw) = post(
-            &ai,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            &body,
-        )
-        .await;
-        assert_eq!(st, 400, "{body}: {raw}");
-        assert_eq!(v["error"]["param"], param, "{body}: {raw}");
+        refused_naming(&ai, &auth, &body, param).await;
     }
     let anthropic_bad: Vec<(Value, &str)> = vec![
         (
