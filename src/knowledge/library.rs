@@ -68,6 +68,20 @@ CREATE INDEX passages_by_document ON passages(document_id, version, start_byte);
         "
 INSERT INTO passages_fts (passages_fts, rank) VALUES ('hashsize', 16777216);
 ",
+        // A version's passages are one run of ids (they are inserted together, in the order
+        // of their text), so the version keeps its run and an index entry per passage (a
+        // fifth of a CSV row's ingest, for its 32-character key) is not needed: removal
+        // takes the runs, a citation is found by searching its run on `start_byte`.
+        "
+ALTER TABLE versions ADD COLUMN first_passage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE versions ADD COLUMN last_passage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE versions ADD COLUMN passages INTEGER NOT NULL DEFAULT 0;
+UPDATE versions SET (first_passage, last_passage, passages) = (
+    SELECT coalesce(min(p.id), 0), coalesce(max(p.id), 0), count(*) FROM passages p
+    WHERE p.document_id = versions.document_id AND p.version = versions.version
+);
+DROP INDEX passages_by_document;
+",
     ],
 };
 
@@ -556,13 +570,23 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
                 |r| r.get(0),
             )
             .map_err(db)?;
+        let run = put_passages(c, &id, version, &text, &spans).map_err(db)?;
         c.execute(
-            "INSERT INTO versions (document_id, version, sha256, bytes, created_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.as_str(), version, sha, text.len() as i64, now],
+            "INSERT INTO versions (document_id, version, sha256, bytes, created_us, \
+               first_passage, last_passage, passages) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                id.as_str(),
+                version,
+                sha,
+                text.len() as i64,
+                now,
+                run.first,
+                run.last,
+                spans.len() as i64
+            ],
         )
         .map_err(db)?;
-        put_passages(c, &id, version, &text, &spans).map_err(db)?;
         let added = Added {
             id: id.clone(),
             name: name.clone(),
@@ -577,20 +601,31 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
     })
 }
 
-/// Stores and indexes a version's passages, the `spans` of its `text`.
+/// The ids a version's passages were given: `first..=last`, none when `last < first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    first: i64,
+    last: i64,
+}
+
+/// Stores and indexes a version's passages, the `spans` of its `text`, in the order of the
+/// text; gives the run of ids they got, which the version's row keeps.
 fn put_passages(
     c: &rusqlite::Connection,
     id: &DocumentId,
     version: i64,
     text: &str,
     spans: &[chunk::Span],
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Run> {
     let mut put = c.prepare_cached(
         "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut rows = None;
-    for s in spans {
+    // A citation is found by a binary search of the run on `start_byte`.
+    let mut ordered: Vec<&chunk::Span> = spans.iter().collect();
+    ordered.sort_by_key(|s| s.start);
+    let mut run = Run { first: 0, last: 0 };
+    for (i, s) in ordered.into_iter().enumerate() {
         put.execute(params![
             id.as_str(),
             version,
@@ -599,31 +634,54 @@ fn put_passages(
             &text[s.start..s.end]
         ])?;
         let row = c.last_insert_rowid();
-        rows = Some(rows.map_or((row, row), |(first, _)| (first, row)));
+        if i == 0 {
+            run.first = row;
+        } else if row != run.last + 1 {
+            // A new row takes the largest id plus one: within one transaction the ids of
+            // a run follow each other. Anything else would break every lookup by run.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+                Some("passage ids are not consecutive".into()),
+            ));
+        }
+        run.last = row;
     }
     // Indexed in one statement: one call into FTS5 for the lot costs less than one per
-    // passage. Their ids are the run just inserted, in this transaction.
-    if let Some((first, last)) = rows {
+    // passage.
+    if !spans.is_empty() {
         c.execute(
             "INSERT INTO passages_fts (rowid, body) \
              SELECT id, body FROM passages WHERE id BETWEEN ?1 AND ?2",
-            [first, last],
+            [run.first, run.last],
         )?;
     }
-    Ok(())
+    Ok(run)
 }
 
 /// Deletes every passage of every version of `id`, and their index entries; gives how
 /// many passages there were.
 fn take_passages(c: &rusqlite::Connection, id: &DocumentId) -> rusqlite::Result<usize> {
     // The index holds no copy of its own (external content): each entry is taken out with
-    // the text it was made from.
+    // the text it was made from. Each version's run, checked against its owner all the
+    // same, so that a wrong run can only leave rows behind, never take another's.
+    let runs = "SELECT first_passage, last_passage FROM versions WHERE document_id = ?1";
     c.execute(
-        "INSERT INTO passages_fts (passages_fts, rowid, body) \
-         SELECT 'delete', id, body FROM passages WHERE document_id = ?1",
+        &format!(
+            "INSERT INTO passages_fts (passages_fts, rowid, body) \
+             SELECT 'delete', p.id, p.body FROM ({runs}) r \
+             JOIN passages p ON p.id BETWEEN r.first_passage AND r.last_passage \
+             WHERE p.document_id = ?1"
+        ),
         [id.as_str()],
     )?;
-    c.execute("DELETE FROM passages WHERE document_id = ?1", [id.as_str()])
+    c.execute(
+        &format!(
+            "DELETE FROM passages WHERE id IN (SELECT p.id FROM ({runs}) r \
+             JOIN passages p ON p.id BETWEEN r.first_passage AND r.last_passage \
+             WHERE p.document_id = ?1)"
+        ),
+        [id.as_str()],
+    )
 }
 
 /// A document as listed.
@@ -659,7 +717,7 @@ fn documents(
                (SELECT count(*) FROM versions v WHERE v.document_id = d.id), \
                (SELECT bytes FROM versions v WHERE v.document_id = d.id \
                   ORDER BY version DESC LIMIT 1), \
-               (SELECT count(*) FROM passages p WHERE p.document_id = d.id) \
+               (SELECT coalesce(sum(passages), 0) FROM versions v WHERE v.document_id = d.id) \
              FROM documents d WHERE ?1 IS NULL OR d.id = ?1 ORDER BY d.name",
         )
         .map_err(db)?;
@@ -706,9 +764,7 @@ pub fn versions_blocking<D: Door>(
             .ok_or_else(|| KnowledgeError::NotFound(id.to_string()))?;
         let mut st = c
             .prepare(
-                "SELECT v.version, v.sha256, v.bytes, v.created_us, \
-                   (SELECT count(*) FROM passages p \
-                      WHERE p.document_id = v.document_id AND p.version = v.version) \
+                "SELECT v.version, v.sha256, v.bytes, v.created_us, v.passages \
                  FROM versions v WHERE v.document_id = ?1 ORDER BY v.version DESC",
             )
             .map_err(db)?;
@@ -1220,35 +1276,81 @@ fn passage_in(
     start: usize,
     end: usize,
 ) -> Result<Option<(String, String, i64)>, KnowledgeError> {
+    let found = c
+        .prepare_cached(
+            "SELECT d.name, v.first_passage, v.last_passage, \
+               (SELECT max(version) FROM versions l WHERE l.document_id = d.id) \
+             FROM versions v JOIN documents d ON d.id = v.document_id \
+             WHERE v.document_id = ?1 AND v.version = ?2",
+        )
+        .map_err(db)?
+        .query_row(params![doc.as_str(), version], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .map_err(db)?;
+    let Some((name, first, last, latest)) = found else {
+        return Ok(None);
+    };
+    let (Ok(start_at), Ok(end_at)) = (i64::try_from(start), i64::try_from(end)) else {
+        return Ok(None);
+    };
+    let Some(nearest) = last_starting_by(c, first, last, start_at)? else {
+        return Ok(None);
+    };
     let mut st = c
         .prepare_cached(
-            "SELECT d.name, p.start_byte, p.end_byte, p.body, \
-               (SELECT max(version) FROM versions l WHERE l.document_id = d.id) \
-             FROM passages p JOIN documents d ON d.id = p.document_id \
-             WHERE p.document_id = ?1 AND p.version = ?2 AND p.start_byte <= ?3 \
-             ORDER BY p.start_byte DESC LIMIT 4",
+            "SELECT start_byte, end_byte, body FROM passages \
+             WHERE id BETWEEN ?1 AND ?2 AND document_id = ?3 AND version = ?4 \
+             ORDER BY id DESC LIMIT 4",
         )
         .map_err(db)?;
     let mut rows = st
-        .query(params![doc.as_str(), version, start as i64])
+        .query(params![first, nearest, doc.as_str(), version])
         .map_err(db)?;
     while let Some(r) = rows.next().map_err(db)? {
-        let (from, to): (i64, i64) = (r.get(1).map_err(db)?, r.get(2).map_err(db)?);
-        if (to as usize) < end {
+        let (from, to): (i64, i64) = (r.get(0).map_err(db)?, r.get(1).map_err(db)?);
+        if to < end_at || from > start_at {
             continue;
         }
-        let body: String = r.get(3).map_err(db)?;
-        let at = start - from as usize;
-        return match body.get(at..at + (end - start)) {
-            Some(t) => Ok(Some((
-                r.get(0).map_err(db)?,
-                t.to_string(),
-                r.get(4).map_err(db)?,
-            ))),
-            None => Ok(None),
-        };
+        let body: String = r.get(2).map_err(db)?;
+        let at = (start_at - from) as usize;
+        return Ok(body
+            .get(at..at + (end - start))
+            .map(|t| (name.clone(), t.to_string(), latest)));
     }
     Ok(None)
+}
+
+/// The last id of the run `first..=last` whose passage starts at or before `at`: passages
+/// of a run are in the order of their text, so a binary search of a few rows finds it.
+fn last_starting_by(
+    c: &rusqlite::Connection,
+    first: i64,
+    last: i64,
+    at: i64,
+) -> Result<Option<i64>, KnowledgeError> {
+    let mut st = c
+        .prepare_cached("SELECT start_byte FROM passages WHERE id = ?1")
+        .map_err(db)?;
+    let (mut lo, mut hi, mut found) = (first, last, None);
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let starts: Option<i64> = st
+            .query_row([mid], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        match starts {
+            Some(s) if s <= at => {
+                found = Some(mid);
+                lo = mid + 1;
+            }
+            Some(_) => hi = mid - 1,
+            // A hole in the run: not written by this build; nothing is guessed.
+            None => return Ok(None),
+        }
+    }
+    Ok(found)
 }
 
 /// The passage a citation id names, as long as its document is kept.
@@ -1333,11 +1435,53 @@ mod tests {
         let (a2, a2_spans) = text("beta", 40);
         let (b1, b1_spans) = text("gamma", 25);
         assert!(a1_spans.len() >= 300, "{}", a1_spans.len());
-        put_passages(&c, &doc(1), 1, &a1, &a1_spans).unwrap();
-        put_passages(&c, &doc(2), 1, &b1, &b1_spans).unwrap();
-        put_passages(&c, &doc(1), 2, &a2, &a2_spans).unwrap();
-        put_passages(&c, &doc(3), 1, "", &[]).unwrap();
+        let put = |id: u8, version: i64, text: &str, spans: &[chunk::Span]| {
+            let run = put_passages(&c, &doc(id), version, text, spans).unwrap();
+            c.execute(
+                "INSERT OR IGNORE INTO documents VALUES (?1, ?1, 'text', 0)",
+                [doc(id).as_str()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO versions VALUES (?1, ?2, 'sha', 0, 0, ?3, ?4, ?5)",
+                params![
+                    doc(id).as_str(),
+                    version,
+                    run.first,
+                    run.last,
+                    spans.len() as i64
+                ],
+            )
+            .unwrap();
+            run
+        };
+        let a1_run = put(1, 1, &a1, &a1_spans);
+        let b1_run = put(2, 1, &b1, &b1_spans);
+        put(1, 2, &a2, &a2_spans);
+        assert_eq!(put(3, 1, "", &[]), Run { first: 0, last: 0 });
+        assert_eq!(a1_run.last - a1_run.first + 1, a1_spans.len() as i64);
+        assert_eq!(b1_run.first, a1_run.last + 1);
         index_agrees(&c).unwrap();
+        // Every passage, and a word inside it, is found again by its span through its
+        // version's run; a span no passage covers is not.
+        for (text, spans, version) in [(&a1, &a1_spans, 1), (&a2, &a2_spans, 2)] {
+            for s in spans.iter() {
+                let (_, shown, latest) = passage_in(&c, &doc(1), version, s.start, s.end)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!((shown.as_str(), latest), (&text[s.start..s.end], 2));
+                let inner = s.start + text[s.start..s.end].find("word").unwrap();
+                let (_, shown, _) = passage_in(&c, &doc(1), version, inner, inner + 4)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(shown, "word");
+            }
+            assert!(passage_in(&c, &doc(1), version, 0, text.len() + 1)
+                .unwrap()
+                .is_none());
+        }
+        assert!(passage_in(&c, &doc(1), 3, 0, 4).unwrap().is_none());
+        assert!(passage_in(&c, &doc(3), 1, 0, 0).unwrap().is_none());
         for (tag, n) in [("alpha", 300), ("beta", 40), ("gamma", 25)] {
             for i in [0, n / 2, n - 1] {
                 let word = format!("{tag}word{i}");
@@ -1397,7 +1541,17 @@ mod tests {
             )
             .unwrap();
         }
-        c.execute_batch(SCHEMA.steps[2]).unwrap();
+        for step in &SCHEMA.steps[2..] {
+            c.execute_batch(step).unwrap();
+        }
+        let run: (i64, i64, i64) = c
+            .query_row(
+                "SELECT first_passage, last_passage, passages FROM versions",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(run, (1, spans.len() as i64, spans.len() as i64));
 
         let columns: Vec<String> = c
             .prepare("SELECT name FROM pragma_table_info('versions')")
@@ -1449,8 +1603,6 @@ mod tests {
             [id],
         )
         .unwrap();
-        c.execute("INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1)", [id])
-            .unwrap();
         let mut bodies: Vec<String> = (0..150).map(|i| format!("filler line {i}")).collect();
         // Twelve passages hold two of the words; one holds a single word many times, which
         // BM25 ranks first when the words are OR-ed.
@@ -1472,6 +1624,11 @@ mod tests {
             .unwrap();
             at += b.len() as i64 + 1;
         }
+        c.execute(
+            "INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1, 1, ?2, ?2)",
+            params![id, bodies.len() as i64],
+        )
+        .unwrap();
         let search =
             |limit| search_in(&c, "harbour pilot tide", &Filter::default(), limit).unwrap();
         let ten = search(10);
