@@ -312,7 +312,8 @@ fn render(
     kind: Kind,
     text: &str,
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
-    let records: Vec<String> = match kind {
+    let mut rows = Rows::default();
+    match kind {
         Kind::Text | Kind::Html | Kind::Pdf => {
             return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
         }
@@ -324,46 +325,52 @@ fn render(
             let spans = chunk::passages(&plain, Sizes::default());
             return Ok((plain, spans));
         }
-        Kind::Csv => csv_records(name, text)?,
-        Kind::Json => json_records(name, text)?,
+        Kind::Csv => csv_records(name, text, |r| rows.push(r))?,
+        Kind::Json => json_records(name, text)?.iter().for_each(|r| rows.push(r)),
     };
-    let records: Vec<String> = records
-        .into_iter()
-        .filter(|r| !r.trim().is_empty())
-        .collect();
-    if records.is_empty() {
+    if rows.spans.is_empty() {
         return Err(KnowledgeError::Empty(name.to_string()));
     }
-    let mut body = String::new();
-    let mut spans = Vec::new();
-    for r in records {
-        let line = if r.contains(['\n', '\r']) {
-            r.replace(['\n', '\r'], " ")
+    Ok((rows.body, rows.spans))
+}
+
+/// The text of rows or records, one per line, and their passages.
+#[derive(Default)]
+struct Rows {
+    body: String,
+    spans: Vec<chunk::Span>,
+}
+
+impl Rows {
+    /// Adds a row as one passage (cut on sentences when it is longer than a passage may
+    /// be); a row with nothing in it adds nothing.
+    fn push(&mut self, r: &str) {
+        if r.trim().is_empty() {
+            return;
+        }
+        let start = self.body.len();
+        if r.contains(['\n', '\r']) {
+            self.body.push_str(&r.replace(['\n', '\r'], " "));
         } else {
-            r
-        };
-        let start = body.len();
-        body.push_str(&line);
-        let end = body.len();
-        body.push('\n');
+            self.body.push_str(r);
+        }
+        let end = self.body.len();
+        self.body.push('\n');
         if end - start <= PASSAGE_MAX {
-            spans.push(chunk::Span { start, end });
+            self.spans.push(chunk::Span { start, end });
         } else {
             let sizes = Sizes {
                 max: PASSAGE_MAX,
                 overlap: 0,
             };
-            spans.extend(
-                chunk::passages(&line, sizes)
-                    .into_iter()
-                    .map(|s| chunk::Span {
-                        start: start + s.start,
-                        end: start + s.end,
-                    }),
-            );
+            let line = &self.body[start..end];
+            let cut = chunk::passages(line, sizes);
+            self.spans.extend(cut.into_iter().map(|s| chunk::Span {
+                start: start + s.start,
+                end: start + s.end,
+            }));
         }
     }
-    Ok((body, spans))
 }
 
 /// The prose of a Markdown document: text, code and link texts kept, markup dropped; each
@@ -412,7 +419,8 @@ fn malformed(name: &str, detail: impl Into<String>) -> KnowledgeError {
     }
 }
 
-fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
+/// Each row of a CSV file as `field: value; field: value`, handed to `emit` in order.
+fn csv_records(name: &str, text: &str, mut emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -422,17 +430,18 @@ fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    // One record for every row (a large file has many small rows), read until the end.
-    let mut out = Vec::new();
-    let mut row = csv::StringRecord::new();
+    // One record and one line reused for every row (a large file has many small rows),
+    // read until the end.
+    let (mut row, mut line, mut rows) = (csv::StringRecord::new(), String::new(), 0u64);
     let mut read = |row: &mut csv::StringRecord, rows: u64| {
         reader.read_record(row).map_err(|e| {
             let at = e.position().map_or(rows + 2, csv::Position::line);
             malformed(name, format!("line {at}: {}", csv_reason(&e)))
         })
     };
-    while read(&mut row, out.len() as u64)? {
-        let mut line = String::with_capacity(row.as_slice().len() * 2);
+    while read(&mut row, rows)? {
+        rows += 1;
+        line.clear();
         for (h, v) in headers.iter().zip(row.iter()) {
             let v = v.trim();
             if v.is_empty() {
@@ -445,9 +454,9 @@ fn csv_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
             line.push_str(": ");
             line.push_str(v);
         }
-        out.push(line);
+        emit(&line);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The reason of a CSV error without the byte positions the library adds.
@@ -1336,10 +1345,7 @@ fn last_starting_by(
     let (mut lo, mut hi, mut found) = (first, last, None);
     while lo <= hi {
         let mid = lo + (hi - lo) / 2;
-        let starts: Option<i64> = st
-            .query_row([mid], |r| r.get(0))
-            .optional()
-            .map_err(db)?;
+        let starts: Option<i64> = st.query_row([mid], |r| r.get(0)).optional().map_err(db)?;
         match starts {
             Some(s) if s <= at => {
                 found = Some(mid);
@@ -1784,6 +1790,36 @@ mod tests {
             &body[spans[0].start..spans[0].end],
             "certs.0: A; certs.1: B; name: Ines; role.title: pilot"
         );
+    }
+
+    #[test]
+    fn long_rows_are_cut_and_a_row_stays_on_its_line() {
+        let long: String = (0..200)
+            .map(|i| format!("Berth {i} is dredged. "))
+            .collect();
+        let csv = format!("id,notes\n1,\"two\nlines\"\n2,{long}\n3,short\n");
+        let (body, spans) = render("berths.csv", Kind::Csv, &csv).unwrap();
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), 3, "{body}");
+        assert_eq!(lines[0], "id: 1; notes: two lines");
+        assert!(spans.len() > 4, "{}", spans.len());
+        assert!(spans.iter().all(|s| s.end - s.start <= PASSAGE_MAX));
+        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start));
+        // The long row's passages cover it, nothing of another row in them.
+        let second = body.find("id: 2").unwrap();
+        let covered: String = spans
+            .iter()
+            .filter(|s| s.start >= second && s.end <= second + lines[1].len())
+            .map(|s| body[s.start..s.end].trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(covered, lines[1].trim());
+        assert_eq!(
+            &body[spans[spans.len() - 1].start..],
+            "id: 3; notes: short\n"
+        );
+        let empty = render("blank.csv", Kind::Csv, "id,notes\n,\n , \n");
+        assert!(matches!(empty, Err(KnowledgeError::Empty(n)) if n == "blank.csv"));
     }
 
     #[test]
