@@ -1050,6 +1050,7 @@ fn phrase_search(
 /// themselves: a phrase's passage count is taken as the number of matches handed over (a
 /// lower bound when there are more), a loose word's from the index's vocabulary, and the
 /// average length from the passages ranked.
+#[cfg_attr(test, derive(Default))]
 struct PhraseRank {
     /// Each phrase's words, folded as the index folds them.
     phrases: Vec<Vec<String>>,
@@ -1169,24 +1170,30 @@ fn ranked(
     // The index's matches are taken once (`MATERIALIZED`), counted, and joined to their
     // passages; the versions and filters narrow them. Matches taken newest first are not
     // scored by FTS5 (see `PhraseRank`): all that pass come back, newest first.
-    let (score, first, then) = match order {
-        Order::Rank => ("rank", "rank", "t.rank"),
-        Order::Newest(_) => ("0.0", "rowid DESC", "t.id DESC"),
+    let (score, first, then, outer) = match order {
+        Order::Rank => ("rank", "rank", "t.rank", "h.rank"),
+        Order::Newest(_) => ("0.0", "rowid DESC", "t.id DESC", "h.id DESC"),
     };
+    // The filtered passages are joined to one row of their own, so that the count of
+    // matches comes back even when none passes (a row of nulls), and the caller does not
+    // ask the index again for more of what it does not have.
     let sql = format!(
         "WITH t AS MATERIALIZED (SELECT rowid AS id, {score} AS rank FROM passages_fts \
-                                WHERE passages_fts MATCH ?1 ORDER BY {first} LIMIT ?7) \
-         SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, t.rank, p.body, \
+                                WHERE passages_fts MATCH ?1 ORDER BY {first} LIMIT ?7), \
+         h AS (SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, \
+                      t.rank AS rank, p.body, t.id AS id \
+               FROM t \
+               JOIN passages p ON p.id = t.id \
+               JOIN documents d ON d.id = p.document_id \
+               JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
+               WHERE p.version = \
+                   (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
+                 AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
+                 AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
+               ORDER BY {then} LIMIT ?2) \
+         SELECT h.document_id, h.name, h.version, h.start_byte, h.end_byte, h.rank, h.body, \
                 (SELECT count(*) FROM t) \
-         FROM t \
-         JOIN passages p ON p.id = t.id \
-         JOIN documents d ON d.id = p.document_id \
-         JOIN versions v ON v.document_id = p.document_id AND v.version = p.version \
-         WHERE p.version = \
-             (SELECT max(version) FROM versions l WHERE l.document_id = p.document_id) \
-           AND (?3 IS NULL OR p.document_id = ?3) AND (?4 IS NULL OR d.kind = ?4) \
-           AND (?5 IS NULL OR v.created_us >= ?5) AND (?6 IS NULL OR v.created_us < ?6) \
-         ORDER BY {then} LIMIT ?2"
+         FROM (SELECT 1) LEFT JOIN h ORDER BY {outer}"
     );
     let mut st = c.prepare_cached(&sql).map_err(db)?;
     let mut rows = st
@@ -1203,13 +1210,13 @@ fn ranked(
             take
         ])
         .map_err(db)?;
-    // With no passage passing, the count is not known: taken as a full take, so the caller
-    // asks for more.
-    let (mut hits, mut matched) = (Vec::new(), usize::try_from(take).unwrap_or(usize::MAX));
+    let (mut hits, mut matched) = (Vec::new(), 0);
     while let Some(r) = rows.next().map_err(db)? {
-        matched = r.get::<_, i64>(7).map_err(db)? as usize;
-        let (doc, version, start, end): (String, i64, i64, i64) = (
-            r.get(0).map_err(db)?,
+        matched = usize::try_from(r.get::<_, i64>(7).map_err(db)?).unwrap_or(0);
+        let Some(doc) = r.get::<_, Option<String>>(0).map_err(db)? else {
+            continue;
+        };
+        let (version, start, end): (i64, i64, i64) = (
             r.get(2).map_err(db)?,
             r.get(3).map_err(db)?,
             r.get(4).map_err(db)?,
@@ -1660,6 +1667,23 @@ mod tests {
             same.score,
             pick.score
         );
+        // When no match passes the filters, the count of matches still comes back (so
+        // the index is not asked again for more than it has).
+        let csv = Filter {
+            kind: Some(Kind::Csv),
+            ..Filter::default()
+        };
+        for order in [Order::Rank, Order::Newest(&PhraseRank::default())] {
+            let (none, matched) = ranked(&c, "\"harbour\"", &csv, 10, 100, order).unwrap();
+            assert!(none.is_empty());
+            assert_eq!(matched, 15);
+            let (some, matched) =
+                ranked(&c, "\"harbour\"", &Filter::default(), 10, 100, order).unwrap();
+            assert_eq!((some.len(), matched), (10, 15));
+            let (some, matched) =
+                ranked(&c, "\"harbour\"", &Filter::default(), 10, 4, order).unwrap();
+            assert_eq!((some.len(), matched), (4, 4));
+        }
     }
 
     #[test]
