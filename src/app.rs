@@ -450,6 +450,7 @@ impl App {
         create: bool,
         held: Option<std::fs::File>,
     ) -> Result<Self, AppError> {
+        crate::store::set_page_cache_budget(config.store.page_cache_mib << 20);
         let (root, source) = keyring::load_root_key(
             credentials_dir().as_deref(),
             &root_key_file(config, data_dir),

@@ -338,6 +338,10 @@ pub struct StoreConfig {
     pub busy_timeout_ms: u64,
     pub max_open_tenants: usize,
     pub tenant_idle_secs: u64,
+    /// Memory all SQLite page caches of the process may hold together, in MiB. Past it a
+    /// cache reuses its own pages instead of growing (readers keep up to 32 MiB each of
+    /// decrypted pages, so searches of a large index do not decrypt the same pages again).
+    pub page_cache_mib: u64,
 }
 
 impl Default for StoreConfig {
@@ -346,6 +350,7 @@ impl Default for StoreConfig {
             busy_timeout_ms: 10_000,
             max_open_tenants: 256,
             tenant_idle_secs: 300,
+            page_cache_mib: 512,
         }
     }
 }
@@ -670,7 +675,7 @@ impl Config {
     /// Every numeric key with its value and the range it must lie in. Bounded at load time, so
     /// a value that would overflow further down (SQLite's busy timeout is a C int of
     /// milliseconds) is a configuration error naming the key, never a panic.
-    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 17] {
+    pub fn numeric_keys(&self) -> [(&'static str, u64, std::ops::RangeInclusive<u64>); 18] {
         let n = |v: usize| v as u64;
         [
             (
@@ -707,6 +712,11 @@ impl Config {
                 "store.tenant_idle_secs",
                 self.store.tenant_idle_secs,
                 1..=7 * 86_400,
+            ),
+            (
+                "store.page_cache_mib",
+                self.store.page_cache_mib,
+                16..=1 << 20,
             ),
             (
                 "audit.checkpoint_every",

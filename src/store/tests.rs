@@ -687,6 +687,34 @@ fn reads_are_bounded_and_a_queue_that_waits_too_long_is_told_busy() {
         .unwrap();
 }
 
+/// A reader keeps a large cache of decrypted pages, bounded for the whole process by the
+/// budget that `store.page_cache_mib` sets; it stays a reader.
+#[test]
+fn readers_cache_pages_within_the_process_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = Key32::random().unwrap();
+    let store = Store::open(&spec(&path, &key, true), journal(&keyring(), 1000)).unwrap();
+    let (cache, limit, write) = store
+        .read(|c| -> Result<(i64, i64, bool), StoreError> {
+            let get = |sql| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+            let e = |e: rusqlite::Error| store.err(&e);
+            Ok((
+                get("PRAGMA cache_size").map_err(e)?,
+                get("PRAGMA soft_heap_limit").map_err(e)?,
+                c.execute_batch("CREATE TABLE x (a)").is_ok(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(cache, -READER_CACHE_KIB);
+    assert_eq!(
+        u64::try_from(limit).unwrap(),
+        PAGE_CACHE_BUDGET.load(Ordering::Relaxed)
+    );
+    assert!(limit >= 1 << 20, "{limit}");
+    assert!(!write);
+}
+
 fn count(store: &Store, sql: &'static str) -> i64 {
     store
         .read(|c| {
