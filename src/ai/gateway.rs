@@ -172,17 +172,126 @@ fn db(e: &rusqlite::Error) -> GatewayError {
 ///
 /// # Errors
 /// Permission or a storage fault.
-pub async fn models(ctx: &TenantCtx, models: &Models) -> Result<Vec<String>, GatewayError> {
+pub async fn models(
+    ctx: &TenantCtx,
+    models: &Models,
+    rules: &RulesCache,
+    now: Now,
+) -> Result<Vec<String>, GatewayError> {
     ctx.caller().require(Permission::AssistantUse)?;
-    let policy = ctx.read(|c| AiPolicy::read(c).map_err(|e| db(&e))).await?;
+    let rules = rules.get(ctx, now).await?;
     let mut out = vec![extractive::MODEL.to_string()];
     out.extend(
-        policy
+        rules
+            .policy
             .endpoints
-            .into_iter()
-            .filter(|e| models.get(e).is_some()),
+            .iter()
+            .filter(|e| models.get(e).is_some())
+            .cloned(),
     );
     Ok(out)
+}
+
+/// A tenant's rules for calls to models, as one read gives them.
+#[derive(Debug)]
+pub struct Rules {
+    policy: AiPolicy,
+    redaction: RedactionPolicy,
+    limits: LimitPolicy,
+}
+
+/// How long kept rules are trusted before they are read again, whatever else holds.
+pub const RULES_REVALIDATE_US: i64 = 10_000_000;
+
+/// Most tenants whose rules are kept; past it the whole set is read again as used.
+const RULES_KEPT: usize = 100_000;
+
+/// When a call looks at the kept rules: the clock, and the data directory's identity epoch
+/// (see [`crate::app::IDENTITY_EPOCH`]), which the CLI replaces after it changed a tenant's
+/// rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub us: i64,
+    pub epoch: u64,
+}
+
+impl Now {
+    pub fn of(app: &crate::app::App) -> Self {
+        Self {
+            us: app.clock().now_us(),
+            epoch: crate::app::identity_epoch(app.data_dir()),
+        }
+    }
+}
+
+/// Each tenant's rules, kept between calls. Read on every call, they were a fifth of its
+/// time: a reader handed the call, and the rules' pages decrypted again after every commit
+/// of an audit entry. Kept rules are used while this process has changed no policy since
+/// they were read ([`crate::policy::generation`]), the identity epoch is the one they were
+/// read under, and they are younger than [`RULES_REVALIDATE_US`]; otherwise they are read
+/// again.
+#[derive(Default)]
+pub struct RulesCache {
+    kept: std::sync::RwLock<std::collections::HashMap<crate::ids::TenantId, Kept>>,
+}
+
+struct Kept {
+    rules: std::sync::Arc<Rules>,
+    generation: u64,
+    epoch: u64,
+    read_us: i64,
+}
+
+impl RulesCache {
+    /// The caller's tenant's rules, kept or read now (as the caller, through the door).
+    ///
+    /// # Errors
+    /// A storage fault.
+    pub async fn get(
+        &self,
+        ctx: &TenantCtx,
+        now: Now,
+    ) -> Result<std::sync::Arc<Rules>, GatewayError> {
+        // Taken before the read: a change committed after this is not in what is read, and
+        // the number it moves marks the rules read here as stale.
+        let generation = crate::policy::generation();
+        if let Ok(kept) = self.kept.read() {
+            if let Some(k) = kept.get(ctx.tenant()) {
+                let age = now.us - k.read_us;
+                if k.generation == generation
+                    && k.epoch == now.epoch
+                    && (0..RULES_REVALIDATE_US).contains(&age)
+                {
+                    return Ok(k.rules.clone());
+                }
+            }
+        }
+        let rules = std::sync::Arc::new(
+            ctx.read(|c| {
+                Ok::<_, GatewayError>(Rules {
+                    policy: AiPolicy::read(c).map_err(|e| db(&e))?,
+                    redaction: RedactionPolicy::read(c).map_err(|e| db(&e))?,
+                    limits: LimitPolicy::read(c).map_err(|e| db(&e))?,
+                })
+            })
+            .await?,
+        );
+        if let Ok(mut kept) = self.kept.write() {
+            if kept.len() >= RULES_KEPT {
+                kept.clear();
+            }
+            kept.insert(
+                ctx.tenant().clone(),
+                Kept {
+                    rules: rules.clone(),
+                    generation,
+                    epoch: now.epoch,
+                    read_us: now.us,
+                },
+            );
+        }
+        Ok(rules)
+    }
 }
 
 /// Words, as the extractive answerer counts tokens.
@@ -212,18 +321,13 @@ pub struct Admitted {
 pub async fn admit(
     ctx: &TenantCtx,
     limiter: &CallLimiter,
-    now_us: i64,
+    rules: &RulesCache,
+    now: Now,
 ) -> Result<Admitted, GatewayError> {
     ctx.caller().require(Permission::AssistantUse)?;
-    let (policy, redaction, limits) = ctx
-        .read(|c| {
-            Ok::<_, GatewayError>((
-                AiPolicy::read(c).map_err(|e| db(&e))?,
-                RedactionPolicy::read(c).map_err(|e| db(&e))?,
-                LimitPolicy::read(c).map_err(|e| db(&e))?,
-            ))
-        })
-        .await?;
+    let now_us = now.us;
+    let rules = rules.get(ctx, now).await?;
+    let (policy, redaction, limits) = (rules.policy.clone(), rules.redaction.clone(), rules.limits);
     let actor = ctx.actor();
     let scopes = vec![
         (
@@ -267,11 +371,12 @@ pub async fn complete(
     ctx: &TenantCtx,
     models: &Models,
     limiter: &CallLimiter,
-    now_us: i64,
+    rules: &RulesCache,
+    now: Now,
     call: &Call,
     deltas: Deltas<'_>,
 ) -> Result<Answer, GatewayError> {
-    let admitted = admit(ctx, limiter, now_us).await?;
+    let admitted = admit(ctx, limiter, rules, now).await?;
     answer(ctx, models, limiter, admitted, call, deltas).await
 }
 

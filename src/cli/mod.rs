@@ -202,15 +202,18 @@ fn load_config_for(cli: &Cli, dev: bool) -> Result<Loaded, Failure> {
     )?)
 }
 
-/// `--data-dir` / `STRONGROOM_DATA_DIR`, else `data_dir` from the file, else the default.
 /// Whether a command may have taken power away from someone (a disabled account, a new
-/// role, a revoked token, a suspended tenant): a running server must stop trusting what it
-/// remembers.
+/// role, a revoked token, a suspended tenant) or changed a tenant's rules for calls to
+/// models (its assistant policy, redaction rules, limits): a running server must stop
+/// trusting what it remembers.
 fn changes_people(command: &Command) -> bool {
     match command {
         Command::User(c) => !matches!(c, user::Command::List { .. }),
         Command::Token(c) => !matches!(c, token::Command::List { .. }),
         Command::Tenant(c) => !matches!(c, tenant::Command::List { .. }),
+        // Each of these shows the rules or changes them; a show costs the server no more
+        // than reading again what it remembered.
+        Command::Assistant(_) => true,
         _ => false,
     }
 }
@@ -227,6 +230,7 @@ fn announce_identity_change(cli: &Cli) {
     }
 }
 
+/// `--data-dir` / `STRONGROOM_DATA_DIR`, else `data_dir` from the file, else the default.
 fn data_dir(cli: &Cli, loaded: &Loaded, dev: bool) -> PathBuf {
     cli.data_dir
         .clone()

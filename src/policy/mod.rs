@@ -299,7 +299,7 @@ pub fn update_blocking<D: Door>(door: &D, new: &Policy) -> Result<Policy, Policy
         }
     }
     let new = new.clone();
-    door.change_blocking(move |tx| {
+    let out = door.change_blocking(move |tx| {
         let c = tx.conn();
         let now = tx.now_us();
         let nets = |n: &[IpNet]| {
@@ -329,7 +329,24 @@ pub fn update_blocking<D: Door>(door: &D, new: &Policy) -> Result<Policy, Policy
         let audit = Audit::new("policy.update", "policy")
             .params(serde_json::to_value(&new).unwrap_or_default());
         Ok((new.clone(), audit))
-    })
+    });
+    crate::policy::changed();
+    out
+}
+
+/// Policy changes this process has made (or tried to make); see [`generation`].
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a policy change, after its commit: rules read before it are stale.
+pub(crate) fn changed() {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A number that moves whenever this process changes any tenant's policy. Read before the
+/// rules are read: what was read under a number that has not moved since is current (a
+/// change made by another process is told by the data directory's identity epoch).
+pub fn generation() -> u64 {
+    GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The stored value of one policy key, by a statement the connection keeps prepared: the

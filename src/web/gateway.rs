@@ -7,7 +7,7 @@
 use super::access::{client_ip, Access, PrincipalOf, Routes};
 use super::auth::{Refused, Via};
 use super::AppState;
-use crate::ai::gateway::{self, Answer, Call, GatewayError, MAX_TOKENS};
+use crate::ai::gateway::{self, Answer, Call, GatewayError, Now, MAX_TOKENS};
 use crate::ai::model::{Message, Protocol, Raw, Role, Stop, GATEWAY_FIELDS};
 use crate::door;
 use crate::error::{DomainError, ErrorKind};
@@ -640,7 +640,7 @@ async fn models(
     let ip = client_ip(req.extensions());
     let listed = async {
         let ctx = tenant_ctx(&state, &p, ip).await?;
-        gateway::models(&ctx, &state.models).await
+        gateway::models(&ctx, &state.models, &state.rules, Now::of(&state.app)).await
     }
     .await;
     let ids = match listed {
@@ -680,10 +680,18 @@ async fn answer_whole(
     call: &Call,
 ) -> Result<Answer, GatewayError> {
     let mut ignore = |_: &str| {};
-    let now_us = state.app.clock().now_us();
+    let now = Now::of(&state.app);
     let tenant_ids = state.app.config().metrics.tenant_ids;
-    let done =
-        gateway::complete(ctx, &state.models, &state.limits, now_us, call, &mut ignore).await;
+    let done = gateway::complete(
+        ctx,
+        &state.models,
+        &state.limits,
+        &state.rules,
+        now,
+        call,
+        &mut ignore,
+    )
+    .await;
     count(tenant_ids, ctx, done.as_ref());
     done
 }
@@ -735,9 +743,9 @@ async fn stream_call(
     opening: Vec<Event>,
     mut render: impl FnMut(Piece) -> Vec<Event> + Send + 'static,
 ) -> Response {
-    let now_us = state.app.clock().now_us();
+    let now = Now::of(&state.app);
     let tenant_ids = state.app.config().metrics.tenant_ids;
-    let admitted = match gateway::admit(&ctx, &state.limits, now_us).await {
+    let admitted = match gateway::admit(&ctx, &state.limits, &state.rules, now).await {
         Ok(a) => a,
         Err(e) => {
             count(tenant_ids, &ctx, Err(&e));

@@ -59,6 +59,8 @@ pub struct AppState {
     pub models: Arc<crate::ai::assistant::Models>,
     /// The gateway's limits on calls to models: this node's, or shared through Redis.
     pub limits: crate::ai::limits::CallLimiter,
+    /// Each tenant's rules for calls to models, kept between calls.
+    pub rules: Arc<crate::ai::gateway::RulesCache>,
     /// The token a scraper off this host presents for `/metrics`, if one is configured.
     pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
 }
@@ -84,6 +86,7 @@ impl AppState {
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
             models: Arc::new(models),
             limits,
+            rules: Arc::default(),
             app,
         })
     }

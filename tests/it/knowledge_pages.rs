@@ -210,6 +210,37 @@ async fn the_assistant_policy_is_set_on_its_settings_page() {
         "",
     ));
     let (owner, _) = site.signed_in("ow@acme.example", "owner").await;
+    // The gateway keeps the tenant's rules between calls; a change saved here holds for
+    // the very next call.
+    let token = format!(
+        "Bearer {}",
+        site.s
+            .env
+            .ok(&[
+                "token",
+                "create",
+                "--tenant",
+                site.tenant.as_str(),
+                "--role",
+                "operator"
+            ])
+            .trim()
+    );
+    let models = || async {
+        let (st, _, body) = site
+            .s
+            .send("GET", "/v1/models", &[("authorization", &token)], b"")
+            .await;
+        assert_eq!(st, 200, "{}", crate::signin::text(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(models().await, ["extractive"]);
     let (st, _, page) = page_get(&site, &owner, "/settings/assistant").await;
     assert_eq!(st, 200);
     assert!(page.contains("id=\"ep-local\""), "{page}");
@@ -259,6 +290,7 @@ async fn the_assistant_policy_is_set_on_its_settings_page() {
     .await;
     assert_eq!(st, 303);
     assert_eq!(h["location"], "/settings/assistant?done=saved");
+    assert_eq!(models().await, ["extractive", "local"]);
     let shown: serde_json::Value = serde_json::from_str(&site.s.env.ok(&[
         "assistant",
         "policy",
