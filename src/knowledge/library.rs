@@ -1719,6 +1719,20 @@ mod tests {
             let (some, matched) =
                 ranked(&c, "\"harbour\"", &Filter::default(), 10, 4, order).unwrap();
             assert_eq!((some.len(), matched), (4, 4));
+            if let Order::Newest(_) = order {
+                // The first matches the index hands over are the newest passages.
+                let mut texts: Vec<&str> = some.iter().map(|h| h.text.as_str()).collect();
+                texts.sort_unstable();
+                assert_eq!(
+                    texts,
+                    [
+                        "harbour pilot notes 11 and more words here",
+                        "harbour tide 0",
+                        "harbour tide 1",
+                        "harbour tide 2"
+                    ]
+                );
+            }
         }
     }
 
