@@ -339,8 +339,9 @@ pub struct StoreConfig {
     pub max_open_tenants: usize,
     pub tenant_idle_secs: u64,
     /// Memory all SQLite page caches of the process may hold together, in MiB. Past it a
-    /// cache reuses its own pages instead of growing (readers keep up to 32 MiB each of
-    /// decrypted pages, so searches of a large index do not decrypt the same pages again).
+    /// cache reuses its own pages instead of growing (each reader and writer keeps up to
+    /// 64 MiB of decrypted pages, so searches of a large index do not decrypt the same pages
+    /// again).
     pub page_cache_mib: u64,
 }
 

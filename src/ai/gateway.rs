@@ -215,15 +215,6 @@ pub struct Now {
     pub epoch: u64,
 }
 
-impl Now {
-    pub fn of(app: &crate::app::App) -> Self {
-        Self {
-            us: app.clock().now_us(),
-            epoch: crate::app::identity_epoch(app.data_dir()),
-        }
-    }
-}
-
 /// Each tenant's rules, kept between calls. Read on every call, they were a fifth of its
 /// time: a reader handed the call, and the rules' pages decrypted again after every commit
 /// of an audit entry. Kept rules are used while this process has changed no policy since
@@ -303,8 +294,7 @@ fn words(text: &str) -> u64 {
 /// in progress (for the concurrency limits) until this is dropped.
 #[derive(Debug)]
 pub struct Admitted {
-    policy: AiPolicy,
-    redaction: RedactionPolicy,
+    rules: std::sync::Arc<Rules>,
     scopes: Vec<Scoped>,
     now_us: i64,
     _held: Held,
@@ -327,7 +317,7 @@ pub async fn admit(
     ctx.caller().require(Permission::AssistantUse)?;
     let now_us = now.us;
     let rules = rules.get(ctx, now).await?;
-    let (policy, redaction, limits) = (rules.policy.clone(), rules.redaction.clone(), rules.limits);
+    let limits = rules.limits;
     let actor = ctx.actor();
     let scopes = vec![
         (
@@ -354,8 +344,7 @@ pub async fn admit(
             Denied::Unavailable => GatewayError::LimitsUnavailable,
         })?;
     Ok(Admitted {
-        policy,
-        redaction,
+        rules,
         scopes,
         now_us,
         _held: held,
@@ -396,12 +385,12 @@ pub async fn answer(
 ) -> Result<Answer, GatewayError> {
     let started = std::time::Instant::now();
     let Admitted {
-        policy,
-        redaction,
+        rules,
         scopes,
         now_us,
         _held,
     } = admitted;
+    let (policy, redaction) = (&rules.policy, &rules.redaction);
     let prompt = Prompt {
         system: call.system.clone(),
         messages: call.messages.clone(),
@@ -474,7 +463,7 @@ pub async fn answer(
                     m.as_ref(),
                     &sent,
                     &policy.egress_allow,
-                    &redaction,
+                    redaction,
                     deltas,
                 )
                 .await;

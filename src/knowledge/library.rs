@@ -687,8 +687,8 @@ fn put_passages(
         run.last = row;
     }
     // Indexed in one statement: one call into FTS5 for the lot costs less than one per
-    // passage. In the index's order (ids negated, see the schema): FTS5 writes out what it
-    // holds in memory each time a number is lower than the one before.
+    // passage. In the index's order (`INDEX_BASE - id`, newest first): FTS5 writes out what
+    // it holds in memory each time a number is lower than the one before.
     if !spans.is_empty() {
         c.execute(
             "INSERT INTO passages_fts (rowid, body) \

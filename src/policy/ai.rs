@@ -220,7 +220,7 @@ pub fn update_blocking<D: Door>(
         ));
     }
     let new = new.clone();
-    let out = door.change_blocking(move |tx| {
+    crate::policy::change(door, move |tx| {
         let c = tx.conn();
         let now = tx.now_us();
         for (k, v) in [
@@ -245,9 +245,7 @@ pub fn update_blocking<D: Door>(
         let audit = Audit::new("policy.ai.update", "policy")
             .params(serde_json::to_value(&new).unwrap_or_default());
         Ok((new.clone(), audit))
-    });
-    crate::policy::changed();
-    out
+    })
 }
 
 #[cfg(test)]

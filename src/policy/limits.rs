@@ -233,7 +233,7 @@ pub fn update_blocking<D: Door>(door: &D, new: &LimitPolicy) -> Result<LimitPoli
     }
     let new = *new;
     let text = serde_json::to_string(&new).map_err(|e| invalid(e.to_string()))?;
-    let out = door.change_blocking(move |tx| {
+    crate::policy::change(door, move |tx| {
         tx.conn()
             .execute(
                 "INSERT INTO policy (key, value, changed_us) VALUES ('limits', ?1, ?2) \
@@ -244,9 +244,7 @@ pub fn update_blocking<D: Door>(door: &D, new: &LimitPolicy) -> Result<LimitPoli
         let audit = Audit::new("policy.limits.update", "policy")
             .params(serde_json::to_value(new).unwrap_or_default());
         Ok((new, audit))
-    });
-    crate::policy::changed();
-    out
+    })
 }
 
 #[cfg(test)]

@@ -299,7 +299,7 @@ pub fn update_blocking<D: Door>(door: &D, new: &Policy) -> Result<Policy, Policy
         }
     }
     let new = new.clone();
-    let out = door.change_blocking(move |tx| {
+    crate::policy::change(door, move |tx| {
         let c = tx.conn();
         let now = tx.now_us();
         let nets = |n: &[IpNet]| {
@@ -329,17 +329,29 @@ pub fn update_blocking<D: Door>(door: &D, new: &Policy) -> Result<Policy, Policy
         let audit = Audit::new("policy.update", "policy")
             .params(serde_json::to_value(&new).unwrap_or_default());
         Ok((new.clone(), audit))
-    });
-    crate::policy::changed();
-    out
+    })
 }
 
 /// Policy changes this process has made (or tried to make); see [`generation`].
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Counts a policy change, after its commit: rules read before it are stale.
-pub(crate) fn changed() {
+/// Every change of a tenant's policy: `f` through the door, then counted (see
+/// [`generation`]) once it is over, committed or not, so rules read before it are stale.
+///
+/// # Errors
+/// `f`'s error, or a storage fault (the change did not happen).
+pub(crate) fn change<D, T, F>(door: &D, f: F) -> Result<T, PolicyError>
+where
+    D: Door,
+    F: Fn(&mut crate::store::WriteTx<'_>) -> Result<(T, Audit), PolicyError>
+        + Send
+        + Sync
+        + 'static,
+    T: Send + 'static,
+{
+    let out = door.change_blocking(f);
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    out
 }
 
 /// A number that moves whenever this process changes any tenant's policy. Read before the

@@ -185,7 +185,7 @@ pub fn update_blocking<D: Door>(
         key: "redact.rules",
         message: e.to_string(),
     })?;
-    let out = door.change_blocking(move |tx| {
+    crate::policy::change(door, move |tx| {
         let c = tx.conn();
         let now = tx.now_us();
         for (k, v) in [
@@ -203,9 +203,7 @@ pub fn update_blocking<D: Door>(
         let audit = Audit::new("policy.redaction.update", "policy")
             .params(serde_json::to_value(&new).unwrap_or_default());
         Ok((new.clone(), audit))
-    });
-    crate::policy::changed();
-    out
+    })
 }
 
 #[cfg(test)]

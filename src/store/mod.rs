@@ -701,8 +701,8 @@ fn cache_pragmas(kib: i64) -> String {
 /// readers cannot add up to more than this. Set from `store.page_cache_mib`.
 static PAGE_CACHE_BUDGET: AtomicU64 = AtomicU64::new(512 << 20);
 
-/// Sets the memory budget of every SQLite page cache in the process, from the next reader
-/// opened on.
+/// Sets the memory budget of every SQLite page cache in the process, from the next
+/// connection a store opens on.
 pub fn set_page_cache_budget(bytes: u64) {
     PAGE_CACHE_BUDGET.store(bytes.max(1 << 20), Ordering::Relaxed);
 }

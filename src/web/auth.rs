@@ -179,6 +179,11 @@ impl Auth {
         }
     }
 
+    /// The identity epoch as the last authenticated request found it (each one looks).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// The principal behind the request's credentials: `Ok(None)` when it carries none.
     ///
     /// # Errors

@@ -613,6 +613,15 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
+/// The clock, and the identity epoch the guard's authentication just looked at (no second
+/// look at the file).
+fn now(state: &AppState) -> Now {
+    Now {
+        us: state.app.clock().now_us(),
+        epoch: state.auth.epoch(),
+    }
+}
+
 fn unix_now(state: &AppState) -> i64 {
     state.app.clock().now_us() / 1_000_000
 }
@@ -640,7 +649,7 @@ async fn models(
     let ip = client_ip(req.extensions());
     let listed = async {
         let ctx = tenant_ctx(&state, &p, ip).await?;
-        gateway::models(&ctx, &state.models, &state.rules, Now::of(&state.app)).await
+        gateway::models(&ctx, &state.models, &state.rules, now(&state)).await
     }
     .await;
     let ids = match listed {
@@ -680,7 +689,7 @@ async fn answer_whole(
     call: &Call,
 ) -> Result<Answer, GatewayError> {
     let mut ignore = |_: &str| {};
-    let now = Now::of(&state.app);
+    let now = now(state);
     let tenant_ids = state.app.config().metrics.tenant_ids;
     let done = gateway::complete(
         ctx,
@@ -743,7 +752,7 @@ async fn stream_call(
     opening: Vec<Event>,
     mut render: impl FnMut(Piece) -> Vec<Event> + Send + 'static,
 ) -> Response {
-    let now = Now::of(&state.app);
+    let now = now(state);
     let tenant_ids = state.app.config().metrics.tenant_ids;
     let admitted = match gateway::admit(&ctx, &state.limits, &state.rules, now).await {
         Ok(a) => a,
