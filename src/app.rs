@@ -65,6 +65,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     system: Arc<Store>,
     tenants: TenantStores,
+    /// Tenants found usable a moment ago (see [`crate::tenants::Standing`]).
+    standing: crate::tenants::Standing,
     /// The e-mail directory, identity keys and the password hasher.
     directory: Arc<crate::identity::Directory>,
     /// Records each journal's checkpoints in the witness file.
@@ -560,6 +562,7 @@ impl App {
             clock,
             system,
             tenants,
+            standing: crate::tenants::Standing::default(),
             witness,
             lock,
         })
@@ -663,6 +666,16 @@ impl App {
 
     pub fn tenant_stores(&self) -> &TenantStores {
         &self.tenants
+    }
+
+    /// Tenants found usable a moment ago, for the door.
+    pub fn standing(&self) -> &crate::tenants::Standing {
+        &self.standing
+    }
+
+    /// The identity epoch of this data directory now (see [`IDENTITY_EPOCH`]).
+    pub fn identity_epoch(&self) -> u64 {
+        identity_epoch(&self.data_dir)
     }
 
     pub fn witness(&self) -> &crate::audit::witness::Keeper {

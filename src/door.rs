@@ -106,8 +106,45 @@ impl std::fmt::Debug for TenantCtx {
 
 /// The tenant's store, if its status allows use. The one status check of the door.
 fn open_checked(app: &App, id: &TenantId) -> Result<Arc<Store>, TenantError> {
+    let mark = app
+        .standing()
+        .mark(app.clock().now_us(), app.identity_epoch());
     tenants::usable(app, id)?;
-    tenants::open_store(app, id)
+    let store = tenants::open_store(app, id)?;
+    app.standing().found_usable(id, mark);
+    Ok(store)
+}
+
+/// The tenant's store without touching a file, when it is open here and its status was
+/// read a moment ago (see [`tenants::Standing`]); `None` sends the caller to [`open_checked`].
+fn open_known(app: &App, id: &TenantId) -> Option<Arc<Store>> {
+    if !app
+        .standing()
+        .usable(id, app.clock().now_us(), app.identity_epoch())
+    {
+        return None;
+    }
+    app.tenant_stores().get_open(id)
+}
+
+fn context(
+    app: &Arc<App>,
+    id: &TenantId,
+    store: Arc<Store>,
+    caller: Caller,
+    source_ip: Option<IpAddr>,
+) -> TenantCtx {
+    let reopen: Reopen = {
+        let (app, id) = (app.clone(), id.clone());
+        Arc::new(move || open_checked(&app, &id))
+    };
+    TenantCtx {
+        id: id.clone(),
+        store: Mutex::new(store),
+        caller,
+        source_ip,
+        reopen,
+    }
 }
 
 /// Opens a tenant for `caller`, from a blocking context (the CLI).
@@ -121,22 +158,16 @@ pub fn open_blocking(
     caller: Caller,
     source_ip: Option<IpAddr>,
 ) -> Result<TenantCtx, TenantError> {
-    let reopen: Reopen = {
-        let (app, id) = (app.clone(), id.clone());
-        Arc::new(move || open_checked(&app, &id))
+    let store = match open_known(app, id) {
+        Some(store) => store,
+        None => open_checked(app, id)?,
     };
-    let store = reopen()?;
-    Ok(TenantCtx {
-        id: id.clone(),
-        store: Mutex::new(store),
-        caller,
-        source_ip,
-        reopen,
-    })
+    Ok(context(app, id, store, caller, source_ip))
 }
 
-/// [`open_blocking`] for async code: the open (which may unwrap a key, settle an interrupted
-/// rotation or wait for one) runs on a blocking thread.
+/// [`open_blocking`] for async code: the open (which may read the registry, unwrap a key,
+/// settle an interrupted rotation or wait for one) runs on a blocking thread, unless the
+/// tenant is open here and its status was read a moment ago.
 ///
 /// # Errors
 /// As [`open_blocking`].
@@ -146,6 +177,9 @@ pub async fn open(
     caller: Caller,
     source_ip: Option<IpAddr>,
 ) -> Result<TenantCtx, TenantError> {
+    if let Some(store) = open_known(app, id) {
+        return Ok(context(app, id, store, caller, source_ip));
+    }
     let (app, id) = (app.clone(), id.clone());
     tokio::task::spawn_blocking(move || open_blocking(&app, &id, caller, source_ip))
         .await

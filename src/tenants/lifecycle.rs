@@ -156,10 +156,12 @@ pub fn set_active(
     } else {
         (TenantStatus::Suspended, "tenant.suspend")
     };
-    let (id, actor) = (id.clone(), actor.clone());
-    app.system()
+    let (tid, actor) = (id.clone(), actor.clone());
+    let done = app
+        .system()
         .writer()
         .change(move |tx| -> Result<_, TenantError> {
+            let id = tid;
             let mut t = system::get(tx.conn(), &id)
                 .map_err(|e| tx.err(&e))?
                 .filter(|t| t.status != TenantStatus::Deleted)
@@ -177,7 +179,10 @@ pub fn set_active(
             t.status = status;
             Ok((t, entry))
         })
-        .wait()
+        .wait();
+    // Even after a failure: the commit may have landed all the same.
+    app.standing().forget(id);
+    done
 }
 
 /// Deletes a tenant by destroying its wrapped data keys (crypto-shredding), then removes its
@@ -222,6 +227,7 @@ pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError
             Ok(((), entry))
         })
         .wait();
+    app.standing().forget(id);
     let receipt = match done {
         Ok(((), receipt)) => receipt,
         Err(e) => {

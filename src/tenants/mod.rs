@@ -6,10 +6,12 @@
 mod leftovers;
 mod lifecycle;
 mod open;
+mod standing;
 
 pub use leftovers::{leftovers, leftovers_in, remove_leftovers};
 pub use lifecycle::{create, delete, set_active};
 pub use open::{deliver_all_owed, deliver_outbox, open_store, settle, settle_all};
+pub use standing::Standing;
 
 use crate::app::App;
 pub use crate::ids::TenantId;

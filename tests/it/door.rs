@@ -137,6 +137,37 @@ fn suspended_and_deleted_tenants_are_refused_at_the_door() {
     set(&ctx, "back", "yes").unwrap();
 }
 
+/// The door remembers for a moment that an open tenant is usable; a suspension, here or by
+/// another process, still holds on the very next open.
+#[test]
+fn a_suspension_holds_at_once_though_the_door_remembers_the_tenant_usable() {
+    let (env, app, id) = setup("Remembered");
+    let system = Actor::system();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = || rt.block_on(door::open(&app, &id, actor(), None));
+    // Opened twice: the second open is answered from what the first found.
+    set(&open().unwrap(), "seen", "once").unwrap();
+    assert!(open().is_ok());
+    // Suspended in this process.
+    strongroom::tenants::set_active(&app, &system, &id, false).unwrap();
+    assert!(matches!(open().unwrap_err(), TenantError::Suspended(_)));
+    assert!(matches!(
+        door::open_blocking(&app, &id, actor(), None).unwrap_err(),
+        TenantError::Suspended(_)
+    ));
+    strongroom::tenants::set_active(&app, &system, &id, true).unwrap();
+    assert!(open().is_ok(), "a resumed tenant is usable at once");
+    assert!(open().is_ok());
+    // Suspended by another process, which tells this one through the identity epoch.
+    env.ok(&["tenant", "suspend", id.as_str()]);
+    assert!(matches!(open().unwrap_err(), TenantError::Suspended(_)));
+    env.ok(&["tenant", "resume", id.as_str()]);
+    set(&open().unwrap(), "seen", "again").unwrap();
+}
+
 #[test]
 fn a_suspended_tenant_is_refused_by_every_command_but_the_exempt_ones() {
     let env = Env::init();
