@@ -175,11 +175,14 @@ pub fn bench_gateway(
             figure(&format!("gateway_1conn_{name}"), t * 1e3, "ms");
             figure(&format!("gateway_added_1conn_{name}"), (t - b) * 1e3, "ms");
         }
-        let entries = &crate::metrics::global().audit_entries;
+        let metrics = crate::metrics::global();
+        let entries = &metrics.audit_entries;
         for (name, t) in [("one_tenant", &one), ("spread", &spread)] {
             let before = entries.load(Ordering::Relaxed);
+            let commits_before = metrics.audit_commit.count();
             let (times, rps) = run(t, 16, seconds, MAX_REQUESTS).await?;
             let audited = entries.load(Ordering::Relaxed) - before;
+            let commits = metrics.audit_commit.count() - commits_before;
             let name = if name == "spread" {
                 format!("gateway_16conn_{}_tenants", bearers.len())
             } else {
@@ -191,6 +194,12 @@ pub fn bench_gateway(
             figure(
                 &format!("{name}_audited_per_call"),
                 audited as f64 / times.len().max(1) as f64,
+                "entries",
+            );
+            // How many entries one commit (one fsync) carried: group commit at work.
+            figure(
+                &format!("{name}_entries_per_commit"),
+                audited as f64 / commits.max(1) as f64,
                 "entries",
             );
         }
