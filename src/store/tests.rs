@@ -905,6 +905,29 @@ fn a_job_cannot_take_over_the_transaction() {
         assert_eq!(err.code(), "STO-0017");
         assert_eq!(meta(&store, "sneaky"), None, "{sql}");
     }
+    // The writer's own statements, as a job would take them from the connection's cache:
+    // refused all the same.
+    for sql in ["COMMIT", "BEGIN IMMEDIATE", "SAVEPOINT job", "RELEASE job"] {
+        let r = store
+            .writer()
+            .enqueue(Mode::Audited, move |tx| -> Result<(), StoreError> {
+                tx.conn()
+                    .execute("INSERT INTO meta VALUES ('sneaky', 'v')", [])
+                    .map_err(|e| tx.err(&e))?;
+                let mut st = tx.conn().prepare_cached(sql).map_err(|e| tx.err(&e))?;
+                st.execute([]).map_err(|e| tx.err(&e))?;
+                drop(st);
+                tx.audit(NewEntry::new(Actor::system(), "test.change", "x"))?;
+                Ok(())
+            })
+            .wait();
+        let err = r.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotAllowed { .. }),
+            "{sql}: {err:?}"
+        );
+        assert_eq!(meta(&store, "sneaky"), None, "{sql}");
+    }
     assert_eq!(
         count(
             &store,

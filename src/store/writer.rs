@@ -540,6 +540,31 @@ impl Drop for Writer {
     }
 }
 
+/// The writer's own statements, prepared once instead of parsed for every batch. Held apart
+/// from the connection's statement cache, which is the jobs': a job never holds them.
+struct Own<'c> {
+    begin: rusqlite::Statement<'c>,
+    savepoint: rusqlite::Statement<'c>,
+    release: rusqlite::Statement<'c>,
+    commit: rusqlite::Statement<'c>,
+}
+
+impl<'c> Own<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            savepoint: conn.prepare("SAVEPOINT job")?,
+            release: conn.prepare("RELEASE job")?,
+            commit: conn.prepare("COMMIT")?,
+        })
+    }
+}
+
+/// Runs one of the writer's own statements.
+fn run_own(st: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+    st.execute([]).map(|_| ())
+}
+
 fn short(label: &str) -> String {
     label.chars().take(12).collect()
 }
@@ -570,6 +595,7 @@ fn run(
         }))
         .map_err(|e| StoreError::from_sqlite(label, version, &e))?;
     }
+    let mut own = Own::prepare(&conn).map_err(|e| StoreError::from_sqlite(label, version, &e))?;
     // When entries are waiting for a checkpoint, wake up in time to sign them. That includes
     // entries left unsigned by a process that crashed: a long-running writer signs them once
     // the interval has passed.
@@ -625,7 +651,10 @@ fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        if let Some((head, n)) = run_batch(&conn, label, version, cfg, batch, &mut buf, &guard) {
+        let done = run_batch(
+            &conn, &mut own, label, version, cfg, batch, &mut buf, &guard,
+        );
+        if let Some((head, n)) = done {
             appended |= n > 0;
             report_checkpoint(cfg, &head, &mut reported);
             if head.seq == head.checkpoint_seq {
@@ -652,6 +681,7 @@ fn run(
                 .map_err(journal::SqlFault::from)
         })
         .map_err(|f| fault(label, version, &f));
+    drop(own);
     drop(conn);
     result
 }
@@ -705,8 +735,10 @@ fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<Head, journa
 
 /// Runs one group-commit transaction; returns the head after commit and how many entries
 /// committed jobs appended, or `None` if it failed.
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     conn: &Connection,
+    own: &mut Own<'_>,
     label: &str,
     version: u32,
     cfg: &JournalConfig,
@@ -728,7 +760,7 @@ fn run_batch(
             done(Some(e));
         }
     };
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_own(&mut own.begin) {
         let err = StoreError::from_sqlite(label, version, &e);
         fail_all(batch, Vec::new(), &err);
         return None;
@@ -749,7 +781,7 @@ fn run_batch(
     let mut appended = 0u64;
     let mut jobs = batch.into_iter();
     while let Some(work) = jobs.next() {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = run_own(&mut own.savepoint) {
             let err = StoreError::from_sqlite(label, version, &e);
             let _ = conn.execute_batch("ROLLBACK");
             let mut rest = vec![work];
@@ -792,14 +824,14 @@ fn run_batch(
             fail_all(jobs.collect(), completions, &err);
             return None;
         }
-        let end = if ok {
+        let ended = if ok {
             appended += job_appended;
-            "RELEASE job"
+            run_own(&mut own.release)
         } else {
             head = saved;
-            "ROLLBACK TO job; RELEASE job"
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = ended {
             let err = StoreError::from_sqlite(label, version, &e);
             let _ = conn.execute_batch("ROLLBACK");
             completions.push(done);
@@ -809,7 +841,7 @@ fn run_batch(
         completions.push(done);
     }
     let started = std::time::Instant::now();
-    let committed = conn.execute_batch("COMMIT");
+    let committed = run_own(&mut own.commit);
     let metrics = crate::metrics::global();
     metrics.audit_commit.observe(started.elapsed());
     match committed {
