@@ -147,6 +147,10 @@ pub struct Auth {
     pub idle_us: i64,
     /// The identity epoch the caches were filled under (see [`crate::app::IDENTITY_EPOCH`]).
     epoch: std::sync::atomic::AtomicU64,
+    /// Moved before anything is forgotten. A read of the files taken before a forgetting
+    /// may hold what was just forgotten (a token revoked meanwhile): its finding is used for
+    /// its own request, not remembered.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -159,7 +163,25 @@ impl Auth {
             settings: crate::identity::signin::Settings::from_config(config),
             idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
             epoch: std::sync::atomic::AtomicU64::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Taken before reading the files for a cache; see [`Auth::remembers`].
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called before every forgetting, ahead of the write lock it takes.
+    fn moved(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a read begun at generation `read_at` may be remembered: nothing was forgotten
+    /// since. Asked under the cache's write lock, so a forgetting either comes after the
+    /// insert (and removes it) or is seen here.
+    fn remembers(&self, read_at: u64) -> bool {
+        self.generation() == read_at
     }
 
     /// Forgets every remembered credential, policy and grant when another process (the
@@ -167,6 +189,7 @@ impl Auth {
     fn follow_epoch(&self, app: &App) {
         let now = crate::app::identity_epoch(app.data_dir());
         if self.epoch.swap(now, Ordering::AcqRel) != now {
+            self.moved();
             if let Ok(mut m) = self.entries.write() {
                 m.clear();
             }
@@ -255,6 +278,7 @@ impl Auth {
             }
         }
         let (app2, t, g, uid) = (app.clone(), tenant.clone(), grant.clone(), id.clone());
+        let read_at = self.generation();
         let live = tokio::task::spawn_blocking(move || {
             let reader = Caller::new(Actor::system(), Permissions::empty());
             let ctx = door::open_blocking(&app2, &t, reader, None).ok()?;
@@ -279,16 +303,19 @@ impl Auth {
             grant: Some(live.id.clone()),
         });
         if let Ok(mut map) = self.grants.write() {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
+            if self.remembers(read_at) {
+                if map.len() >= MAX_ENTRIES {
+                    map.clear();
+                }
+                map.insert(key, (acting.clone(), now, live.expires_us));
             }
-            map.insert(key, (acting.clone(), now, live.expires_us));
         }
         Some(acting)
     }
 
     /// After a grant was revoked.
     pub fn forget_grant(&self, grant: &crate::ids::GrantId) {
+        self.moved();
         if let Ok(mut map) = self.grants.write() {
             map.retain(|(_, g), _| g != grant);
         }
@@ -312,6 +339,7 @@ impl Auth {
             }
         }
         let (app2, t) = (app.clone(), tenant.clone());
+        let read_at = self.generation();
         let read = tokio::task::spawn_blocking(move || {
             let reader = Caller::new(Actor::system(), Permissions::empty());
             let ctx = door::open_blocking(&app2, &t, reader, None).map_err(Refused::Tenant)?;
@@ -333,16 +361,19 @@ impl Auth {
         })??;
         let p = Arc::new(read);
         if let Ok(mut map) = self.policies.write() {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
+            if self.remembers(read_at) {
+                if map.len() >= MAX_ENTRIES {
+                    map.clear();
+                }
+                map.insert(tenant.clone(), (p.clone(), now));
             }
-            map.insert(tenant.clone(), (p.clone(), now));
         }
         Ok(p)
     }
 
     /// After a tenant's policy changed.
     pub fn forget_policy(&self, tenant: &crate::ids::TenantId) {
+        self.moved();
         if let Ok(mut map) = self.policies.write() {
             map.remove(tenant);
         }
@@ -391,6 +422,7 @@ impl Auth {
             }
         }
         // Not cached, or cached too long ago: the file decides.
+        let read_at = self.generation();
         let loaded = load(app, lookup, ip, now, idle_us, seen_before).await;
         match loaded {
             Ok(Some((principal, ends_us))) => {
@@ -404,6 +436,7 @@ impl Auth {
                         last_seen_us: AtomicI64::new(now),
                     },
                     now,
+                    read_at,
                 );
                 Ok(principal)
             }
@@ -418,8 +451,11 @@ impl Auth {
         }
     }
 
-    fn insert(&self, key: [u8; 32], entry: Entry, now: i64) {
+    fn insert(&self, key: [u8; 32], entry: Entry, now: i64, read_at: u64) {
         if let Ok(mut map) = self.entries.write() {
+            if !self.remembers(read_at) {
+                return;
+            }
             if map.len() >= MAX_ENTRIES {
                 map.retain(|_, e| e.ends_us > now && now - e.checked_us < REVALIDATE_US);
                 if map.len() >= MAX_ENTRIES {
@@ -430,6 +466,9 @@ impl Auth {
         }
     }
 
+    /// Drops what a read found no longer holds. Not a change of anyone's power, so it does
+    /// not move the generation (a stream of bad keys must not keep others from being
+    /// remembered).
     fn forget_key(&self, key: &[u8; 32]) {
         if let Ok(mut map) = self.entries.write() {
             map.remove(key);
@@ -437,6 +476,7 @@ impl Auth {
     }
 
     fn forget_where(&self, f: impl Fn(&Principal) -> bool) {
+        self.moved();
         if let Ok(mut map) = self.entries.write() {
             map.retain(|_, e| !f(&e.principal));
         }
@@ -628,5 +668,61 @@ fn mark_seen<D: Door>(ctx: &D, live: Option<&sessions::Live>, seen: Option<i64>)
                 tracing::warn!(error = %e, "cannot record when a session was last seen");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(place: &Place, id: &TokenId) -> Entry {
+        Entry {
+            principal: Arc::new(Principal {
+                place: place.clone(),
+                who: Who::Token {
+                    id: id.clone(),
+                    name: "t".into(),
+                },
+                role: "operator".into(),
+                permissions: Permissions::empty(),
+                grant: None,
+            }),
+            checked_us: 0,
+            ends_us: i64::MAX,
+            last_seen_us: AtomicI64::new(0),
+        }
+    }
+
+    fn held(auth: &Auth, key: &[u8; 32]) -> bool {
+        auth.entries.read().unwrap().contains_key(key)
+    }
+
+    /// A token read as live just before it was revoked here must not be remembered after
+    /// the revocation: it would hold for another [`REVALIDATE_US`].
+    #[test]
+    fn a_read_taken_before_a_forgetting_is_not_remembered() {
+        let auth = Auth::new(&crate::config::IdentityConfig::default());
+        let place = Place::Tenant(crate::ids::TenantId::parse(&"a".repeat(32)).unwrap());
+        let id = TokenId::parse(&"b".repeat(32)).unwrap();
+        let key = [1u8; 32];
+        let read_at = auth.generation();
+        auth.forget_tokens(&place, Some(&id));
+        auth.insert(key, token(&place, &id), 0, read_at);
+        assert!(!held(&auth, &key), "a stale finding was remembered");
+        // A read taken after the forgetting is remembered, until the next one.
+        auth.insert(key, token(&place, &id), 0, auth.generation());
+        assert!(held(&auth, &key));
+        auth.forget_tokens(&place, Some(&id));
+        assert!(!held(&auth, &key));
+        // Other forgettings count too.
+        let read_at = auth.generation();
+        auth.forget_policy(&crate::ids::TenantId::parse(&"c".repeat(32)).unwrap());
+        auth.insert(key, token(&place, &id), 0, read_at);
+        assert!(!held(&auth, &key));
+        // A bad key dropped after a read is not a change: others are still remembered.
+        let read_at = auth.generation();
+        auth.forget_key(&[9u8; 32]);
+        auth.insert(key, token(&place, &id), 0, read_at);
+        assert!(held(&auth, &key));
     }
 }
