@@ -72,6 +72,48 @@ fn nss_use(trace: &str) -> Vec<&str> {
         .collect()
 }
 
+/// SQLite is built to sync with `fdatasync` (see `.cargo/config.toml`): a commit syncs its
+/// log without also journaling the file's new timestamps.
+#[test]
+fn commits_sync_their_log_with_fdatasync() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "strace is missing; .ci/run installs it"
+        );
+        eprintln!("strace is not installed; skipping");
+        return;
+    }
+    let env = crate::support::Env::init();
+    let trace = env.tmp.path().join("trace");
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-y",
+        "-o",
+        trace.to_str().unwrap(),
+        "-e",
+        "trace=fsync,fdatasync",
+    ];
+    let out = env
+        .command_under(&wrapper, &["tenant", "create", "Synced"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let log_syncs: Vec<&str> = trace.lines().filter(|l| l.contains("-wal>")).collect();
+    assert!(
+        log_syncs.iter().any(|l| l.contains("fdatasync(")),
+        "no log synced with fdatasync:\n{trace}"
+    );
+    let full: Vec<&&str> = log_syncs
+        .iter()
+        .filter(|l| l.contains(" fsync(") || l.starts_with("fsync("))
+        .collect();
+    assert!(full.is_empty(), "logs synced with fsync: {full:?}");
+}
+
 #[test]
 fn the_server_and_cli_never_use_the_name_service() {
     if Command::new("strace").arg("-V").output().is_err() {
