@@ -72,16 +72,24 @@ fn nss_use(trace: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Whether `strace` is here; outside CI a test that needs it is skipped without it.
+fn have_strace() -> bool {
+    if Command::new("strace").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "strace is missing; .ci/run installs it"
+    );
+    eprintln!("strace is not installed; skipping");
+    false
+}
+
 /// SQLite is built to sync with `fdatasync` (see `.cargo/config.toml`): a commit syncs its
 /// log without also journaling the file's new timestamps.
 #[test]
 fn commits_sync_their_log_with_fdatasync() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "strace is missing; .ci/run installs it"
-        );
-        eprintln!("strace is not installed; skipping");
+    if !have_strace() {
         return;
     }
     let env = crate::support::Env::init();
@@ -116,12 +124,7 @@ fn commits_sync_their_log_with_fdatasync() {
 
 #[test]
 fn the_server_and_cli_never_use_the_name_service() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "strace is missing; .ci/run installs it"
-        );
-        eprintln!("strace is not installed; skipping");
+    if !have_strace() {
         return;
     }
     let env = crate::support::Env::new();
