@@ -543,6 +543,7 @@ impl Drop for Writer {
 /// The writer's own statements, prepared once instead of parsed for every batch. Held apart
 /// from the connection's statement cache, which is the jobs': a job never holds them.
 struct Own<'c> {
+    conn: &'c Connection,
     begin: rusqlite::Statement<'c>,
     savepoint: rusqlite::Statement<'c>,
     release: rusqlite::Statement<'c>,
@@ -552,6 +553,7 @@ struct Own<'c> {
 impl<'c> Own<'c> {
     fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
         Ok(Self {
+            conn,
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             savepoint: conn.prepare("SAVEPOINT job")?,
             release: conn.prepare("RELEASE job")?,
@@ -651,10 +653,7 @@ fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let done = run_batch(
-            &conn, &mut own, label, version, cfg, batch, &mut buf, &guard,
-        );
-        if let Some((head, n)) = done {
+        if let Some((head, n)) = run_batch(&mut own, label, version, cfg, batch, &mut buf, &guard) {
             appended |= n > 0;
             report_checkpoint(cfg, &head, &mut reported);
             if head.seq == head.checkpoint_seq {
@@ -735,9 +734,7 @@ fn checkpoint_now(conn: &Connection, cfg: &JournalConfig) -> Result<Head, journa
 
 /// Runs one group-commit transaction; returns the head after commit and how many entries
 /// committed jobs appended, or `None` if it failed.
-#[allow(clippy::too_many_arguments)]
 fn run_batch(
-    conn: &Connection,
     own: &mut Own<'_>,
     label: &str,
     version: u32,
@@ -746,6 +743,7 @@ fn run_batch(
     buf: &mut Vec<u8>,
     guard: &AtomicU8,
 ) -> Option<(Head, u64)> {
+    let conn = own.conn;
     let fail_all = |batch: Vec<Work>, completions: Vec<Completion>, e: &StoreError| {
         let e = &e
             .clone()

@@ -84,11 +84,11 @@ impl Standing {
     /// After a tenant was suspended or deleted here (or an attempt to, which may have
     /// landed): the next use reads the registry.
     pub fn forget(&self, id: &TenantId) {
+        // Moved before the lock is taken: a finding kept before this is removed below, and
+        // one kept after sees the new generation.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut seen) = self.seen.write() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
             seen.remove(id);
-        } else {
-            self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 }

@@ -187,7 +187,7 @@ impl Auth {
     /// Forgets every remembered credential, policy and grant when another process (the
     /// CLI) has changed people since they were read: one `stat` per request.
     fn follow_epoch(&self, app: &App) {
-        let now = crate::app::identity_epoch(app.data_dir());
+        let now = app.identity_epoch();
         if self.epoch.swap(now, Ordering::AcqRel) != now {
             self.moved();
             if let Ok(mut m) = self.entries.write() {
