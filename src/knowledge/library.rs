@@ -315,14 +315,25 @@ fn text_of<'a>(
 /// characters of a binary file renamed.
 fn plain_text<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, KnowledgeError> {
     let text = std::str::from_utf8(bytes).map_err(|_| KnowledgeError::NotText(name.into()))?;
-    let controls = text
-        .chars()
-        .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
-        .count();
-    if text.contains('\0') || controls * 100 > text.len().max(1) {
+    if memchr::memchr(0, bytes).is_some() || controls(bytes) * 100 > bytes.len().max(1) {
         return Err(KnowledgeError::NotText(name.into()));
     }
     Ok(text)
+}
+
+/// The control characters (Unicode `Cc`) of UTF-8 text other than line breaks, tabs and form
+/// feeds, counted on its bytes: C0 and DEL are single bytes, C1 (U+0080 to U+009F) are
+/// 0xC2 followed by 0x80 to 0x9F. Counted on bytes: decoding each character cost several
+/// times the UTF-8 check itself.
+fn controls(utf8: &[u8]) -> usize {
+    let c0 = utf8
+        .iter()
+        .filter(|&&b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1f | 0x7f))
+        .count();
+    let c1 = memchr::memchr_iter(0xc2, utf8)
+        .filter(|&i| matches!(utf8.get(i + 1), Some(0x80..=0x9f)))
+        .count();
+    c0 + c1
 }
 
 /// Most bytes of one passage (a CSV row or JSON record longer than this is cut).
@@ -373,7 +384,7 @@ impl Rows {
             return;
         }
         let start = self.body.len();
-        if r.contains(['\n', '\r']) {
+        if memchr::memchr2(b'\n', b'\r', r.as_bytes()).is_some() {
             self.body.push_str(&r.replace(['\n', '\r'], " "));
         } else {
             self.body.push_str(r);
@@ -1756,6 +1767,26 @@ mod tests {
             let e = parse_citation(bad).unwrap_err().to_string();
             assert!(e.contains("not a citation id"), "{e}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_counted_as_unicode_counts_them() {
+        let by_chars = |t: &str| {
+            t.chars()
+                .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
+                .count()
+        };
+        for t in [
+            "plain words\r\n\ttabbed\u{c}",
+            "\u{1}\u{8}\u{b}\u{e}\u{1f}\u{7f}",
+            "C1: \u{80}\u{85}\u{9f} but not \u{a0}\u{c2}\u{bf}",
+            "Â é ĂŸ ǿ \u{2028} €\u{9f}\u{80}",
+            "\u{c2}\u{80}",
+            "",
+        ] {
+            assert_eq!(controls(t.as_bytes()), by_chars(t), "{t:?}");
+        }
+        assert_eq!(controls("\u{85}x\u{7}".as_bytes()), 2);
     }
 
     #[test]
