@@ -77,6 +77,9 @@ pub struct HttpModel {
     cfg: EndpointConfig,
     key: Option<ApiKey>,
     urls: Vec<url::Url>,
+    /// Where each of `urls` takes a call, formed once: parsing it per call was a few
+    /// microseconds of every gateway call.
+    targets: Vec<url::Url>,
     resolver: Arc<Resolver>,
     trust: Vec<reqwest::Certificate>,
     /// One client per pinned set of addresses, so a pool is kept while a name resolves the
@@ -116,6 +119,20 @@ impl reqwest::dns::Resolve for NoLookup {
     }
 }
 
+/// The URL a call to `base` goes to: the protocol's path under it.
+fn call_url(base: &url::Url, protocol: Protocol) -> Result<url::Url, String> {
+    let mut root = base.clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    let path = match protocol {
+        Protocol::Openai => "v1/chat/completions",
+        Protocol::Anthropic => "v1/messages",
+    };
+    root.join(path)
+        .map_err(|e| format!("{base}: no call URL can be formed under it ({e})"))
+}
+
 fn timeout(stage: &'static str) -> ModelError {
     ModelError::Timeout(stage)
 }
@@ -141,6 +158,11 @@ impl HttpModel {
             .map(|u| base_url(u))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("ai endpoint {}: {e}", cfg.name))?;
+        let targets = urls
+            .iter()
+            .map(|u| call_url(u, cfg.protocol))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ai endpoint {}: {e}", cfg.name))?;
         let trust = match &outbound.ca_file {
             Some(p) => crate::outbound::read_ca_file(p)?,
             None => Vec::new(),
@@ -153,6 +175,7 @@ impl HttpModel {
             cfg: cfg.clone(),
             key,
             urls,
+            targets,
             resolver,
             trust,
             clients: Mutex::new(HashMap::new()),
@@ -313,15 +336,7 @@ impl HttpModel {
         let addrs = self.resolver.check(base, allow).await?;
         let host = base.host_str().unwrap_or_default().to_string();
         let client = self.client_for(&host, &addrs)?;
-        let mut root = base.clone();
-        if !root.path().ends_with('/') {
-            root.set_path(&format!("{}/", root.path()));
-        }
-        let path = match self.cfg.protocol {
-            Protocol::Openai => "v1/chat/completions",
-            Protocol::Anthropic => "v1/messages",
-        };
-        let target = root.join(path).map_err(|_| ModelError::Unreachable)?;
+        let target = self.targets[i].clone();
         // A call that may end in tool calls is asked whole: the calls are returned with
         // their values put back, which a stream of argument fragments would not allow.
         let stream = prompt.stream
@@ -758,6 +773,22 @@ mod tests {
                     (None, "[DONE]".to_string()),
                 ],
                 "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn calls_go_to_the_protocols_path_under_the_base() {
+        let url = |raw: &str, p| call_url(&url::Url::parse(raw).unwrap(), p).unwrap();
+        assert_eq!(
+            url("http://127.0.0.1:8080", Protocol::Openai).as_str(),
+            "http://127.0.0.1:8080/v1/chat/completions"
+        );
+        // A base with a path keeps it, with or without its last slash.
+        for base in ["https://models.example/llm", "https://models.example/llm/"] {
+            assert_eq!(
+                url(base, Protocol::Anthropic).as_str(),
+                "https://models.example/llm/v1/messages"
             );
         }
     }
