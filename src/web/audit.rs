@@ -16,6 +16,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -255,20 +258,23 @@ async fn audit_export(
     // Read on a blocking thread and sent on in chunks as it is read. The first message
     // decides the answer: data starts a download; an error (or none) before any byte
     // gives an error page. An error later cuts the download short, so a broken export is
-    // never taken for a whole one.
+    // never taken for a whole one: the body ends cleanly only once the export said it is
+    // complete. A reader that stops reading, or an export that runs past its time, ends
+    // it, so no thread and no read snapshot (which holds back the log's checkpoints) is
+    // kept by a client.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let complete = Arc::new(AtomicBool::new(false));
     let task = {
-        let (state, p) = (state.clone(), p.clone());
+        let (state, p, complete) = (state.clone(), p.clone(), complete.clone());
+        let handle = tokio::runtime::Handle::current();
         tokio::spawn(async move {
             in_realm(&state, &p, None, move |ctx, _| {
                 use std::io::Write as _;
-                let failed = tx.clone();
-                let mut out = std::io::BufWriter::with_capacity(EXPORT_CHUNK, Chunks(tx));
+                let chunks = Chunks::new(tx, handle, EXPORT_STALL, EXPORT_LIMIT);
+                let mut out = std::io::BufWriter::with_capacity(EXPORT_CHUNK, chunks);
                 let written = browse::export_blocking(ctx, format, &mut out)
                     .and_then(|n| out.flush().map(|()| n).map_err(|e| export_cut(&e)));
-                if written.is_err() {
-                    let _ = failed.blocking_send(Err(std::io::Error::other("export failed")));
-                }
+                complete.store(written.is_ok(), Ordering::SeqCst);
                 written
             })
             .await
@@ -291,11 +297,8 @@ async fn audit_export(
             };
         }
     };
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
     let body = axum::body::Body::from_stream(
-        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+        futures_util::stream::once(async move { Ok(first) }).chain(rest_of_export(rx, complete)),
     );
     let mut res = (StatusCode::OK, body).into_response();
     let h = res.headers_mut();
@@ -308,19 +311,79 @@ async fn audit_export(
 
 /// Bytes of journal sent at a time.
 const EXPORT_CHUNK: usize = 16 * 1024;
+/// Longest an export waits for its reader to take the next chunk.
+const EXPORT_STALL: Duration = Duration::from_secs(60);
+/// Longest an export runs (a journal of millions of entries takes a few minutes).
+const EXPORT_LIMIT: Duration = Duration::from_secs(30 * 60);
 
-/// Hands each write on to the response, from a blocking thread; fails once the response
-/// is gone.
-struct Chunks(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>);
+/// The export's chunks after the first, then an error in place of the end unless the export
+/// finished whole (`complete`), so that a cut download never looks like a whole one.
+fn rest_of_export(
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    complete: Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::unfold(Some(rx), move |rx| {
+        let complete = complete.clone();
+        async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(chunk) => Some((chunk, Some(rx))),
+                None if complete.load(Ordering::SeqCst) => None,
+                None => Some((Err(std::io::Error::other("export cut short")), None)),
+            }
+        }
+    })
+}
+
+/// Hands each write on to the response, from a blocking thread. Fails once the response is
+/// gone, when the reader has taken nothing for `stall`, or past `limit` from the start.
+struct Chunks {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    handle: tokio::runtime::Handle,
+    stall: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl Chunks {
+    fn new(
+        tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+        handle: tokio::runtime::Handle,
+        stall: Duration,
+        limit: Duration,
+    ) -> Self {
+        Self {
+            tx,
+            handle,
+            stall,
+            deadline: tokio::time::Instant::now() + limit,
+        }
+    }
+}
 
 impl std::io::Write for Chunks {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away")
-            })?;
-        Ok(buf.len())
+        use std::io::{Error, ErrorKind};
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                "the export ran out of time",
+            ));
+        }
+        let (wait, tx) = (left.min(self.stall), &self.tx);
+        let send = async move {
+            tokio::time::timeout(wait, tx.send(Ok(Bytes::copy_from_slice(buf)))).await
+        };
+        match self.handle.block_on(send) {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(Error::new(ErrorKind::BrokenPipe, "the reader went away")),
+            Err(_) => Err(Error::new(
+                ErrorKind::TimedOut,
+                "the reader stopped reading",
+            )),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -333,4 +396,75 @@ fn export_cut(e: &std::io::Error) -> IdentityError {
         what: "journal export".into(),
         reason: e.kind().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{ErrorKind, Write as _};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_export_whose_reader_stalls_or_leaves_or_runs_out_of_time_stops() {
+        let rt = runtime();
+        let stall = Duration::from_millis(50);
+        // A reader that takes nothing: the channel holds one chunk, the next write waits
+        // for the stall and gives up.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut chunks = Chunks::new(tx, rt.handle().clone(), stall, Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        assert_eq!(chunks.write(b"one").unwrap(), 3);
+        let e = chunks.write(b"two").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() >= stall);
+        // A reader that went away.
+        drop(rx);
+        let e = chunks.write(b"three").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e}");
+        // An export past its time stops even with a reader keeping up.
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let mut chunks = Chunks::new(tx, rt.handle().clone(), stall, Duration::ZERO);
+        let e = chunks.write(b"late").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        // A reader that reads gets every chunk, in order.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let mut chunks = Chunks::new(tx, rt.handle().clone(), stall, Duration::from_secs(60));
+        let reader = rt.spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = rx.recv().await {
+                got.extend_from_slice(&c.unwrap());
+            }
+            got
+        });
+        for i in 0..20u8 {
+            chunks.write(&[i]).unwrap();
+        }
+        drop(chunks);
+        assert_eq!(rt.block_on(reader).unwrap(), (0..20u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_cut_export_ends_in_an_error_and_a_whole_one_cleanly() {
+        let rt = runtime();
+        for whole in [true, false] {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let complete = Arc::new(AtomicBool::new(whole));
+            rt.block_on(tx.send(Ok(Bytes::from_static(b"x")))).unwrap();
+            drop(tx);
+            let items: Vec<std::io::Result<Bytes>> =
+                rt.block_on(rest_of_export(rx, complete).collect());
+            assert_eq!(items.len(), if whole { 1 } else { 2 }, "whole: {whole}");
+            assert_eq!(items[0].as_ref().unwrap().as_ref(), b"x");
+            if !whole {
+                assert!(items[1].is_err());
+            }
+        }
+    }
 }
