@@ -444,7 +444,7 @@ mod tests {
             got
         });
         for i in 0..20u8 {
-            chunks.write(&[i]).unwrap();
+            assert_eq!(chunks.write(&[i]).unwrap(), 1);
         }
         drop(chunks);
         assert_eq!(rt.block_on(reader).unwrap(), (0..20u8).collect::<Vec<_>>());
