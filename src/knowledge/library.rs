@@ -347,7 +347,6 @@ fn render(
     kind: Kind,
     text: &str,
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
-    let mut rows = Rows::default();
     match kind {
         Kind::Text | Kind::Html | Kind::Pdf => {
             return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
@@ -360,9 +359,19 @@ fn render(
             let spans = chunk::passages(&plain, Sizes::default());
             return Ok((plain, spans));
         }
-        Kind::Csv => csv_records(name, text, |r| rows.push(r))?,
-        Kind::Json => json_records(name, text)?.iter().for_each(|r| rows.push(r)),
+        Kind::Csv | Kind::Json => {}
     };
+    // Rows come out longer than they went in (each value gets its field's name): room for
+    // half as much again, so the text is not copied each time it outgrows its buffer.
+    let mut rows = Rows {
+        body: String::with_capacity(text.len() + text.len() / 2),
+        spans: Vec::new(),
+    };
+    if kind == Kind::Csv {
+        csv_records(name, text, |r| rows.push(r))?;
+    } else {
+        json_records(name, text)?.iter().for_each(|r| rows.push(r));
+    }
     if rows.spans.is_empty() {
         return Err(KnowledgeError::Empty(name.to_string()));
     }
