@@ -370,7 +370,7 @@ fn render(
     if kind == Kind::Csv {
         csv_records(name, text, |r| rows.push(r))?;
     } else {
-        json_records(name, text)?.iter().for_each(|r| rows.push(r));
+        json_records(name, text, |r| rows.push(r))?;
     }
     if rows.spans.is_empty() {
         return Err(KnowledgeError::Empty(name.to_string()));
@@ -516,7 +516,9 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
-fn json_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
+/// Each record of a JSON file (an element of its top-level array, or the object it is) as
+/// `path: value; path: value`, handed to `emit` in order.
+fn json_records(name: &str, text: &str, mut emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         malformed(
             name,
@@ -528,14 +530,21 @@ fn json_records(name: &str, text: &str) -> Result<Vec<String>, KnowledgeError> {
         o @ serde_json::Value::Object(_) => vec![o],
         _ => return Err(malformed(name, "give an array of records or one object")),
     };
-    Ok(records
-        .iter()
-        .map(|r| {
-            let mut fields = Vec::new();
-            flatten("", r, &mut fields);
-            fields.join("; ")
-        })
-        .collect())
+    // One list of fields and one line reused for every record.
+    let (mut fields, mut line) = (Vec::new(), String::new());
+    for r in &records {
+        fields.clear();
+        flatten("", r, &mut fields);
+        line.clear();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push_str("; ");
+            }
+            line.push_str(f);
+        }
+        emit(&line);
+    }
+    Ok(())
 }
 
 /// `path: value` for every scalar under `v`, nested names joined with dots.
