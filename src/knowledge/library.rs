@@ -347,7 +347,7 @@ fn render(
     kind: Kind,
     text: &str,
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
-    match kind {
+    let rows = match kind {
         Kind::Text | Kind::Html | Kind::Pdf => {
             return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
         }
@@ -359,19 +359,17 @@ fn render(
             let spans = chunk::passages(&plain, Sizes::default());
             return Ok((plain, spans));
         }
-        Kind::Csv | Kind::Json => {}
+        Kind::Csv => {
+            let mut rows = Rows::for_table(text);
+            csv_records(name, text, |r| rows.push(r))?;
+            rows
+        }
+        Kind::Json => {
+            let mut rows = Rows::for_table(text);
+            json_records(name, text, |r| rows.push(r))?;
+            rows
+        }
     };
-    // Rows come out longer than they went in (each value gets its field's name): room for
-    // half as much again, so the text is not copied each time it outgrows its buffer.
-    let mut rows = Rows {
-        body: String::with_capacity(text.len() + text.len() / 2),
-        spans: Vec::new(),
-    };
-    if kind == Kind::Csv {
-        csv_records(name, text, |r| rows.push(r))?;
-    } else {
-        json_records(name, text, |r| rows.push(r))?;
-    }
     if rows.spans.is_empty() {
         return Err(KnowledgeError::Empty(name.to_string()));
     }
@@ -379,13 +377,22 @@ fn render(
 }
 
 /// The text of rows or records, one per line, and their passages.
-#[derive(Default)]
 struct Rows {
     body: String,
     spans: Vec<chunk::Span>,
 }
 
 impl Rows {
+    /// Room for the rows of table `text`: they come out longer than they went in (each
+    /// value gets its field's name), so half as much again, and the text is not copied each
+    /// time it outgrows its buffer.
+    fn for_table(text: &str) -> Self {
+        Self {
+            body: String::with_capacity(text.len() + text.len() / 2),
+            spans: Vec::new(),
+        }
+    }
+
     /// Adds a row as one passage (cut on sentences when it is longer than a passage may
     /// be); a row with nothing in it adds nothing.
     fn push(&mut self, r: &str) {

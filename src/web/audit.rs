@@ -322,15 +322,12 @@ fn rest_of_export(
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     complete: Arc<AtomicBool>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    futures_util::stream::unfold(Some(rx), move |rx| {
-        let complete = complete.clone();
-        async move {
-            let mut rx = rx?;
-            match rx.recv().await {
-                Some(chunk) => Some((chunk, Some(rx))),
-                None if complete.load(Ordering::SeqCst) => None,
-                None => Some((Err(std::io::Error::other("export cut short")), None)),
-            }
+    futures_util::stream::unfold(Some((rx, complete)), |state| async move {
+        let (mut rx, complete) = state?;
+        match rx.recv().await {
+            Some(chunk) => Some((chunk, Some((rx, complete)))),
+            None if complete.load(Ordering::SeqCst) => None,
+            None => Some((Err(std::io::Error::other("export cut short")), None)),
         }
     })
 }
