@@ -438,7 +438,31 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })?;
+    if !spec.create {
+        whole_pages(spec, profile).map_err(Failed::Store)?;
+    }
     Ok(conn)
+}
+
+/// Refuses a file that is not a whole number of its profile's pages, once page 1 has said
+/// which profile it is: [`refuse_emptied`] can only check the smallest page size before
+/// that, and a file cut at a 4 KiB boundary inside a 16 KiB page would open and fail later,
+/// on whichever read reached its last page.
+fn whole_pages(spec: &OpenSpec<'_>, profile: Cipher) -> Result<(), StoreError> {
+    let size = std::fs::metadata(spec.path)
+        .map_err(|e| StoreError::Io {
+            what: spec.label.to_string(),
+            reason: crate::fsutil::io_reason(&e),
+        })?
+        .len();
+    if size % profile.page_size() as u64 != 0 {
+        return Err(StoreError::Truncated {
+            what: spec.label.to_string(),
+            path: spec.path.display().to_string(),
+            size,
+        });
+    }
+    Ok(())
 }
 
 /// Opens a file for reading evidence (verify, export, backup checks) without changing
@@ -472,7 +496,11 @@ pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection
             }
             other => other,
         };
-    under_first_profile(spec, Cipher::candidates(spec), |profile| Ok(open(profile)?))
+    under_first_profile(spec, Cipher::candidates(spec), |profile| {
+        let conn = open(profile)?;
+        whole_pages(spec, profile).map_err(Failed::Store)?;
+        Ok(conn)
+    })
 }
 
 /// [`open_evidence_with`] for a file no process can be writing.

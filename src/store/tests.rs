@@ -257,6 +257,28 @@ fn wrong_key_and_foreign_files_get_a_clear_error() {
     let err =
         open_connection(&spec(&dir.path().join("absent.db"), &key, false), false).unwrap_err();
     assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
+
+    // Cut at a 4 KiB boundary inside a 16 KiB page: whole in the smallest page size, short
+    // of the file's own. Refused at open, by the writer's open and the evidence open alike.
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(size % 16384, 0, "{size}");
+    assert!(size >= 2 * 16384, "{size}");
+    open_connection(&spec(&path, &key, false), false).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(size - 4096).unwrap();
+    let want = size - 4096;
+    let err = open_connection(&spec(&path, &key, false), false).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Truncated { size, .. } if size == want),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("not a whole number of pages"),
+        "{err}"
+    );
+    let err = open_evidence(&spec(&path, &key, false)).unwrap_err();
+    assert!(matches!(err, StoreError::Truncated { .. }), "{err:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), want, "not grown");
 }
 
 #[test]
