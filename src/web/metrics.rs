@@ -1,5 +1,6 @@
 //! `/metrics`: the process's counters in the Prometheus text format, for a scraper on this
-//! host (a loopback peer) or one that presents the configured metrics token. They name no
+//! host (a loopback peer not forwarding for another) or one that presents the configured
+//! metrics token. They name no
 //! tenant, and a tenant's own credentials do not open them: they describe the whole server.
 
 use super::access::{client_ip, Access, Routes};
@@ -16,8 +17,14 @@ pub fn routes() -> Routes {
 /// The text format's media type, version 0.0.4.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Headers a reverse proxy adds to say whom it forwards for. A loopback peer that sends one
+/// is a proxy on this host speaking for someone else, who needs the token like any scraper
+/// off this host.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
 fn allowed(state: &AppState, req: &Request) -> bool {
-    if client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback()) {
+    let proxied = PROXY_HEADERS.iter().any(|h| req.headers().contains_key(*h));
+    if !proxied && client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback()) {
         return true;
     }
     let presented = req

@@ -296,4 +296,37 @@ async fn metrics_are_served_to_this_host_or_with_the_metrics_token_only() {
         assert_eq!(st, 200, "{peer}");
         assert!(text(&b).contains("strongroom_uptime_seconds"));
     }
+    // A proxy on this host forwarding for someone else is a loopback peer too: the header
+    // that says so asks for the token, whatever its case or value.
+    for (name, value) in [
+        ("X-Forwarded-For", "198.51.100.7"),
+        ("forwarded", "for=198.51.100.7;proto=https"),
+        ("X-Real-IP", "198.51.100.7"),
+        ("x-forwarded-for", ""),
+    ] {
+        let (st, _, b) = s
+            .send(
+                "GET",
+                "/metrics",
+                &[("x-test-peer", "127.0.0.1:40000"), (name, value)],
+                b"",
+            )
+            .await;
+        assert_eq!(st, 403, "{name}: {value}");
+        assert!(!text(&b).contains("strongroom_"), "{name}");
+        let (st, _, b) = s
+            .send(
+                "GET",
+                "/metrics",
+                &[
+                    ("x-test-peer", "[::1]:40000"),
+                    (name, value),
+                    ("authorization", "Bearer scrape-0123456789abcdef"),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(st, 200, "{name} with the token");
+        assert!(text(&b).contains("strongroom_uptime_seconds"));
+    }
 }
