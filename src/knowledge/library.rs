@@ -541,33 +541,105 @@ fn csv_reason(e: &csv::Error) -> String {
 
 /// Each record of a JSON file (an element of its top-level array, or the object it is) as
 /// `path: value; path: value`, handed to `emit` in order.
-fn json_records(name: &str, text: &str, mut emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+fn json_records(name: &str, text: &str, emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
+    use serde::Deserializer as _;
+    let bad = |e: serde_json::Error| {
         malformed(
             name,
             format!("line {}, column {}: not valid JSON", e.line(), e.column()),
         )
-    })?;
-    let records = match value {
-        serde_json::Value::Array(items) => items,
-        o @ serde_json::Value::Object(_) => vec![o],
-        _ => return Err(malformed(name, "give an array of records or one object")),
     };
-    // One list of fields and one line reused for every record.
-    let (mut fields, mut line) = (Vec::new(), String::new());
-    for r in &records {
-        fields.clear();
-        flatten("", r, &mut fields);
-        line.clear();
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push_str("; ");
-            }
-            line.push_str(f);
-        }
-        emit(&line);
+    // The records are read one at a time, each rendered and dropped before the next: a file
+    // read whole into one tree takes many times its size in memory.
+    let mut records = Records {
+        fields: Vec::new(),
+        line: String::new(),
+        emit,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let shape = de.deserialize_any(&mut records).map_err(bad)?;
+    de.end().map_err(bad)?;
+    match shape {
+        Shape::Records => Ok(()),
+        Shape::Other => Err(malformed(name, "give an array of records or one object")),
     }
-    Ok(())
+}
+
+/// What the top of a JSON file was.
+enum Shape {
+    /// An array of records, or one object (a record).
+    Records,
+    /// A number, string, boolean or null.
+    Other,
+}
+
+/// Renders each record of a JSON file as `path: value; path: value` as it is read, for
+/// `emit`; one list of fields and one line serve every record.
+struct Records<F> {
+    fields: Vec<String>,
+    line: String,
+    emit: F,
+}
+
+impl<F: FnMut(&str)> Records<F> {
+    fn record(&mut self, r: &serde_json::Value) {
+        self.fields.clear();
+        flatten("", r, &mut self.fields);
+        self.line.clear();
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                self.line.push_str("; ");
+            }
+            self.line.push_str(f);
+        }
+        (self.emit)(&self.line);
+    }
+}
+
+impl<'de, F: FnMut(&str)> serde::de::Visitor<'de> for &mut Records<F> {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of records or one object")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        while let Some(r) = seq.next_element::<serde_json::Value>()? {
+            self.record(&r);
+        }
+        Ok(Shape::Records)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Shape, A::Error> {
+        use serde::Deserialize;
+        let r = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        self.record(&r);
+        Ok(Shape::Records)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
 }
 
 /// `path: value` for every scalar under `v`, nested names joined with dots.
@@ -1996,6 +2068,65 @@ mod tests {
         let hostile = format!("{}\n{}", "field,".repeat(20_000), "\n".repeat(100_000));
         let rows = Rows::for_csv(&hostile);
         assert!(rows.body.capacity() <= 3 * hostile.len());
+    }
+
+    #[test]
+    fn json_is_read_record_by_record_as_the_whole_tree_reads() {
+        // The records as read from the whole tree (an array's elements, or the object).
+        let whole = |text: &str| -> Vec<String> {
+            let records = match serde_json::from_str::<serde_json::Value>(text).unwrap() {
+                serde_json::Value::Array(a) => a,
+                o => vec![o],
+            };
+            records
+                .iter()
+                .map(|r| {
+                    let mut fields = Vec::new();
+                    flatten("", r, &mut fields);
+                    fields.join("; ")
+                })
+                .collect()
+        };
+        let streamed = |text: &str| -> Result<Vec<String>, KnowledgeError> {
+            let mut out = Vec::new();
+            json_records("t.json", text, |r| out.push(r.to_string()))?;
+            Ok(out)
+        };
+        for text in [
+            r#"[{"id": 1, "crew": {"master": "Ana", "mates": ["Bo", null, 2.5]}}, {"id": 2}]"#,
+            r#"{"vessel": "Tide", "berths": [{"n": 4, "ok": true}, {"n": 5, "ok": false}]}"#,
+            r#"["loose", 7, true, null, {"a": "b"}, [1, [2, {"c": "d"}]]]"#,
+            "[]",
+            "  [ {\"unicode\": \"K\\u00f8benhavn \\u2014 quay\"} ]  \n",
+            r#"[{"esc": "line\nbreak \"quoted\" tab\t"}]"#,
+        ] {
+            assert_eq!(streamed(text).unwrap(), whole(text), "{text}");
+        }
+        // Anything but an array of records or one object, or anything after it, is named.
+        for (text, want) in [
+            ("\"text\"", "array of records"),
+            ("null", "array of records"),
+            ("true", "array of records"),
+            ("-3.5", "array of records"),
+            ("[{\"a\": 1}] x", "line 1, column 12: not valid JSON"),
+            (
+                "[{\"a\": 1}]\n[{\"b\": 2}]",
+                "line 2, column 1: not valid JSON",
+            ),
+            ("{\"a\": 1}}", "not valid JSON"),
+            (
+                "[{\"a\": 1},\n {\"b\": 2,}]",
+                "line 2, column 10: not valid JSON",
+            ),
+            ("", "not valid JSON"),
+        ] {
+            let e = streamed(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        // Nesting past the parser's bound is an error, not a blown stack.
+        let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
+        let e = streamed(&deep).unwrap_err().to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
     }
 
     #[test]
