@@ -438,7 +438,10 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })?;
-    if !spec.create {
+    // Only where no one else can be growing the file: a checkpoint that appends a page may
+    // move the size in steps of 4 KiB as the kernel copies it in, so a reader opened beside
+    // the writer could see a size between two pages.
+    if !spec.create && !read_only {
         whole_pages(spec, profile).map_err(Failed::Store)?;
     }
     Ok(conn)
@@ -447,7 +450,8 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
 /// Refuses a file that is not a whole number of its profile's pages, once page 1 has said
 /// which profile it is: [`refuse_emptied`] can only check the smallest page size before
 /// that, and a file cut at a 4 KiB boundary inside a 16 KiB page would open and fail later,
-/// on whichever read reached its last page.
+/// on whichever read reached its last page. Asked by the opens that no writer can be
+/// running beside: the writer's own, and evidence opens of a quiet file.
 fn whole_pages(spec: &OpenSpec<'_>, profile: Cipher) -> Result<(), StoreError> {
     let size = std::fs::metadata(spec.path)
         .map_err(|e| StoreError::Io {
@@ -498,7 +502,10 @@ pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection
         };
     under_first_profile(spec, Cipher::candidates(spec), |profile| {
         let conn = open(profile)?;
-        whole_pages(spec, profile).map_err(Failed::Store)?;
+        // As in `connect`: only when no process can be writing the file.
+        if quiet {
+            whole_pages(spec, profile).map_err(Failed::Store)?;
+        }
         Ok(conn)
     })
 }
