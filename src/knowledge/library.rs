@@ -405,7 +405,9 @@ impl Rows {
             text,
             rows.saturating_mul(header.len().saturating_add(3 * fields)),
         );
-        rows_out.spans.reserve(rows);
+        // A span is 16 bytes: at most one for every 16 bytes of the file is reserved, so a
+        // file of line breaks alone does not ask for sixteen times its size.
+        rows_out.spans.reserve(rows.min(text.len() / 16));
         rows_out
     }
 
@@ -2068,6 +2070,10 @@ mod tests {
         let hostile = format!("{}\n{}", "field,".repeat(20_000), "\n".repeat(100_000));
         let rows = Rows::for_csv(&hostile);
         assert!(rows.body.capacity() <= 3 * hostile.len());
+        let breaks = format!("a\n{}", "\n".repeat(1_000_000));
+        let rows = Rows::for_csv(&breaks);
+        assert!(rows.spans.capacity() * std::mem::size_of::<chunk::Span>() <= breaks.len());
+        assert!(rows.body.capacity() <= 3 * breaks.len());
     }
 
     #[test]
@@ -2123,6 +2129,16 @@ mod tests {
             let e = streamed(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+        // Records are handed on as they are read: those before a broken one are out before
+        // the error (a whole-tree reading hands on none).
+        let mut before = Vec::new();
+        let e = json_records("t.json", r#"[{"a": 1}, {"b": 2}, oops]"#, |r| {
+            before.push(r.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 1, column 22: not valid JSON"), "{e}");
+        assert_eq!(before, ["a: 1", "b: 2"]);
         // Nesting past the parser's bound is an error, not a blown stack.
         let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
         let e = streamed(&deep).unwrap_err().to_string();

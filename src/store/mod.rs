@@ -438,35 +438,45 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })?;
-    // Only where no one else can be growing the file: a checkpoint that appends a page may
-    // move the size in steps of 4 KiB as the kernel copies it in, so a reader opened beside
-    // the writer could see a size between two pages.
     if !spec.create && !read_only {
         whole_pages(spec, profile).map_err(Failed::Store)?;
     }
     Ok(conn)
 }
 
-/// Refuses a file that is not a whole number of its profile's pages, once page 1 has said
-/// which profile it is: [`refuse_emptied`] can only check the smallest page size before
-/// that, and a file cut at a 4 KiB boundary inside a 16 KiB page would open and fail later,
-/// on whichever read reached its last page. Asked by the opens that no writer can be
-/// running beside: the writer's own, and evidence opens of a quiet file.
+/// Refuses a file that is not a whole number of its profile's pages and has no log to
+/// complete it, once page 1 has said which profile it is: [`refuse_emptied`] can only
+/// check the smallest page size before that, and a file cut at a 4 KiB boundary inside a
+/// 16 KiB page would open and fail later, on whichever read reached its last page.
+///
+/// The main file may end inside a page while its write-ahead log holds that page: a
+/// checkpoint copying it in moves the size in steps of 4 KiB, and one cut short by a crash
+/// leaves the size there until the next checkpoint writes the page again from the log. So
+/// a log with content lets the file be, and a size between pages is read a second time
+/// before it is called truncated. Asked by the writer's open and by evidence opens of a
+/// file no process is writing (a reader beside a running writer is not asked).
 fn whole_pages(spec: &OpenSpec<'_>, profile: Cipher) -> Result<(), StoreError> {
-    let size = std::fs::metadata(spec.path)
-        .map_err(|e| StoreError::Io {
-            what: spec.label.to_string(),
-            reason: crate::fsutil::io_reason(&e),
-        })?
-        .len();
-    if size % profile.page_size() as u64 != 0 {
-        return Err(StoreError::Truncated {
+    let size = || {
+        std::fs::metadata(spec.path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Io {
+                what: spec.label.to_string(),
+                reason: crate::fsutil::io_reason(&e),
+            })
+    };
+    let page = profile.page_size() as u64;
+    let first = size()?;
+    if first % page == 0 || wal_has_content(spec.path) {
+        return Ok(());
+    }
+    match size()? {
+        again if again % page == 0 => Ok(()),
+        again => Err(StoreError::Truncated {
             what: spec.label.to_string(),
             path: spec.path.display().to_string(),
-            size,
-        });
+            size: again,
+        }),
     }
-    Ok(())
 }
 
 /// Opens a file for reading evidence (verify, export, backup checks) without changing
@@ -502,7 +512,7 @@ pub fn open_evidence_with(spec: &OpenSpec<'_>, quiet: bool) -> Result<Connection
         };
     under_first_profile(spec, Cipher::candidates(spec), |profile| {
         let conn = open(profile)?;
-        // As in `connect`: only when no process can be writing the file.
+        // As in `connect`: not beside a writer.
         if quiet {
             whole_pages(spec, profile).map_err(Failed::Store)?;
         }

@@ -282,6 +282,62 @@ fn wrong_key_and_foreign_files_get_a_clear_error() {
 }
 
 #[test]
+fn a_file_ending_inside_a_page_its_log_holds_is_opened() {
+    // As a crash in the middle of a checkpoint leaves it: the main file ends 8 KiB into a
+    // page that the write-ahead log still holds.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, copy) = (dir.path().join("t.db"), dir.path().join("copy.db"));
+    let key = Key32::random().unwrap();
+    let wal = |p: &std::path::Path| {
+        let mut s = p.as_os_str().to_os_string();
+        s.push("-wal");
+        std::path::PathBuf::from(s)
+    };
+    let conn = open_connection(&spec(&path, &key, true), false).unwrap();
+    conn.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE cargo (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    )
+    .unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(size % 16384, 0, "{size}");
+    conn.execute(
+        "INSERT INTO cargo (body) VALUES (zeroblob(200000)), (randomblob(50000))",
+        [],
+    )
+    .unwrap();
+    let kept: Vec<u8> = conn
+        .query_row("SELECT body FROM cargo WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(wal(&path), wal(&copy)).unwrap();
+    drop(conn);
+    let mut main = std::fs::read(&copy).unwrap();
+    assert_eq!(main.len() as u64, size, "the new pages are in the log only");
+    main.extend_from_slice(&[0u8; 8192]);
+    std::fs::write(&copy, &main).unwrap();
+
+    let conn = open_connection(&spec(&copy, &key, false), false).unwrap();
+    let body: Vec<u8> = conn
+        .query_row("SELECT body FROM cargo WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(body, kept);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    // The same cut with no log to complete it (closing folded the log in and removed it)
+    // is truncated.
+    std::fs::write(&copy, &main).unwrap();
+    assert!(!wal(&copy).exists());
+    let err = open_connection(&spec(&copy, &key, false), false).unwrap_err();
+    assert!(matches!(err, StoreError::Truncated { .. }), "{err:?}");
+}
+
+#[test]
 fn a_file_from_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");

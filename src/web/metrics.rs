@@ -1,7 +1,7 @@
 //! `/metrics`: the process's counters in the Prometheus text format, for a scraper on this
 //! host (a loopback peer not forwarding for another) or one that presents the configured
-//! metrics token. They name no
-//! tenant, and a tenant's own credentials do not open them: they describe the whole server.
+//! metrics token. They name no tenant, and a tenant's own credentials do not open them:
+//! they describe the whole server.
 
 use super::access::{client_ip, Access, Routes};
 use super::AppState;
