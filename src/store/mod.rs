@@ -456,26 +456,13 @@ fn connect(spec: &OpenSpec<'_>, read_only: bool, profile: Cipher) -> Result<Conn
 /// before it is called truncated. Asked by the writer's open and by evidence opens of a
 /// file no process is writing (a reader beside a running writer is not asked).
 fn whole_pages(spec: &OpenSpec<'_>, profile: Cipher) -> Result<(), StoreError> {
-    let size = || {
-        std::fs::metadata(spec.path)
-            .map(|m| m.len())
-            .map_err(|e| StoreError::Io {
-                what: spec.label.to_string(),
-                reason: crate::fsutil::io_reason(&e),
-            })
-    };
     let page = profile.page_size() as u64;
-    let first = size()?;
-    if first % page == 0 || wal_has_content(spec.path) {
+    if file_size(spec)? % page == 0 || wal_has_content(spec.path) {
         return Ok(());
     }
-    match size()? {
+    match file_size(spec)? {
         again if again % page == 0 => Ok(()),
-        again => Err(StoreError::Truncated {
-            what: spec.label.to_string(),
-            path: spec.path.display().to_string(),
-            size: again,
-        }),
+        again => Err(truncated(spec, again)),
     }
 }
 
@@ -610,27 +597,42 @@ const PAGE_SIZE: u64 = 4096;
 /// # Errors
 /// [`StoreError::Missing`], [`StoreError::Emptied`] or [`StoreError::Truncated`].
 pub fn refuse_emptied(spec: &OpenSpec<'_>) -> Result<(), StoreError> {
-    let (what, path) = (spec.label.to_string(), spec.path.display().to_string());
-    let size = match std::fs::metadata(spec.path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::Missing { what, path })
-        }
-        Err(e) => {
-            return Err(StoreError::Io {
-                what,
-                reason: crate::fsutil::io_reason(&e),
-            })
-        }
-    };
+    let size = file_size(spec)?;
     if size == 0 {
         // Never a good file: switching to WAL writes page 1 into the main file first, and
         // SQLite takes a 0-byte main file for a new database whatever its WAL holds.
-        return Err(StoreError::Emptied { what, path });
+        return Err(StoreError::Emptied {
+            what: spec.label.to_string(),
+            path: spec.path.display().to_string(),
+        });
     } else if size % PAGE_SIZE != 0 {
-        return Err(StoreError::Truncated { what, path, size });
+        return Err(truncated(spec, size));
     }
     Ok(())
+}
+
+/// The size of `spec`'s main file.
+fn file_size(spec: &OpenSpec<'_>) -> Result<u64, StoreError> {
+    std::fs::metadata(spec.path)
+        .map(|m| m.len())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing {
+                what: spec.label.to_string(),
+                path: spec.path.display().to_string(),
+            },
+            _ => StoreError::Io {
+                what: spec.label.to_string(),
+                reason: crate::fsutil::io_reason(&e),
+            },
+        })
+}
+
+fn truncated(spec: &OpenSpec<'_>, size: u64) -> StoreError {
+    StoreError::Truncated {
+        what: spec.label.to_string(),
+        path: spec.path.display().to_string(),
+        size,
+    }
 }
 
 /// SQLCipher logs decryption failures to stderr by itself; Strongroom reports them as typed
