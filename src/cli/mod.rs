@@ -205,9 +205,11 @@ fn load_config_for(cli: &Cli, dev: bool) -> Result<Loaded, Failure> {
 /// Whether a command may have taken power away from someone (a disabled account, a new
 /// role, a revoked token, a suspended tenant) or changed a tenant's rules for calls to
 /// models (its assistant policy, redaction rules, limits): a running server must stop
-/// trusting what it remembers.
+/// trusting what it remembers. A restore does both: the accounts, tokens and rules are
+/// the archive's again.
 fn changes_people(command: &Command) -> bool {
     match command {
+        Command::Backup(c) => matches!(c, backup::Command::Restore { .. }),
         Command::User(c) => !matches!(c, user::Command::List { .. }),
         Command::Token(c) => !matches!(c, token::Command::List { .. }),
         Command::Tenant(c) => !matches!(c, tenant::Command::List { .. }),

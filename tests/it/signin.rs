@@ -558,6 +558,41 @@ async fn revocation_holds_on_the_next_request_also_when_made_by_another_process(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_restored_by_another_process_authenticates_as_restored_on_the_next_request() {
+    // One open tenant file at a time, so that the server closes this tenant's file (and
+    // releases it to the CLI) as soon as another tenant is used.
+    let site = Site::with_config("[store]\nmax_open_tenants = 1\n");
+    let t = site.tenant.as_str();
+    let env = &site.s.env;
+    let other = TenantId::parse(&env.create_tenant("other")).unwrap();
+    let out = env.tmp.path().join("before-the-token.srb");
+    env.ok(&["backup", "create", "--out", out.to_str().unwrap()]);
+    let token = env.ok(&[
+        "token", "create", "--tenant", t, "--role", "auditor", "--name", "ci",
+    ]);
+    let bearer = format!("Bearer {}", token.trim());
+    // Authenticated once: the server now remembers the token.
+    assert_eq!(site.me(&[("authorization", &bearer)]).await.0, 200);
+    tokio::task::block_in_place(|| {
+        door::open_blocking(&site.s.app, &other, Caller::operator(Realm::Tenant), None).unwrap()
+    });
+    // The tenant goes back to before the token existed, by another process (the CLI),
+    // with no time passing here: the next request is refused, not served from memory.
+    let epoch = || strongroom::app::identity_epoch(&env.dir);
+    let before = epoch();
+    env.ok(&[
+        "backup",
+        "restore",
+        out.to_str().unwrap(),
+        "--tenant",
+        t,
+        "--force",
+    ]);
+    assert_ne!(epoch(), before);
+    assert_eq!(site.me(&[("authorization", &bearer)]).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tokens_authenticate_until_revoked_or_expired_and_unusable_tenants_are_refused() {
     let site = Site::new();
     let t = site.tenant.as_str();
