@@ -75,6 +75,10 @@ pub struct MetricsConfig {
     /// Label gateway calls with the tenant's id (never its name). Off by default: ids
     /// tell a scraper which tenants exist and how busy they are.
     pub tenant_ids: bool,
+    /// Every scraper presents the token, also one on this host: for a host where a reverse
+    /// proxy forwards without saying so, which makes its clients loopback peers. Needs
+    /// `token_file`.
+    pub require_token: bool,
 }
 
 /// Model endpoints the assistant may call. Each is named; a tenant's policy lists the names
@@ -668,6 +672,12 @@ impl Config {
         }
         if let Some(path) = &self.metrics.token_file {
             crate::ai::http::read_key(path).map_err(|m| invalid("metrics.token_file", m))?;
+        } else if self.metrics.require_token {
+            return Err(invalid(
+                "metrics.require_token",
+                "nobody could read /metrics: set metrics.token_file to the file holding the \
+                 scrapers' token, or leave require_token off",
+            ));
         }
         self.rate_limit.validate(&self.ai.endpoints)?;
         Ok(())
@@ -911,6 +921,35 @@ mod tests {
         );
         std::fs::write(&missing, "scrape-token-0123\n").unwrap();
         assert!(load(Some(f.path()), env(&[])).is_ok());
+        // A token required of every scraper needs a token to present.
+        let e = load(None, env(&[("STRONGROOM_METRICS__REQUIRE_TOKEN", "true")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metrics.require_token") && e.contains("metrics.token_file"),
+            "{e}"
+        );
+        let f2 = write(&format!(
+            "[metrics]\ntoken_file = {:?}\nrequire_token = true\n",
+            missing.display().to_string()
+        ));
+        assert!(
+            load(Some(f2.path()), env(&[]))
+                .unwrap()
+                .config
+                .metrics
+                .require_token
+        );
+        let e = load(
+            None,
+            env(&[("STRONGROOM_METRICS__REQUIRE_TOKEN", "yes please")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("STRONGROOM_METRICS__REQUIRE_TOKEN") && e.contains("boolean"),
+            "{e}"
+        );
         let e = load(None, env(&[("STRONGROOM_METRICS__TENANT_IDS", "maybe")]))
             .unwrap_err()
             .to_string();

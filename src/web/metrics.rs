@@ -1,6 +1,6 @@
 //! `/metrics`: the process's counters in the Prometheus text format, for a scraper on this
-//! host (a loopback peer not forwarding for another) or one that presents the configured
-//! metrics token. They name no tenant, and a tenant's own credentials do not open them:
+//! host (a loopback peer not forwarding for another, unless `metrics.require_token`) or one
+//! that presents the configured metrics token. They name no tenant, and a tenant's own credentials do not open them:
 //! they describe the whole server.
 
 use super::access::{client_ip, Access, Routes};
@@ -24,7 +24,8 @@ const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
 fn allowed(state: &AppState, req: &Request) -> bool {
     let proxied = PROXY_HEADERS.iter().any(|h| req.headers().contains_key(*h));
-    if !proxied && client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback()) {
+    let local = !proxied && client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
+    if local && !state.metrics_token_required {
         return true;
     }
     let presented = req
@@ -40,11 +41,12 @@ fn allowed(state: &AppState, req: &Request) -> bool {
 
 async fn metrics(State(state): State<AppState>, req: Request) -> Response {
     if !allowed(&state, &req) {
-        let mut res = (
-            StatusCode::FORBIDDEN,
-            "metrics are served to this host, or to a scraper with the metrics token\n",
-        )
-            .into_response();
+        let why = if state.metrics_token_required {
+            "metrics are served to a scraper with the metrics token\n"
+        } else {
+            "metrics are served to this host, or to a scraper with the metrics token\n"
+        };
+        let mut res = (StatusCode::FORBIDDEN, why).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

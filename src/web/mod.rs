@@ -63,6 +63,8 @@ pub struct AppState {
     pub rules: Arc<crate::ai::gateway::RulesCache>,
     /// The token a scraper off this host presents for `/metrics`, if one is configured.
     pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
+    /// Whether a scraper on this host presents it too (`metrics.require_token`).
+    pub metrics_token_required: bool,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
         let limits = crate::ai::limits::CallLimiter::new(&app.config().rate_limit)?;
         Ok(Self {
             metrics_token,
+            metrics_token_required: app.config().metrics.require_token,
             started: Instant::now(),
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),

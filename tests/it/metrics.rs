@@ -330,3 +330,54 @@ async fn metrics_are_served_to_this_host_or_with_the_metrics_token_only() {
         assert!(text(&b).contains("strongroom_uptime_seconds"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_token_required_a_scraper_on_this_host_presents_it_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics.token");
+    std::fs::write(&token_file, "scrape-0123456789abcdef\n").unwrap();
+    let s = InProcess::start(
+        &format!(
+            "[metrics]\ntoken_file = {:?}\nrequire_token = true\n",
+            token_file.display().to_string()
+        ),
+        crate::support::now_us(),
+    );
+    for peer in ["127.0.0.1:40000", "[::1]:40000", "192.0.2.10:40000"] {
+        let (st, _, b) = s
+            .send("GET", "/metrics", &[("x-test-peer", peer)], b"")
+            .await;
+        assert_eq!(st, 403, "{peer}");
+        assert_eq!(
+            text(&b),
+            "metrics are served to a scraper with the metrics token\n",
+            "{peer}"
+        );
+        let (st, _, b) = s
+            .send(
+                "GET",
+                "/metrics",
+                &[
+                    ("x-test-peer", peer),
+                    ("authorization", "Bearer scrape-0123456789abcdeg"),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(st, 403, "{peer} with a wrong token");
+        assert!(!text(&b).contains("strongroom_"), "{peer}");
+        let (st, _, b) = s
+            .send(
+                "GET",
+                "/metrics",
+                &[
+                    ("x-test-peer", peer),
+                    ("authorization", "Bearer scrape-0123456789abcdef"),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(st, 200, "{peer} with the token");
+        assert!(text(&b).contains("strongroom_uptime_seconds"));
+    }
+}
