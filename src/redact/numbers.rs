@@ -48,8 +48,207 @@ pub(super) fn at_digit(s: &mut Scan<'_>, i: usize, we: usize) -> Option<usize> {
             return Some(e);
         }
     }
+    if g == we && clean_end(s, g) && bare_phone(&s.b[i..g]) && said_to_be_a_phone(s.b, i) {
+        s.kind(i, g, Kind::Phone);
+        return Some(g);
+    }
     None
 }
+
+/// Digits written without separators that have a phone number's shape: a national number
+/// of 10 to 12 digits after a trunk `0` (UK, DE, FR, NL), or a US number of 10 digits
+/// (area code and exchange from 2 to 9), with its trunk `1` or without. Order, tracking
+/// and invoice numbers have these shapes too, so only the words before one tell (see
+/// [`said_to_be_a_phone`]).
+fn bare_phone(ds: &[u8]) -> bool {
+    let us = |d: &[u8]| d.len() == 10 && d[0] >= b'2' && d[3] >= b'2';
+    match ds {
+        [b'0', second, ..] => *second != b'0' && (10..=12).contains(&ds.len()),
+        [b'1', rest @ ..] if rest.len() == 10 => us(rest),
+        _ => us(ds),
+    }
+}
+
+/// Whether the words just before `i` (at most five, in the same sentence) call what
+/// follows a phone number (`Tel.`, `call me on`, `Handynummer`, `bel me even terug op`),
+/// with no word for another kind of number (`order`, `Rechnung`, `facture`, `DHL`) or
+/// another number between.
+fn said_to_be_a_phone(b: &[u8], i: usize) -> bool {
+    let mut end = i;
+    for nth in 0..5 {
+        // Back over the marks between words (`: `, `#`), never across a line, nor across
+        // the end of a sentence (a dot right before the number is `Tel. `).
+        while end > 0 && !super::is_word(b[end - 1]) {
+            let ends_sentence = nth > 0
+                && match b[end - 1] {
+                    b'!' | b'?' | b';' => true,
+                    // After a short word a dot marks an abbreviation (`Tel.`, `no.`, `Nr.`).
+                    b'.' => {
+                        b[..end - 1]
+                            .iter()
+                            .rev()
+                            .take_while(|c| super::is_word(**c))
+                            .count()
+                            > 4
+                    }
+                    _ => false,
+                };
+            if matches!(b[end - 1], b'\n' | b'\r') || ends_sentence || i - end > 48 {
+                return false;
+            }
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && super::is_word(b[start - 1]) {
+            start -= 1;
+        }
+        if start == end || end - start > 24 {
+            return false;
+        }
+        let word = String::from_utf8_lossy(&b[start..end]).to_lowercase();
+        if word.bytes().any(|c| c.is_ascii_digit())
+            || OTHER_NUMBERS.iter().any(|w| word.contains(w))
+            || CARRIERS.contains(&word.as_str())
+        {
+            return false;
+        }
+        if PHONE_WORDS.contains(&word.as_str())
+            || PHONE_STEMS
+                .iter()
+                .any(|w| word.starts_with(w) || word.ends_with(w))
+        {
+            return true;
+        }
+        end = start;
+    }
+    false
+}
+
+/// Words that say a phone number follows (or that someone is reached at it), in English,
+/// German, French, Dutch and Spanish.
+const PHONE_WORDS: &[&str] = &[
+    "tel",
+    "tél",
+    "ph",
+    "mob",
+    "cell",
+    "fax",
+    "call",
+    "calls",
+    "ring",
+    "bel",
+    "gsm",
+    "sms",
+    "appel",
+    "appelez",
+    "appelle",
+    "appeler",
+    "rappeler",
+    "rappelez",
+    "bellen",
+    "anrufen",
+    "rufen",
+    "reach",
+    "dial",
+    "portable",
+    "handy",
+    "whatsapp",
+    "erreichen",
+    "erreichbar",
+    "bereikbaar",
+    "bereiken",
+    "joindre",
+    "joignable",
+    "astreinte",
+    "llamada",
+    "llamar",
+    "llámame",
+    "llame",
+    "móvil",
+    "movil",
+];
+
+/// Parts of longer words that say so (`telephone`, `Telefonnummer`, `Handynummer`,
+/// `mobiel`, `callback`, `Rufbereitschaft`).
+const PHONE_STEMS: &[&str] = &[
+    "phone",
+    "telef",
+    "teleph",
+    "téléph",
+    "teléf",
+    "telefoon",
+    "mobil",
+    "mobiel",
+    "handy",
+    "rufnummer",
+    "callback",
+    "hotline",
+    "bereitschaft",
+    "storingsdienst",
+];
+
+/// Parcel carriers, whose name before a number makes it a tracking number.
+const CARRIERS: &[&str] = &[
+    "dhl",
+    "ups",
+    "usps",
+    "fedex",
+    "gls",
+    "dpd",
+    "tnt",
+    "postnl",
+    "hermes",
+    "colissimo",
+    "chronopost",
+    "correos",
+    "seur",
+];
+
+/// Parts of words for numbers that are not phone numbers: such a word between the phone
+/// word and the number (`call about order 0612345678`) says the number is something else.
+const OTHER_NUMBERS: &[&str] = &[
+    "order",
+    "invoice",
+    "ticket",
+    "track",
+    "ref",
+    "case",
+    "account",
+    "customer",
+    "iban",
+    "card",
+    "bestell",
+    "rechnung",
+    "kunden",
+    "auftrag",
+    "sendung",
+    "commande",
+    "facture",
+    "client",
+    "colis",
+    "bestelling",
+    "factuur",
+    "klant",
+    "zending",
+    "konto",
+    "compte",
+    "rekening",
+    "serial",
+    "serie",
+    "série",
+    "contract",
+    "vertrag",
+    "contrat",
+    "policy",
+    "police",
+    "polis",
+    "postcode",
+    "zip",
+    "pedido",
+    "factura",
+    "cuenta",
+    "envío",
+];
 
 /// At `+` (an international number) or `(` (a US area code).
 pub(super) fn at_phone_mark(s: &mut Scan<'_>, i: usize) -> Option<usize> {

@@ -113,6 +113,41 @@ fn phones_in_five_countries() {
 }
 
 #[test]
+fn phones_written_without_separators_where_the_words_before_say_so() {
+    one(
+        "Call me on 07700900123 if it breaks",
+        "PHONE",
+        "07700900123",
+    );
+    one("Tel.: 0612345678", "PHONE", "0612345678");
+    one(
+        "Meine Handynummer lautet 01701234567.",
+        "PHONE",
+        "01701234567",
+    );
+    one("Telefonnummer: 030123456789", "PHONE", "030123456789");
+    one("appelez-moi au 0612345678", "PHONE", "0612345678");
+    one("bel me op 0201234567", "PHONE", "0201234567");
+    one("phone 4155550132", "PHONE", "4155550132");
+    one("mobile #14155550132", "PHONE", "14155550132");
+    one("callback: 2025550143)", "PHONE", "2025550143");
+    // The same digits as other numbers, or without a word for a phone before them.
+    none("Your order 07700900123 has shipped.");
+    none("Call about order 0612345678 today");
+    none("Bitte rufen Sie wegen Rechnung 0612345678 an");
+    none("DHL 0612345678 is on its way");
+    none("tel\n0612345678");
+    none("phone 1234567890 (the area code cannot start with 1)");
+    none("phone 0012345678 or 061234567 or 0612345678901");
+    none("phone 06123456789x and 0612345678.5");
+    none("telemetry 0612345678 and tell 0612345678");
+    none("call the ops desk about SR 2024 0612345678");
+    none("confirmé au téléphone. Le transporteur indique DHL 9944843515 comme numéro");
+    none("Ask on the phone. Then quote 0612345678 on the form");
+    one("Tel. no. 0612345678", "PHONE", "0612345678");
+}
+
+#[test]
 fn ip_addresses_not_versions() {
     one("from 10.0.0.5:8080 ok", "IP_ADDRESS", "10.0.0.5");
     one("net 192.168.1.0/24", "IP_ADDRESS", "192.168.1.0");
