@@ -44,11 +44,16 @@ pub(super) fn at_digit(s: &mut Scan<'_>, i: usize, we: usize) -> Option<usize> {
     if phone_like && (d == 3 || d == 1 && s.b[i] == b'1' || (2..=5).contains(&d) && s.b[i] == b'0')
     {
         if let Some(e) = us_phone(s, i).or_else(|| national_phone(s, i)) {
-            s.kind(i, e, Kind::Phone);
+            // A payment reference in groups (`Verwendungszweck: 0343 9160 3510`) is
+            // skipped whole.
+            if named_before(s.b, i) != Named::Reference {
+                s.kind(i, e, Kind::Phone);
+            }
             return Some(e);
         }
     }
-    if g == we && clean_end(s, g) && bare_phone(&s.b[i..g]) && said_to_be_a_phone(s.b, i) {
+    if g == we && clean_end(s, g) && bare_phone(&s.b[i..g]) && named_before(s.b, i) == Named::Phone
+    {
         s.kind(i, g, Kind::Phone);
         return Some(g);
     }
@@ -59,7 +64,7 @@ pub(super) fn at_digit(s: &mut Scan<'_>, i: usize, we: usize) -> Option<usize> {
 /// of 10 to 12 digits after a trunk `0` (UK, DE, FR, NL), or a US number of 10 digits
 /// (area code and exchange from 2 to 9), with its trunk `1` or without. Order, tracking
 /// and invoice numbers have these shapes too, so only the words before one tell (see
-/// [`said_to_be_a_phone`]).
+/// [`named_before`]).
 fn bare_phone(ds: &[u8]) -> bool {
     let us = |d: &[u8]| d.len() == 10 && d[0] >= b'2' && d[3] >= b'2';
     match ds {
@@ -69,11 +74,21 @@ fn bare_phone(ds: &[u8]) -> bool {
     }
 }
 
-/// Whether the words just before `i` (at most five, in the same sentence) call what
-/// follows a phone number (`Tel.`, `call me on`, `Handynummer`, `bel me even terug op`),
-/// with no word for another kind of number (`order`, `Rechnung`, `facture`, `DHL`) or
-/// another number between.
-fn said_to_be_a_phone(b: &[u8], i: usize) -> bool {
+/// What the words just before a number say it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Named {
+    /// A phone number (`Tel.`, `call me on`, `Handynummer`, `bel me even terug op`).
+    Phone,
+    /// A payment reference (`reference`, `betalingskenmerk`, `Verwendungszweck`).
+    Reference,
+    /// Another kind of number (`order`, `Rechnung`, `facture`, `DHL`).
+    Other,
+    /// Nothing, or another number comes first.
+    Nothing,
+}
+
+/// What the nearest telling word among the five before `i`, in the same sentence, says.
+fn named_before(b: &[u8], i: usize) -> Named {
     let mut end = i;
     for nth in 0..5 {
         // Back over the marks between words (`: `, `#`), never across a line, nor across
@@ -94,7 +109,7 @@ fn said_to_be_a_phone(b: &[u8], i: usize) -> bool {
                     _ => false,
                 };
             if matches!(b[end - 1], b'\n' | b'\r') || ends_sentence || i - end > 48 {
-                return false;
+                return Named::Nothing;
             }
             end -= 1;
         }
@@ -103,25 +118,30 @@ fn said_to_be_a_phone(b: &[u8], i: usize) -> bool {
             start -= 1;
         }
         if start == end || end - start > 24 {
-            return false;
+            return Named::Nothing;
         }
         let word = String::from_utf8_lossy(&b[start..end]).to_lowercase();
-        if word.bytes().any(|c| c.is_ascii_digit())
-            || OTHER_NUMBERS.iter().any(|w| word.contains(w))
-            || CARRIERS.contains(&word.as_str())
+        if word.bytes().any(|c| c.is_ascii_digit()) {
+            return Named::Nothing;
+        }
+        if REFERENCE_STEMS.iter().any(|w| word.starts_with(w))
+            || REFERENCE_PARTS.iter().any(|w| word.contains(w))
         {
-            return false;
+            return Named::Reference;
+        }
+        if OTHER_NUMBERS.iter().any(|w| word.contains(w)) || CARRIERS.contains(&word.as_str()) {
+            return Named::Other;
         }
         if PHONE_WORDS.contains(&word.as_str())
             || PHONE_STEMS
                 .iter()
                 .any(|w| word.starts_with(w) || word.ends_with(w))
         {
-            return true;
+            return Named::Phone;
         }
         end = start;
     }
-    false
+    Named::Nothing
 }
 
 /// Words that say a phone number follows (or that someone is reached at it), in English,
@@ -186,6 +206,12 @@ const PHONE_STEMS: &[&str] = &[
     "bereitschaft",
     "storingsdienst",
 ];
+
+/// Words for payment references, which are written in groups of digits as phone numbers
+/// are: their beginnings (`Referenz`, `référence`; not `preferred`) and parts of compounds
+/// (`betalingskenmerk`, `Verwendungszweck`).
+const REFERENCE_STEMS: &[&str] = &["ref", "réf"];
+const REFERENCE_PARTS: &[&str] = &["kenmerk", "zweck", "betreff"];
 
 /// Parcel carriers, whose name before a number makes it a tracking number.
 const CARRIERS: &[&str] = &[

@@ -145,6 +145,21 @@ fn phones_written_without_separators_where_the_words_before_say_so() {
     none("confirmé au téléphone. Le transporteur indique DHL 9944843515 comme numéro");
     none("Ask on the phone. Then quote 0612345678 on the form");
     one("Tel. no. 0612345678", "PHONE", "0612345678");
+    // Payment references in groups, which national numbers can look like.
+    none("Vermeld betalingskenmerk 0484 4950 0324 bij de betaling");
+    none("Verwendungszweck: 0343 9160 3510");
+    none("arrived with reference 0231 7954 5689.");
+    none("Indique la referencia de pago 0269 1527 0848 en la transferencia");
+    one(
+        "My preferred number is 020 7946 0958",
+        "PHONE",
+        "020 7946 0958",
+    );
+    one(
+        "Reference contact, tel. 020 7946 0958",
+        "PHONE",
+        "020 7946 0958",
+    );
 }
 
 #[test]
