@@ -111,6 +111,12 @@ INSERT INTO passages_fts (rowid, body)
 /// index and change little).
 const COMMON_SHARE: f64 = 0.2;
 
+/// Most matches of a query ranked by BM25, the newest: a word in more passages than this is
+/// ranked among its newest that many, which bounds a search's work (each ranked match costs
+/// a lookup of its length) whatever the word. Asked for more (filters that leave too few),
+/// the index ranks more, up to all.
+const RANKED_NEWEST: i64 = 2_000;
+
 /// Most words of a query searched as pairs first (a query of `n` words is `n(n-1)/2` pairs).
 const TWO_OF_MAX: usize = 4;
 
@@ -1330,14 +1336,22 @@ fn ranked(
     // scored by FTS5 (see `PhraseRank`): all that pass come back, newest first.
     let (score, first, then, outer) = match order {
         Order::Rank => ("rank", "rank", "t.rank", "h.rank"),
-        Order::Newest(_) => ("0.0", "rowid", "t.id DESC", "h.id DESC"),
+        Order::Newest(_) => ("0.0", "id DESC", "t.id DESC", "h.id DESC"),
+    };
+    // The newest matches the index walks: BM25 looks up each one's length, so a word in a
+    // large share of the passages would cost a lookup per passage that holds it.
+    let window = match order {
+        Order::Rank if take >= 0 => take.max(RANKED_NEWEST),
+        _ => take,
     };
     // The filtered passages are joined to one row of their own, so that the count of
     // matches comes back even when none passes (a row of nulls), and the caller does not
     // ask the index again for more of what it does not have.
     let sql = format!(
-        "WITH t AS MATERIALIZED (SELECT {INDEX_BASE} - rowid AS id, {score} AS rank FROM passages_fts \
-                                WHERE passages_fts MATCH ?1 ORDER BY {first} LIMIT ?7), \
+        "WITH t AS MATERIALIZED (SELECT id, rank FROM \
+                                   (SELECT {INDEX_BASE} - rowid AS id, {score} AS rank FROM passages_fts \
+                                    WHERE passages_fts MATCH ?1 ORDER BY rowid LIMIT ?8) \
+                                 ORDER BY {first} LIMIT ?7), \
          h AS (SELECT p.document_id, d.name, p.version, p.start_byte, p.end_byte, \
                       t.rank AS rank, p.body, t.id AS id \
                FROM t \
@@ -1365,7 +1379,8 @@ fn ranked(
             filter.kind.map(Kind::as_str),
             filter.since_us,
             filter.until_us,
-            take
+            take,
+            window
         ])
         .map_err(db)?;
     let (mut hits, mut matched) = (Vec::new(), 0);
@@ -1764,6 +1779,67 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(passage_in(&c, &doc, 2, 0, 5).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_word_in_very_many_passages_is_ranked_among_its_newest_unless_filters_ask_for_more() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for step in SCHEMA.steps {
+            c.execute_batch(step).unwrap();
+        }
+        let (old, new) = (
+            "00000000000000000000000000000001",
+            "00000000000000000000000000000002",
+        );
+        let mut bodies = vec![(old, "beacon beacon beacon beacon".to_string())];
+        let newer = usize::try_from(RANKED_NEWEST).unwrap() + 50;
+        bodies.extend((0..newer).map(|i| {
+            let extra = if i == newer - 10 { " beacon" } else { "" };
+            (
+                new,
+                format!("beacon {i} among more words of a longer passage{extra}"),
+            )
+        }));
+        for (id, name) in [(old, "old.txt"), (new, "new.txt")] {
+            c.execute(
+                "INSERT INTO documents VALUES (?1, ?2, 'text', 1)",
+                params![id, name],
+            )
+            .unwrap();
+        }
+        for (at, (id, b)) in bodies.iter().enumerate() {
+            c.execute(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, 1, ?2, ?2 + 1, ?3)",
+                params![id, at as i64, b],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
+                params![INDEX_BASE - c.last_insert_rowid(), b],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1, 1, 1, 1), (?2, 1, 'sha', 1, 1, 2, ?3, ?4)",
+            params![old, new, bodies.len() as i64, newer as i64],
+        )
+        .unwrap();
+        // The oldest passage, which BM25 ranks first, is past the newest the index ranks;
+        // among those, the one that says the word twice comes first.
+        let hits = search_in(&c, "beacon", &Filter::default(), 5).unwrap();
+        assert_eq!(hits.len(), 5);
+        let twice = format!("beacon {} ", newer - 10);
+        assert!(hits[0].text.starts_with(&twice), "{:?}", hits[0]);
+        assert!(hits.iter().all(|h| h.document_id.as_str() == new));
+        // Filters that leave too few of the newest make the index rank more, up to all.
+        let only_old = Filter {
+            document: Some(DocumentId::from_trusted(old.to_string())),
+            ..Filter::default()
+        };
+        let hits = search_in(&c, "beacon", &only_old, 5).unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].text, "beacon beacon beacon beacon");
     }
 
     #[test]
