@@ -302,7 +302,8 @@ pub struct Admitted {
 
 /// Lets a call of the caller in, or refuses it, by its tenant's limits on `limiter` (this
 /// node's, or shared through Redis) at `now_us`. A refused call reaches no model and writes
-/// no entry (a flood of refusals must not flood the journal). Done before a streamed answer
+/// no `gateway.call` entry (the web layer counts it in a `gateway.refused` entry, see
+/// [`super::refusals`]). Done before a streamed answer
 /// begins, so a refusal is a status of its own (429, 503), not an event inside a stream.
 ///
 /// # Errors

@@ -33,6 +33,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The scope whose limit refused: `tenant` or `token`.
+    pub fn scope(&self) -> &'static str {
+        match self {
+            Refusal::Rate { scope, .. }
+            | Refusal::Concurrency { scope }
+            | Refusal::Tokens { scope, .. } => scope,
+        }
+    }
+
     /// The reason as metrics and logs name it.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -12,5 +12,6 @@ pub mod http;
 pub mod limits;
 pub mod model;
 pub mod outgoing;
+pub mod refusals;
 
 pub use assistant::SCHEMA;

@@ -9,6 +9,7 @@ use super::auth::{Refused, Via};
 use super::AppState;
 use crate::ai::gateway::{self, Answer, Call, GatewayError, Now, MAX_TOKENS};
 use crate::ai::model::{Message, Protocol, Raw, Role, Stop, GATEWAY_FIELDS};
+use crate::ai::refusals;
 use crate::door;
 use crate::error::{DomainError, ErrorKind};
 use crate::identity::sessions::Place;
@@ -702,7 +703,51 @@ async fn answer_whole(
     )
     .await;
     count(tenant_ids, ctx, done.as_ref());
+    if let Err(e) = &done {
+        journal_refusal(state, ctx, e).await;
+    }
     done
+}
+
+/// Counts a refused call (a limit, or limits that could not be checked) for the journal:
+/// a caller's first refusal for a reason is written now, those after it within the window
+/// together when the window ends (see [`refusals`]). The call is refused either way; an
+/// entry that cannot be written is logged, and its count carried by the next.
+async fn journal_refusal(state: &AppState, ctx: &door::TenantCtx, e: &GatewayError) {
+    let Some(key) = refusals::Key::of(ctx, e) else {
+        return;
+    };
+    let now_us = state.app.clock().now_us();
+    match state.refusals.note(key.clone(), now_us) {
+        refusals::Due::Now(n) => {
+            if let Err(failed) = refusals::journal(ctx, &key, n).await {
+                tracing::warn!(error = %failed, "a refused call's audit entry could not be written");
+                state.refusals.restore(&key, n);
+            }
+        }
+        refusals::Due::At(at_us) => {
+            let state = state.clone();
+            let (tenant, caller, ip) =
+                (ctx.tenant().clone(), ctx.caller().clone(), ctx.source_ip());
+            tokio::spawn(async move {
+                let wait = u64::try_from(at_us - now_us).unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
+                let n = state.refusals.take(&key, state.app.clock().now_us());
+                if n == 0 {
+                    return;
+                }
+                let written = match door::open(&state.app, &tenant, caller, ip).await {
+                    Ok(ctx) => refusals::journal(&ctx, &key, n).await,
+                    Err(t) => Err(t.into()),
+                };
+                if let Err(failed) = written {
+                    tracing::warn!(error = %failed, "refused calls' audit entry could not be written");
+                    state.refusals.restore(&key, n);
+                }
+            });
+        }
+        refusals::Due::Counted => {}
+    }
 }
 
 /// Counts a call's outcome for `/metrics`, labelled with its tenant's id only where the
@@ -758,6 +803,7 @@ async fn stream_call(
         Ok(a) => a,
         Err(e) => {
             count(tenant_ids, &ctx, Err(&e));
+            journal_refusal(state, &ctx, &e).await;
             return vendor.domain(&e);
         }
     };

@@ -61,6 +61,8 @@ pub struct AppState {
     pub limits: crate::ai::limits::CallLimiter,
     /// Each tenant's rules for calls to models, kept between calls.
     pub rules: Arc<crate::ai::gateway::RulesCache>,
+    /// Calls refused by the limits, counted for the journal.
+    pub refusals: Arc<crate::ai::refusals::Refusals>,
     /// The token a scraper off this host presents for `/metrics`, if one is configured.
     pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
     /// Whether a scraper on this host presents it too (`metrics.require_token`).
@@ -90,6 +92,7 @@ impl AppState {
             models: Arc::new(models),
             limits,
             rules: Arc::default(),
+            refusals: Arc::default(),
             app,
         })
     }

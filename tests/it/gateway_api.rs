@@ -32,11 +32,16 @@ pub async fn post_on(
 }
 
 pub fn gateway_calls(ai: &Ai) -> Vec<Value> {
+    audit_entries(ai, "gateway.call")
+}
+
+/// The tenant's audit entries of `action`, oldest first.
+pub fn audit_entries(ai: &Ai, action: &str) -> Vec<Value> {
     ai.s.env
         .ok(&["audit", "export", "--tenant", ai.tenant.as_str()])
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["action"] == "gateway.call")
+        .filter(|e| e["action"] == action)
         .collect()
 }
 
@@ -345,7 +350,7 @@ async fn bad_requests_name_the_field_in_each_vendors_shape_and_write_nothing() {
 
 /// The tenant's limits, on the router's clock (moved, not waited for): a burst then 429 with
 /// `Retry-After` in the vendor's shape, a refill with time, a day's token budget, and each
-/// token with its own bucket. Refused calls reach no model and write no entry.
+/// token with its own bucket. Refused calls reach no model; the journal counts them.
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_refuse_with_retry_after_and_refill_with_time() {
     let ai = Ai::new("");
@@ -503,8 +508,41 @@ async fn limits_refuse_with_retry_after_and_refill_with_time() {
     .await;
     assert_eq!(st, 200, "a new day: {raw}");
 
-    // Only the answered calls are on the record.
+    // Only the answered calls are on the record as calls.
     assert_eq!(gateway_calls(&ai).len(), 6);
+    // The refused ones are counted in entries of their own: a caller's first refusal for a
+    // reason at once, the ones after it in the same window together when it ends.
+    let counted = |entries: &[Value], reason: &str| -> Vec<u64> {
+        entries
+            .iter()
+            .filter(|e| e["params"]["reason"] == reason)
+            .map(|e| e["params"]["refused"].as_u64().unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let entries = loop {
+        let entries = audit_entries(&ai, "gateway.refused");
+        if counted(&entries, "rate").iter().sum::<u64>() >= 4
+            || std::time::Instant::now() > deadline
+        {
+            break entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(counted(&entries, "rate"), [1, 3], "{entries:?}");
+    assert_eq!(counted(&entries, "tokens"), [1], "{entries:?}");
+    for e in &entries {
+        assert_eq!(e["outcome"], "denied", "{e}");
+        assert_eq!(
+            e["params"]["scope"],
+            if e["params"]["reason"] == "rate" {
+                "token"
+            } else {
+                "tenant"
+            },
+            "{e}"
+        );
+    }
 }
 
 /// Tools and the fields the gateway does not read: broken tool parts are refused naming the

@@ -219,6 +219,20 @@ async fn redis_going_away_refuses_when_closed_and_answers_when_open() {
         1,
         "no refused call reached the model"
     );
+    // Each node's first refusal is on the record before its answer (later ones are counted
+    // and written together when their window ends).
+    let refused: Vec<Value> = crate::gateway_api::audit_entries(&ai, "gateway.refused");
+    let first = refused
+        .iter()
+        .filter(|e| e["params"]["refused"] == 1)
+        .count();
+    assert!(first >= 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["params"]["reason"] == "limits_unavailable" && e["outcome"] == "denied"),
+        "{refused:?}"
+    );
 
     // Open: answered, under each node's own limits (a fresh bucket of two, per node).
     let shown = set_limits(&ai, &["on_shared_failure=open"]);
