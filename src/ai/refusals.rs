@@ -7,7 +7,10 @@
 use super::gateway::GatewayError;
 use crate::audit::Outcome;
 use crate::door::{Audit, TenantCtx};
+use crate::identity::Caller;
+use crate::tenants::TenantId;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// How long a caller's refusals for one reason are counted before they are written.
@@ -65,6 +68,26 @@ struct Seen {
     pending: u64,
     /// Whether a later write is already due.
     due: bool,
+    /// Whom a later entry is written for.
+    who: Option<Who>,
+}
+
+/// Whom a count of refusals is written for: the tenant, the caller, where it called from.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub tenant: TenantId,
+    pub caller: Caller,
+    pub ip: Option<IpAddr>,
+}
+
+impl Who {
+    pub fn of(ctx: &TenantCtx) -> Self {
+        Self {
+            tenant: ctx.tenant().clone(),
+            caller: ctx.caller().clone(),
+            ip: ctx.source_ip(),
+        }
+    }
 }
 
 /// The refusals of every caller of this process, by reason.
@@ -98,6 +121,7 @@ impl Refusals {
                         written_us: now_us,
                         pending: 0,
                         due: false,
+                        who: None,
                     },
                 );
                 Due::Now(1)
@@ -132,6 +156,26 @@ impl Refusals {
             s.written_us = now_us;
         }
         n
+    }
+
+    /// Records whom the refusals of `key` still to be written are for.
+    pub fn remember(&self, key: &Key, who: Who) {
+        if let Some(s) = self.lock().get_mut(key) {
+            s.who = Some(who);
+        }
+    }
+
+    /// Every count not yet written, taken (at shutdown: nothing is left for later).
+    pub fn drain(&self) -> Vec<(Key, u64, Who)> {
+        self.lock()
+            .iter_mut()
+            .filter_map(|(k, s)| {
+                let who = s.who.clone()?;
+                let n = std::mem::take(&mut s.pending);
+                s.due = false;
+                (n > 0).then(|| (k.clone(), n, who))
+            })
+            .collect()
     }
 
     /// Puts back `n` refusals of `key` whose entry could not be written, for the next one.
@@ -202,5 +246,27 @@ mod tests {
         let n = r.take(&rate, t0 + 4 * WINDOW_US);
         r.restore(&rate, n);
         assert_eq!(r.note(rate.clone(), t0 + 5 * WINDOW_US), Due::Now(2));
+        // At shutdown, what is counted and not yet written is taken whole, once; a count
+        // with no one to write it for (never due later) is not.
+        assert_eq!(
+            r.note(rate.clone(), t0 + 5 * WINDOW_US + 1),
+            Due::At(t0 + 6 * WINDOW_US)
+        );
+        assert_eq!(r.note(rate.clone(), t0 + 5 * WINDOW_US + 2), Due::Counted);
+        assert!(r.drain().is_empty(), "no one remembered");
+        r.remember(&rate, who());
+        let drained = r.drain();
+        assert_eq!(drained.len(), 1);
+        assert_eq!((&drained[0].0, drained[0].1), (&rate, 2));
+        assert!(r.drain().is_empty());
+        assert_eq!(r.take(&rate, t0 + 6 * WINDOW_US), 0);
+    }
+
+    fn who() -> Who {
+        Who {
+            tenant: TenantId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            caller: Caller::operator(crate::identity::Realm::Tenant),
+            ip: None,
+        }
     }
 }

@@ -178,7 +178,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
             web::notify::notify("STOPPING=1");
             tracing::info!("shutting down: draining connections");
         };
+        let refusals = state.refusals.clone();
         web::server::serve(listener, tls_config, web::app(state), shutdown, timeouts).await;
+        // Refused calls still counted are written before the stores close.
+        web::flush_refusals(&app, &refusals).await;
         closer.abort();
         admin.abort();
         let _ = std::fs::remove_file(crate::admin::socket_path(&dir));

@@ -709,6 +709,32 @@ async fn answer_whole(
     done
 }
 
+/// Writes the entry of `n` refusals of `key` after its call has ended, for `who`; whether
+/// it was written (a failure is logged).
+async fn journal_later(
+    app: &std::sync::Arc<crate::app::App>,
+    key: &refusals::Key,
+    n: u64,
+    who: refusals::Who,
+) -> bool {
+    let written = match door::open(app, &who.tenant, who.caller, who.ip).await {
+        Ok(ctx) => refusals::journal(&ctx, key, n).await,
+        Err(t) => Err(t.into()),
+    };
+    if let Err(failed) = &written {
+        tracing::warn!(error = %failed, "refused calls' audit entry could not be written");
+    }
+    written.is_ok()
+}
+
+/// Writes every count of refused calls not yet written: at shutdown, after the last call
+/// has ended, so that none is lost with the process.
+pub async fn flush_refusals(app: &std::sync::Arc<crate::app::App>, refusals: &refusals::Refusals) {
+    for (key, n, who) in refusals.drain() {
+        journal_later(app, &key, n, who).await;
+    }
+}
+
 /// Counts a refused call (a limit, or limits that could not be checked) for the journal:
 /// a caller's first refusal for a reason is written now, those after it within the window
 /// together when the window ends (see [`refusals`]). The call is refused either way; an
@@ -723,25 +749,17 @@ async fn journal_refusal(state: &AppState, ctx: &door::TenantCtx, e: &GatewayErr
             if let Err(failed) = refusals::journal(ctx, &key, n).await {
                 tracing::warn!(error = %failed, "a refused call's audit entry could not be written");
                 state.refusals.restore(&key, n);
+                state.refusals.remember(&key, refusals::Who::of(ctx));
             }
         }
         refusals::Due::At(at_us) => {
-            let state = state.clone();
-            let (tenant, caller, ip) =
-                (ctx.tenant().clone(), ctx.caller().clone(), ctx.source_ip());
+            let (state, who) = (state.clone(), refusals::Who::of(ctx));
+            state.refusals.remember(&key, who.clone());
             tokio::spawn(async move {
                 let wait = u64::try_from(at_us - now_us).unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
                 let n = state.refusals.take(&key, state.app.clock().now_us());
-                if n == 0 {
-                    return;
-                }
-                let written = match door::open(&state.app, &tenant, caller, ip).await {
-                    Ok(ctx) => refusals::journal(&ctx, &key, n).await,
-                    Err(t) => Err(t.into()),
-                };
-                if let Err(failed) = written {
-                    tracing::warn!(error = %failed, "refused calls' audit entry could not be written");
+                if n > 0 && !journal_later(&state.app, &key, n, who).await {
                     state.refusals.restore(&key, n);
                 }
             });

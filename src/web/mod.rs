@@ -15,6 +15,7 @@ mod documents;
 pub mod error;
 mod factor;
 mod gateway;
+pub use gateway::flush_refusals;
 mod grants;
 mod health;
 mod library;

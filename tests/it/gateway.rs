@@ -3,9 +3,10 @@
 //! streamed, and meet a wrong key, an unknown model and an empty request with the exception
 //! classes their users catch (`tests/gateway/sdk_check.py`). Every answered call, and every
 //! call for a model the tenant does not have, is in the tenant's journal. A token over its
-//! rate limit meets the SDK's `RateLimitError` with a Retry-After, and leaves no journal entry.
+//! rate limit meets the SDK's `RateLimitError` with a Retry-After, and is counted in the journal
+//! apart from the calls.
 
-use crate::support::{stderr, stdout, tool_missing, Env, Server};
+use crate::support::{https, stderr, stdout, tool_missing, Env, Server};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -292,6 +293,58 @@ fn the_vendor_sdks_work_unchanged_against_the_gateway() {
         !journal.contains(&second_key),
         "the second key is in the journal"
     );
+}
+
+/// The real server counts refused calls in the journal: the first at once, the ones after
+/// it together when their window ends, or, when the server stops first, at its shutdown.
+#[test]
+fn refused_calls_are_counted_in_the_journal_also_when_the_server_stops() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let key = env
+        .ok(&["token", "create", "--tenant", &t, "--role", "operator"])
+        .trim()
+        .to_string();
+    env.ok(&[
+        "assistant",
+        "limits",
+        "--tenant",
+        &t,
+        "--set",
+        "token.rps=0.001",
+        "--set",
+        "token.burst=1",
+    ]);
+    let server = Server::start(&env, &[]);
+    let bearer = format!("Bearer {key}");
+    let body = br#"{"model":"extractive","messages":[{"role":"user","content":"hello"}]}"#;
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            https(
+                server.addr,
+                &server.cert,
+                "POST",
+                "/v1/chat/completions",
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 429, 429, 429]);
+    assert!(server.terminate().success());
+    let journal = env.ok(&["audit", "export", "--tenant", &t]);
+    let refused: Vec<u64> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "gateway.refused")
+        .map(|e| e["params"]["refused"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [1, 2], "{journal}");
+    assert!(!journal.contains(&key), "the key is in the journal");
 }
 
 /// `bench gateway` prints its figures as JSON lines: the latency the gateway adds, and
