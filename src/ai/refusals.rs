@@ -32,19 +32,17 @@ pub struct Key {
 impl Key {
     /// The caller of `ctx`, refused for `e`; `None` when `e` is no refusal.
     pub fn of(ctx: &TenantCtx, e: &GatewayError) -> Option<Self> {
+        let (reason, scope) = match e {
+            GatewayError::Limited(r) => (r.reason(), Some(r.scope())),
+            GatewayError::LimitsUnavailable => ("limits_unavailable", None),
+            _ => return None,
+        };
         let actor = ctx.actor();
         Some(Self {
             tenant: ctx.tenant().as_str().to_string(),
             actor: format!("{}:{}", actor.kind.as_str(), actor.id),
-            reason: match e {
-                GatewayError::Limited(r) => r.reason(),
-                GatewayError::LimitsUnavailable => "limits_unavailable",
-                _ => return None,
-            },
-            scope: match e {
-                GatewayError::Limited(r) => Some(r.scope()),
-                _ => None,
-            },
+            reason,
+            scope,
         })
     }
 }

@@ -180,10 +180,15 @@ fn assert_rate_limited(vendor: &str, r: &Value) {
 
 /// The tenant journal's `gateway.call` entries, oldest first.
 pub fn gateway_calls(journal: &str) -> Vec<Value> {
+    entries_of(journal, "gateway.call")
+}
+
+/// The entries of `action` in an exported journal, oldest first.
+fn entries_of(journal: &str, action: &str) -> Vec<Value> {
     journal
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .filter(|e| e["action"] == "gateway.call")
+        .filter(|e| e["action"] == action)
         .collect()
 }
 
@@ -255,16 +260,7 @@ fn the_vendor_sdks_work_unchanged_against_the_gateway() {
         ("openai", format!("{root}/v1"), &key),
         ("anthropic", root.clone(), &second_key),
     ] {
-        env.ok(&[
-            "assistant",
-            "limits",
-            "--tenant",
-            &t,
-            "--set",
-            "token.rps=0.001",
-            "--set",
-            "token.burst=1",
-        ]);
+        env.limit_token_calls(&t, 1);
         let before = gateway_calls(&env.ok(&["audit", "export", "--tenant", &t]));
         let r = sdk_check(
             &py,
@@ -305,16 +301,7 @@ fn refused_calls_are_counted_in_the_journal_also_when_the_server_stops() {
         .ok(&["token", "create", "--tenant", &t, "--role", "operator"])
         .trim()
         .to_string();
-    env.ok(&[
-        "assistant",
-        "limits",
-        "--tenant",
-        &t,
-        "--set",
-        "token.rps=0.001",
-        "--set",
-        "token.burst=1",
-    ]);
+    env.limit_token_calls(&t, 1);
     let server = Server::start(&env, &[]);
     let bearer = format!("Bearer {key}");
     let body = br#"{"model":"extractive","messages":[{"role":"user","content":"hello"}]}"#;
@@ -337,10 +324,8 @@ fn refused_calls_are_counted_in_the_journal_also_when_the_server_stops() {
     assert_eq!(statuses, [200, 429, 429, 429]);
     assert!(server.terminate().success());
     let journal = env.ok(&["audit", "export", "--tenant", &t]);
-    let refused: Vec<u64> = journal
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["action"] == "gateway.refused")
+    let refused: Vec<u64> = entries_of(&journal, "gateway.refused")
+        .iter()
         .map(|e| e["params"]["refused"].as_u64().unwrap())
         .collect();
     assert_eq!(refused, [1, 2], "{journal}");

@@ -94,16 +94,7 @@ fn the_prometheus_parser_reads_the_metrics_and_each_counter_moves_by_what_happen
     .unwrap();
     env.ok(&["assistant", "policy", "--tenant", &t, "--endpoints", "down"]);
     // Two calls, then none for a long while.
-    env.ok(&[
-        "assistant",
-        "limits",
-        "--tenant",
-        &t,
-        "--set",
-        "token.rps=0.001",
-        "--set",
-        "token.burst=2",
-    ]);
+    env.limit_token_calls(&t, 2);
     let server = Server::start(&env, &[]);
     let scrape = || {
         let r = https(server.addr, &server.cert, "GET", "/metrics", &[], b"");

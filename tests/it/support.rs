@@ -126,6 +126,21 @@ impl Env {
         self.ok(&["tenant", "create", name]).trim().to_string()
     }
 
+    /// Lets each token of `tenant` make `burst` calls to models, then one per 1000 s.
+    pub fn limit_token_calls(&self, tenant: &str, burst: u32) {
+        let burst = format!("token.burst={burst}");
+        self.ok(&[
+            "assistant",
+            "limits",
+            "--tenant",
+            tenant,
+            "--set",
+            "token.rps=0.001",
+            "--set",
+            &burst,
+        ]);
+    }
+
     /// The action of every system journal entry, oldest first.
     pub fn system_actions(&self) -> Vec<String> {
         self.ok(&["audit", "export", "--system"])
