@@ -49,22 +49,36 @@ enum Key {
     Source(IpAddr),
     /// Second-factor codes tried for one account.
     Factor(String),
+    /// Addresses a source asked single sign-on for that led to no provider.
+    Discovery(IpAddr),
+}
+
+/// The client a source address stands for: an IPv6 client by its /64, which one client
+/// usually holds whole.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(
+            v6.to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        ),
+        v4 => v4,
+    }
 }
 
 fn source_key(ip: IpAddr) -> Key {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            // One client usually holds a whole /64.
-            let mut o = v6.octets();
-            o[8..].fill(0);
-            Key::Source(IpAddr::V6(o.into()))
-        }
-        IpAddr::V6(v6) => Key::Source(IpAddr::V4(
-            v6.to_ipv4_mapped()
-                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-        )),
-        v4 => Key::Source(v4),
-    }
+    Key::Source(source(ip))
+}
+
+/// A source that gave no address (not seen from a connection) counts as one with all such.
+fn discovery_key(ip: Option<IpAddr>) -> Key {
+    Key::Discovery(source(
+        ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    ))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +159,19 @@ impl Throttle {
 
     pub fn factor_passed(&self, user: &UserId) {
         self.succeed(&Key::Factor(user.to_string()));
+    }
+
+    /// Seconds until `ip` may look up another address for single sign-on, if it must wait.
+    /// A lookup that finds no provider answers as one for an address nobody has, so that
+    /// whether an address has an account is not told; these are throttled as failed
+    /// sign-ins are, so addresses cannot be tried by the thousand.
+    pub fn discovery_wait(&self, ip: Option<IpAddr>, now_us: i64, s: &Settings) -> Option<u64> {
+        self.wait_secs(&[discovery_key(ip)], now_us, s)
+    }
+
+    /// Counts a lookup from `ip` that led to no provider.
+    pub fn discovery_missed(&self, ip: Option<IpAddr>, now_us: i64, s: &Settings) {
+        self.fail(&[discovery_key(ip)], now_us, s);
     }
 
     fn succeed(&self, account: &Key) {

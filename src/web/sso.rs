@@ -193,16 +193,37 @@ async fn start_from_form(State(state): State<AppState>, req: Request) -> Respons
             ),
         );
     };
+    // Only a lookup that reaches a provider tells anything: the others (no account, an
+    // account of the platform or of a tenant without single sign-on) get one answer, and a
+    // source that keeps getting it waits, as after failed sign-ins.
+    let (throttle, settings) = (&state.auth.throttle, &state.auth.settings);
+    if let Some(wait) = throttle.discovery_wait(form.ip, state.app.clock().now_us(), settings) {
+        crate::metrics::inc(
+            &crate::metrics::global().throttled,
+            &[("reason", "sign_in")],
+        );
+        let mut res = sso_refused(
+            who,
+            &SsoError::Identity(crate::identity::IdentityError::Throttled(wait)),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return res;
+    }
     let dir = state.app.directory().clone();
     let e2 = email.clone();
     let found = tokio::task::spawn_blocking(move || dir.find(&e2)).await;
-    match found {
+    let res = match found {
         Ok(Ok(Some(listing))) => match listing.home {
             Home::Tenant(t) => start(&state, at, &t, Some(&email), From::Form(who)).await,
             Home::Platform => sso_refused(who, &SsoError::NotAvailable),
         },
         _ => sso_refused(who, &SsoError::NotAvailable),
+    };
+    if !res.status().is_success() {
+        throttle.discovery_missed(form.ip, state.app.clock().now_us(), settings);
     }
+    res
 }
 
 /// A tenant's own sign-in link, for people who have no account yet.

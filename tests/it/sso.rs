@@ -574,6 +574,30 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
     let (st, _, b) = w.sso_form("nobody@else.test").await;
     assert_eq!(st, 400);
     assert!(text(&b).contains("not set up"));
+    // Nor does one trying addresses by the thousand: after three that led nowhere, the
+    // source waits before it may try another, known or not; another source may go on.
+    for who in ["nobody2@else.test", "nobody3@else.test"] {
+        assert_eq!(w.sso_form(who).await.0, 400, "{who}");
+    }
+    let (st, h, b) = w.sso_form("bob@acme.test").await;
+    assert_eq!(st, 429, "{}", text(&b));
+    assert_eq!(h.get("retry-after").unwrap(), "1");
+    assert!(text(&b).contains("try again in 1 seconds"), "{}", text(&b));
+    let body = serde_urlencoded::to_string([("who", "bob@acme.test")]).unwrap();
+    let (st, _, b) = w
+        .site
+        .s
+        .send(
+            "POST",
+            "/login/sso",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-test-peer", "198.51.100.7:40000"),
+            ],
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(st, 200, "{}", text(&b));
 }
 
 #[tokio::test(flavor = "multi_thread")]
