@@ -109,9 +109,13 @@ impl Resolver {
                 .iter()
                 .find(|ip| is_internal(**ip) && !allow.iter().any(|a| a == &ip.to_string()))
             {
-                return Err(refuse(format!(
-                    "it resolves to the internal address {ip}, which is not listed itself"
-                )));
+                // The address is the operator's to see, in the log; the refusal reaches
+                // callers of the tenant, who have no business learning the network's layout.
+                tracing::warn!(%host, address = %ip, "egress refused: an internal address not on the allow-list");
+                return Err(refuse(
+                    "it resolves to an internal address that is not listed itself (the log names it)"
+                        .into(),
+                ));
             }
         }
         Ok(ips

@@ -494,7 +494,11 @@ pub async fn answer(
     });
     if let Ok(a) = &answer {
         limiter
-            .spend(now_us, &scopes, a.input_tokens + a.output_tokens)
+            .spend(
+                now_us,
+                &scopes,
+                a.input_tokens.saturating_add(a.output_tokens),
+            )
             .await;
     }
     let (outcome, kind) = match &answer {

@@ -22,6 +22,16 @@ const MAX_RETRY_AFTER: u64 = 10;
 /// The Anthropic API version spoken.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// A token count the model reported, bounded: a count past any context a model has (a
+/// faulty or hostile server's `u64::MAX`) is taken as that bound, so sums and budgets never
+/// wrap.
+fn count(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().map(|n| n.min(MAX_REPORTED_TOKENS))
+}
+
+/// The most tokens a model's report is believed for one call.
+const MAX_REPORTED_TOKENS: u64 = 1 << 32;
+
 /// An endpoint's API key. Prints `[redacted]`; wiped when dropped.
 pub struct ApiKey(Zeroizing<String>);
 
@@ -438,11 +448,15 @@ impl HttpModel {
     }
 
     fn read_plain(&self, v: &serde_json::Value, reply: &mut Reply) -> Result<(), ModelError> {
-        let num = |v: &serde_json::Value| v.as_u64();
         match self.cfg.protocol {
             Protocol::Openai => {
                 let message = &v["choices"][0]["message"];
                 let calls = message["tool_calls"].as_array().filter(|c| !c.is_empty());
+                if calls.is_some_and(|c| !c.iter().all(serde_json::Value::is_object)) {
+                    return Err(ModelError::Malformed(
+                        "choices[0].message.tool_calls holds something that is not a call",
+                    ));
+                }
                 reply.text = match message["content"].as_str() {
                     Some(t) => t.to_string(),
                     // A message that only calls tools has no content.
@@ -453,8 +467,8 @@ impl HttpModel {
                 reply.stop = v["choices"][0]["finish_reason"]
                     .as_str()
                     .and_then(Stop::parse);
-                reply.input_tokens = num(&v["usage"]["prompt_tokens"]);
-                reply.output_tokens = num(&v["usage"]["completion_tokens"]);
+                reply.input_tokens = count(&v["usage"]["prompt_tokens"]);
+                reply.output_tokens = count(&v["usage"]["completion_tokens"]);
             }
             Protocol::Anthropic => {
                 let blocks = v["content"]
@@ -469,8 +483,8 @@ impl HttpModel {
                     reply.tool_calls = Some(serde_json::Value::Array(blocks.clone()));
                 }
                 reply.stop = v["stop_reason"].as_str().and_then(Stop::parse);
-                reply.input_tokens = num(&v["usage"]["input_tokens"]);
-                reply.output_tokens = num(&v["usage"]["output_tokens"]);
+                reply.input_tokens = count(&v["usage"]["input_tokens"]);
+                reply.output_tokens = count(&v["usage"]["output_tokens"]);
             }
         }
         if let Some(m) = v["model"].as_str() {
@@ -499,8 +513,8 @@ impl HttpModel {
                     return Err(ModelError::Status(500));
                 }
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-                    reply.input_tokens = u["prompt_tokens"].as_u64();
-                    reply.output_tokens = u["completion_tokens"].as_u64();
+                    reply.input_tokens = count(&u["prompt_tokens"]);
+                    reply.output_tokens = count(&u["completion_tokens"]);
                 }
                 if let Some(m) = v["model"].as_str() {
                     reply.model = m.chars().take(200).collect();
@@ -514,7 +528,7 @@ impl HttpModel {
             }
             Protocol::Anthropic => match event.or(v["type"].as_str()) {
                 Some("message_start") => {
-                    reply.input_tokens = v["message"]["usage"]["input_tokens"].as_u64();
+                    reply.input_tokens = count(&v["message"]["usage"]["input_tokens"]);
                     if let Some(m) = v["message"]["model"].as_str() {
                         reply.model = m.chars().take(200).collect();
                     }
@@ -522,7 +536,7 @@ impl HttpModel {
                 }
                 Some("content_block_delta") => Ok(v["delta"]["text"].as_str().map(str::to_string)),
                 Some("message_delta") => {
-                    if let Some(n) = v["usage"]["output_tokens"].as_u64() {
+                    if let Some(n) = count(&v["usage"]["output_tokens"]) {
                         reply.output_tokens = Some(n);
                     }
                     if let Some(stop) = v["delta"]["stop_reason"].as_str() {

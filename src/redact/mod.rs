@@ -250,6 +250,10 @@ pub(crate) struct Scan<'a> {
     pub out: Vec<Found>,
     /// Byte ranges of URL authorities: an `@` inside one is not an e-mail address.
     pub authorities: Vec<(usize, usize)>,
+    /// The last run of base64url bytes a JWT's header was looked for in, `start..end`.
+    pub url_run: (usize, usize),
+    /// The last header dot a JWT's rest was read after, and where that rest ended.
+    pub jwt_after: Option<(usize, Option<usize>)>,
 }
 
 /// Bytes that continue a word: ASCII letters and digits, `_`, and anything non-ASCII (the
@@ -307,6 +311,8 @@ impl<'a> Scan<'a> {
             b: text.as_bytes(),
             out: Vec::new(),
             authorities: Vec::new(),
+            url_run: (0, 0),
+            jwt_after: None,
         }
     }
 

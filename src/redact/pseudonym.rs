@@ -96,7 +96,7 @@ impl Pseudonyms {
         let mut rest = text;
         while let Some(open) = rest.find('<') {
             let tail = &rest[open..];
-            if let Some(close) = tail[..tail.len().min(MAX_PLACEHOLDER)].find('>') {
+            if let Some(close) = placeholder_end(tail) {
                 let inner = &tail[1..close];
                 let shaped = inner.rsplit_once('_').is_some_and(|(label, n)| {
                     !label.is_empty()
@@ -129,7 +129,7 @@ impl Pseudonyms {
         while let Some(open) = rest.find('<') {
             out.push_str(&rest[..open]);
             let tail = &rest[open..];
-            let close = tail[..tail.len().min(MAX_PLACEHOLDER)].find('>');
+            let close = placeholder_end(tail);
             match close.and_then(|c| self.by_placeholder.get(&tail[..=c]).map(|v| (c, v))) {
                 Some((c, value)) => {
                     out.push_str(&value.0);
@@ -152,6 +152,13 @@ impl Pseudonyms {
             pending: String::new(),
         }
     }
+}
+
+/// Where the `>` that may close a placeholder starting `tail` (at its `<`) is: within the
+/// longest a placeholder can be. Searched on bytes, as `>` is one, so that text after the
+/// `<` in any script is looked at without cutting it inside a character.
+fn placeholder_end(tail: &str) -> Option<usize> {
+    tail.bytes().take(MAX_PLACEHOLDER).position(|b| b == b'>')
 }
 
 /// Puts placeholders back in a streamed answer: a piece that ends in what may be the start

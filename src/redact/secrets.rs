@@ -128,7 +128,11 @@ pub(super) fn url_passwords(s: &mut Scan<'_>) {
 pub(super) fn emails(s: &mut Scan<'_>) {
     let b = s.b;
     for at in memchr::memchr_iter(b'@', b) {
-        if s.authorities.iter().any(|&(a, e)| a <= at && at < e) {
+        // The authorities were found in order and cannot overlap (one ends at its first
+        // `@`, before any later `://`): the one that may hold `at` is found by bisection,
+        // so a text of many URLs and `@`s costs no more than its length times a logarithm.
+        let before = s.authorities.partition_point(|&(a, _)| a <= at);
+        if before > 0 && at < s.authorities[before - 1].1 {
             continue;
         }
         let mut l = at;
@@ -247,19 +251,56 @@ pub(super) fn vendor_token(s: &mut Scan<'_>, i: usize) -> Option<usize> {
     Some(j)
 }
 
+/// Longest segment of a JWT looked at.
+const JWT_SEGMENT: usize = 8192;
+
 /// `header.payload.signature`, base64url, the header starting `eyJ` (`{"`).
+///
+/// Every `eyJ` after a `-` starts a word, so a text of `eyJ-eyJ-...` asks here at every
+/// fourth byte: the run of base64url bytes a header is part of is found once for the whole
+/// run, and what follows a header's dot once for every start that reaches it, so that such a
+/// text costs its length and not its length times a segment's.
 fn jwt(s: &mut Scan<'_>, i: usize) -> Option<usize> {
     let b = s.b;
-    let mut j = i;
-    for (part, min) in [10usize, 10, 8].into_iter().enumerate() {
+    let (run_from, run_end) = s.url_run;
+    let dot = if run_from <= i && i < run_end {
+        run_end
+    } else {
+        let mut j = i;
+        while j < b.len() && Chars::Url.has(b[j]) {
+            j += 1;
+        }
+        s.url_run = (i, j);
+        j
+    };
+    if dot - i > JWT_SEGMENT || dot - i < 10 || s.byte(dot) != b'.' {
+        return None;
+    }
+    let end = match s.jwt_after {
+        Some((at, end)) if at == dot => end,
+        _ => {
+            let end = jwt_rest(s, dot + 1);
+            s.jwt_after = Some((dot, end));
+            end
+        }
+    }?;
+    s.kind(i, end, Kind::ApiKey);
+    Some(end)
+}
+
+/// Where the payload and signature from `from` (after the header's dot) end, if they are.
+fn jwt_rest(s: &Scan<'_>, from: usize) -> Option<usize> {
+    let b = s.b;
+    let mut j = from;
+    for (part, min) in [10usize, 8].into_iter().enumerate() {
         let from = j;
-        while j < b.len() && j - from < 8192 && Chars::Url.has(b[j]) {
+        while j < b.len() && j - from < JWT_SEGMENT && Chars::Url.has(b[j]) {
             j += 1;
         }
         if j - from < min {
             return None;
         }
-        if part < 2 {
+        if part == 0 {
             if s.byte(j) != b'.' {
                 return None;
             }
@@ -269,7 +310,6 @@ fn jwt(s: &mut Scan<'_>, i: usize) -> Option<usize> {
     if s.byte(j) == b'.' && s.byte(j + 1).is_ascii_alphanumeric() {
         return None;
     }
-    s.kind(i, j, Kind::ApiKey);
     Some(j)
 }
 

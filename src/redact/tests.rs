@@ -407,3 +407,84 @@ fn placeholder_text_already_in_a_call_is_never_issued_or_filled_in() {
         "<EMAIL_1> is literal, anna@example.org is Anna"
     );
 }
+
+#[test]
+fn text_in_any_script_after_a_less_than_sign_is_looked_at_whole() {
+    let d = Detector::default();
+    let mut p = Pseudonyms::new();
+    // The longest a placeholder may be ends inside a character here, at every offset.
+    let base = "a < 東京都の人口は大阪府より多いですか？と質問しました <EMAIL_1>";
+    for pad in 0..4 {
+        let text = format!("{}{base} <{}", "x".repeat(pad), "é".repeat(30));
+        p.reserve(&text);
+        assert_eq!(p.restore(&text), text);
+    }
+    p.redact(&d, "mail anna@example.org");
+    let answer = "返信 < 東京都の人口は大阪府より多いですか <EMAIL_2> 送信しました";
+    assert_eq!(
+        p.restore(answer),
+        "返信 < 東京都の人口は大阪府より多いですか anna@example.org 送信しました"
+    );
+    for (at, _) in answer.char_indices().skip(1) {
+        let mut r = p.stream();
+        let mut out = r.push(&answer[..at]);
+        out.push_str(&r.push(&answer[at..]));
+        out.push_str(&r.finish());
+        assert_eq!(out, p.restore(answer), "cut at {at}");
+    }
+}
+
+#[test]
+fn an_at_sign_in_any_of_many_url_authorities_is_not_an_address() {
+    let mut text: String = (0..500)
+        .map(|i| format!("see https://u{i}:pw{i}x@h{i}.example.com/ and "))
+        .collect();
+    text.push_str("mail anna@example.org, not ftp://bob@files.example.net");
+    let got = found(&text);
+    let emails: Vec<&str> = got
+        .iter()
+        .filter(|(k, _)| k == "EMAIL")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(emails, ["anna@example.org"]);
+    assert_eq!(got.iter().filter(|(k, _)| k == "URL_PASSWORD").count(), 500);
+    one(&text, "URL_PASSWORD", "pw499x");
+}
+
+#[test]
+fn a_jwt_is_found_among_runs_that_only_look_like_headers() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2J5dGVz";
+    let junk = "eyJ-".repeat(3000);
+    one(&format!("{junk} token {jwt} end"), "API_KEY", jwt);
+    // Of a header run longer than a segment may be, the part that fits is taken.
+    let long = format!("{junk}.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2J5dGVz");
+    let got = found(&long);
+    assert_eq!(got.len(), 1);
+    assert!(long.ends_with(&got[0].1) && got[0].1.find('.') == Some(8192));
+    let short = format!("{}{}", "eyJ-".repeat(10), jwt);
+    one(&format!("x {short} y"), "API_KEY", &short);
+    // Many headers ending at one dot share what follows it.
+    let many = format!(
+        "{}.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2J5dGVz",
+        "eyJ-".repeat(100)
+    );
+    assert_eq!(found(&many).len(), 1, "{:?}", found(&many));
+}
+
+/// Texts made to hit the scans' worst cases take time in proportion to their length: the
+/// bound is hundreds of times what they take, and a scan that looks back over earlier
+/// matches at every candidate would take minutes.
+#[test]
+fn adversarial_texts_are_scanned_in_linear_time() {
+    let d = Detector::default();
+    for unit in ["ab://@", "eyJ-", "x://u:p@", "a@b.co "] {
+        let text = unit.repeat((4 << 20) / unit.len());
+        let start = std::time::Instant::now();
+        let _ = d.find(&text);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{unit:?} took {:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -921,7 +921,7 @@ async fn chat(
                 "usage": {
                     "prompt_tokens": a.input_tokens,
                     "completion_tokens": a.output_tokens,
-                    "total_tokens": a.input_tokens + a.output_tokens,
+                    "total_tokens": a.input_tokens.saturating_add(a.output_tokens),
                 },
             }))
             .into_response(),
@@ -955,7 +955,9 @@ async fn chat(
                         .enumerate()
                         .map(|(i, c)| {
                             let mut c = c.clone();
-                            c["index"] = json!(i);
+                            if let Some(o) = c.as_object_mut() {
+                                o.insert("index".into(), json!(i));
+                            }
                             c
                         })
                         .collect();
@@ -969,7 +971,7 @@ async fn chat(
                     last["usage"] = json!({
                         "prompt_tokens": a.input_tokens,
                         "completion_tokens": a.output_tokens,
-                        "total_tokens": a.input_tokens + a.output_tokens,
+                        "total_tokens": a.input_tokens.saturating_add(a.output_tokens),
                     });
                     out.push(data(&last));
                 }

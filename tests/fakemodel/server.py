@@ -53,6 +53,8 @@ Scenarios, selected by the request's "model" (which is also echoed as "model" in
                               Plain: Content-Length of the full body, half the body, then close.
   endless-stream              streamed: a content delta every 200 ms until the client disconnects.
                               Plain: 200 headers, then a space of JSON whitespace every 200 ms.
+  odd-tool-calls              OpenAI, with tools offered: message.tool_calls is [1, "x"] (not calls).
+  huge-usage                  the normal answer, its token counts reported as 2**64 - 1 each.
   stall-body                  streamed: headers and the first content delta; plain: headers and
                               half the body. Then nothing for 1 hour, ending early when the client
                               disconnects or the server shuts down.
@@ -319,6 +321,8 @@ class Handler(BaseHTTPRequestHandler):
         text = make_answer(model, texts)
         in_tok = sum(len(t.split()) for t in texts)
         out_tok = len(text.split())
+        if model == "huge-usage":
+            in_tok = out_tok = 2**64 - 1
         stream = body.get("stream") is True
         opts = body.get("stream_options")
         include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
@@ -346,6 +350,13 @@ class Handler(BaseHTTPRequestHandler):
                 "usage": {"input_tokens": len(asked.split()), "output_tokens": 5}})
         if last.get("role") == "tool":
             return self.openai_reply(model, f"Tool said: {text_of(content)}", 1, 3, False, False)
+        if model == "odd-tool-calls":
+            return self.plain(model, {
+                "id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion",
+                "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None,
+                                                     "tool_calls": [1, "x"]},
+                             "logprobs": None, "finish_reason": "tool_calls"}]})
         name = (tools[0].get("function") or {}).get("name")
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         asked = text_of(users[-1].get("content")) if users else ""

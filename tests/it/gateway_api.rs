@@ -755,3 +755,63 @@ async fn tools_and_unread_fields_pass_only_where_the_api_and_the_policy_allow() 
     assert_eq!(entry["params"]["dropped"], json!(["tools"]), "{entry}");
     assert_eq!(entry["params"]["tools"]["offered"], 1, "{entry}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_models_odd_tool_calls_and_impossible_token_counts_end_cleanly() {
+    let fake = Backend::fake(&[]);
+    let ai = Ai::new(&format!(
+        "{}{}",
+        endpoint("odd", "openai", &[&fake.url], "odd-tool-calls", ""),
+        endpoint("big", "openai", &[&fake.url], "huge-usage", "")
+    ));
+    ai.use_model("odd");
+    let auth = ai.op.clone();
+    let user = json!({ "role": "user", "content": "Send it" });
+    let tool = json!({ "type": "function", "function": { "name": "send_note", "parameters": {} } });
+    // Calls that are not calls: a clear error, plain or streamed, and the call recorded.
+    for stream in [false, true] {
+        let body = json!({ "model": "odd", "messages": [user], "tools": [tool], "stream": stream });
+        let (st, _, _, raw) = post(
+            &ai,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            &body,
+        )
+        .await;
+        assert!(raw.contains("not a call"), "{stream}: {st} {raw}");
+        assert!(!raw.contains("[DONE]"), "{raw}");
+        if !stream {
+            assert_eq!(st, 503, "{raw}");
+        }
+    }
+    let calls = gateway_calls(&ai);
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c["outcome"] != "success"), "{calls:?}");
+    // Counts past any model's context are believed up to 2^32 each, and add up without
+    // wrapping, plain and streamed.
+    let bound = 1u64 << 32;
+    let body = json!({ "model": "big", "messages": [user] });
+    let (st, _, v, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &body,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    assert_eq!(v["usage"]["prompt_tokens"], bound);
+    assert_eq!(v["usage"]["total_tokens"], 2 * bound);
+    let body = json!({ "model": "big", "messages": [user], "stream": true,
+        "stream_options": { "include_usage": true } });
+    let (st, _, _, raw) = post(
+        &ai,
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        &body,
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    let (_, done, usage) = openai_stream_text(&raw);
+    assert!(done, "{raw}");
+    assert_eq!(usage.unwrap()["total_tokens"], 2 * bound);
+}
