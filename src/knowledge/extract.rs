@@ -1,4 +1,4 @@
-//! The text of files that are not text: HTML by `html2text`, the text layer of a PDF by
+//! The text of files that are not text: HTML by html5ever's tokenizer, the text layer of a PDF by
 //! `pdf-extract` with `lopdf`'s own extraction as the fallback.
 //!
 //! `pdf-extract` panics on some files by design, and a crafted file can keep it busy for a
@@ -33,13 +33,128 @@ pub enum Unreadable {
 
 /// The readable text of an HTML page: scripts, styles and markup dropped, block elements on
 /// lines of their own, link targets left out.
+///
+/// Read with html5ever's tokenizer, tag by tag, with no layout: a layout engine pads every
+/// table cell to its column's widest and indents nested lists line by line, so a small page
+/// of a long word over many rows, or of deep nesting, became gigabytes of spaces. Here the
+/// text is at most the page's own characters and a line break or two per tag.
 pub fn html(bytes: &[u8]) -> Result<String, Unreadable> {
-    let text = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
-        .no_table_borders()
-        .allow_width_overflow()
-        .string_from_read(bytes, 100_000)
-        .map_err(|_| Unreadable::Broken("the page cannot be read as HTML".into()))?;
-    Ok(tidy(&text))
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
+    let page = std::str::from_utf8(bytes)
+        .map_err(|_| Unreadable::Broken("the page is not UTF-8 text".into()))?;
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(page));
+    let tokenizer = Tokenizer::new(PageText::default(), TokenizerOpts::default());
+    // Scripts are not run: a page's `<script>` is text to skip, never a pause.
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    Ok(tidy(&tokenizer.sink.out.take()))
+}
+
+/// The text of a page as its tokens come: the sink of [`html`].
+#[derive(Default)]
+struct PageText {
+    out: std::cell::RefCell<String>,
+    /// The element whose raw content is being skipped (`script`, `style`, ...).
+    skipping: std::cell::RefCell<Option<html5ever::LocalName>>,
+    /// How many `pre` elements are open: white space inside them is kept.
+    pre: std::cell::Cell<u32>,
+}
+
+impl PageText {
+    fn push(&self, s: &str) {
+        let mut out = self.out.borrow_mut();
+        // Past what is kept of a page anyway, the rest is not gathered.
+        if out.len() < 2 * MAX_TEXT {
+            out.push_str(s);
+        }
+    }
+
+    fn text(&self, t: &str) {
+        if self.pre.get() > 0 {
+            return self.push(t);
+        }
+        let mut out = self.out.borrow_mut();
+        if out.len() >= 2 * MAX_TEXT {
+            return;
+        }
+        for (i, word) in t.split_whitespace().enumerate() {
+            let after_space = out.ends_with([' ', '\n']) || out.is_empty();
+            if (i > 0 || t.starts_with(char::is_whitespace)) && !after_space {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        if t.ends_with(char::is_whitespace) && !out.ends_with([' ', '\n']) && !out.is_empty() {
+            out.push(' ');
+        }
+    }
+}
+
+impl html5ever::tokenizer::TokenSink for PageText {
+    type Handle = ();
+
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::states::RawKind;
+        use html5ever::tokenizer::{TagKind, Token, TokenSinkResult};
+        let tag = match token {
+            Token::CharacterTokens(t) => {
+                if self.skipping.borrow().is_none() {
+                    self.text(&t);
+                }
+                return TokenSinkResult::Continue;
+            }
+            Token::TagToken(tag) => tag,
+            _ => return TokenSinkResult::Continue,
+        };
+        let name: &str = &tag.name;
+        if self.skipping.borrow().is_some() {
+            // Only the end of the skipped element comes as a tag inside it.
+            if tag.kind == TagKind::EndTag && self.skipping.borrow().as_ref() == Some(&tag.name) {
+                *self.skipping.borrow_mut() = None;
+            }
+            return TokenSinkResult::Continue;
+        }
+        let start = tag.kind == TagKind::StartTag;
+        let raw = match name {
+            "script" => Some(RawKind::ScriptData),
+            "style" | "noscript" | "iframe" | "noembed" | "noframes" | "xmp" | "template" => {
+                Some(RawKind::Rawtext)
+            }
+            "title" | "textarea" => Some(RawKind::Rcdata),
+            _ => None,
+        };
+        if let Some(kind) = raw {
+            if start && !tag.self_closing {
+                *self.skipping.borrow_mut() = Some(tag.name.clone());
+                return TokenSinkResult::RawData(kind);
+            }
+            return TokenSinkResult::Continue;
+        }
+        match name {
+            "pre" if start => self.pre.set(self.pre.get() + 1),
+            "pre" => self.pre.set(self.pre.get().saturating_sub(1)),
+            _ => {}
+        }
+        match name {
+            "br" => self.push("\n"),
+            "td" | "th" if start => self.push(" "),
+            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "pre" | "blockquote" | "table"
+            | "ul" | "ol" | "dl" | "hr" | "section" | "article" | "header" | "footer" | "nav"
+            | "aside" | "main" | "figure" | "form" | "fieldset" | "details" | "address" => {
+                self.push("\n\n");
+            }
+            "li" | "tr" | "dt" | "dd" | "div" | "caption" | "figcaption" | "summary" | "thead"
+            | "tbody" | "tfoot" | "option" => self.push("\n"),
+            _ => {}
+        }
+        TokenSinkResult::Continue
+    }
 }
 
 /// The text layer of a PDF.
@@ -273,6 +388,36 @@ mod tests {
         for gone in ["secret", "color", "https://", "<b>", "<p>"] {
             assert!(!text.contains(gone), "{gone} in {text}");
         }
+    }
+
+    #[test]
+    fn html_text_is_the_pages_own_characters_however_it_is_laid_out() {
+        // A long word over many table rows, and deep nesting: nothing padded or indented.
+        let rows = "<tr><td>y<td>x".repeat(50_000);
+        let page = format!("<table><tr><td>{}<td>x{rows}</table>", "w".repeat(50_000));
+        let text = html(page.as_bytes()).unwrap();
+        assert!(
+            text.len() < page.len(),
+            "{} from {}",
+            text.len(),
+            page.len()
+        );
+        assert!(text.contains(&format!("{} x", "w".repeat(50_000))));
+        let deep = format!(
+            "{}<li>item{}",
+            "<ul><li>".repeat(20_000),
+            "</ul>".repeat(20_000)
+        );
+        let text = html(deep.as_bytes()).unwrap();
+        assert!(text.len() < deep.len());
+        assert!(text.contains("item"));
+        // Scripts, styles and titles say nothing even when they hold tags; `pre` keeps its
+        // spacing; entities are read.
+        let page = "<title>Tab</title><script>if (a < b) { x = '</p>'; }</script>\
+            <style>p > b { color: red }</style><p>Caf&eacute;   &amp; <b>bar</b></p>\
+            <pre>  a\n    b</pre><p>end<br>line</p>";
+        let text = html(page.as_bytes()).unwrap();
+        assert_eq!(text, "Café & bar\n\n  a\n    b\n\nend\nline");
     }
 
     #[test]

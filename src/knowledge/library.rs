@@ -150,6 +150,8 @@ pub enum KnowledgeError {
     TooLarge { name: String, limit: usize },
     #[error("{0}: the file holds no text")]
     Empty(String),
+    #[error("{name}: {detail}; split the file, or shorten its longest field names")]
+    Expands { name: String, detail: String },
     #[error("invalid document name: {0}")]
     BadName(String),
     #[error("the tenant already holds {MAX_DOCUMENTS} documents; remove some first")]
@@ -181,6 +183,7 @@ impl KnowledgeError {
             Self::TooSlow(_) => "KNW-0013",
             Self::Busy => "KNW-0014",
             Self::BadFilter(_) => "KNW-0015",
+            Self::Expands { .. } => "KNW-0016",
             Self::InvalidId(e) => e.code(),
             Self::Denied(_) => "KNW-0008",
             Self::Store(e) => e.code(),
@@ -195,6 +198,7 @@ crate::domain_error!(KnowledgeError, |e| {
         KnowledgeError::Unsupported(_)
         | KnowledgeError::NotText(_)
         | KnowledgeError::TooLarge { .. }
+        | KnowledgeError::Expands { .. }
         | KnowledgeError::Empty(_)
         | KnowledgeError::BadName(_)
         | KnowledgeError::Malformed { .. }
@@ -345,6 +349,14 @@ fn controls(utf8: &[u8]) -> usize {
 /// Most bytes of one passage (a CSV row or JSON record longer than this is cut).
 const PASSAGE_MAX: usize = 1200;
 
+/// Most bytes of text a table's rows or records may come to, each value with its field's
+/// name: a file is at most [`MAX_BYTES`], but a long header repeated on every short row
+/// (or a long key over a long array) would otherwise render gigabytes from it.
+const MAX_RENDERED: usize = 64 * 1024 * 1024;
+
+/// Most rows or records of one file, each a passage.
+const MAX_ROWS: usize = 1_000_000;
+
 /// The text a version stores and its passages: prose as it is, cut on sentences; rows and
 /// records rendered one per line as `field: value; field: value`, one passage each, so the
 /// field names are searched and cited with their values.
@@ -377,16 +389,33 @@ fn render(
             rows
         }
     };
+    if rows.full {
+        return Err(expands(name));
+    }
     if rows.spans.is_empty() {
         return Err(KnowledgeError::Empty(name.to_string()));
     }
     Ok((rows.body, rows.spans))
 }
 
+/// The refusal of a table whose rows or records would pass their bounds.
+fn expands(name: &str) -> KnowledgeError {
+    KnowledgeError::Expands {
+        name: name.to_string(),
+        detail: format!(
+            "its rows or records come to more than {} MiB of text with their field names, or \
+             are more than {MAX_ROWS}",
+            MAX_RENDERED >> 20
+        ),
+    }
+}
+
 /// The text of rows or records, one per line, and their passages.
 struct Rows {
     body: String,
     spans: Vec<chunk::Span>,
+    /// A row was refused: the text or the rows would have passed their bounds.
+    full: bool,
 }
 
 impl Rows {
@@ -396,8 +425,9 @@ impl Rows {
     /// kernel must clear: for a 4 MiB CSV that was half the time spent before the write.
     fn for_table(text: &str, extra: usize) -> Self {
         Self {
-            body: String::with_capacity(text.len() + extra.min(2 * text.len())),
+            body: String::with_capacity((text.len() + extra.min(2 * text.len())).min(MAX_RENDERED)),
             spans: Vec::new(),
+            full: false,
         }
     }
 
@@ -418,10 +448,18 @@ impl Rows {
     }
 
     /// Adds a row as one passage (cut on sentences when it is longer than a passage may
-    /// be); a row with nothing in it adds nothing.
-    fn push(&mut self, r: &str) {
+    /// be); a row with nothing in it adds nothing. False, and nothing added, when the rows
+    /// have reached their bounds ([`MAX_RENDERED`], [`MAX_ROWS`]): the caller stops.
+    fn push(&mut self, r: &str) -> bool {
         if r.trim().is_empty() {
-            return;
+            return !self.full;
+        }
+        if self.full
+            || self.body.len().saturating_add(r.len()) >= MAX_RENDERED
+            || self.spans.len() >= MAX_ROWS
+        {
+            self.full = true;
+            return false;
         }
         let start = self.body.len();
         if memchr::memchr2(b'\n', b'\r', r.as_bytes()).is_some() {
@@ -445,6 +483,7 @@ impl Rows {
                 end: start + s.end,
             }));
         }
+        true
     }
 }
 
@@ -495,7 +534,11 @@ fn malformed(name: &str, detail: impl Into<String>) -> KnowledgeError {
 }
 
 /// Each row of a CSV file as `field: value; field: value`, handed to `emit` in order.
-fn csv_records(name: &str, text: &str, mut emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
+fn csv_records(
+    name: &str,
+    text: &str,
+    mut emit: impl FnMut(&str) -> bool,
+) -> Result<(), KnowledgeError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -529,7 +572,9 @@ fn csv_records(name: &str, text: &str, mut emit: impl FnMut(&str)) -> Result<(),
             line.push_str(": ");
             line.push_str(v);
         }
-        emit(&line);
+        if !emit(&line) {
+            break;
+        }
     }
     Ok(())
 }
@@ -549,7 +594,11 @@ fn csv_reason(e: &csv::Error) -> String {
 
 /// Each record of a JSON file (an element of its top-level array, or the object it is) as
 /// `path: value; path: value`, handed to `emit` in order.
-fn json_records(name: &str, text: &str, emit: impl FnMut(&str)) -> Result<(), KnowledgeError> {
+fn json_records(
+    name: &str,
+    text: &str,
+    emit: impl FnMut(&str) -> bool,
+) -> Result<(), KnowledgeError> {
     use serde::Deserializer as _;
     let bad = |e: serde_json::Error| {
         malformed(
@@ -563,10 +612,14 @@ fn json_records(name: &str, text: &str, emit: impl FnMut(&str)) -> Result<(), Kn
         fields: Vec::new(),
         line: String::new(),
         emit,
+        room: MAX_RENDERED,
     };
     let mut de = serde_json::Deserializer::from_str(text);
     let shape = de.deserialize_any(&mut records).map_err(bad)?;
     de.end().map_err(bad)?;
+    if records.room == 0 {
+        return Err(expands(name));
+    }
     match shape {
         Shape::Records => Ok(()),
         Shape::Other => Err(malformed(name, "give an array of records or one object")),
@@ -587,12 +640,22 @@ struct Records<F> {
     fields: Vec<String>,
     line: String,
     emit: F,
+    /// Bytes of names and values the records may still be rendered into (see
+    /// [`flatten`]); at none, no more records are rendered.
+    room: usize,
 }
 
-impl<F: FnMut(&str)> Records<F> {
+impl<F: FnMut(&str) -> bool> Records<F> {
     fn record(&mut self, r: &serde_json::Value) {
+        if self.room == 0 {
+            return;
+        }
         self.fields.clear();
-        flatten("", r, &mut self.fields);
+        flatten("", r, &mut self.fields, &mut self.room);
+        if self.room == 0 {
+            // Cut short: the record is not whole; the file is refused.
+            return;
+        }
         self.line.clear();
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -600,11 +663,13 @@ impl<F: FnMut(&str)> Records<F> {
             }
             self.line.push_str(f);
         }
-        (self.emit)(&self.line);
+        if !(self.emit)(&self.line) {
+            self.room = 0;
+        }
     }
 }
 
-impl<'de, F: FnMut(&str)> serde::de::Visitor<'de> for &mut Records<F> {
+impl<'de, F: FnMut(&str) -> bool> serde::de::Visitor<'de> for &mut Records<F> {
     type Value = Shape;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -650,27 +715,53 @@ impl<'de, F: FnMut(&str)> serde::de::Visitor<'de> for &mut Records<F> {
     }
 }
 
-/// `path: value` for every scalar under `v`, nested names joined with dots.
-fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+/// `path: value` for every scalar under `v`, nested names joined with dots, within `room`
+/// bytes: each path made and each value taken is counted against it (a path is made for
+/// every member, so a long key over a long array of nulls costs its length each time), and
+/// at none the walk stops with `room` at zero.
+fn flatten(path: &str, v: &serde_json::Value, out: &mut Vec<String>, room: &mut usize) {
     use serde_json::Value;
-    let join = |k: &str| {
-        if path.is_empty() {
+    if *room == 0 {
+        return;
+    }
+    let nested = |k: &str, v: &Value, out: &mut Vec<String>, room: &mut usize| {
+        let cost = path.len() + 1 + k.len();
+        if cost >= *room {
+            *room = 0;
+            return;
+        }
+        *room -= cost;
+        let p = if path.is_empty() {
             k.to_string()
         } else {
             format!("{path}.{k}")
+        };
+        flatten(&p, v, out, room);
+    };
+    let take = |line: String, out: &mut Vec<String>, room: &mut usize| {
+        if line.len() >= *room {
+            *room = 0;
+        } else {
+            *room -= line.len();
+            out.push(line);
         }
     };
     match v {
-        Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| flatten(&join(&i.to_string()), v, out)),
+        Value::Object(m) => {
+            for (k, v) in m {
+                nested(k, v, out, room);
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                nested(&i.to_string(), v, out, room);
+            }
+        }
         Value::Null => {}
-        Value::String(s) if path.is_empty() => out.push(s.clone()),
-        Value::String(s) => out.push(format!("{path}: {s}")),
-        other if path.is_empty() => out.push(other.to_string()),
-        other => out.push(format!("{path}: {other}")),
+        Value::String(s) if path.is_empty() => take(s.clone(), out, room),
+        Value::String(s) => take(format!("{path}: {s}"), out, room),
+        other if path.is_empty() => take(other.to_string(), out, room),
+        other => take(format!("{path}: {other}"), out, room),
     }
 }
 
@@ -2163,15 +2254,18 @@ mod tests {
             records
                 .iter()
                 .map(|r| {
-                    let mut fields = Vec::new();
-                    flatten("", r, &mut fields);
+                    let (mut fields, mut room) = (Vec::new(), usize::MAX);
+                    flatten("", r, &mut fields, &mut room);
                     fields.join("; ")
                 })
                 .collect()
         };
         let streamed = |text: &str| -> Result<Vec<String>, KnowledgeError> {
             let mut out = Vec::new();
-            json_records("t.json", text, |r| out.push(r.to_string()))?;
+            json_records("t.json", text, |r| {
+                out.push(r.to_string());
+                true
+            })?;
             Ok(out)
         };
         for text in [
@@ -2209,7 +2303,8 @@ mod tests {
         // the error (a whole-tree reading hands on none).
         let mut before = Vec::new();
         let e = json_records("t.json", r#"[{"a": 1}, {"b": 2}, oops]"#, |r| {
-            before.push(r.to_string())
+            before.push(r.to_string());
+            true
         })
         .unwrap_err()
         .to_string();
@@ -2219,6 +2314,59 @@ mod tests {
         let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
         let e = streamed(&deep).unwrap_err().to_string();
         assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn tables_that_would_render_into_far_more_than_the_file_are_refused() {
+        let expands = |r: Result<(String, Vec<chunk::Span>), KnowledgeError>| {
+            matches!(r, Err(KnowledgeError::Expands { .. }))
+        };
+        // A long header over many short rows: each row would carry the header's 1,100 bytes.
+        let header = "h".repeat(1100);
+        let csv = format!(
+            "{header}
+{}",
+            "x\n".repeat(100_000)
+        );
+        assert!(expands(render("a.csv", Kind::Csv, &csv)));
+        // More rows than a file may have, however short.
+        let csv = format!(
+            "n
+{}",
+            "1\n".repeat(MAX_ROWS + 1)
+        );
+        assert!(expands(render("b.csv", Kind::Csv, &csv)));
+        // A long key over a long array, of values or of nulls (each member is a path).
+        let key = "k".repeat(5_000_000);
+        for member in ["0", "null"] {
+            let json = format!("{{\"{key}\": [{}]}}", vec![member; 20].join(","));
+            let e = render("c.json", Kind::Json, &json).unwrap_err();
+            assert!(matches!(e, KnowledgeError::Expands { .. }), "{e}");
+            assert!(e.to_string().contains("64 MiB"), "{e}");
+        }
+        // Records past the bound after many that fit: refused whole, not cut.
+        let record = format!("{{\"{}\": 1}}", "k".repeat(1000));
+        let json = format!("[{}]", vec![record.as_str(); 70_000].join(","));
+        assert!(expands(render("d.json", Kind::Json, &json)));
+        // The same shapes within the bounds are taken.
+        let (body, spans) = render(
+            "e.csv",
+            Kind::Csv,
+            &format!("{}\n{}", "h".repeat(50), "x\n".repeat(1000)),
+        )
+        .unwrap();
+        assert_eq!(spans.len(), 1000);
+        assert!(body.len() < MAX_RENDERED);
+        let (body, _) = render(
+            "f.json",
+            Kind::Json,
+            &format!("{{\"{}\": [0, 1, null]}}", "k".repeat(1000)),
+        )
+        .unwrap();
+        assert!(
+            body.ends_with(&format!("{}.1: 1\n", "k".repeat(1000))),
+            "{body}"
+        );
     }
 
     #[test]
