@@ -58,6 +58,49 @@ pub fn display_name(raw: &str, max_chars: usize) -> Result<String, NameProblem> 
     Ok(name)
 }
 
+/// Whether `s` holds a control character (Unicode Cc: C0, DEL or C1) other than a line
+/// break or tab when `breaks_too` is false, found on its bytes: C0 and DEL are single
+/// bytes, C1 is 0xC2 then 0x80 to 0x9F.
+fn has_control(s: &str, breaks_too: bool) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && (breaks_too || !matches!(c, b'\n' | b'\t')))
+            || c == 0x7f
+            || (c == 0xc2 && matches!(b.get(i + 1), Some(0x80..=0x9f)))
+    })
+}
+
+/// `text` with its control characters dropped, line breaks and tabs kept: stored text that
+/// people read, on a page or a terminal, carries no escape sequence, bell or carriage
+/// return, whatever the file held (a JSON `\u001b` is an escape once decoded).
+pub fn without_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !has_control(text, false) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+            .collect(),
+    )
+}
+
+/// `text` to print on a terminal as one line: line breaks and tabs as spaces, any other
+/// control character as U+FFFD, so that text from a document cannot drive the terminal.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !has_control(text, true) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\n' | '\t' | '\r' => ' ',
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +166,27 @@ mod tests {
         assert!(display_name("Zürich Ωmega 東京 🚚", 100).is_ok());
         // The length limit counts characters after normalisation.
         assert!(display_name(&"e\u{0301}".repeat(100), 100).is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_dropped_or_shown_and_other_text_is_left_alone() {
+        let plain = "Café — 東京\tline\nnext \u{a0}\u{bf}";
+        assert!(matches!(
+            super::without_controls(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            super::one_line("Café — 東京"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let hostile = "pilot \u{1b}]52;c;ZXZpbA==\u{7}\r\nnext\u{85}\u{9b}31m\u{7f}end";
+        assert_eq!(
+            super::without_controls(hostile),
+            "pilot ]52;c;ZXZpbA==\nnext31mend"
+        );
+        assert_eq!(
+            super::one_line(hostile),
+            "pilot \u{fffd}]52;c;ZXZpbA==\u{fffd}  next\u{fffd}\u{fffd}31m\u{fffd}end"
+        );
     }
 }

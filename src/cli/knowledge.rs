@@ -167,7 +167,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                                 h.score,
                                 h.citation,
                                 h.document,
-                                h.snippet.replace('\n', " ")
+                                crate::text::one_line(&h.snippet)
                             );
                         }
                     }

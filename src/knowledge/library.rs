@@ -367,10 +367,12 @@ fn render(
 ) -> Result<(String, Vec<chunk::Span>), KnowledgeError> {
     let rows = match kind {
         Kind::Text | Kind::Html | Kind::Pdf => {
-            return Ok((text.to_string(), chunk::passages(text, Sizes::default())));
+            let text = crate::text::without_controls(text).into_owned();
+            let spans = chunk::passages(&text, Sizes::default());
+            return Ok((text, spans));
         }
         Kind::Markdown => {
-            let plain = markdown_text(text);
+            let plain = crate::text::without_controls(&markdown_text(text)).into_owned();
             if plain.trim().is_empty() {
                 return Err(KnowledgeError::Empty(name.to_string()));
             }
@@ -462,10 +464,13 @@ impl Rows {
             return false;
         }
         let start = self.body.len();
+        // One line each, and no control character (a JSON value's `\u001b` is an escape
+        // once read) in what is stored and shown.
         if memchr::memchr2(b'\n', b'\r', r.as_bytes()).is_some() {
-            self.body.push_str(&r.replace(['\n', '\r'], " "));
+            let r = r.replace(['\n', '\r'], " ");
+            self.body.push_str(&crate::text::without_controls(&r));
         } else {
-            self.body.push_str(r);
+            self.body.push_str(&crate::text::without_controls(r));
         }
         let end = self.body.len();
         self.body.push('\n');
@@ -2314,6 +2319,30 @@ mod tests {
         let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
         let e = streamed(&deep).unwrap_err().to_string();
         assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn stored_text_holds_no_control_characters_whatever_the_file_held() {
+        let json = r#"[{"a": "pilot \u001b]52;c;ZXZpbA==\u0007 boards", "b": "x\u0000y\u009bz"}]"#;
+        let (body, _) = render("c.json", Kind::Json, json).unwrap();
+        assert_eq!(body, "a: pilot ]52;c;ZXZpbA== boards; b: xyz\n");
+        let csv = "a,b\n\"one\u{1b}[2J\",\"two\r\nlines\"\n";
+        let (body, _) = render("c.csv", Kind::Csv, csv).unwrap();
+        assert_eq!(body, "a: one[2J; b: two  lines\n");
+        for kind in [Kind::Text, Kind::Markdown] {
+            let (body, spans) = render("t", kind, "Bell\u{7} here.\r\n\nTab\tkept.").unwrap();
+            assert!(
+                !body
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t'),
+                "{body:?}"
+            );
+            assert!(
+                body.contains("Bell here.") && body.contains("kept."),
+                "{body:?}"
+            );
+            assert!(spans.iter().all(|s| body.is_char_boundary(s.end)));
+        }
     }
 
     #[test]
