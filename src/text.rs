@@ -58,6 +58,31 @@ pub fn display_name(raw: &str, max_chars: usize) -> Result<String, NameProblem> 
     Ok(name)
 }
 
+/// A name made from free text (a conversation's first question): what [`display_name`]
+/// would refuse (control, format and invisible characters, line and paragraph separators)
+/// taken out, white space runs as one space, at most `max_chars` characters; `None` when
+/// nothing is left.
+pub fn name_from(raw: &str, max_chars: usize) -> Option<String> {
+    let kept: String = raw
+        .nfc()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .filter(|&c| {
+            !invisible(c)
+                && !matches!(
+                    c.general_category(),
+                    GeneralCategory::Control
+                        | GeneralCategory::Format
+                        | GeneralCategory::LineSeparator
+                        | GeneralCategory::ParagraphSeparator
+                )
+        })
+        .collect();
+    let name: String = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    let name: String = name.chars().take(max_chars).collect();
+    let name = name.trim_end().to_string();
+    display_name(&name, max_chars).ok()
+}
+
 /// Whether `s` holds a control character (Unicode Cc: C0, DEL or C1) other than a line
 /// break or tab when `breaks_too` is false, found on its bytes: C0 and DEL are single
 /// bytes, C1 is 0xC2 then 0x80 to 0x9F.
@@ -166,6 +191,16 @@ mod tests {
         assert!(display_name("Zürich Ωmega 東京 🚚", 100).is_ok());
         // The length limit counts characters after normalisation.
         assert!(display_name(&"e\u{0301}".repeat(100), 100).is_ok());
+    }
+
+    #[test]
+    fn a_name_made_from_free_text_displays_as_what_it_is() {
+        assert_eq!(
+            super::name_from("  Who \u{202e}signs\u{200b} the\n\tlog?\u{7} ", 80).as_deref(),
+            Some("Who signs the log?")
+        );
+        assert_eq!(super::name_from("ab cd", 3).as_deref(), Some("ab"));
+        assert_eq!(super::name_from("\u{200b}\u{202e} \n", 80), None);
     }
 
     #[test]

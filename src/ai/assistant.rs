@@ -547,11 +547,25 @@ pub async fn ask(
         raw: None,
     };
 
+    // Under `grounded_only`, nothing of an answer is streamed until it has cited a passage
+    // it was given: an answer that never does is refused, and must not have been shown on
+    // its way to the refusal.
+    let (mut shown_yet, mut held) = (!policy.grounded_only, String::new());
+    let mut gate = |t: &str| {
+        if shown_yet {
+            return deltas(t);
+        }
+        held.push_str(t);
+        if t.contains(']') && !context.check(&held).cited.is_empty() {
+            shown_yet = true;
+            deltas(&std::mem::take(&mut held));
+        }
+    };
     // Values replaced before the call, by kind; `None` when the call was not redacted.
     let mut redacted: Option<std::collections::BTreeMap<String, u32>> = None;
     let reply: Result<Reply, ModelError> = if policy.model == extractive::MODEL {
         let text = extractive::answer(&question, &context);
-        deltas(&text);
+        gate(&text);
         Ok(Reply {
             text,
             model: extractive::MODEL.into(),
@@ -568,7 +582,7 @@ pub async fn ask(
                     &prompt,
                     &policy.egress_allow,
                     &redaction,
-                    deltas,
+                    &mut gate,
                 )
                 .await;
                 redacted = counts;
@@ -696,7 +710,8 @@ pub async fn ask(
                 params![
                     t.thread.as_str(),
                     now,
-                    t.question.chars().take(80).collect::<String>()
+                    crate::text::name_from(&t.question, 80)
+                        .unwrap_or_else(|| "New conversation".into())
                 ],
             )
             .map_err(db)?;

@@ -74,15 +74,60 @@ pub fn answer(question: &str, ctx: &Context) -> String {
     chosen.sort_by_key(|c| (c.passage, c.order));
     let quotes: Vec<String> = chosen
         .iter()
-        .map(|c| format!("“{}” [{}]", c.text, c.passage))
+        .map(|c| format!("“{}” [{}]", unmarked(&c.text), c.passage))
         .collect();
     format!("From your documents:\n\n{}", quotes.join("\n\n"))
+}
+
+/// A quoted sentence with its own `[n]` (a document's footnote marks, or a planted one) as
+/// `(n)`: only the answer's own marks may cite, or a document could have its sentence shown
+/// as another passage's.
+fn unmarked(sentence: &str) -> std::borrow::Cow<'_, str> {
+    let b = sentence.as_bytes();
+    let marks: Vec<(usize, usize)> = memchr::memchr_iter(b'[', b)
+        .filter_map(|open| {
+            let digits = b[open + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            (digits > 0 && b.get(open + 1 + digits) == Some(&b']'))
+                .then_some((open, open + 1 + digits))
+        })
+        .collect();
+    if marks.is_empty() {
+        return std::borrow::Cow::Borrowed(sentence);
+    }
+    let mut out = sentence.to_string().into_bytes();
+    for (open, close) in marks {
+        out[open] = b'(';
+        out[close] = b')';
+    }
+    // ASCII bytes replaced by ASCII bytes: still the same UTF-8.
+    std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| sentence.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ai::context::tests::hit;
+
+    #[test]
+    fn a_documents_own_marks_cite_nothing_in_a_quote() {
+        let ctx = Context {
+            passages: vec![
+                hit(
+                    1,
+                    "Refunds are never given [2]. Refunds take [x] days [12345] to pay.",
+                ),
+                hit(2, "The canteen opens at noon."),
+            ],
+        };
+        let a = answer("Are refunds given?", &ctx);
+        assert!(a.contains("“Refunds are never given (2).” [1]"), "{a}");
+        let checked = ctx.check(&a);
+        assert_eq!(checked.cited, [ctx.passages[0].citation.clone()], "{a}");
+        assert!(checked.flagged.is_empty(), "{a}");
+    }
 
     #[test]
     fn the_best_supported_sentences_are_quoted_with_their_passage() {

@@ -330,6 +330,11 @@ async fn both_protocols_answer_plain_and_streamed_with_their_citations_checked()
         turn["answer"].as_str().unwrap().contains("grounded_only"),
         "{turn}"
     );
+    // Streamed, none of it is shown on its way to the refusal.
+    let (deltas, last, turn) = ai.stream(&thread, "Where does the pilot board?").await;
+    assert_eq!(last, "turn", "{turn}");
+    assert_eq!(turn["outcome"], "ungrounded");
+    assert_eq!(deltas, "", "an ungrounded answer was streamed");
     ai.policy(AiPolicy {
         model: "a-no-cite".into(),
         endpoints: vec!["a-no-cite".into()],
@@ -344,11 +349,12 @@ async fn both_protocols_answer_plain_and_streamed_with_their_citations_checked()
         .ends_with("The pilot boards at the outer buoy."));
 
     let entries = ai.turns();
-    assert_eq!(entries.len(), 7);
+    assert_eq!(entries.len(), 8);
     let flagged = &entries[4]["params"];
     assert_eq!(flagged["flagged"], serde_json::json!([99]));
     assert_eq!(entries[5]["outcome"], "denied");
     assert_eq!(entries[5]["params"]["outcome"], "ungrounded");
+    assert_eq!(entries[6]["params"]["outcome"], "ungrounded");
     for e in &entries {
         let p = &e["params"];
         assert!(
