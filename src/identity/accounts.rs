@@ -104,6 +104,42 @@ pub(crate) fn permissions_of(
     }))
 }
 
+/// Refuses `caller` unless it holds every permission `role` grants: nobody gives an account
+/// more power than they hold, or acts for an account that has more (resets its password,
+/// changes its role, removes its second factor, ends its sessions). Owners are the case
+/// everybody knows; a tenant's own roles can be made as strong. A role that does not exist
+/// grants nothing.
+pub(crate) fn require_covers(
+    c: &Connection,
+    caller: &permission::Caller,
+    realm: Realm,
+    role: &str,
+) -> Result<(), IdentityError> {
+    let Some(perms) = permissions_of(c, realm, role).map_err(store_err)? else {
+        return Ok(());
+    };
+    match perms.iter().find(|p| !caller.permissions.contains(*p)) {
+        Some(missing) => Err(IdentityError::Denied(permission::Denied(missing.name()))),
+        None => Ok(()),
+    }
+}
+
+/// [`require_covers`] for the role of the account `user`, unless the caller is that account.
+pub(crate) fn require_may_act_for(
+    c: &Connection,
+    caller: &permission::Caller,
+    realm: Realm,
+    user: &UserId,
+) -> Result<(), IdentityError> {
+    if caller.actor.id == user.as_str() {
+        return Ok(());
+    }
+    match resolve(c, user.as_str()).map_err(store_err)? {
+        Some(a) => require_covers(c, caller, realm, &a.role),
+        None => Ok(()),
+    }
+}
+
 fn role_exists(c: &Connection, realm: Realm, role: &str) -> rusqlite::Result<bool> {
     permissions_of(c, realm, role).map(|p| p.is_some())
 }
@@ -202,6 +238,7 @@ fn create_with<D: Door>(
 
     let insert = {
         let (id, email, name, role) = (id.clone(), email.clone(), name.clone(), role.clone());
+        let caller = caller.clone();
         move |tx: &mut crate::store::WriteTx<'_>| -> Result<(Account, Audit), IdentityError> {
             let c = tx.conn();
             let now = tx.now_us();
@@ -209,6 +246,7 @@ fn create_with<D: Door>(
             if !role_exists(c, realm, &role).map_err(db)? {
                 return Err(IdentityError::UnknownRole(role.clone()));
             }
+            require_covers(c, &caller, realm, &role)?;
             if resolve(c, email.as_str()).map_err(db)?.is_some() {
                 return Err(IdentityError::EmailInUse(email.to_string()));
             }
@@ -341,7 +379,8 @@ fn edit_blocking<D: Door>(
     edit: Box<Edit>,
 ) -> Result<Account, IdentityError> {
     let caller = door.caller().clone();
-    caller.require(manage(door.realm()))?;
+    let realm = door.realm();
+    caller.require(manage(realm))?;
     let key = key.to_string();
     door.change_blocking(move |tx| {
         let c = tx.conn();
@@ -357,6 +396,7 @@ fn edit_blocking<D: Door>(
         if before.role == "owner" {
             caller.require(Permission::OwnersManage)?;
         }
+        require_covers(c, &caller, realm, &before.role)?;
         let (params, after) = edit(c, &before, now)?;
         Ok((after, Audit::new(action, before.id.as_str()).params(params)))
     })
@@ -434,6 +474,7 @@ pub fn set_role_blocking<D: Door>(
         door.caller().require(Permission::OwnersManage)?;
     }
     let role = role.to_string();
+    let caller = door.caller().clone();
     edit_blocking(
         door,
         key,
@@ -442,6 +483,7 @@ pub fn set_role_blocking<D: Door>(
             if !role_exists(c, realm, &role).map_err(store_err)? {
                 return Err(IdentityError::UnknownRole(role.clone()));
             }
+            require_covers(c, &caller, realm, &role)?;
             if a.role == role {
                 return Err(IdentityError::AlreadyInState(
                     format!("the account {}", a.email),

@@ -337,7 +337,9 @@ pub fn end_blocking<D: Door>(
 ) -> Result<(), IdentityError> {
     may_act_for(door, user)?;
     let (user, session) = (user.clone(), session.clone());
+    let (caller, realm) = (door.caller().clone(), door.realm());
     door.change_blocking(move |tx| {
+        accounts::require_may_act_for(tx.conn(), &caller, realm, &user)?;
         let n = tx
             .conn()
             .execute(
@@ -365,7 +367,9 @@ pub fn end_blocking<D: Door>(
 pub fn end_all_blocking<D: Door>(door: &D, user: &UserId) -> Result<usize, IdentityError> {
     may_act_for(door, user)?;
     let user = user.clone();
+    let (caller, realm) = (door.caller().clone(), door.realm());
     door.change_blocking(move |tx| {
+        accounts::require_may_act_for(tx.conn(), &caller, realm, &user)?;
         if accounts::resolve(tx.conn(), user.as_str())
             .map_err(store_err)?
             .is_none()

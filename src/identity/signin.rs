@@ -49,6 +49,8 @@ enum Key {
     Source(IpAddr),
     /// Second-factor codes tried for one account.
     Factor(String),
+    /// Current passwords given to change one account's password.
+    Current(String),
     /// Addresses a source asked single sign-on for that led to no provider.
     Discovery(IpAddr),
 }
@@ -101,6 +103,15 @@ impl Throttle {
     /// Seconds until `keys` may try again, if any of them must wait.
     fn wait_secs(&self, keys: &[Key], now_us: i64, s: &Settings) -> Option<u64> {
         let map = self.failures.lock().ok()?;
+        Self::wait_in(&map, keys, now_us, s)
+    }
+
+    fn wait_in(
+        map: &HashMap<Key, Failures>,
+        keys: &[Key],
+        now_us: i64,
+        s: &Settings,
+    ) -> Option<u64> {
         let window = i64::try_from(s.lockout_secs).unwrap_or(i64::MAX / 2) * 1_000_000;
         let mut wait = 0i64;
         for k in keys {
@@ -122,6 +133,26 @@ impl Throttle {
         let Ok(mut map) = self.failures.lock() else {
             return;
         };
+        Self::fail_in(&mut map, keys, now_us, s);
+    }
+
+    /// An attempt of `key`: refused (seconds to wait) while it must wait, else counted as a
+    /// failure at once, under one lock, until [`Throttle::succeed`] clears it. Checking first
+    /// and counting when the answer is known let a burst of concurrent attempts all pass the
+    /// check before any was counted.
+    fn attempt(&self, key: Key, now_us: i64, s: &Settings) -> Result<(), u64> {
+        let Ok(mut map) = self.failures.lock() else {
+            return Err(1);
+        };
+        let keys = [key];
+        if let Some(wait) = Self::wait_in(&map, &keys, now_us, s) {
+            return Err(wait);
+        }
+        Self::fail_in(&mut map, &keys, now_us, s);
+        Ok(())
+    }
+
+    fn fail_in(map: &mut HashMap<Key, Failures>, keys: &[Key], now_us: i64, s: &Settings) {
         let window = i64::try_from(s.lockout_secs).unwrap_or(i64::MAX / 2) * 1_000_000;
         if map.len() >= MAX_KEYS {
             map.retain(|_, f| now_us - f.first_us < window);
@@ -149,16 +180,32 @@ impl Throttle {
 
     /// Seconds until `user` may try another second-factor code, if it must wait: codes are
     /// throttled like passwords, so six digits cannot be walked through.
-    pub fn factor_wait(&self, user: &UserId, now_us: i64, s: &Settings) -> Option<u64> {
-        self.wait_secs(&[Key::Factor(user.to_string())], now_us, s)
-    }
-
-    pub fn factor_failed(&self, user: &UserId, now_us: i64, s: &Settings) {
-        self.fail(&[Key::Factor(user.to_string())], now_us, s);
+    /// Takes a second-factor attempt of `user`: `Err(seconds)` while it must wait; else it
+    /// is counted as wrong until [`Throttle::factor_passed`].
+    ///
+    /// # Errors
+    /// The seconds to wait.
+    pub fn factor_attempt(&self, user: &UserId, now_us: i64, s: &Settings) -> Result<(), u64> {
+        self.attempt(Key::Factor(user.to_string()), now_us, s)
     }
 
     pub fn factor_passed(&self, user: &UserId) {
         self.succeed(&Key::Factor(user.to_string()));
+    }
+
+    /// Takes an attempt to change `user`'s password, whose current password is checked (a
+    /// hash of some 20 MiB and tens of milliseconds): `Err(seconds)` while it must wait;
+    /// else counted as wrong until [`Throttle::password_passed`]. A stolen session cannot
+    /// guess the password, nor keep the hashing threads busy.
+    ///
+    /// # Errors
+    /// The seconds to wait.
+    pub fn password_attempt(&self, user: &UserId, now_us: i64, s: &Settings) -> Result<(), u64> {
+        self.attempt(Key::Current(user.to_string()), now_us, s)
+    }
+
+    pub fn password_passed(&self, user: &UserId) {
+        self.succeed(&Key::Current(user.to_string()));
     }
 
     /// Seconds until `ip` may look up another address for single sign-on, if it must wait.

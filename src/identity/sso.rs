@@ -101,6 +101,8 @@ pub enum SsoError {
     NoEmail,
     #[error("your account here is disabled; ask your administrator")]
     Disabled,
+    #[error("the identity provider does not map {0} to owner, so it cannot take over that owner's account; sign in with your password, or ask an owner to map your group to owner")]
+    OwnerUnmapped(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -120,6 +122,7 @@ impl SsoError {
             Self::NoEmail => "SSO-0010",
             Self::Disabled => "SSO-0011",
             Self::Unvouched(_) => "SSO-0012",
+            Self::OwnerUnmapped(_) => "SSO-0013",
             Self::Identity(e) => e.code(),
         }
     }
@@ -137,6 +140,7 @@ impl SsoError {
             Self::Unverified(_) | Self::Unvouched(_) => "email_unverified",
             Self::NoEmail => "no_email",
             Self::Disabled => "disabled",
+            Self::OwnerUnmapped(_) => "owner_unmapped",
             Self::Identity(_) => "refused",
         }
     }
@@ -181,6 +185,7 @@ crate::domain_error!(SsoError, |e| {
         | SsoError::Unverified(_)
         | SsoError::Unvouched(_)
         | SsoError::NoEmail
+        | SsoError::OwnerUnmapped(_)
         | SsoError::Disabled => ErrorKind::Forbidden,
         SsoError::Identity(e) => crate::error::DomainError::kind(e),
     }
@@ -416,6 +421,19 @@ pub fn update_blocking<D: Door>(door: &D, dir: &Directory, update: Update) -> Re
     if gives_owner {
         caller.require(Permission::OwnersManage)?;
     }
+    // Nor any role with more power than the caller's own (a tenant's role can be as strong).
+    let mapped: Vec<String> = s
+        .role_map
+        .iter()
+        .map(|(_, r)| r.clone())
+        .chain(s.default_role.clone())
+        .collect();
+    let who = caller.clone();
+    door.read_blocking(move |c| {
+        mapped
+            .iter()
+            .try_for_each(|r| accounts::require_covers(c, &who, Realm::Tenant, r))
+    })?;
     let sealed = match &update.client_secret {
         Some(secret) => {
             if secret.expose().is_empty() || secret.expose().len() > 1024 {
@@ -1053,7 +1071,16 @@ fn find_or_create<D: Door>(ctx: &D, dir: &Directory, p: &Person) -> Result<Accou
             let existing =
                 ctx.read_blocking(|c| accounts::resolve(c, email.as_str()).map_err(db))?;
             let account = match existing {
-                Some(a) => a,
+                Some(a) => {
+                    // Linked by address, the account goes to whoever the provider says holds
+                    // it. An owner's only to a provider that maps them to owner: whoever set
+                    // a provider up could otherwise take an owner's account by its address
+                    // (the last owner keeps the role the provider would take away).
+                    if a.role == "owner" && p.role.as_deref() != Some("owner") {
+                        return Err(SsoError::OwnerUnmapped(email.to_string()));
+                    }
+                    a
+                }
                 None => {
                     if !settings.jit {
                         return Err(SsoError::NoAccount(email.to_string()));

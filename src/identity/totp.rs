@@ -321,6 +321,7 @@ pub fn remove_blocking<D: Door>(door: &D, user: &UserId) -> Result<(), IdentityE
         })?;
     }
     let uid = user.clone();
+    let (caller, realm) = (caller.clone(), door.realm());
     door.change_blocking(move |tx| {
         let c = tx.conn();
         if super::accounts::resolve(c, uid.as_str())
@@ -329,6 +330,7 @@ pub fn remove_blocking<D: Door>(door: &D, user: &UserId) -> Result<(), IdentityE
         {
             return Err(IdentityError::NotFound(format!("no account {uid}")));
         }
+        super::accounts::require_may_act_for(c, &caller, realm, &uid)?;
         let n = c
             .execute("DELETE FROM totp WHERE user_id = ?1", [uid.as_str()])
             .map_err(store_err)?;

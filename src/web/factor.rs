@@ -82,16 +82,17 @@ async fn code_check(
     };
     let now = state.app.clock().now_us();
     let settings = state.auth.settings.clone();
-    if let Some(wait) = state.auth.throttle.factor_wait(id, now, &settings) {
-        return again(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many wrong codes. Try again in {wait} seconds."),
-        );
-    }
     if code.trim().is_empty() {
         return again(
             StatusCode::BAD_REQUEST,
             "Enter the code from your authenticator app, or a recovery code".into(),
+        );
+    }
+    // Counted before it is checked: see `Throttle::factor_attempt`.
+    if let Err(wait) = state.auth.throttle.factor_attempt(id, now, &settings) {
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many wrong codes. Try again in {wait} seconds."),
         );
     }
     let (uid, email, sid) = (id.clone(), email.clone(), session.clone());
@@ -118,16 +119,10 @@ async fn code_check(
                 state.auth.settings.session_absolute_secs,
             )
         }
-        Err(IdentityError::WrongCode) => {
-            state
-                .auth
-                .throttle
-                .factor_failed(id, now, &state.auth.settings);
-            again(
-                StatusCode::BAD_REQUEST,
-                capitalise(&IdentityError::WrongCode.to_string()),
-            )
-        }
+        Err(IdentityError::WrongCode) => again(
+            StatusCode::BAD_REQUEST,
+            capitalise(&IdentityError::WrongCode.to_string()),
+        ),
         Err(e) => error_page(&state, Some(&p), e).await,
     }
 }

@@ -184,7 +184,7 @@ async fn grant_revoke(
     }
 }
 
-fn grant_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
+pub(super) fn grant_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{GRANT_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
     ))

@@ -309,6 +309,24 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
         )
         .await;
     }
+    // Counted before the current password is checked: see `Throttle::password_attempt`.
+    let now = state.app.clock().now_us();
+    if let Err(wait) = state
+        .auth
+        .throttle
+        .password_attempt(&user, now, &state.auth.settings)
+    {
+        return password_page(
+            &state,
+            &p,
+            StatusCode::TOO_MANY_REQUESTS,
+            problem(
+                "current",
+                &format!("Too many wrong passwords. Try again in {wait} seconds."),
+            ),
+        )
+        .await;
+    }
     let caller = super::auth::Principal::caller(&p);
     let (app, settings, place) = (
         state.app.clone(),
@@ -336,6 +354,10 @@ async fn password_change(State(state): State<AppState>, req: Request) -> Respons
         }
     })
     .await;
+    // The current password was right unless it was called wrong.
+    if !matches!(done, Ok(Err(IdentityError::WrongCurrentPassword))) {
+        state.auth.throttle.password_passed(&user);
+    }
     match done {
         Ok(Ok((_, secret, stage))) => {
             state.auth.forget_user(&p.place, &user);
@@ -388,6 +410,13 @@ async fn logout(
             id.clone(),
             session.clone(),
         );
+        // A platform account inside a tenant under an access grant: its session is the
+        // platform's, and that is the one to end.
+        let place = if p.grant.is_some() {
+            Place::Platform
+        } else {
+            place
+        };
         // Signing out must work at any stage, so it is the person acting for themself.
         let done = tokio::task::spawn_blocking(move || -> Result<(), IdentityError> {
             match &place {
@@ -409,5 +438,8 @@ async fn logout(
     }
     let mut res = Redirect::to("/login").into_response();
     res.headers_mut().append(header::SET_COOKIE, clear_cookie());
+    if let Some(v) = super::grants::grant_cookie("", 0) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
     res
 }

@@ -287,6 +287,7 @@ async fn callback(State(state): State<AppState>, req: Request) -> Response {
             | SsoError::Unverified(_)
             | SsoError::Unvouched(_)
             | SsoError::NoEmail
+            | SsoError::OwnerUnmapped(_)
             | SsoError::Disabled,
         ) => "refused",
         Err(_) => "error",

@@ -826,6 +826,59 @@ async fn a_vendor_sees_tenant_data_only_under_a_live_grant() {
         actions.contains(&"grant.create".to_string())
             && actions.contains(&"grant.revoke".to_string())
     );
+
+    // Signing out inside the tenant ends the platform session it runs on, and the grant's
+    // cookie with it.
+    tokio::task::block_in_place(|| {
+        let ctx = door::open_blocking(
+            &site.s.app,
+            &site.tenant,
+            Caller::operator(Realm::Tenant),
+            None,
+        )
+        .unwrap();
+        strongroom::identity::grants::create_blocking(
+            &ctx,
+            site.s.app.directory(),
+            "owner@localhost",
+            "case 44",
+            300,
+        )
+        .unwrap();
+    });
+    let (_, h, _) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
+    let cookie = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("__Host-strongroom-grant="))
+        .unwrap();
+    let inside = Browser {
+        cookie: format!("{}; {}", vendor.cookie, cookie.split(';').next().unwrap()),
+        csrf: vendor.csrf.clone(),
+    };
+    assert!(get(&site, &inside, "/users")
+        .await
+        .1
+        .contains("own@acme.example"));
+    let (st, h, _) = post(&site, &inside, "/logout", &[]).await;
+    assert_eq!(st, 303);
+    let cleared: Vec<String> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("__Host-strongroom-grant=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let (st, page) = get(&site, &vendor, "/users").await;
+    assert!(
+        st == 303 && !page.contains("owner@localhost"),
+        "the platform session outlived signing out: {st}"
+    );
 }
 
 /// The overview draws the last 30 days of sign-ins, failures and journal entries as SVG,

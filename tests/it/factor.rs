@@ -171,6 +171,28 @@ async fn a_second_factor_is_set_up_asked_for_and_each_code_works_once() {
     }
     let (st, _, page) = post(&site, &third, "/login/totp", &[("code", &codes[1])], &[]).await;
     assert_eq!(st, 429, "three failures: the fourth attempt waits ({page})");
+    // A burst of wrong codes at once is counted as it comes: at most three are checked.
+    site.s.clock.advance_us(901_000_000);
+    let (_, h, _) = site.sign_in_raw("two@acme.example", &password, &[]).await;
+    let fourth = at_stage(&site, cookie_value(&set_cookie(&h).unwrap()), "/login/totp").await;
+    let burst = (0..12).map(|_| {
+        let (site, b) = (&site, &fourth);
+        async move {
+            post(site, b, "/login/totp", &[("code", "000000")], &[])
+                .await
+                .0
+        }
+    });
+    let statuses = futures_util::future::join_all(burst).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 400 || *s == 429),
+        "{statuses:?}"
+    );
 
     let j = journal(&site);
     let totp: Vec<&serde_json::Value> = j.iter().filter(|e| e["action"] == "auth.totp").collect();

@@ -416,10 +416,46 @@ fn domain_functions_check_the_callers_permission() {
     assert!(matches!(e, IdentityError::Denied(_)), "{e}");
     let e = accounts::reset_password_blocking(&admin, olga.id.as_str()).unwrap_err();
     assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    // Nor remove an owner's second factor or end an owner's sessions.
+    let e = strongroom::identity::totp::remove_blocking(&admin, &olga.id).unwrap_err();
+    assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    let e = strongroom::identity::sessions::end_all_blocking(&admin, &olga.id).unwrap_err();
+    assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    // A tenant's own role as strong as an owner is no way around it: an admin may not give
+    // it (to itself or anyone, new or not), nor act for an account that holds it.
+    strongroom::identity::roles::create_blocking(
+        &owner,
+        "co-owner",
+        permission::Permissions::of(&[
+            permission::Permission::UsersManage,
+            permission::Permission::OwnersManage,
+        ]),
+    )
+    .unwrap();
+    let e = accounts::set_role_blocking(&admin, ana.id.as_str(), "co-owner").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "not allowed: this needs the permission owners.manage"
+    );
+    let e = accounts::create_blocking(&admin, app.directory(), &new("c@example.com", "co-owner"))
+        .unwrap_err();
+    assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    let (cora, _) = accounts::create_blocking(
+        &owner,
+        app.directory(),
+        &new("cora@example.com", "co-owner"),
+    )
+    .unwrap();
+    let e = accounts::reset_password_blocking(&admin, cora.id.as_str()).unwrap_err();
+    assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    let e = accounts::set_disabled_blocking(&admin, cora.id.as_str(), true).unwrap_err();
+    assert!(matches!(e, IdentityError::Denied(_)), "{e}");
+    // What the admin holds itself it still gives.
+    accounts::set_role_blocking(&admin, ana.id.as_str(), "auditor").unwrap();
     // An auditor reads, and a platform role is nothing inside a tenant.
     assert_eq!(
         accounts::list_blocking(&as_role("auditor")).unwrap().len(),
-        2
+        3
     );
     let platform_owner =
         door::open_blocking(&app, &t, caller("owner", Realm::Platform), None).unwrap();

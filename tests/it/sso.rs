@@ -241,6 +241,8 @@ fn accounts() -> serde_json::Value {
          "name": "Carol", "groups": ["visitors"]},
         {"sub": "idp-dave", "email": "dave@acme.test", "email_verified": false,
          "name": "Dave", "groups": ["staff"]},
+        {"sub": "idp-oona", "email": "oona@acme.test", "email_verified": true,
+         "name": "Oona", "groups": ["strongroom-admins"]},
         // A provider that does not say (as Microsoft Entra ID does not).
         {"sub": "idp-erin", "email": "erin@acme.test", "name": "Erin", "groups": ["staff"]},
     ])
@@ -460,6 +462,17 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
     assert_eq!(me["role"], "admin");
     assert_eq!(me["user"]["email"], "alice@acme.test");
 
+    // An owner's account is not linked by address to a provider that maps her to less:
+    // whoever set the provider up could otherwise take it over.
+    w.site.account("oona@acme.test", "owner");
+    let (st, h, body) = w.sign_in_as("oona@acme.test").await;
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("does not map oona@acme.test to owner"),
+        "{body}"
+    );
+    assert!(set_cookie(&h).is_none());
+
     // Bob already has a password account (auditor): it is linked by his verified address and
     // takes the role his group maps to.
     w.site.account("bob@acme.test", "auditor");
@@ -521,13 +534,16 @@ async fn single_sign_on_creates_maps_links_and_signs_in() {
         .filter(|e| e["outcome"] == "failure")
         .map(|e| e["params"]["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["no_role", "email_unverified", "disabled"]);
+    assert_eq!(
+        reasons,
+        ["owner_unmapped", "no_role", "email_unverified", "disabled"]
+    );
     // And counted in /metrics (shared by the tests running beside this one: at least ours).
     let counted = [
         sso_sign_ins_counted(&w, "success").await - counted_before[0],
         sso_sign_ins_counted(&w, "refused").await - counted_before[1],
     ];
-    assert!(counted[0] >= 3.0 && counted[1] >= 3.0, "{counted:?}");
+    assert!(counted[0] >= 3.0 && counted[1] >= 4.0, "{counted:?}");
     assert!(j
         .iter()
         .any(|e| e["action"] == "user.create" && e["params"]["sign_in"] == "sso"));
