@@ -628,6 +628,40 @@ async fn one_tenant_cannot_reach_anothers_objects() {
     );
 }
 
+/// `vendor` inside the site's tenant under a new five-minute grant (given by the operator):
+/// its session with the grant's cookie.
+async fn enter_under_a_new_grant(site: &Site, vendor: &Browser, reason: &str) -> Browser {
+    tokio::task::block_in_place(|| {
+        let ctx = door::open_blocking(
+            &site.s.app,
+            &site.tenant,
+            Caller::operator(Realm::Tenant),
+            None,
+        )
+        .unwrap();
+        strongroom::identity::grants::create_blocking(
+            &ctx,
+            site.s.app.directory(),
+            "owner@localhost",
+            reason,
+            300,
+        )
+        .unwrap();
+    });
+    let t = &site.tenant;
+    let (_, h, _) = post(site, vendor, &format!("/tenants/{t}/enter"), &[]).await;
+    let cookie = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("__Host-strongroom-grant="))
+        .unwrap();
+    Browser {
+        cookie: format!("{}; {}", vendor.cookie, cookie.split(';').next().unwrap()),
+        csrf: vendor.csrf.clone(),
+    }
+}
+
 /// Vendor break-glass: off until an owner grants it; read-only; every request journaled in
 /// the tenant with the grant's id; ends by revocation or by itself.
 #[tokio::test(flavor = "multi_thread")]
@@ -779,34 +813,7 @@ async fn a_vendor_sees_tenant_data_only_under_a_live_grant() {
         .contains("own@acme.example"));
 
     // And by itself: a five-minute grant, then six minutes later.
-    tokio::task::block_in_place(|| {
-        let ctx = door::open_blocking(
-            &site.s.app,
-            &site.tenant,
-            Caller::operator(Realm::Tenant),
-            None,
-        )
-        .unwrap();
-        strongroom::identity::grants::create_blocking(
-            &ctx,
-            site.s.app.directory(),
-            "owner@localhost",
-            "case 43",
-            300,
-        )
-        .unwrap();
-    });
-    let (_, h, _) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
-    let cookie = h
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("__Host-strongroom-grant="))
-        .unwrap();
-    let as_vendor = Browser {
-        cookie: format!("{}; {}", vendor.cookie, cookie.split(';').next().unwrap()),
-        csrf: vendor.csrf.clone(),
-    };
+    let as_vendor = enter_under_a_new_grant(&site, &vendor, "case 43").await;
     assert!(get(&site, &as_vendor, "/users")
         .await
         .1
@@ -829,34 +836,7 @@ async fn a_vendor_sees_tenant_data_only_under_a_live_grant() {
 
     // Signing out inside the tenant ends the platform session it runs on, and the grant's
     // cookie with it.
-    tokio::task::block_in_place(|| {
-        let ctx = door::open_blocking(
-            &site.s.app,
-            &site.tenant,
-            Caller::operator(Realm::Tenant),
-            None,
-        )
-        .unwrap();
-        strongroom::identity::grants::create_blocking(
-            &ctx,
-            site.s.app.directory(),
-            "owner@localhost",
-            "case 44",
-            300,
-        )
-        .unwrap();
-    });
-    let (_, h, _) = post(&site, &vendor, &format!("/tenants/{t}/enter"), &[]).await;
-    let cookie = h
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("__Host-strongroom-grant="))
-        .unwrap();
-    let inside = Browser {
-        cookie: format!("{}; {}", vendor.cookie, cookie.split(';').next().unwrap()),
-        csrf: vendor.csrf.clone(),
-    };
+    let inside = enter_under_a_new_grant(&site, &vendor, "case 44").await;
     assert!(get(&site, &inside, "/users")
         .await
         .1
