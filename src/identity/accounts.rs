@@ -115,9 +115,17 @@ pub(crate) fn require_covers(
     realm: Realm,
     role: &str,
 ) -> Result<(), IdentityError> {
-    let Some(perms) = permissions_of(c, realm, role).map_err(store_err)? else {
-        return Ok(());
-    };
+    match permissions_of(c, realm, role).map_err(store_err)? {
+        Some(perms) => require_holds(caller, perms),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `caller` unless it holds every one of `perms`, naming the first it lacks.
+pub(crate) fn require_holds(
+    caller: &permission::Caller,
+    perms: Permissions,
+) -> Result<(), IdentityError> {
     match perms.iter().find(|p| !caller.permissions.contains(*p)) {
         Some(missing) => Err(IdentityError::Denied(permission::Denied(missing.name()))),
         None => Ok(()),

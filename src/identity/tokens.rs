@@ -159,13 +159,7 @@ pub fn create_blocking<D: Door>(
             let perms = accounts::permissions_of(c, Realm::Tenant, &role)
                 .map_err(store_err)?
                 .ok_or_else(|| IdentityError::UnknownRole(role.clone()))?;
-            if !caller.permissions.covers(perms) {
-                let missing = perms
-                    .iter()
-                    .find(|p| !caller.permissions.contains(*p))
-                    .map_or("", Permission::name);
-                return Err(IdentityError::Denied(super::Denied(missing)));
-            }
+            accounts::require_holds(&caller, perms)?;
             let expires =
                 lifetime.map(|l| now.saturating_add(i64::try_from(l).unwrap_or(0) * 1_000_000));
             c.execute(
@@ -187,7 +181,7 @@ pub fn create_blocking<D: Door>(
             let audit = Audit::new("token.create", id.as_str()).params(serde_json::json!({
                 "name": name, "role": role, "expires_us": expires,
             }));
-            Ok((info, audit))
+            Ok::<_, IdentityError>((info, audit))
         })?;
     Ok((info, text))
 }
