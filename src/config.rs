@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-mod rate_limit;
+pub mod rate_limit;
 pub use rate_limit::{RateLimitConfig, RedisUrl};
 
 /// The config file read when `--config` is not given, if it exists.
@@ -456,6 +456,33 @@ pub fn load(
 ///
 /// # Errors
 /// As [`load`].
+/// This process's `STRONGROOM_` variables. Others are not read: one that is not UTF-8 text
+/// (which `std::env::vars` panics on) has nothing to do with Strongroom.
+///
+/// # Errors
+/// A `STRONGROOM_` variable whose name or value is not UTF-8 text; named, its value not shown.
+pub fn environment(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let shown = name.to_string_lossy();
+        if !shown.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        match (name.to_str(), value.into_string()) {
+            (Some(name), Ok(value)) => out.push((name.to_string(), value)),
+            _ => {
+                return Err(ConfigError::Env {
+                    var: crate::text::one_line(&shown).into_owned(),
+                    message: "is not UTF-8 text; set it again or unset it".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn load_with(
     explicit: Option<&Path>,
     system_file: bool,
@@ -506,7 +533,7 @@ pub fn load_with(
             .try_into::<Config>()
             .map_err(|e| ConfigError::Env {
                 var: var.clone(),
-                message: e.message().to_string(),
+                message: without_values(e.message()),
             })?;
         env_keys.push(path.join("."));
     }
@@ -517,9 +544,12 @@ pub fn load_with(
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(defaults)".into()),
-            message: e.message().to_string(),
+            message: without_values(e.message()),
         })?;
     config.validate()?;
+    if let Some(path) = &file {
+        refuse_shown_password(&config, path, &env_keys)?;
+    }
     Ok(Loaded {
         config,
         file,
@@ -527,28 +557,100 @@ pub fn load_with(
     })
 }
 
+/// A Redis password written in a configuration file that other users can read is as good
+/// as published (the package installs `/etc/strongroom/config.toml` readable by all).
+fn refuse_shown_password(
+    config: &Config,
+    path: &Path,
+    env_keys: &[String],
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let from_file = config
+        .rate_limit
+        .redis_url
+        .as_ref()
+        .is_some_and(RedisUrl::has_password)
+        && !env_keys.iter().any(|k| k == "rate_limit.redis_url");
+    if !from_file {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777);
+    if mode & 0o077 != 0 {
+        return Err(invalid(
+            "rate_limit.redis_url",
+            format!(
+                "carries a password, and {} can be read by other users (mode {mode:o}): put the \
+                 password in a file of mode 0600 named by rate_limit.redis_password_file and \
+                 take it out of the URL, or run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_file(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
     let parse_err = |e: toml::de::Error| {
-        // Name the line and quote it, so a type error points at its key.
+        // Name the line and its key, so a type error points at it; never its value, which
+        // may be a secret (a password inside `redis_url`, an API key put where it does not
+        // belong), and this message goes to the service's log.
         let line = e
             .span()
             .filter(|s| s.start <= text.len())
             .map(|s| {
                 let no = text[..s.start].matches('\n').count() + 1;
-                let quoted = text.lines().nth(no - 1).unwrap_or("").trim();
-                let quoted: String = quoted.chars().take(80).collect();
-                format!(" (line {no}: {quoted})")
+                let shown = key_of_line(text.lines().nth(no - 1).unwrap_or(""));
+                if shown.is_empty() {
+                    format!(" (line {no})")
+                } else {
+                    format!(" (line {no}: {shown})")
+                }
             })
             .unwrap_or_default();
         ConfigError::Parse {
             path: path.to_string(),
-            message: format!("{}{line}", e.message()),
+            message: format!("{}{line}", without_values(e.message())),
         }
     };
     let table: toml::Table = toml::from_str(text).map_err(parse_err)?;
     // Deserialize once here so unknown keys are reported against the file, with a line.
     toml::from_str::<Config>(text).map_err(parse_err)?;
     Ok(table)
+}
+
+/// What of a configuration line an error may quote: a section header, or a key and `=`
+/// without its value.
+fn key_of_line(line: &str) -> String {
+    let line = line.trim();
+    let shown = match line.split_once('=') {
+        Some((key, _)) => format!("{} = …", key.trim()),
+        None if line.starts_with('[') => line.to_string(),
+        None => String::new(),
+    };
+    crate::text::one_line(&shown.chars().take(80).collect::<String>()).into_owned()
+}
+
+/// A deserializer's message without the values it quotes (`invalid type: string "…"`),
+/// which may be secrets.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('"') {
+        out.push_str(&rest[..at]);
+        match rest[at + 1..].find('"') {
+            Some(end) => {
+                out.push_str("(value not shown)");
+                rest = &rest[at + 1 + end + 1..];
+            }
+            None => {
+                out.push_str("(value not shown)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -856,6 +958,56 @@ mod tests {
             .to_string();
         assert!(
             e.contains("STRONGROOM_SERVR__LISTEN") && e.contains("servr"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key_but_never_quote_a_value() {
+        for text in [
+            "[rate_limit]\nredis_url = \"redis://:hunter2pw@10.0.0.7:6379\n",
+            "[server]\nlisten = \"127.0.0.1:9000\"\napi_key = \"sk-live-hunter2pw\"\n",
+            "[server]\nmax_body_bytes = \"hunter2pw\"\n",
+        ] {
+            let f = write(text);
+            let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+            assert!(!e.contains("hunter2pw"), "{e}");
+            assert!(e.contains("line 2") || e.contains("line 3"), "{e}");
+        }
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\napi_key = \"sk-live-hunter2pw\"\n");
+        let e = load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("api_key") && e.contains("line 3"), "{e}");
+        let e = load(
+            None,
+            env(&[("STRONGROOM_SERVER__MAX_BODY_BYTES", "hunter2pw")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !e.contains("hunter2pw") && e.contains("MAX_BODY_BYTES"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn variables_that_are_not_text_are_ignored_or_named_without_their_value() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let vars = environment(vec![
+            (bytes(b"OTHER"), bytes(b"\xff\xfesecret")),
+            (bytes(b"STRONGROOM_LOG__FORMAT"), bytes(b"json")),
+        ])
+        .unwrap();
+        assert_eq!(
+            vars,
+            vec![("STRONGROOM_LOG__FORMAT".to_string(), "json".to_string())]
+        );
+        let e = environment(vec![(bytes(b"STRONGROOM_X"), bytes(b"\xff\xfesecret"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("STRONGROOM_X") && e.contains("UTF-8") && !e.contains("secret"),
             "{e}"
         );
     }

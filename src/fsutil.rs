@@ -6,12 +6,21 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// The directory that holds `path`: `.` for a bare file name, whose `parent()` is the empty
+/// path (which no directory call accepts), not `None`.
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Replaces (or creates) `path` with `bytes` atomically, with file mode `mode`.
 ///
 /// # Errors
 /// Any I/O failure; the target is then unchanged.
 pub fn replace_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = dir_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -300,6 +309,15 @@ pub fn hand_back_file(data_dir: &Path, file: &Path) -> std::io::Result<bool> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("root.key")), Path::new("."));
+        assert_eq!(dir_of(Path::new("/root.key")), Path::new("/"));
+        assert_eq!(dir_of(Path::new("keys/root.key")), Path::new("keys"));
+        // What the directory sync after a rename is given for a bare name must be syncable.
+        sync_dir(dir_of(Path::new("root.key"))).unwrap();
+    }
 
     #[test]
     fn replaces_whole_files_with_the_given_mode() {

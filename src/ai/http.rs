@@ -42,6 +42,11 @@ impl std::fmt::Debug for ApiKey {
 }
 
 impl ApiKey {
+    /// The key itself, for the one client that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `presented` is this key, in time that does not depend on where they differ.
     pub fn matches(&self, presented: &str) -> bool {
         use subtle::ConstantTimeEq;

@@ -110,7 +110,11 @@ pub fn export(
     let mut rows = st.query([since]).map_err(rd)?;
     let mut sink = match format {
         ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            // Every cell quoted: a spreadsheet whose list separator is `;` would otherwise
+            // split `x;=cmd…` into a cell of its own that starts with `=`.
+            let mut w = csv::WriterBuilder::new()
+                .quote_style(csv::QuoteStyle::Always)
+                .from_writer(out);
             w.write_record(CSV_HEADER)
                 .map_err(|e| ExportError::Write(e.to_string()))?;
             Sink::Csv(Box::new(w))

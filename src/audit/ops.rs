@@ -444,7 +444,7 @@ pub fn check_witness(
         report.checked += 1;
         if !head.signed_by(&keys[..1]) {
             report.problems.push(format!(
-                "the witnessed head of journal {} does not carry this installation's signature: the witness was altered",
+                "the witnessed head of journal {:?} does not carry this installation's signature: the witness was altered",
                 head.journal
             ));
             continue;

@@ -164,3 +164,51 @@ fn gaps_at_the_join_and_at_the_end_are_found() {
         p.detail
     );
 }
+
+/// A spreadsheet must read every exported cell as text: formula starts get a `'`, and every
+/// cell is quoted, so a list separator inside one (`;` in many locales) cannot start another.
+#[test]
+fn csv_export_cells_never_become_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture {
+        path: dir.path().join("j.db"),
+        _dir: dir,
+        key: Key32::random().unwrap(),
+        keyring: Arc::new(Signer::from_system_dek(&Key32::from_bytes([9; 32])).unwrap()),
+    };
+    let conn = f.conn();
+    store::migrate::migrate(&conn, FileKind::Tenant, "tenant j", 1).unwrap();
+    let cfg = JournalConfig {
+        journal_id: "j".into(),
+        signer: f.keyring.clone(),
+        clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(60),
+        on_checkpoint: None,
+    };
+    let targets = ["=1+1", "x;=cmd|' /C calc'!A0", "@SUM(A1)"];
+    let mut head = journal::load_head(&conn).unwrap();
+    let mut buf = Vec::new();
+    for t in targets {
+        journal::append(
+            &conn,
+            &cfg,
+            &mut head,
+            NewEntry::new(Actor::system(), "record.update", t),
+            &mut buf,
+        )
+        .unwrap();
+    }
+    let mut out = Vec::new();
+    let n =
+        super::export::export(&conn, "j", super::export::ExportFormat::Csv, 1, &mut out).unwrap();
+    assert_eq!(n, 3);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#""'=1+1""#), "{text}");
+    assert!(text.contains(r#""x;=cmd|' /C calc'!A0""#), "{text}");
+    assert!(text.contains(r#""'@SUM(A1)""#), "{text}");
+    for line in text.lines() {
+        // Cells start right after a separator; each one opens with a quote.
+        assert!(line.starts_with('"') && !line.contains(",="), "{line}");
+    }
+}

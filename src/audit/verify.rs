@@ -410,7 +410,7 @@ fn check_checkpoint(
             seq,
             kind: ProblemKind::BadSignature,
             detail: format!(
-                "checkpoint at entry {seq} names signing key {} which this installation does not know",
+                "checkpoint at entry {seq} names signing key {:?} which this installation does not know",
                 cp.key_id
             ),
         });

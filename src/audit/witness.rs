@@ -169,9 +169,8 @@ pub fn write(path: &Path, heads: &[Head]) -> Result<(), WitnessError> {
         out.extend_from_slice(serde_json::to_string(h).unwrap_or_default().as_bytes());
         out.push(b'\n');
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(path, "create its directory"))?;
-    }
+    std::fs::create_dir_all(crate::fsutil::dir_of(path))
+        .map_err(io(path, "create its directory"))?;
     crate::fsutil::replace_atomically(path, &out, 0o600).map_err(io(path, "write it"))
 }
 
@@ -351,9 +350,8 @@ impl Keeper {
         let mut lock_path = self.path.as_os_str().to_os_string();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(&self.path, "create its directory"))?;
-        }
+        std::fs::create_dir_all(crate::fsutil::dir_of(&self.path))
+            .map_err(io(&self.path, "create its directory"))?;
         let lock = crate::fsutil::open_lock_file(&lock_path).map_err(io(&self.path, "lock it"))?;
         lock.lock().map_err(io(&self.path, "lock it"))?;
         let mut heads = read(&self.path)?;

@@ -168,11 +168,9 @@ pub fn create(
             let _ = std::fs::remove_file(&partial);
             io_err(format!("create {}", out.display()))(e)
         })?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = crate::fsutil::sync_dir(dir) {
-            let _ = std::fs::remove_file(out);
-            return Err(io_err("sync the archive's directory")(e));
-        }
+    if let Err(e) = crate::fsutil::sync_dir(crate::fsutil::dir_of(out)) {
+        let _ = std::fs::remove_file(out);
+        return Err(io_err("sync the archive's directory")(e));
     }
     let params = serde_json::json!({
         "file": out.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -193,9 +191,7 @@ pub fn create(
         .wait();
     if let Err(e) = journaled {
         let _ = std::fs::remove_file(out);
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = crate::fsutil::sync_dir(dir);
-        }
+        let _ = crate::fsutil::sync_dir(crate::fsutil::dir_of(out));
         return Err(e.into());
     }
     Ok(manifest)

@@ -144,15 +144,33 @@ pub enum Scope {
     Tenant(TenantId),
 }
 
-/// Reads a passphrase file: the first line, at least 12 characters.
+/// Reads a passphrase file: the first line, at least 12 characters. Like the root key file,
+/// it must be readable by its owner alone: the passphrase opens the archive and the root key
+/// the archive carries.
 ///
 /// # Errors
-/// Unreadable or too short.
+/// Unreadable, readable by others, or too short.
 pub fn read_passphrase(path: &Path) -> Result<SecretString, BackupError> {
-    let raw = crate::fsutil::read_regular(path, 64 * 1024).map_err(|e| BackupError::Io {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = |e: std::io::Error| BackupError::Io {
         what: format!("read {}", path.display()),
         reason: crate::fsutil::io_reason(&e),
-    })?;
+    };
+    let (file, meta) = crate::fsutil::open_regular(path).map_err(unreadable)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(BackupError::Invalid(format!(
+            "{} can be read by other users (mode {mode:o}); the passphrase opens the archive \
+             and the root key it carries: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(128));
+    file.take(64 * 1024)
+        .read_to_end(&mut raw)
+        .map_err(unreadable)?;
     let Ok(text) = std::str::from_utf8(&raw) else {
         return Err(BackupError::Invalid(format!(
             "{} is not UTF-8 text; put the passphrase on its first line",

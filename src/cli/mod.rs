@@ -198,7 +198,7 @@ fn load_config_for(cli: &Cli, dev: bool) -> Result<Loaded, Failure> {
     Ok(crate::config::load_with(
         cli.config.as_deref(),
         !dev,
-        std::env::vars(),
+        crate::config::environment(std::env::vars_os())?,
     )?)
 }
 

@@ -40,7 +40,8 @@ pub enum Command {
     /// Delete a tenant for good: its key is destroyed (crypto-shredding) and its file removed.
     Delete {
         id: String,
-        /// Do not ask for confirmation on a terminal.
+        /// Delete without asking. Without it, the command asks on a terminal and refuses
+        /// anywhere else.
         #[arg(long)]
         yes: bool,
         /// Also rotate the root key in the same operation, so that old copies of system.db
@@ -114,7 +115,16 @@ pub fn run(cli: &Cli, cmd: &Command) -> Result<ExitCode, Failure> {
                 if *rotate_root {
                     crate::keys::ready_to_rotate_root(&app)?;
                 }
-                if !yes && std::io::stdin().is_terminal() && !confirm(&t)? {
+                if !yes && !std::io::stdin().is_terminal() {
+                    // A shred cannot be undone: a script, a cron job or `ssh host cmd` that
+                    // never saw the question must say so itself.
+                    return Err(Failure::new(
+                        "CLI-0003",
+                        "not deleted: nobody confirmed (standard input is not a terminal); \
+                         add --yes to delete without asking",
+                    ));
+                }
+                if !yes && !confirm(&t)? {
                     return Err(Failure::new(
                         "CLI-0003",
                         "not deleted: confirmation did not match",

@@ -17,6 +17,9 @@ pub struct RateLimitConfig {
     /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`: limits shared by every node pointing at it.
     /// Unset: each node keeps its own, in memory.
     pub redis_url: Option<RedisUrl>,
+    /// A file (mode 0600) holding the Redis password, read at start; `redis_url` then carries
+    /// none. Keeps the password out of a configuration file others may read.
+    pub redis_password_file: Option<std::path::PathBuf>,
     /// Longest wait for Redis on one call, connecting included: a hung Redis delays a call
     /// by at most this, then the tenant's `on_shared_failure` decides.
     pub timeout_ms: u64,
@@ -29,6 +32,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_password_file: None,
             timeout_ms: 250,
             lease_secs: 600,
         }
@@ -39,10 +43,25 @@ impl RateLimitConfig {
     /// Checks the URL and that the lease outlasts every endpoint's longest call.
     pub(super) fn validate(&self, endpoints: &[EndpointConfig]) -> Result<(), ConfigError> {
         let Some(url) = &self.redis_url else {
+            if self.redis_password_file.is_some() {
+                return Err(invalid(
+                    "rate_limit.redis_password_file",
+                    "is set but rate_limit.redis_url is not: set the URL, or remove the password file",
+                ));
+            }
             return Ok(());
         };
         url.check()
             .map_err(|m| invalid("rate_limit.redis_url", m))?;
+        if let Some(path) = &self.redis_password_file {
+            if url.has_password() {
+                return Err(invalid(
+                    "rate_limit.redis_url",
+                    "carries a password and rate_limit.redis_password_file gives one too: take it out of the URL",
+                ));
+            }
+            read_password(path).map_err(|m| invalid("rate_limit.redis_password_file", m))?;
+        }
         for (i, e) in endpoints.iter().enumerate() {
             if e.total_timeout_ms > self.lease_secs.saturating_mul(1000) {
                 return Err(invalid(
@@ -58,6 +77,27 @@ impl RateLimitConfig {
         }
         Ok(())
     }
+}
+
+/// Reads the Redis password file: like an API key file, and readable by its owner alone.
+///
+/// # Errors
+/// What is wrong with the file, never its content.
+pub fn read_password(path: &std::path::Path) -> Result<crate::ai::http::ApiKey, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} can be read by other users (mode {mode:o}): run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    crate::ai::http::read_key(path)
 }
 
 /// A Redis URL, whose password never leaves it except to connect.
@@ -105,6 +145,11 @@ impl RedisUrl {
         redis::Client::open(self.expose())
             .map(|_| ())
             .map_err(|_| format!("is not a URL the Redis client takes; {FORM}"))
+    }
+
+    /// Whether the URL itself carries a password.
+    pub fn has_password(&self) -> bool {
+        url::Url::parse(&self.0).is_ok_and(|u| u.password().is_some())
     }
 
     /// The URL as logs and dumps show it: scheme, user, host, port and database, the
@@ -211,6 +256,84 @@ mod tests {
         assert_eq!(
             RedisUrl::new("redis://127.0.0.1:6379").redacted(),
             "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn the_password_comes_from_a_private_file_or_a_private_config() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &std::path::Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        let pw = dir.path().join("redis.pw");
+        std::fs::write(&pw, format!("{SECRET}\n")).unwrap();
+        mode(&pw, 0o600);
+        let cfg = dir.path().join("config.toml");
+        let write = |text: String, m: u32| {
+            std::fs::write(&cfg, text).unwrap();
+            mode(&cfg, m);
+        };
+        // A file of mode 0600 next to a URL without a password: loads, in a config anyone reads.
+        write(
+            format!("[rate_limit]\nredis_url = \"redis://10.0.0.7:6380\"\nredis_password_file = {pw:?}\n"),
+            0o644,
+        );
+        let c = load(Some(&cfg), Vec::new()).unwrap().config;
+        assert_eq!(
+            c.rate_limit.redis_password_file.as_deref(),
+            Some(pw.as_path())
+        );
+        assert!(!format!("{c:?}").contains(SECRET));
+
+        let refused = |text: String, m: u32, key: &str, says: &str| {
+            write(text, m);
+            let e = load(Some(&cfg), Vec::new()).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{e}");
+            assert!(!e.contains(SECRET), "{e}");
+        };
+        // The password inline, in a file others can read.
+        refused(
+            format!("[rate_limit]\nredis_url = \"redis://:{SECRET}@10.0.0.7:6380\"\n"),
+            0o644,
+            "rate_limit.redis_url",
+            "redis_password_file",
+        );
+        // Inline in a private file is the operator's call.
+        write(
+            format!("[rate_limit]\nredis_url = \"redis://:{SECRET}@10.0.0.7:6380\"\n"),
+            0o600,
+        );
+        load(Some(&cfg), Vec::new()).unwrap();
+        // Both at once.
+        refused(
+            format!("[rate_limit]\nredis_url = \"redis://:{SECRET}@h:6380\"\nredis_password_file = {pw:?}\n"),
+            0o600,
+            "rate_limit.redis_url",
+            "take it out of the URL",
+        );
+        // A password file without a URL, one that is missing, one others can read.
+        refused(
+            format!("[rate_limit]\nredis_password_file = {pw:?}\n"),
+            0o600,
+            "rate_limit.redis_password_file",
+            "redis_url is not",
+        );
+        let missing = dir.path().join("absent");
+        refused(
+            format!(
+                "[rate_limit]\nredis_url = \"redis://h:6380\"\nredis_password_file = {missing:?}\n"
+            ),
+            0o600,
+            "rate_limit.redis_password_file",
+            "cannot read",
+        );
+        mode(&pw, 0o640);
+        refused(
+            format!("[rate_limit]\nredis_url = \"redis://h:6380\"\nredis_password_file = {pw:?}\n"),
+            0o600,
+            "rate_limit.redis_password_file",
+            "chmod 600",
         );
     }
 

@@ -128,7 +128,7 @@ pub fn write_root_key_file(path: &Path, key: &Key32) -> std::io::Result<()> {
     f.sync_all()?;
     // The new directory entry must survive a power loss too, or the data sealed under this
     // key outlives the key.
-    crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
+    crate::fsutil::sync_dir(crate::fsutil::dir_of(path))
 }
 
 #[cfg(test)]

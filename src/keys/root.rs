@@ -100,7 +100,7 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
 
     // 4.
     std::fs::rename(&next, &key_file).map_err(|e| write_err(&key_file, e))?;
-    crate::fsutil::sync_dir(key_file.parent().unwrap_or_else(|| Path::new(".")))
+    crate::fsutil::sync_dir(crate::fsutil::dir_of(&key_file))
         .map_err(|e| write_err(&key_file, e))?;
     crate::fault::point(4);
 

@@ -117,6 +117,6 @@ pub fn reencrypt(
     drop(check);
     std::fs::File::open(dest)
         .and_then(|f| f.sync_all())
-        .and_then(|()| crate::fsutil::sync_dir(dest.parent().unwrap_or_else(|| Path::new("."))))
+        .and_then(|()| crate::fsutil::sync_dir(crate::fsutil::dir_of(dest)))
         .map_err(|e| StoreError::from_io(spec.label, "sync the copy", &e))
 }

@@ -85,6 +85,6 @@ pub fn finish_tenant_rekey(data_dir: &Path, id: &TenantId, version: u32) -> std:
         }
     }
     std::fs::rename(&staged, &path)?;
-    crate::fsutil::sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
+    crate::fsutil::sync_dir(crate::fsutil::dir_of(&path))?;
     Ok(true)
 }

@@ -436,7 +436,7 @@ async fn the_audit_log_filters_pages_verifies_and_exports() {
     assert!(text(&body).lines().count() >= total);
     let (_, _, csv) = export(&site, &owner, "/audit/export?format=csv").await;
     assert!(
-        text(&csv).starts_with("journal,seq,"),
+        text(&csv).starts_with(r#""journal","seq","#),
         "{}",
         &text(&csv)[..80]
     );

@@ -138,6 +138,11 @@ fn an_online_backup_restores_onto_a_fresh_machine_and_chains_continue() {
         .contains("backup.create"));
 }
 
+fn private(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn a_passphrase_archive_restores_with_the_passphrase_alone() {
     let env = Env::init();
@@ -145,6 +150,21 @@ fn a_passphrase_archive_restores_with_the_passphrase_alone() {
     let pw = env.tmp.path().join("pw");
     std::fs::write(&pw, PASS).unwrap();
     let out = archive(&env, "pw.srb");
+    // Readable by others, the passphrase (and so the root key it seals) is refused.
+    let open = env.fails(&[
+        "backup",
+        "create",
+        "--out",
+        out.to_str().unwrap(),
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert!(
+        open.contains("chmod 600") && !open.contains(PASS.trim()),
+        "{open}"
+    );
+    assert!(!out.exists());
+    private(&pw);
     env.ok(&[
         "backup",
         "create",
@@ -157,6 +177,7 @@ fn a_passphrase_archive_restores_with_the_passphrase_alone() {
     let target = fresh();
     let wrong = target.tmp.path().join("wrong");
     std::fs::write(&wrong, "incorrect horse battery staple\n").unwrap();
+    private(&wrong);
     let text = target.fails(&[
         "backup",
         "restore",
@@ -168,6 +189,7 @@ fn a_passphrase_archive_restores_with_the_passphrase_alone() {
     assert!(!target.dir.exists(), "a failed restore touches nothing");
     let short = target.tmp.path().join("short");
     std::fs::write(&short, "hunter2\n").unwrap();
+    private(&short);
     assert!(target
         .fails(&[
             "backup",
@@ -410,7 +432,7 @@ fn one_tenant_restores_into_a_live_installation() {
     );
 
     // A deleted tenant comes back the same way, without --force.
-    env.ok(&["tenant", "delete", &b]);
+    env.ok(&["tenant", "delete", &b, "--yes"]);
     env.ok(&["backup", "restore", out.to_str().unwrap(), "--tenant", &b]);
     assert!(env.ok(&["tenant", "list"]).contains("Bystander"));
     env.ok(&["audit", "verify"]);
@@ -482,6 +504,7 @@ fn a_restore_that_would_not_open_is_refused_before_anything_moves() {
     // One tenant's archive cannot carry the root key of all of them.
     let pw = env.tmp.path().join("pw");
     std::fs::write(&pw, PASS).unwrap();
+    private(&pw);
     let id = env.create_tenant("Solo");
     let text = env.fails(&[
         "backup",

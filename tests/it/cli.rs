@@ -64,9 +64,16 @@ fn tenant_lifecycle_is_journaled() {
     let again = env.fails(&["tenant", "suspend", &id]);
     assert!(again.contains("already suspended"), "{again}");
     env.ok(&["tenant", "resume", &id]);
-    env.ok(&["tenant", "delete", &id]);
+    // Nobody at a terminal to confirm: refused unless the command says --yes itself.
+    let unasked = env.fails(&["tenant", "delete", &id]);
+    assert!(
+        unasked.contains("--yes") && unasked.contains("not deleted"),
+        "{unasked}"
+    );
+    assert!(env.dir.join(format!("tenants/{id}.db")).exists());
+    env.ok(&["tenant", "delete", &id, "--yes"]);
     assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
-    let gone = env.fails(&["tenant", "delete", &id]);
+    let gone = env.fails(&["tenant", "delete", &id, "--yes"]);
     assert!(gone.contains("no tenant"), "{gone}");
     assert_eq!(env.ok(&["tenant", "list", "--json"]).trim(), "[]");
     assert!(env.ok(&["tenant", "list", "--all"]).contains("deleted"));
@@ -101,7 +108,7 @@ fn deleting_a_tenant_destroys_its_key() {
     let id = env.create_tenant("Shredded");
     let file = env.dir.join(format!("tenants/{id}.db"));
     let saved = std::fs::read(&file).unwrap();
-    env.ok(&["tenant", "delete", &id]);
+    env.ok(&["tenant", "delete", &id, "--yes"]);
     // Even with the file put back, nothing can open it: the wrapped key is gone.
     std::fs::write(&file, saved).unwrap();
     let app = env.app();
@@ -162,8 +169,15 @@ fn export_formats_and_since() {
     }
     let csv = env.ok(&["audit", "export", "--tenant", &id, "--format", "csv"]);
     let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("journal,seq,format,time"));
-    assert!(lines.next().unwrap().starts_with(&format!("{id},1,1,")));
+    // Every cell quoted, so no spreadsheet splits one into a formula.
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with(r#""journal","seq","format","time""#));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with(&format!(r#""{id}","1","1","#)));
     let cps = env.ok(&["audit", "checkpoints", "--tenant", &id]);
     let cp: serde_json::Value = serde_json::from_str(cps.lines().next().unwrap()).unwrap();
     assert_eq!(cp["seq"], 1);

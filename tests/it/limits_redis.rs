@@ -305,10 +305,71 @@ async fn answered_once_reconnected(node: &axum::Router, h: &[(&str, &str)]) {
 fn shared(url: &str, lease_secs: u64) -> CallLimiter {
     CallLimiter::new(&RateLimitConfig {
         redis_url: Some(RedisUrl::new(url)),
+        redis_password_file: None,
         timeout_ms: TIMEOUT_MS,
         lease_secs,
     })
     .unwrap()
+}
+
+/// A Redis that wants a password gets it from `rate_limit.redis_password_file`; without
+/// it (or with a wrong one) the shared limits cannot be checked, and a closed tenant's call
+/// is refused as such, not let through.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_from_its_file_opens_a_redis_that_wants_one() {
+    use std::os::unix::fs::PermissionsExt;
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start_with_password("s3cret-for-limits");
+    let dir = tempfile::tempdir().unwrap();
+    let with = |password: Option<&str>| {
+        let file = password.map(|pw| {
+            let path = dir.path().join(format!("pw-{pw}"));
+            std::fs::write(&path, format!("{pw}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        });
+        CallLimiter::new(&RateLimitConfig {
+            redis_url: Some(RedisUrl::new(redis.url())),
+            redis_password_file: file,
+            timeout_ms: TIMEOUT_MS,
+            lease_secs: 30,
+        })
+        .unwrap()
+    };
+    let one = vec![(
+        "tenant:pw".to_string(),
+        Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        },
+        "tenant",
+    )];
+    let t0 = 1_700_000_000_000_000;
+    let right = with(Some("s3cret-for-limits"));
+    let held = right
+        .admit(t0, &one, OnSharedFailure::Closed)
+        .await
+        .unwrap();
+    // Counted in Redis: the one slot is taken for every node.
+    assert_eq!(
+        right
+            .admit(t0, &one, OnSharedFailure::Closed)
+            .await
+            .unwrap_err(),
+        Denied::Limited(Refusal::Concurrency { scope: "tenant" })
+    );
+    drop(held);
+    for limiter in [with(None), with(Some("wrong-password"))] {
+        assert_eq!(
+            limiter
+                .admit(t0, &one, OnSharedFailure::Closed)
+                .await
+                .unwrap_err(),
+            Denied::Unavailable
+        );
+    }
 }
 
 /// A small deterministic generator, so a failing sequence can be replayed.

@@ -11,6 +11,7 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    password: Option<String>,
 }
 
 /// Whether `redis-server` can be run; if not, [`crate::support::tool_missing`] has said so
@@ -44,10 +45,20 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, None)
+    }
+
+    /// One that takes only clients that give `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(free_port(), Some(password.to_string()))
+    }
+
+    fn start_with(port: u16, password: Option<String>) -> Self {
         let mut r = Self {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            password,
         };
         r.restart();
         r
@@ -60,7 +71,11 @@ impl RedisServer {
     /// Starts it again on its port (after [`RedisServer::kill`]), empty.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(pw) = &self.password {
+            command.args(["--requirepass", pw]);
+        }
+        let child = command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -99,6 +114,15 @@ impl RedisServer {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if let Some(pw) = &self.password {
+            let mut ok = [0u8; 5];
+            if s.write_all(format!("AUTH {pw}\r\n").as_bytes()).is_err()
+                || s.read_exact(&mut ok).is_err()
+                || &ok != b"+OK\r\n"
+            {
+                return false;
+            }
+        }
         let mut buf = [0u8; 7];
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }

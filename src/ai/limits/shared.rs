@@ -130,12 +130,24 @@ impl SharedLimiter {
     /// # Errors
     /// A URL the Redis client does not take (the config check refuses those first).
     pub fn new(url: &RedisUrl, config: &RateLimitConfig) -> Result<Self, String> {
-        let client = redis::Client::open(url.expose()).map_err(|_| {
+        use redis::IntoConnectionInfo;
+        let not_taken = |_| {
             format!(
                 "rate_limit.redis_url ({}) is not a URL the Redis client takes",
                 url.redacted()
             )
-        })?;
+        };
+        let mut info = url.expose().into_connection_info().map_err(not_taken)?;
+        if let Some(path) = &config.redis_password_file {
+            let password = crate::config::rate_limit::read_password(path)
+                .map_err(|m| format!("rate_limit.redis_password_file: {m}"))?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(not_taken)?;
         let timeout = Duration::from_millis(config.timeout_ms);
         Ok(Self {
             client,
