@@ -112,17 +112,38 @@ pub fn page_blocking<D: Door>(door: &D, f: &Filter) -> Result<Page, IdentityErro
     })
 }
 
-/// Verifies the realm's chain and signatures, read-only.
+/// Verifies the realm's chain and signatures, read-only, and that it still reaches
+/// `anchor`, the position `system.db` recorded for a tenant's journal: a journal cut back
+/// together with its checkpoints, or an older copy put back, is intact as a chain but no
+/// longer reaches it. A journal without entries is reported too: every journal begins
+/// with its creation.
 ///
 /// # Errors
 /// Permission or a storage fault.
 pub fn verify_blocking<D: Door>(
     door: &D,
     keys: &[TrustedKey],
+    anchor: Option<(u64, Vec<u8>)>,
 ) -> Result<ChainReport, IdentityError> {
     door.caller().require(Permission::AuditVerify)?;
     let journal = journal_id(door);
-    door.read_blocking(|c| verify_chain(c, &journal, keys).map_err(store_err))
+    door.read_blocking(|c| {
+        let mut report = verify_chain(c, &journal, keys).map_err(store_err)?;
+        if let (None, Some((seq, hash))) = (&report.problem, &anchor) {
+            report.problem =
+                super::verify::check_anchor(c, report.head_seq, *seq, hash).map_err(store_err)?;
+        }
+        if report.problem.is_none() && report.entries == 0 {
+            report.problem = Some(super::verify::Problem {
+                seq: 1,
+                kind: super::verify::ProblemKind::Truncated,
+                detail:
+                    "the journal holds no entries, though every journal begins with its creation"
+                        .into(),
+            });
+        }
+        Ok(report)
+    })
 }
 
 /// Writes the realm's whole journal to `out` as NDJSON or CSV, as it is read: a journal of

@@ -318,33 +318,81 @@ const SECRET_WORDS: [&str; 10] = [
 /// Words that make a name secret when they end it (`api_key`, `private_key`), but not in the
 /// middle (`key_version`, `root_key_id` are not secrets).
 const SECRET_LAST_WORDS: [&str; 3] = ["key", "pin", "seed"];
+/// What may follow such a word and still name the secret itself, in an encoding
+/// (`private_key_pem`, `api_key_b64`).
+const ENCODINGS: [&str; 9] = [
+    "pem", "b64", "base64", "hex", "der", "raw", "bytes", "value", "material",
+];
+/// Names written as one word (`apikey`, `accesstoken`, `APIToken` read as `apitoken`).
+const RUN_TOGETHER: [&str; 13] = [
+    "apikey",
+    "apitoken",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "bearertoken",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "signingkey",
+    "sshkey",
+    "clientsecret",
+];
 
-fn names_a_secret(name: &str) -> bool {
-    let mut words: Vec<String> = Vec::new();
+/// The words of a name: split at anything not a letter or digit, at a lower-to-upper
+/// change (`apiKey`), and before the last capital of a run followed by a small letter
+/// (`APIToken`: `api`, `token`).
+fn words_of(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let mut words = Vec::new();
     let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
+    for (i, &c) in chars.iter().enumerate() {
         if !c.is_ascii_alphanumeric() {
             if !cur.is_empty() {
                 words.push(std::mem::take(&mut cur));
             }
-            prev_lower = false;
             continue;
         }
-        // camelCase splits too: apiKey -> api, key.
-        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
-            words.push(std::mem::take(&mut cur));
+        if c.is_ascii_uppercase() && !cur.is_empty() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            let after_small = prev.is_ascii_lowercase() || prev.is_ascii_digit();
+            if after_small || (prev.is_ascii_uppercase() && next_lower) {
+                words.push(std::mem::take(&mut cur));
+            }
         }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
         cur.push(c.to_ascii_lowercase());
     }
     if !cur.is_empty() {
         words.push(cur);
     }
-    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
-        || words
-            .last()
+    words
+}
+
+fn names_a_secret(name: &str) -> bool {
+    let words = words_of(name);
+    let last_is_secret = |ws: &[String]| {
+        ws.last()
             .is_some_and(|w| SECRET_LAST_WORDS.contains(&w.as_str()))
+    };
+    words
+        .iter()
+        .any(|w| SECRET_WORDS.contains(&w.as_str()) || RUN_TOGETHER.iter().any(|r| w.contains(r)))
+        || last_is_secret(&words)
+        || words
+            .split_last()
+            .is_some_and(|(last, rest)| ENCODINGS.contains(&last.as_str()) && last_is_secret(rest))
+}
+
+/// Whether an object is a name and a value (`{"name": "Authorization", "value": "..."}`, as
+/// header and variable lists are written) whose name is a secret's.
+fn names_a_secret_value(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    ["name", "key", "header"].iter().any(|k| {
+        map.get(*k)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(names_a_secret)
+    })
 }
 
 /// Replaces the value of every object key that names a secret (`password`, `api_key`,
@@ -353,8 +401,9 @@ fn names_a_secret(name: &str) -> bool {
 pub fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
+            let pair = names_a_secret_value(map);
             for (k, v) in map.iter_mut() {
-                if names_a_secret(k) {
+                if names_a_secret(k) || (pair && k == "value") {
                     *v = serde_json::Value::String("[redacted]".into());
                 } else {
                     redact(v);
@@ -496,9 +545,27 @@ mod tests {
             "X-Auth-Token",
             "client_secret",
             "pin",
+            "APIToken",
+            "IDToken",
+            "SSHKey",
+            "apikey",
+            "accesstoken",
+            "privatekey",
+            "private_key_pem",
+            "api_key_b64",
+            "x_api_key",
         ] {
             assert!(names_a_secret(secret), "{secret}");
         }
+        let mut headers = serde_json::json!({
+            "headers": [
+                {"name": "Authorization", "value": "Bearer abc.def"},
+                {"name": "Accept", "value": "text/plain"}
+            ]
+        });
+        redact(&mut headers);
+        let s = headers.to_string();
+        assert!(!s.contains("abc.def") && s.contains("text/plain"), "{s}");
         for plain in [
             "key_version",
             "root_key_id",
@@ -506,6 +573,11 @@ mod tests {
             "monkey",
             "name",
             "tokens_used_total",
+            "api_key_id",
+            "keys_within_policy",
+            "tokens_per_day",
+            "key_version_destroyed",
+            "monkey_bytes",
         ] {
             assert!(!names_a_secret(plain), "{plain}");
         }

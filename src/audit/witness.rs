@@ -298,12 +298,16 @@ impl Keeper {
             Ok(p) if !p.is_empty() => p.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             _ => return Ok(()),
         };
+        let trusted = self.trusted();
         self.rewrite(|heads, signer, now| {
             for (journal, (seq, hash)) in &noted {
                 let mine = signer.signing_key_id();
+                // Only a head this installation signed holds a journal back: a line forged
+                // with a huge position would otherwise freeze its witness for good. The
+                // forged line stays, for `audit verify` to report.
                 match heads
                     .iter_mut()
-                    .find(|h| &h.journal == journal && h.key_id == mine)
+                    .find(|h| &h.journal == journal && h.key_id == mine && h.signed_by(&trusted))
                 {
                     Some(h) if h.seq > *seq => {}
                     Some(h) => *h = Head::sign(signer, journal, *seq, hash, now),

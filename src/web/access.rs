@@ -227,33 +227,6 @@ async fn guard(
             }
         }
     }
-    let mut req = req;
-    if let (Some(p), Some(Via::Cookie)) = (&principal, via) {
-        if !is_safe(req.method()) {
-            let (ok, rebuilt) = csrf_holds(p, req).await;
-            req = match rebuilt {
-                Some(r) => r,
-                None => return forbidden("AUTH-0003", "request too large"),
-            };
-            if !ok {
-                record_refusal(&state, p, "auth.csrf_refused", &path, ip).await;
-                let message =
-                    "the form's security token is missing or stale; reload the page and try again";
-                return if is_api(&path) {
-                    forbidden("AUTH-0002", message)
-                } else {
-                    super::ui::refusal_page(
-                        &state,
-                        Some(p),
-                        StatusCode::FORBIDDEN,
-                        message,
-                        "AUTH-0002",
-                    )
-                    .await
-                };
-            }
-        }
-    }
     match access {
         Access::Public => {}
         Access::AnyStage => {
@@ -301,6 +274,35 @@ async fn guard(
             }
         }
     }
+    // Checked once the caller is known to be allowed here: a session that may not
+    // change this (or has not finished signing in) costs no read of its body.
+    let mut req = req;
+    if let (Some(p), Some(Via::Cookie)) = (&principal, via) {
+        if !is_safe(req.method()) {
+            let (ok, rebuilt) = csrf_holds(p, req).await;
+            req = match rebuilt {
+                Some(r) => r,
+                None => return forbidden("AUTH-0003", "request too large"),
+            };
+            if !ok {
+                record_refusal(&state, p, "auth.csrf_refused", &path, ip).await;
+                let message =
+                    "the form's security token is missing or stale; reload the page and try again";
+                return if is_api(&path) {
+                    forbidden("AUTH-0002", message)
+                } else {
+                    super::ui::refusal_page(
+                        &state,
+                        Some(p),
+                        StatusCode::FORBIDDEN,
+                        message,
+                        "AUTH-0002",
+                    )
+                    .await
+                };
+            }
+        }
+    }
     if let Some(p) = principal {
         // Every request under a vendor's grant is on the tenant's record, or it does not run.
         if let Some(grant) = p.grant.clone() {
@@ -310,7 +312,16 @@ async fn guard(
                 return WebError::from(e).into_response();
             }
         }
-        req.extensions_mut().insert(p);
+        let unsafe_method = !is_safe(req.method());
+        req.extensions_mut().insert(p.clone());
+        let res = next.run(req).await;
+        // A change the route let through but the domain refused (a role's exact
+        // permission, an owner's account, another realm's rule) is on the record like
+        // the guard's own refusals.
+        if unsafe_method && res.status() == StatusCode::FORBIDDEN {
+            record_refusal(&state, &p, "auth.denied", &path, ip).await;
+        }
+        return res;
     }
     next.run(req).await
 }

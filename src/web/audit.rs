@@ -215,7 +215,13 @@ async fn audit_log(
 async fn audit_verify(State(state): State<AppState>, PrincipalOf(p): PrincipalOf) -> Response {
     let done = in_realm(&state, &p, None, |ctx, app| -> Result<_, IdentityError> {
         let keys = app.trusted_keys(&browse::journal_id(ctx));
-        browse::verify_blocking(ctx, &keys)
+        let anchor = match crate::door::Door::tenant_id(ctx) {
+            Some(id) => app
+                .system()
+                .read(|c| crate::store::system::anchor(c, id).map_err(|e| app.system().err(&e)))?,
+            None => None,
+        };
+        browse::verify_blocking(ctx, &keys, anchor)
     })
     .await;
     let verified = match done {

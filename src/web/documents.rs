@@ -14,21 +14,31 @@ use crate::knowledge::library::{
 use axum::extract::{Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .upload(
+        .route(
             "/api/v1/documents",
             Access::Allowed(Permission::KnowledgeRead),
-            get(list).post(upload),
+            get(list),
+        )
+        .upload(
+            "/api/v1/documents",
+            Access::Allowed(Permission::KnowledgeWrite),
+            post(upload),
         )
         .route(
             "/api/v1/documents/{id}",
             Access::Allowed(Permission::KnowledgeRead),
-            get(show).delete(remove),
+            get(show),
+        )
+        .route(
+            "/api/v1/documents/{id}",
+            Access::Allowed(Permission::KnowledgeWrite),
+            delete(remove),
         )
         .route(
             "/api/v1/passages/{citation}",
@@ -141,7 +151,7 @@ pub async fn files_of(mut form: Multipart) -> Result<Vec<(String, Vec<u8>)>, Kno
     let bad = |m: &str| KnowledgeError::BadFilter(m.to_string());
     let mut out = Vec::new();
     loop {
-        let field = match form.next_field().await {
+        let mut field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -155,14 +165,23 @@ pub async fn files_of(mut form: Multipart) -> Result<Vec<(String, Vec<u8>)>, Kno
         if out.len() == MAX_FILES {
             return Err(bad(&format!("at most {MAX_FILES} files per upload")));
         }
-        let bytes = field.bytes().await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                bad("the upload is too large; send fewer or smaller files")
-            } else {
-                bad("the upload broke off; send it again")
+        // Read piece by piece and kept up to one byte past the largest document: enough for
+        // the library to refuse it by name, without holding the rest of it.
+        let mut bytes = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(piece)) => {
+                    let room = (library::MAX_BYTES + 1).saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&piece[..piece.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(bad("the upload is too large; send fewer or smaller files"))
+                }
+                Err(_) => return Err(bad("the upload broke off; send it again")),
             }
-        })?;
-        out.push((name, bytes.to_vec()));
+        }
+        out.push((name, bytes));
     }
     if out.is_empty() {
         return Err(bad(

@@ -18,10 +18,15 @@ use axum::routing::{get, post};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .upload(
+        .route(
             "/documents",
             Access::Allowed(Permission::KnowledgeRead),
-            get(documents_show).post(documents_add),
+            get(documents_show),
+        )
+        .upload(
+            "/documents",
+            Access::Allowed(Permission::KnowledgeWrite),
+            post(documents_add),
         )
         .route(
             "/documents/{id}",

@@ -12,19 +12,29 @@ use askama::Template;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub fn routes() -> Routes {
     Routes::new()
         .route(
             "/settings",
             Access::Allowed(Permission::SettingsRead),
-            get(settings_show).post(settings_update),
+            get(settings_show),
+        )
+        .route(
+            "/settings",
+            Access::Allowed(Permission::SettingsManage),
+            post(settings_update),
         )
         .route(
             "/settings/assistant",
             Access::Allowed(Permission::SettingsRead),
-            get(assistant_show).post(assistant_update),
+            get(assistant_show),
+        )
+        .route(
+            "/settings/assistant",
+            Access::Allowed(Permission::SettingsManage),
+            post(assistant_update),
         )
 }
 

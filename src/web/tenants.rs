@@ -20,7 +20,12 @@ pub fn routes() -> Routes {
         .route(
             "/tenants",
             Access::Allowed(Permission::TenantsRead),
-            get(tenants_list).post(tenant_create),
+            get(tenants_list),
+        )
+        .route(
+            "/tenants",
+            Access::Allowed(Permission::TenantsManage),
+            post(tenant_create),
         )
         .route(
             "/tenants/{id}/suspend",

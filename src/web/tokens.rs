@@ -20,7 +20,12 @@ pub fn routes() -> Routes {
         .route(
             "/tokens",
             Access::Allowed(Permission::TokensRead),
-            get(tokens_list).post(token_create),
+            get(tokens_list),
+        )
+        .route(
+            "/tokens",
+            Access::Allowed(Permission::TokensManage),
+            post(token_create),
         )
         .route(
             "/tokens/{id}/revoke",

@@ -116,6 +116,22 @@ async fn documents_are_uploaded_listed_searched_cited_and_removed_over_the_api()
     );
     let pilot_id = v["added"][0]["id"].as_str().unwrap().to_string();
 
+    // A file past the size limit is refused by name; the others in its upload go in.
+    let big = vec![b'a'; strongroom::knowledge::library::MAX_BYTES + (1 << 20)];
+    let (st, v) = upload(
+        &site,
+        &op,
+        &[
+            ("big.txt", &big),
+            ("small.txt", b"Tugs are booked with the pilot."),
+        ],
+    )
+    .await;
+    assert_eq!(st, 207, "{v}");
+    assert_eq!(v["refused"][0]["name"], "big.txt");
+    assert_eq!(v["refused"][0]["code"], "KNW-0003");
+    assert_eq!(v["added"][0]["name"], "small.txt");
+
     let (st, v) = upload(&site, &op, &[("x.docx", b"PK\x03\x04")]).await;
     assert_eq!(st, 400, "{v}");
     let (st, _, b) = site
@@ -132,7 +148,7 @@ async fn documents_are_uploaded_listed_searched_cited_and_removed_over_the_api()
 
     let (st, v) = call(&site, &op, "GET", "/api/v1/documents", b"").await;
     assert_eq!(st, 200);
-    assert_eq!(v["documents"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["documents"].as_array().unwrap().len(), 3, "{v}");
     // A second upload of the same name is a new version.
     upload(
         &site,

@@ -54,6 +54,16 @@ fn serves_health_status_and_security_headers_over_tls() {
         !status.body.contains(env.dir.to_str().unwrap()),
         "no paths on a public page"
     );
+    // Nor the version or uptime: they tell a stranger which fixes this host lacks.
+    for hidden in [env!("CARGO_PKG_VERSION"), "Version", " up "] {
+        assert!(!status.body.contains(hidden), "{hidden}: {}", status.body);
+    }
+    let json: serde_json::Value = serde_json::from_str(&server.get("/status.json").body).unwrap();
+    assert_eq!(json["status"], "operational");
+    assert!(
+        json.get("version").is_none() && json.get("uptime_secs").is_none(),
+        "{json}"
+    );
     let css = server.get("/static/style.css");
     assert_eq!(css.status, 200);
     assert!(css.header("content-type").unwrap().starts_with("text/css"));

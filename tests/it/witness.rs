@@ -205,6 +205,40 @@ fn a_broken_or_altered_witness_is_named() {
     assert!(text.contains("does not exist"), "{text}");
 }
 
+/// A head forged far ahead (no signature matches it) does not hold the journal's real head
+/// back: the next flush writes a signed one beside it, and verify still names the forgery.
+#[test]
+fn a_forged_head_does_not_freeze_the_witness() {
+    let (env, witness) = installation();
+    env.create_tenant("Alpha");
+    let text = std::fs::read_to_string(&witness).unwrap();
+    let forged: String = text
+        .lines()
+        .map(|l| {
+            let l = if l.contains("\"journal\":\"system\"") {
+                l.replacen("\"seq\":", "\"seq\":99999999", 1)
+            } else {
+                l.to_string()
+            };
+            l + "\n"
+        })
+        .collect();
+    assert_ne!(forged, text);
+    std::fs::write(&witness, &forged).unwrap();
+    env.create_tenant("Beta");
+    let heads = strongroom::audit::witness::read(&witness).unwrap();
+    let system: Vec<u64> = heads
+        .iter()
+        .filter(|h| h.journal == "system")
+        .map(|h| h.seq)
+        .collect();
+    assert_eq!(system.len(), 2, "{system:?}");
+    assert!(system.iter().any(|s| *s < 99_999_999), "{system:?}");
+    let out = env.run(&["audit", "verify", "--all"]);
+    assert!(!out.status.success());
+    assert!(crate::support::stdout(&out).contains("does not carry this installation's signature"));
+}
+
 /// A deletion is witnessed before it answers, not at the next checkpoint: a long-running
 /// process (the server) that dies right after cannot leave a window in which an older
 /// system.db brings the tenant back unnoticed.
