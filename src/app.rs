@@ -367,7 +367,7 @@ impl App {
             return Err(AppError::AlreadyInitialized(dd));
         }
         refuse_lost_system_db(data_dir)?;
-        crate::fsutil::create_private_dir(&data_dir.join("tenants")).map_err(dir_err)?;
+        crate::fsutil::create_private_subdir(&data_dir.join("tenants")).map_err(dir_err)?;
         crate::fsutil::create_private_dir(data_dir).map_err(dir_err)?;
         // Alone, for the whole init: two inits at once would each seal their own system key.
         let lock = lock_file(data_dir)?;
@@ -741,10 +741,13 @@ fn refuse_rolled_back_system(
     .into())
 }
 
-/// Refuses a tenant file whose journal does not extend the head its witness recorded (an
-/// older copy put back in place), before its schema steps run and before any request can
-/// reach it. A tenant restore that committed (its entry still owed to the tenant's journal)
-/// but died before it could reset the witnessed head is the sanctioned step back.
+/// Refuses a tenant file whose journal does not extend the head its witness recorded, or
+/// does not reach the position `system.db` recorded for it (an older copy put back in
+/// place, or its tail cut), before its schema steps run and before any request can reach
+/// it. The second holds when the witness was deleted too: without it, a journal put back
+/// and written past its old position would verify again. A tenant restore that committed
+/// (its entry still owed to the tenant's journal) but died before it could reset the
+/// witnessed head is the sanctioned step back.
 fn refuse_rolled_back_tenant(
     system: &Arc<Store>,
     witness: &Arc<crate::audit::witness::Keeper>,
@@ -758,27 +761,50 @@ fn refuse_rolled_back_tenant(
                 what: label.clone(),
                 reason: e.to_string(),
             };
-            let Some(head) = witness.head_of(id.as_str()).map_err(io)? else {
-                return Ok(());
-            };
-            let found = witness::extends(conn, &head)
-                .map_err(|e| StoreError::from_sqlite(&label, 0, &e))?;
-            if found == Extends::Yes {
-                return Ok(());
-            }
+            let sql = |e: rusqlite::Error| StoreError::from_sqlite(&label, 0, &e);
             let Some(sys) = system.upgrade() else {
                 return Err(StoreError::Closed { what: label });
             };
-            let owed = sys.read(|c| system::outbox_for(c, id).map_err(|e| sys.err(&e)))?;
-            if owed.iter().any(|e| e.action == "backup.restore") {
-                tracing::warn!(tenant = %id, "a committed tenant restore had not reset the witness; resetting it now");
-                witness.forget(Some(&[id.to_string()])).map_err(io)?;
-                return Ok(());
+            let restore_owed = || -> Result<bool, StoreError> {
+                let owed = sys.read(|c| system::outbox_for(c, id).map_err(|e| sys.err(&e)))?;
+                Ok(owed.iter().any(|e| e.action == "backup.restore"))
+            };
+            if let Some(head) = witness.head_of(id.as_str()).map_err(io)? {
+                let found = witness::extends(conn, &head).map_err(sql)?;
+                if found != Extends::Yes {
+                    if restore_owed()? {
+                        tracing::warn!(tenant = %id, "a committed tenant restore had not reset the witness; resetting it now");
+                        witness.forget(Some(&[id.to_string()])).map_err(io)?;
+                        return Ok(());
+                    }
+                    return Err(StoreError::RolledBack {
+                        detail: witness::describe(&label, witness.path(), &head, &found),
+                        what: label,
+                    });
+                }
             }
-            Err(StoreError::RolledBack {
-                detail: witness::describe(&label, witness.path(), &head, &found),
-                what: label,
-            })
+            let Some((seq, hash)) = sys.read(|c| system::anchor(c, id).map_err(|e| sys.err(&e)))?
+            else {
+                return Ok(());
+            };
+            let head_seq: i64 = conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM audit_entries", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql)?;
+            let problem =
+                crate::audit::verify::check_anchor(conn, head_seq.max(0) as u64, seq, &hash)
+                    .map_err(sql)?;
+            match problem {
+                Some(problem) if !restore_owed()? => Err(StoreError::RolledBack {
+                    detail: format!(
+                        "{label}: {}; put back the current file, or restore the tenant with `strongroom backup restore`",
+                        problem.detail
+                    ),
+                    what: label,
+                }),
+                _ => Ok(()),
+            }
         },
     )
 }

@@ -3,7 +3,7 @@
 //! of its steps and check what a restart makes of it.
 //!
 //! Points: 1–5 root-key rotation; 11–14 tenant-key rotation (11: the staged copy exists but
-//! is still empty); 21–22 single-tenant restore; 31–33 whole-installation restore; 41 `backup create` renaming its archive into place; 51 `tenant create` between its file
+//! is still empty); 21–22 single-tenant restore; 31–34 whole-installation restore; 41 `backup create` renaming its archive into place; 51 `tenant create` between its file
 //! and its registry row.
 //!
 //! `SR_FAULT_FAIL_STEP=N` makes [`fail`] return an error at point N instead, so the tests

@@ -41,6 +41,11 @@ pub fn replace_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resu
     sync_dir(dir)
 }
 
+/// A symbolic link where a directory must be.
+#[derive(Debug, thiserror::Error)]
+#[error("is a symbolic link, not a directory")]
+pub struct LinkNotDirectory;
+
 /// A path that names something other than a regular file, where only a file will do.
 #[derive(Debug, thiserror::Error)]
 #[error("is {0}, not a regular file")]
@@ -109,13 +114,14 @@ pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<zeroize::Zeroizi
 /// What went wrong with a file, for a message: "is a FIFO, not a regular file", or the I/O
 /// error's kind ("permission denied"), never its full text.
 pub fn io_reason(e: &std::io::Error) -> String {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<NotRegularFile>())
-    {
-        Some(nr) => nr.to_string(),
-        None => e.kind().to_string(),
+    let inner = e.get_ref();
+    if let Some(nr) = inner.and_then(|i| i.downcast_ref::<NotRegularFile>()) {
+        return nr.to_string();
     }
+    if let Some(link) = inner.and_then(|i| i.downcast_ref::<LinkNotDirectory>()) {
+        return link.to_string();
+    }
+    e.kind().to_string()
 }
 
 /// Makes a rename or a new file in `dir` durable.
@@ -141,6 +147,7 @@ pub fn open_lock_file(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// Creates `dir` (and parents) with mode 0700, and makes sure an existing one is 0700 too.
+/// For the data directory itself, which root chose (a link there is root's own).
 ///
 /// # Errors
 /// The directory cannot be created or its mode set.
@@ -151,6 +158,37 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// As [`create_private_dir`], for a directory inside the data directory, which the service
+/// user owns and may have changed: a symbolic link in its place is refused.
+///
+/// # Errors
+/// The directory cannot be created or its mode set, or it is a symbolic link.
+pub fn create_private_subdir(dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // Through a descriptor of the directory itself: a symbolic link in its place (which
+    // `create` accepts as existing) is refused, not followed to chmod what it names.
+    let flags = (OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC).bits() as i32;
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(dir)
+        .map_err(|e| {
+            // A link gives ELOOP, or ENOTDIR since O_DIRECTORY is judged on the link itself.
+            let is_link = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+            if is_link {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, LinkNotDirectory)
+            } else {
+                e
+            }
+        })?;
+    opened.set_permissions(fs::Permissions::from_mode(0o700))
 }
 
 /// When root ran a command on a data directory that belongs to another user (the service
@@ -309,6 +347,28 @@ pub fn hand_back_file(data_dir: &Path, file: &Path) -> std::io::Result<bool> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_directory_is_never_a_link_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join("tenants");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = create_private_subdir(&link).unwrap_err();
+        assert_eq!(io_reason(&e), "is a symbolic link, not a directory");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "the link's target is untouched");
+        let real = dir.path().join("real");
+        create_private_subdir(&real).unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_subdir(&real).unwrap();
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
 
     #[test]
     fn a_bare_file_name_lives_in_the_current_directory() {

@@ -368,7 +368,15 @@ pub fn checkpoints(
     let conn = target.open()?;
     let err =
         |e: rusqlite::Error| store::StoreError::from_sqlite(&target.label, target.version, &e);
-    let public_key = hex::encode(ev.signer().signing_public_key());
+    // Each checkpoint with the key that signed it: a tenant restored from another
+    // installation carries checkpoints signed with that installation's key.
+    let keys = ev.trusted_keys(&target.journal);
+    let public_key_of = |key_id: &str| {
+        keys.iter()
+            .find(|k| k.id == key_id)
+            .map(|k| hex::encode(&k.public_key))
+            .unwrap_or_default()
+    };
     let mut st = conn
         .prepare("SELECT seq, time_us, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
         .map_err(err)?;
@@ -379,9 +387,9 @@ pub fn checkpoints(
                 seq: r.get::<_, i64>(0)? as u64,
                 time_us: r.get(1)?,
                 hash: hex::encode(r.get::<_, Vec<u8>>(2)?),
+                public_key: public_key_of(&r.get::<_, String>(3)?),
                 key_id: r.get(3)?,
                 signature: hex::encode(r.get::<_, Vec<u8>>(4)?),
-                public_key: public_key.clone(),
             })
         })
         .map_err(err)?;

@@ -70,6 +70,8 @@ pub enum IdentityError {
     AddressRefused,
     #[error("too many sign-ins at once; try again in a few seconds")]
     Busy,
+    #[error("{0} exports of this journal are running already; try again when one ends")]
+    ExportsRunning(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -98,6 +100,7 @@ impl IdentityError {
             Self::WrongCode => "IDN-0015",
             Self::AddressRefused => "IDN-0016",
             Self::Busy => "IDN-0017",
+            Self::ExportsRunning(_) => "IDN-0018",
             Self::Store(e) => e.code(),
             Self::Tenant(e) => e.code(),
             Self::Keyring(e) => e.code(),
@@ -122,7 +125,7 @@ crate::domain_error!(IdentityError, |e| {
         IdentityError::NotFound(_) => ErrorKind::NotFound,
         IdentityError::BadCredentials => ErrorKind::Unauthenticated,
         IdentityError::Throttled(_) => ErrorKind::Throttled,
-        IdentityError::Busy => ErrorKind::Busy,
+        IdentityError::Busy | IdentityError::ExportsRunning(_) => ErrorKind::Busy,
         IdentityError::Hash(_) => ErrorKind::Internal,
         IdentityError::Store(e) => e.kind(),
         IdentityError::Tenant(e) => e.kind(),

@@ -261,6 +261,14 @@ async fn audit_export(
             .await;
         }
     };
+    let realm = match &p.place {
+        crate::identity::sessions::Place::Tenant(t) => t.to_string(),
+        crate::identity::sessions::Place::Platform => "platform".to_string(),
+    };
+    let slot = match ExportSlot::take(&state.exports, realm) {
+        Ok(slot) => slot,
+        Err(e) => return error_page(&state, Some(&p), e).await,
+    };
     // Read on a blocking thread and sent on in chunks as it is read. The first message
     // decides the answer: data starts a download; an error (or none) before any byte
     // gives an error page. An error later cuts the download short, so a broken export is
@@ -274,6 +282,7 @@ async fn audit_export(
         let (state, p, complete) = (state.clone(), p.clone(), complete.clone());
         let handle = tokio::runtime::Handle::current();
         tokio::spawn(async move {
+            let _slot = slot;
             in_realm(&state, &p, None, move |ctx, _| {
                 use std::io::Write as _;
                 let chunks = Chunks::new(tx, handle, EXPORT_STALL, EXPORT_LIMIT);
@@ -313,6 +322,52 @@ async fn audit_export(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     res
+}
+
+/// Exports of one realm's journal at a time. Each holds a reader of the realm's file (of a
+/// handful) and a snapshot that keeps the log from being folded for as long as it runs:
+/// more at once would leave the realm's other requests without readers.
+const EXPORTS_PER_REALM: usize = 2;
+
+/// One running export of a realm's journal, given back when the export ends.
+struct ExportSlot {
+    exports: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    realm: String,
+}
+
+impl ExportSlot {
+    fn take(
+        exports: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        realm: String,
+    ) -> Result<Self, IdentityError> {
+        let mut running = exports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = running.entry(realm.clone()).or_insert(0);
+        if *n >= EXPORTS_PER_REALM {
+            return Err(IdentityError::ExportsRunning(*n));
+        }
+        *n += 1;
+        Ok(Self {
+            exports: exports.clone(),
+            realm,
+        })
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self
+            .exports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.realm) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.realm);
+            }
+        }
+    }
 }
 
 /// Bytes of journal sent at a time.
@@ -405,6 +460,24 @@ fn export_cut(e: &std::io::Error) -> IdentityError {
 mod tests {
     use super::*;
     use std::io::{ErrorKind, Write as _};
+
+    #[test]
+    fn a_realm_runs_at_most_two_exports_and_each_ending_frees_its_place() {
+        let exports = Arc::default();
+        let a1 = ExportSlot::take(&exports, "a".into()).unwrap();
+        let a2 = ExportSlot::take(&exports, "a".into()).unwrap();
+        let refused = ExportSlot::take(&exports, "a".into()).err().unwrap();
+        assert!(
+            matches!(refused, IdentityError::ExportsRunning(2)),
+            "{refused}"
+        );
+        // Another realm's exports are its own.
+        let b = ExportSlot::take(&exports, "b".into()).unwrap();
+        drop(a1);
+        let a3 = ExportSlot::take(&exports, "a".into()).unwrap();
+        drop((a2, a3, b));
+        assert!(exports.lock().unwrap().is_empty());
+    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()

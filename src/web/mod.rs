@@ -68,6 +68,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<crate::ai::http::ApiKey>>,
     /// Whether a scraper on this host presents it too (`metrics.require_token`).
     pub metrics_token_required: bool,
+    /// Audit exports running, by realm (a tenant id, or `platform`).
+    pub exports: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// The public status page's last answer on the keys' age, and when it was read.
     pub key_age: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
@@ -90,6 +92,7 @@ impl AppState {
             metrics_token_required: app.config().metrics.require_token,
             started: Instant::now(),
             key_age: Arc::default(),
+            exports: Arc::default(),
             accepting: Arc::new(AtomicBool::new(true)),
             auth: Arc::new(auth::Auth::new(&app.config().identity)),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),

@@ -686,6 +686,24 @@ fn a_whole_restore_that_fails_midway_puts_the_live_data_back() {
     env.ok(&["audit", "verify"]);
     assert!(!env.dir.join("restore.pending").exists());
     assert_eq!(pre_restore_dirs(&env), Vec::<PathBuf>::new());
+
+    // Fails later, once the restored installation has recorded itself and its heads went
+    // to the witness: the witness is put back with the live data, which opens and verifies.
+    let witness = std::fs::read(env.dir.join("witness.ndjson")).unwrap();
+    let failed = env
+        .command(&["backup", "restore", path, "--force"])
+        .env("SR_FAULT_FAIL_STEP", "34")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert_eq!(
+        std::fs::read(env.dir.join("witness.ndjson")).unwrap(),
+        witness
+    );
+    let list = env.ok(&["tenant", "list"]);
+    assert!(list.contains("Newer"), "{list}");
+    env.ok(&["audit", "verify", "--all"]);
+    assert_eq!(env.ok(&["audit", "export", "--system"]), before);
 }
 
 #[test]

@@ -143,6 +143,35 @@ fn a_rolled_back_tenant_file_is_refused_when_it_opens() {
     assert!(out.status.success(), "{}", crate::support::stdout(&out));
 }
 
+/// Without its witness too, an older copy of a tenant file is refused when it opens:
+/// system.db recorded how far its journal reached. Before, it opened, was written past
+/// that point, and verified again.
+#[test]
+fn an_older_tenant_file_is_refused_even_without_the_witness() {
+    let (env, witness) = installation();
+    let a = env.create_tenant("Alpha");
+    copy(&env, &format!("tenants/{a}.db"), "a.old");
+    append(&env, &a, 5);
+    std::fs::remove_file(&witness).unwrap();
+    put_back(&env, "a.old", &format!("tenants/{a}.db"));
+    let text = env.fails(&[
+        "bench",
+        "append-loop",
+        "--tenant",
+        &a,
+        "--threads",
+        "1",
+        "--max",
+        "10",
+    ]);
+    assert!(
+        text.contains("system.db recorded") && text.contains("STO-0015"),
+        "{text}"
+    );
+    let out = env.run(&["audit", "verify", "--tenant", &a]);
+    assert!(!out.status.success(), "{}", crate::support::stdout(&out));
+}
+
 /// A restore is the sanctioned step back: afterwards the witness holds the restored heads
 /// and everything opens; the server keeps the witness as it runs.
 #[test]

@@ -203,16 +203,22 @@ impl Restoring<'_> {
             .path()
             .join(format!("tenants/{}.db", self.id));
         crate::store::staged::remove_staged(staged).map_err(io_err("stage the tenant file"))?;
-        std::fs::copy(from, staged).map_err(io_err("stage the tenant file"))?;
-        crate::fault::point(21);
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o600))
-                .map_err(io_err("stage the tenant file"))?;
-        }
-        std::fs::File::open(staged)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("stage the tenant file"))?;
+        // A new file, never whatever is at the path now: the directory belongs to the service
+        // user, and a link planted there would have root write through it. Written, given
+        // its mode and synced through the one descriptor.
+        let copied = (|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut source = std::fs::File::open(&from)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(staged)?;
+            std::io::copy(&mut source, &mut out)?;
+            crate::fault::point(21);
+            out.sync_all()
+        })();
+        copied.map_err(io_err("stage the tenant file"))?;
         // The copy's directory entry must be durable before the registry points at its key.
         crate::fsutil::sync_dir(&self.app.data_dir().join("tenants"))
             .map_err(io_err("stage the tenant file"))

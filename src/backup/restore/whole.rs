@@ -23,6 +23,15 @@ pub(super) fn restore_into(
     lock.try_lock()
         .map_err(|_| app::AppError::InUse(data_dir.display().to_string()))?;
     let wrote_root_key = ensure_root_key(config, data_dir, root_key_out, &unpacked)?;
+    // The witness is not among the files moved aside (it may live elsewhere), but the
+    // restore rewrites it: kept here, it is put back with the live data if the restore fails,
+    // or the live journals would no longer match their witnessed heads.
+    let witness = app::witness_path(config, data_dir);
+    let witnessed = match std::fs::read(&witness) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(format!("read {}", witness.display()))(e)),
+    };
     let mut swap = Swap::mark(data_dir)?;
 
     let n = unpacked.manifest.tenants.len();
@@ -35,7 +44,28 @@ pub(super) fn restore_into(
         journal_restore(config, data_dir, &lock, &unpacked, live, actor)
     })();
     if let Err(e) = outcome {
-        return Err(swap.undo(data_dir, e));
+        let e = swap.undo(data_dir, e);
+        let put_back = match &witnessed {
+            Some(bytes) => crate::fsutil::replace_atomically(&witness, bytes, 0o600),
+            None => std::fs::remove_file(&witness).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }),
+        };
+        return Err(match put_back {
+            Ok(()) => e,
+            Err(w) => BackupError::Io {
+                what: "undo the failed restore".into(),
+                reason: format!(
+                    "{e}; then the witness {} could not be put back ({})",
+                    witness.display(),
+                    w.kind()
+                ),
+            },
+        });
     }
     app::PendingRestore::clear(data_dir).map_err(io_err("remove restore.pending"))?;
     drop(lock);
@@ -193,7 +223,7 @@ impl Swap {
 /// Moves the archive's members (all but `root.key`) from staging into place, durably.
 fn place_members(data_dir: &Path, unpacked: &Unpacked) -> Result<(), BackupError> {
     use std::os::unix::fs::PermissionsExt;
-    crate::fsutil::create_private_dir(&data_dir.join("tenants"))
+    crate::fsutil::create_private_subdir(&data_dir.join("tenants"))
         .map_err(io_err("create tenants/"))?;
     let staged = unpacked.dir.path();
     for m in &unpacked.manifest.members {
@@ -201,9 +231,12 @@ fn place_members(data_dir: &Path, unpacked: &Unpacked) -> Result<(), BackupError
             continue;
         }
         let to = data_dir.join(&m.name);
-        std::fs::rename(staged.join(&m.name), &to).map_err(io_err(format!("place {}", m.name)))?;
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+        // The mode is set in the private staging directory, before the rename: after it,
+        // the path is in a directory the service user can change, and a chmod by path
+        // would follow whatever link was put there.
+        std::fs::set_permissions(staged.join(&m.name), std::fs::Permissions::from_mode(0o600))
             .map_err(io_err(format!("set the mode of {}", m.name)))?;
+        std::fs::rename(staged.join(&m.name), &to).map_err(io_err(format!("place {}", m.name)))?;
     }
     crate::fsutil::sync_dir(data_dir).map_err(io_err("sync the data directory"))?;
     crate::fsutil::sync_dir(&data_dir.join("tenants")).map_err(io_err("sync tenants/"))
@@ -251,6 +284,7 @@ fn journal_restore(
     };
     let journaled = (|| -> Result<(), BackupError> {
         journal(app.system(), "system")?;
+        crate::fault::fail(34).map_err(io_err("journal the restore in the tenants"))?;
         for t in &unpacked.manifest.tenants {
             let id = TenantId::parse(&t.id).map_err(crate::tenants::TenantError::from)?;
             let store = crate::tenants::open_store(&app, &id)?;
