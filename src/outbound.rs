@@ -112,7 +112,11 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback()
+            // NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16) carry an IPv4
+            // address a gateway reaches on the caller's behalf, internal ones included.
+            let embeds_v4 = (s[0] == 0x64 && s[1] == 0xff9b) || s[0] == 0x2002;
+            embeds_v4
+                || v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
@@ -132,9 +136,12 @@ fn internal_refusal(host: &str, ips: &[IpAddr], allow: &[String]) -> Option<Stri
     ips.iter()
         .find(|ip| is_internal(**ip) && !listed(&ip.to_string()))
         .map(|ip| {
+            // The address goes to the operator's log only: this message reaches a tenant's
+            // administrator, who would otherwise learn the internal network's layout.
+            tracing::warn!(%host, address = %ip, "outbound call refused: an internal address not on outbound.allow_internal");
             format!(
-                "{host} is at the internal address {ip}; list the host or the address in \
-                 outbound.allow_internal to allow it"
+                "{host} is at an internal address (the server's log names it); list the host \
+                 or the address in outbound.allow_internal to allow it"
             )
         })
 }
@@ -377,7 +384,8 @@ mod tests {
         )
         .await;
         assert!(
-            e.contains("internal address 127.0.0.1") && e.contains("outbound.allow_internal"),
+            e.contains("127.0.0.1 is at an internal address")
+                && e.contains("outbound.allow_internal"),
             "{e}"
         );
         let e = get(&plain, "https://[::1]:1/").await;
@@ -385,7 +393,9 @@ mod tests {
         // A name is resolved by the server's own resolver from /etc/hosts, then checked.
         let e = get(&plain, "https://localhost:1/").await;
         assert!(
-            e.contains("localhost is at the internal address") && e.contains("allow_internal"),
+            e.contains("localhost is at an internal address")
+                && e.contains("allow_internal")
+                && !e.contains("127.0.0.1"),
             "{e}"
         );
         let listed = outbound(&["127.0.0.1", "LocalHost"]);

@@ -95,12 +95,29 @@ impl Resolver {
         } else {
             self.lookup(&host).await?
         };
+        judge(&host, &bare, ips, port, allow)
+    }
+}
+
+/// Where a call to `host` (`bare`: without brackets) may go, given the addresses it
+/// resolved to, or why it may not.
+fn judge(
+    host: &str,
+    bare: &str,
+    ips: Vec<IpAddr>,
+    port: u16,
+    allow: &[String],
+) -> Result<Vec<SocketAddr>, ModelError> {
+    {
+        let host = host.to_string();
         let refuse = |reason: String| ModelError::Egress {
             host: host.clone(),
             reason,
         };
-        if !ips.iter().all(|ip| ip.is_loopback()) {
-            if !allow.iter().any(|a| a == &host || a == &bare) {
+        // Judged by what the URL says, not by what a name resolves to: a name whose records
+        // move to 127.0.0.1 would otherwise be reached unlisted, with the endpoint's key.
+        if !is_loopback_host(&host) {
+            if !allow.iter().any(|a| a == &host || a == bare) {
                 return Err(refuse(
                     "it is not on this tenant's egress allow-list (policy ai.egress_allow)".into(),
                 ));
@@ -123,6 +140,30 @@ impl Resolver {
             .map(|ip| SocketAddr::new(ip, port))
             .collect())
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_name_that_resolves_to_loopback_is_not_a_local_endpoint() {
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    // Named as loopback in the URL: a local endpoint, no listing needed.
+    assert!(judge("localhost", "localhost", vec![lo], 80, &[]).is_ok());
+    assert!(judge("[::1]", "::1", vec!["::1".parse().unwrap()], 80, &[]).is_ok());
+    // A name whose records point at loopback needs the listing every upstream needs, and
+    // then its address listed too, as any internal address does.
+    let e = judge("model.example", "model.example", vec![lo], 443, &[]).unwrap_err();
+    assert!(e.to_string().contains("egress allow-list"), "{e}");
+    let e = judge(
+        "model.example",
+        "model.example",
+        vec![lo],
+        443,
+        &["model.example".into()],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("internal address"), "{e}");
+    let both = ["model.example".to_string(), "127.0.0.1".to_string()];
+    assert!(judge("model.example", "model.example", vec![lo], 443, &both).is_ok());
 }
 
 #[cfg(test)]
@@ -163,6 +204,9 @@ mod tests {
             "fe80::1",
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:5",
+            "2002:a00:1::1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }

@@ -659,6 +659,11 @@ async fn next_chunk(
     idle: Duration,
     deadline: Instant,
 ) -> Result<Option<Vec<u8>>, ModelError> {
+    // Checked before each read: a timeout polls what it wraps first, so an upstream that
+    // always has the next piece ready would never see it fire.
+    if Instant::now() >= deadline {
+        return Err(timeout("total"));
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(idle.min(left), res.chunk()).await {
         Err(_) if Instant::now() >= deadline => Err(timeout("total")),
@@ -713,10 +718,15 @@ impl Model for HttpModel {
     }
 }
 
-/// A server-sent events reader: bytes in, complete events (`event`, `data`) out.
+/// A server-sent events reader: bytes in, complete events (`event`, `data`) out. Each byte
+/// is searched once however the stream is cut (a search from the start of what waits, at
+/// every piece, made an upstream that never ends an event cost quadratic time), and what
+/// waits is moved once per piece, not once per event.
 #[derive(Default)]
 pub struct Sse {
     buf: Vec<u8>,
+    /// Where the next search for an event's end starts.
+    scanned: usize,
 }
 
 impl Sse {
@@ -724,11 +734,10 @@ impl Sse {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<(Option<String>, String)> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            let end = find_blank_line(&self.buf);
-            let Some((at, len)) = end else { break };
-            let raw: Vec<u8> = self.buf.drain(..at + len).collect();
-            let text = String::from_utf8_lossy(&raw[..at]);
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some((at, len)) = find_blank_line(&self.buf, from) {
+            let text = String::from_utf8_lossy(&self.buf[start..at]);
             let (mut event, mut data) = (None, Vec::new());
             for line in text.lines() {
                 if let Some(v) = line.strip_prefix("event:") {
@@ -740,18 +749,28 @@ impl Sse {
             if !data.is_empty() {
                 out.push((event, data.join("\n")));
             }
+            start = at + len;
+            from = start;
         }
+        self.buf.drain(..start);
+        // The last three bytes may be the start of an event's end.
+        self.scanned = self.buf.len().saturating_sub(3);
         out
     }
 }
 
-fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(c)) => Some(if a.0 <= c.0 { a } else { c }),
-        (a, c) => a.or(c),
+/// The first blank line (`\n\n` or `\r\n\r\n`) at or after `from`: its offset and length.
+fn find_blank_line(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i + 1 < b.len() {
+        match b[i] {
+            b'\n' if b[i + 1] == b'\n' => return Some((i, 2)),
+            b'\r' if b[i..].starts_with(b"\r\n\r\n") => return Some((i, 4)),
+            _ => {}
+        }
+        i += 1;
     }
+    None
 }
 
 /// The endpoints of the configuration, each ready to call.
@@ -774,6 +793,31 @@ pub fn models(config: &crate::config::Config) -> Result<super::assistant::Models
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An upstream that never ends an event, a byte at a time: each byte is looked at a
+    /// bounded number of times (counted, not timed).
+    #[test]
+    fn an_event_that_never_ends_costs_linear_work() {
+        let mut sse = Sse::default();
+        let line = b"data: x\n";
+        let mut fed = 0usize;
+        for _ in 0..20_000 {
+            for b in line {
+                assert!(sse.feed(std::slice::from_ref(b)).is_empty());
+                fed += 1;
+                // What the next search starts from is never more than 3 bytes back.
+                assert!(sse.buf.len() - sse.scanned <= 3);
+            }
+        }
+        assert_eq!(sse.buf.len(), fed);
+        // Many events in one piece come out in order, the rest kept for the next.
+        let mut sse = Sse::default();
+        let many: String = (0..1000).map(|i| format!("data: {i}\n\n")).collect();
+        let got = sse.feed(format!("{many}data: tail").as_bytes());
+        assert_eq!(got.len(), 1000);
+        assert_eq!(got[999].1, "999");
+        assert_eq!(sse.feed(b"\n\n"), [(None, "tail".to_string())]);
+    }
 
     #[test]
     fn events_are_split_across_any_chunking() {

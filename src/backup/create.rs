@@ -89,8 +89,9 @@ pub fn create(
 
     let created_us = app.clock().now_us();
     let (header, key) = seal_key(app, sealing, created_us)?;
+    // Named afresh each run: the leftover of a run that was killed never blocks the next.
     let mut partial = out.as_os_str().to_os_string();
-    partial.push(".partial");
+    partial.push(format!(".{}.partial", crate::keyring::random_id()?));
     let partial = PathBuf::from(partial);
     // For the progress bar: the live files' sizes are close to their snapshots'.
     let estimate: u64 = jobs

@@ -100,8 +100,16 @@ pub fn rotate_root(app: &App, actor: &Actor) -> Result<RootRotation, KeysError> 
 
     // 4.
     std::fs::rename(&next, &key_file).map_err(|e| write_err(&key_file, e))?;
-    crate::fsutil::sync_dir(crate::fsutil::dir_of(&key_file))
-        .map_err(|e| write_err(&key_file, e))?;
+    // From the rename on, the new key is the key, whatever follows: an operator told only
+    // "cannot write" would keep escrowing the old one.
+    crate::fsutil::sync_dir(crate::fsutil::dir_of(&key_file)).map_err(|e| KeysError::Write {
+        path: key_file.display().to_string(),
+        reason: format!(
+            "the new root key is in place, but its directory could not be synced ({}); \
+             escrow the new key now, and run any command to finish the rotation",
+            e.kind()
+        ),
+    })?;
     crate::fault::point(4);
 
     // 5.

@@ -10,6 +10,23 @@ pub struct Chart {
     pub rows: Vec<(String, i64)>,
 }
 
+/// Text for SVG markup: the chart goes into the page as it is (`|safe`), so nothing in a
+/// label or title may open a tag.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 120.0;
 const LABEL: f64 = 14.0;
@@ -26,10 +43,14 @@ pub fn bars(
     let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
     let slot = WIDTH / n;
     let mut svg = format!(
-        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"{id}-title\" viewBox=\"0 0 {WIDTH} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"{}-title\" viewBox=\"0 0 {WIDTH} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        escaped(id),
         HEIGHT + LABEL
     );
-    svg.push_str(&format!("<title id=\"{id}-title\">{title}</title>"));
+    let (id_shown, title_shown) = (escaped(id), escaped(title));
+    svg.push_str(&format!(
+        "<title id=\"{id_shown}-title\">{title_shown}</title>"
+    ));
     for (i, v) in values.iter().enumerate() {
         let h = (*v as f64 / max) * (HEIGHT - 4.0);
         let x = i as f64 * slot + 1.0;
@@ -38,11 +59,14 @@ pub fn bars(
             "<rect class=\"bar{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{}: {v}</title></rect>",
             if bad { " bad" } else { "" },
             (slot - 2.0).max(1.0),
-            labels.get(i).map_or("", String::as_str),
+            escaped(labels.get(i).map_or("", String::as_str)),
         ));
     }
     // First and last day under the axis.
-    if let (Some(first), Some(last)) = (labels.first(), labels.last()) {
+    if let (Some(first), Some(last)) = (
+        labels.first().map(|l| escaped(l)),
+        labels.last().map(|l| escaped(l)),
+    ) {
         svg.push_str(&format!(
             "<text x=\"0\" y=\"{}\">{first}</text>",
             HEIGHT + LABEL - 2.0
@@ -85,5 +109,21 @@ mod tests {
         // No data draws empty bars, not a division by zero.
         let empty = bars("e", "Empty", &labels, &[0, 0, 0], true);
         assert!(empty.svg.contains("height=\"0.0\"") && empty.svg.contains("class=\"bar bad\""));
+    }
+
+    #[test]
+    fn labels_and_titles_cannot_open_a_tag() {
+        let labels = vec!["<script>x</script>".to_string(), "a\"b".to_string()];
+        let c = bars("c", "t<i>", &labels, &[1, 2], false);
+        assert!(
+            !c.svg.contains("<script>") && !c.svg.contains("<i>"),
+            "{}",
+            c.svg
+        );
+        assert!(
+            c.svg.contains("&lt;script&gt;") && c.svg.contains("a&quot;b"),
+            "{}",
+            c.svg
+        );
     }
 }
