@@ -136,6 +136,7 @@ pub fn bench_auth(
             web::server::Timeouts {
                 header: Duration::from_secs(30),
                 grace: Duration::from_secs(1),
+                idle: web::server::IDLE_TIMEOUT,
             },
         ));
         let target = Arc::new(Target {

@@ -150,6 +150,7 @@ pub fn bench_gateway(
             web::server::Timeouts {
                 header: Duration::from_secs(30),
                 grace: Duration::from_secs(1),
+                idle: web::server::IDLE_TIMEOUT,
             },
         ));
         let json = (

@@ -109,6 +109,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     let timeouts = web::server::Timeouts {
         header: Duration::from_secs(config.server.header_timeout_secs),
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        // A streamed answer is silent at most until its endpoint's total timeout.
+        idle: config
+            .ai
+            .endpoints
+            .iter()
+            .map(|e| Duration::from_millis(e.total_timeout_ms) + Duration::from_secs(30))
+            .fold(web::server::IDLE_TIMEOUT, Duration::max),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -261,6 +261,43 @@ fn a_client_that_trickles_its_headers_is_cut_off() {
     );
 }
 
+/// A client that finishes its handshake and then says nothing, or opens HTTP/2 and goes
+/// quiet, is closed after the header timeout: before, both were held forever.
+#[test]
+fn a_client_that_connects_and_says_nothing_is_closed() {
+    use std::io::{Read, Write};
+    let env = Env::init();
+    std::fs::write(&env.config, "[server]\nheader_timeout_secs = 1\n").unwrap();
+    let server = Server::start(&env, &[]);
+    for opening in [&b""[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut cfg = (*client_config(&server.cert, &[&rustls::version::TLS13])).clone();
+        if !opening.is_empty() {
+            cfg.alpn_protocols = vec![b"h2".to_vec()];
+        }
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let sock = std::net::TcpStream::connect(server.addr).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        // Completes the handshake, then the opening (if any), then silence.
+        tls.write_all(opening).unwrap();
+        tls.flush().unwrap();
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "a silent connection was kept open ({} bytes of opening)",
+            opening.len()
+        );
+    }
+    assert_eq!(server.get("/healthz").status, 200, "others are served");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_when_the_root_key_is_no_longer_current() {
     use tower::ServiceExt;
