@@ -192,7 +192,11 @@ pub fn set_active(
 /// Unknown or already deleted tenant, or a storage fault (then nothing changed).
 pub fn delete(app: &App, actor: &Actor, id: &TenantId) -> Result<(), TenantError> {
     let start = std::time::Instant::now();
-    get(app, id)?;
+    // Refused before the file is held: holding it makes a lock file that a deleted tenant's
+    // refusal would leave behind.
+    if get(app, id)?.status == TenantStatus::Deleted {
+        return Err(TenantError::NotFound(id.to_string()));
+    }
     let exclusive = app
         .tenant_stores()
         .take_exclusive(id, crate::store::tenants::Hold::Remove)

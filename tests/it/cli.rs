@@ -75,6 +75,10 @@ fn tenant_lifecycle_is_journaled() {
     assert!(!env.dir.join(format!("tenants/{id}.db")).exists());
     let gone = env.fails(&["tenant", "delete", &id, "--yes"]);
     assert!(gone.contains("no tenant"), "{gone}");
+    assert!(
+        !env.dir.join(format!("tenants/{id}.lock")).exists(),
+        "a refused second delete leaves nothing behind"
+    );
     assert_eq!(env.ok(&["tenant", "list", "--json"]).trim(), "[]");
     assert!(env.ok(&["tenant", "list", "--all"]).contains("deleted"));
 
