@@ -21,6 +21,28 @@ struct Fixture {
 }
 
 impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            path: dir.path().join("j.db"),
+            _dir: dir,
+            key: Key32::random().unwrap(),
+            keyring: Arc::new(Signer::from_system_dek(&Key32::from_bytes([9; 32])).unwrap()),
+        }
+    }
+
+    /// The journal's configuration: a checkpoint every 1000 entries, on a manual clock.
+    fn journal(&self) -> JournalConfig {
+        JournalConfig {
+            journal_id: "j".into(),
+            signer: self.keyring.clone(),
+            clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(60),
+            on_checkpoint: None,
+        }
+    }
+
     fn spec<'a>(&'a self, path: &'a Path) -> OpenSpec<'a> {
         OpenSpec {
             path,
@@ -56,23 +78,10 @@ impl Fixture {
 
 /// A journal of `N` entries with a checkpoint every 1000, written in one transaction.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Fixture {
-        path: dir.path().join("j.db"),
-        _dir: dir,
-        key: Key32::random().unwrap(),
-        keyring: Arc::new(Signer::from_system_dek(&Key32::from_bytes([9; 32])).unwrap()),
-    };
+    let f = Fixture::new();
     let conn = store::open_connection(&f.spec(&f.path), false).unwrap();
     store::migrate::migrate(&conn, FileKind::Tenant, "tenant j", 1).unwrap();
-    let cfg = JournalConfig {
-        journal_id: "j".into(),
-        signer: f.keyring.clone(),
-        clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(60),
-        on_checkpoint: None,
-    };
+    let cfg = f.journal();
     conn.execute_batch("BEGIN").unwrap();
     let mut head = journal::load_head(&conn).unwrap();
     let mut buf = Vec::new();
@@ -169,23 +178,10 @@ fn gaps_at_the_join_and_at_the_end_are_found() {
 /// cell is quoted, so a list separator inside one (`;` in many locales) cannot start another.
 #[test]
 fn csv_export_cells_never_become_formulas() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Fixture {
-        path: dir.path().join("j.db"),
-        _dir: dir,
-        key: Key32::random().unwrap(),
-        keyring: Arc::new(Signer::from_system_dek(&Key32::from_bytes([9; 32])).unwrap()),
-    };
+    let f = Fixture::new();
     let conn = f.conn();
     store::migrate::migrate(&conn, FileKind::Tenant, "tenant j", 1).unwrap();
-    let cfg = JournalConfig {
-        journal_id: "j".into(),
-        signer: f.keyring.clone(),
-        clock: Arc::new(ManualClock::new(1_700_000_000_000_000)),
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(60),
-        on_checkpoint: None,
-    };
+    let cfg = f.journal();
     let targets = ["=1+1", "x;=cmd|' /C calc'!A0", "@SUM(A1)"];
     let mut head = journal::load_head(&conn).unwrap();
     let mut buf = Vec::new();

@@ -167,6 +167,21 @@ fn forbidden(code: &'static str, message: &'static str) -> Response {
     .into_response()
 }
 
+/// A 403 for a refused request: the API's error body, or the page a person reads.
+async fn refused(
+    state: &AppState,
+    p: Option<&Principal>,
+    path: &str,
+    code: &'static str,
+    message: &'static str,
+) -> Response {
+    if is_api(path) {
+        forbidden(code, message)
+    } else {
+        super::ui::refusal_page(state, p, StatusCode::FORBIDDEN, message, code).await
+    }
+}
+
 fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -208,18 +223,7 @@ async fn guard(
                     record_refusal(&state, p, "auth.address_refused", &path, ip).await;
                     let message =
                         "requests from this address are not allowed by your organisation's policy";
-                    return if is_api(&path) {
-                        forbidden("AUTH-0006", message)
-                    } else {
-                        super::ui::refusal_page(
-                            &state,
-                            None,
-                            StatusCode::FORBIDDEN,
-                            message,
-                            "AUTH-0006",
-                        )
-                        .await
-                    };
+                    return refused(&state, None, &path, "AUTH-0006", message).await;
                 }
                 Err(Refused::Tenant(e)) => return WebError::from(e).into_response(),
                 Err(Refused::Internal(e)) => return WebError::from(e).into_response(),
@@ -258,18 +262,7 @@ async fn guard(
                         record_refusal(&state, p, "auth.denied", &path, ip).await;
                     }
                     let message = "not allowed for your role";
-                    return if is_api(&path) {
-                        forbidden("AUTH-0005", message)
-                    } else {
-                        super::ui::refusal_page(
-                            &state,
-                            Some(p),
-                            StatusCode::FORBIDDEN,
-                            message,
-                            "AUTH-0005",
-                        )
-                        .await
-                    };
+                    return refused(&state, Some(p), &path, "AUTH-0005", message).await;
                 }
             }
         }
@@ -288,18 +281,7 @@ async fn guard(
                 record_refusal(&state, p, "auth.csrf_refused", &path, ip).await;
                 let message =
                     "the form's security token is missing or stale; reload the page and try again";
-                return if is_api(&path) {
-                    forbidden("AUTH-0002", message)
-                } else {
-                    super::ui::refusal_page(
-                        &state,
-                        Some(p),
-                        StatusCode::FORBIDDEN,
-                        message,
-                        "AUTH-0002",
-                    )
-                    .await
-                };
+                return refused(&state, Some(p), &path, "AUTH-0002", message).await;
             }
         }
     }
