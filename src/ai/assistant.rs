@@ -144,6 +144,7 @@ fn db(e: rusqlite::Error) -> AssistantError {
 #[derive(Default, Clone)]
 pub struct Models {
     by_name: HashMap<String, Arc<dyn Model>>,
+    calls: super::calls::Calls,
 }
 
 impl Models {
@@ -153,7 +154,13 @@ impl Models {
                 .into_iter()
                 .map(|m| (m.name().to_string(), m))
                 .collect(),
+            calls: super::calls::Calls::default(),
         }
+    }
+
+    /// The calls in progress to these endpoints.
+    pub fn calls(&self) -> &super::calls::Calls {
+        &self.calls
     }
 
     /// Names of every configured endpoint, sorted.
@@ -578,6 +585,7 @@ pub async fn ask(
             None => Err(ModelError::NotConfigured(policy.model.clone())),
             Some(m) => {
                 let (reply, counts) = super::outgoing::call(
+                    models.calls(),
                     m.as_ref(),
                     &prompt,
                     &policy.egress_allow,

@@ -461,6 +461,7 @@ pub async fn answer(
                     };
                 }
                 let (reply, counts) = super::outgoing::call(
+                    models.calls(),
                     m.as_ref(),
                     &sent,
                     &policy.egress_allow,

@@ -4,6 +4,7 @@
 //! [`egress`] allows; [`assistant`] keeps conversations and audits each turn.
 
 pub mod assistant;
+pub mod calls;
 pub mod context;
 pub mod egress;
 pub mod extractive;

@@ -170,6 +170,11 @@ pub enum ModelError {
     Unredactable(String),
     #[error("the model endpoint is busy with other calls; try again in {0} s")]
     Busy(u64),
+    #[error("the server stopped before the model answered; ask again once it is back")]
+    Stopped,
+    /// The call's task failed (a fault of the server's own, logged where it happened).
+    #[error("the call failed inside the server")]
+    Internal,
 }
 
 impl ModelError {
@@ -187,6 +192,8 @@ impl ModelError {
             Self::CircuitOpen(_) => "AI-0010",
             Self::Unredactable(_) => "AI-0011",
             Self::Busy(_) => "AI-0012",
+            Self::Stopped => "AI-0013",
+            Self::Internal => "AI-0014",
         }
     }
 
@@ -205,6 +212,8 @@ impl ModelError {
             Self::CircuitOpen(_) => "circuit_open",
             Self::Unredactable(_) => "unredactable",
             Self::Busy(_) => "busy",
+            Self::Stopped => "stopped",
+            Self::Internal => "internal",
         }
     }
 
@@ -218,6 +227,7 @@ impl ModelError {
             | Self::Egress { .. }
             | Self::Unredactable(_) => ErrorKind::Forbidden,
             Self::RateLimited(_) => ErrorKind::Throttled,
+            Self::Internal => ErrorKind::Internal,
             _ => ErrorKind::Busy,
         }
     }

@@ -3,7 +3,7 @@
 //! the prompt's values are replaced by placeholders, and the answer, streamed or not, gets
 //! them back. The mapping lives in this call only.
 
-use super::model::{Deltas, Message, Model, ModelError, Prompt, Raw, Reply};
+use super::model::{Deltas, Message, Model, ModelError, Pending, Prompt, Raw, Reply};
 use crate::policy::redaction::RedactionPolicy;
 use crate::redact::pseudonym::Pseudonyms;
 use crate::redact::Detector;
@@ -14,6 +14,7 @@ pub type Redacted = Option<BTreeMap<String, u32>>;
 
 /// Calls `model` with `prompt`, redacted where the tenant's rules say so.
 pub async fn call(
+    calls: &super::calls::Calls,
     model: &dyn Model,
     prompt: &Prompt,
     egress_allow: &[String],
@@ -21,7 +22,10 @@ pub async fn call(
     deltas: Deltas<'_>,
 ) -> (Result<Reply, ModelError>, Redacted) {
     if !(model.upstream() || rules.all_endpoints) {
-        return (model.complete(prompt, egress_allow, deltas).await, None);
+        return (
+            unless_stopping(calls, model.complete(prompt, egress_allow, deltas)).await,
+            None,
+        );
     }
     // Fail closed: rules that cannot be built stop the call, not the redaction.
     let detector = match rules.shared_detector() {
@@ -38,7 +42,7 @@ pub async fn call(
                 deltas(&text);
             }
         };
-        let reply = model.complete(&sent, egress_allow, &mut shown).await;
+        let reply = unless_stopping(calls, model.complete(&sent, egress_allow, &mut shown)).await;
         let rest = restorer.finish();
         if !rest.is_empty() {
             deltas(&rest);
@@ -56,6 +60,19 @@ pub async fn call(
         }
     });
     (reply, Some(counts))
+}
+
+/// The model's reply, or [`ModelError::Stopped`] once the server stops: a call not yet made
+/// is not made, one waiting on its answer stops waiting (and is audited as cut).
+async fn unless_stopping(
+    calls: &super::calls::Calls,
+    reply: Pending<'_>,
+) -> Result<Reply, ModelError> {
+    tokio::select! {
+        biased;
+        () = calls.stopping() => Err(ModelError::Stopped),
+        r = reply => r,
+    }
 }
 
 /// Keys whose strings the APIs need as they are (roles, kinds, ids, tool names), outside a

@@ -186,7 +186,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
             tracing::info!("shutting down: draining connections");
         };
         let refusals = state.refusals.clone();
+        let calls = state.models.calls().clone();
         web::server::serve(listener, tls_config, web::app(state), shutdown, timeouts).await;
+        // Model calls outlive their connections: those still waiting on a model are cut, and
+        // every one's audit entry is written before the stores close.
+        calls.stop(CALLS_END_WITHIN).await;
         // Refused calls still counted are written before the stores close.
         web::flush_refusals(&app, &refusals).await;
         closer.abort();
@@ -205,6 +209,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long a stopping server waits for cut model calls to write their audit entries.
+const CALLS_END_WITHIN: Duration = Duration::from_secs(10);
 
 fn loaded_with(config: &crate::config::Config) -> crate::config::Loaded {
     crate::config::Loaded {

@@ -240,15 +240,17 @@ async fn thread_ask(
     let asked = async {
         let thread = ThreadId::parse(&id)?;
         let ctx = tenant_of(&state, &p, form.ip).await?;
-        assistant::ask(
-            &ctx,
-            &state.models,
-            &thread,
-            &form.field("question"),
-            false,
-            &mut |_| {},
-        )
-        .await
+        let models = state.models.clone();
+        let question = form.field("question");
+        // On a task of its own: a browser that goes away does not cut an audited turn.
+        state
+            .models
+            .calls()
+            .run(async move {
+                assistant::ask(&ctx, &models, &thread, &question, false, &mut |_| {}).await
+            })
+            .await
+            .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()))
     }
     .await;
     match asked {

@@ -275,7 +275,16 @@ async fn ask(
         let id = ThreadId::parse(&id)?;
         let q: Question = body(&bytes_of(req).await?)?;
         let ctx = tenant_of(&state, &p, ip).await?;
-        assistant::ask(&ctx, &state.models, &id, &q.question, false, &mut |_| {}).await
+        let models = state.models.clone();
+        // On a task of its own: a client that goes away does not cut an audited turn.
+        state
+            .models
+            .calls()
+            .run(async move {
+                assistant::ask(&ctx, &models, &id, &q.question, false, &mut |_| {}).await
+            })
+            .await
+            .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()))
     }
     .await;
     match answered {
@@ -331,7 +340,7 @@ async fn stream(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
     let models = state.models.clone();
     // The turn runs to its end (stored and audited) even if the client goes away.
-    tokio::spawn(async move {
+    state.models.calls().spawn(async move {
         let deltas = tx.clone();
         let mut send = move |t: &str| {
             let _ = deltas.send(Piece::Delta(t.to_string()));

@@ -683,30 +683,39 @@ async fn body_bytes(req: Request) -> Result<axum::body::Bytes, Bad> {
         .map_err(|_| bad("body", "the body is too large or broke off"))
 }
 
-/// A call answered whole, not streamed.
+/// A call answered whole, not streamed. It runs on a task of its own: a client that goes
+/// away, or a connection closed at shutdown, does not cut a call whose prompt has left
+/// before its audit entry is written.
 async fn answer_whole(
     state: &AppState,
-    ctx: &door::TenantCtx,
-    call: &Call,
+    ctx: door::TenantCtx,
+    call: Call,
 ) -> Result<Answer, GatewayError> {
-    let mut ignore = |_: &str| {};
-    let now = now(state);
-    let tenant_ids = state.app.config().metrics.tenant_ids;
-    let done = gateway::complete(
-        ctx,
-        &state.models,
-        &state.limits,
-        &state.rules,
-        now,
-        call,
-        &mut ignore,
-    )
-    .await;
-    count(tenant_ids, ctx, done.as_ref());
-    if let Err(e) = &done {
-        journal_refusal(state, ctx, e).await;
-    }
-    done
+    let state = state.clone();
+    let calls = state.models.calls().clone();
+    calls
+        .run(async move {
+            let mut ignore = |_: &str| {};
+            let now = now(&state);
+            let tenant_ids = state.app.config().metrics.tenant_ids;
+            let done = gateway::complete(
+                &ctx,
+                &state.models,
+                &state.limits,
+                &state.rules,
+                now,
+                &call,
+                &mut ignore,
+            )
+            .await;
+            count(tenant_ids, &ctx, done.as_ref());
+            if let Err(e) = &done {
+                journal_refusal(&state, &ctx, e).await;
+            }
+            done
+        })
+        .await
+        .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()))
 }
 
 /// Writes the entry of `n` refusals of `key` after its call has ended, for `who`; whether
@@ -831,7 +840,7 @@ async fn stream_call(
     }
     let models = state.models.clone();
     let limiter = state.limits.clone();
-    tokio::spawn(async move {
+    state.models.calls().spawn(async move {
         let done = {
             let mut send = |t: &str| {
                 for e in render(Piece::Delta(t.to_string())) {
@@ -906,7 +915,7 @@ async fn chat(
     let created = unix_now(&state);
     let model = call.model.clone();
     if !call.stream {
-        return match answer_whole(&state, &ctx, &call).await {
+        return match answer_whole(&state, ctx, call).await {
             Ok(a) => Json(json!({
                 "id": id,
                 "object": "chat.completion",
@@ -1004,7 +1013,7 @@ async fn messages(
     let id = new_id("msg_");
     let model = call.model.clone();
     if !call.stream {
-        return match answer_whole(&state, &ctx, &call).await {
+        return match answer_whole(&state, ctx, call).await {
             Ok(a) => Json(json!({
                 "id": id,
                 "type": "message",

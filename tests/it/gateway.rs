@@ -387,3 +387,130 @@ fn bench_gateway_prints_its_figures_and_audits_every_call() {
         assert!(e.contains(flag), "{flag} {value}: {e}");
     }
 }
+
+/// A server that stops while calls wait on a slow model cuts them and writes each one's
+/// audit entry before it exits: a plain and a streamed gateway call and an assistant turn,
+/// whose prompts had all left. Before, the connections closed at the end of the grace
+/// period took their calls, and the entries, with them.
+#[test]
+fn calls_waiting_on_a_model_when_the_server_stops_are_cut_and_audited() {
+    let fake = crate::models::Backend::fake(&[]);
+    let env = Env::init();
+    std::fs::write(
+        &env.config,
+        format!(
+            "[server]\nshutdown_grace_secs = 1\n\n[[ai.endpoints]]\nname = \"slow\"\nprotocol = \"openai\"\nurls = [{:?}]\nmodel = \"slow-first-byte-120000\"\nfirst_byte_timeout_ms = 150000\ntotal_timeout_ms = 170000\nretries = 0\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let t = env.create_tenant("acme");
+    env.ok(&[
+        "assistant",
+        "policy",
+        "--tenant",
+        &t,
+        "--endpoints",
+        "slow",
+        "--model",
+        "slow",
+    ]);
+    let doc = env.tmp.path().join("pilotage.md");
+    std::fs::write(&doc, PILOTAGE).unwrap();
+    env.ok(&["knowledge", "add", "--tenant", &t, doc.to_str().unwrap()]);
+    let key = env
+        .ok(&["token", "create", "--tenant", &t, "--role", "operator"])
+        .trim()
+        .to_string();
+    let server = Server::start(&env, &[]);
+    let bearer = format!("Bearer {key}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let thread = https(
+        server.addr,
+        &server.cert,
+        "POST",
+        "/api/v1/conversations",
+        &headers,
+        b"",
+    );
+    assert_eq!(thread.status, 201, "{thread:?}");
+    let thread: Value = serde_json::from_str(&thread.body).unwrap();
+    let ask = format!(
+        "/api/v1/conversations/{}/ask",
+        thread["id"].as_str().unwrap()
+    );
+    let calls: Vec<(String, Vec<u8>)> =
+        vec![
+        (
+            "/v1/chat/completions".into(),
+            br#"{"model":"slow","messages":[{"role":"user","content":"plain"}]}"#.to_vec(),
+        ),
+        (
+            "/v1/chat/completions".into(),
+            br#"{"model":"slow","stream":true,"messages":[{"role":"user","content":"streamed"}]}"#
+                .to_vec(),
+        ),
+        (ask, br#"{"question":"Where does the pilot board?"}"#.to_vec()),
+    ];
+    let clients: Vec<_> = calls
+        .into_iter()
+        .map(|(path, body)| {
+            let (addr, cert, bearer) = (server.addr, server.cert.clone(), bearer.clone());
+            std::thread::spawn(move || {
+                let headers = [
+                    ("authorization", bearer.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                // Cut off by the stop: whatever it gets, if anything, is not checked here.
+                let _ = crate::support::https_with(
+                    addr,
+                    crate::support::client_config(&cert, &[&rustls::version::TLS13]),
+                    "POST",
+                    &path,
+                    &headers,
+                    &body,
+                );
+            })
+        })
+        .collect();
+    // Every prompt has left before the stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fake.requests()["count"].as_u64().unwrap_or(0) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model was not called: {}",
+            fake.requests()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = std::time::Instant::now();
+    assert!(server.terminate().success());
+    // Cut, not waited for: the model would have answered after two minutes.
+    assert!(stopped.elapsed() < Duration::from_secs(60));
+    for c in clients {
+        c.join().unwrap();
+    }
+    let journal = env.ok(&["audit", "export", "--tenant", &t]);
+    let calls = gateway_calls(&journal);
+    assert_eq!(calls.len(), 2, "{journal}");
+    for e in &calls {
+        assert_eq!(e["params"]["outcome"], "failed", "{e}");
+        assert_eq!(e["params"]["error"], "AI-0013", "{e}");
+        assert_eq!(e["params"]["endpoint"], Value::Null, "{e}");
+    }
+    assert_eq!(
+        calls
+            .iter()
+            .map(|e| e["params"]["stream"].as_bool().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        2,
+        "one plain, one streamed: {calls:#?}"
+    );
+    let turns = entries_of(&journal, "assistant.turn");
+    assert_eq!(turns.len(), 1, "{journal}");
+    assert_eq!(turns[0]["params"]["error"], "AI-0013", "{}", turns[0]);
+}
