@@ -9,6 +9,16 @@ use clap::{CommandFactory, FromArgMatches};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    use strongroom::knowledge::extract;
+    // A child reading one PDF for its parent: nothing else of the CLI runs.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == extract::READER_ARG)
+    {
+        return extract::serve_reader();
+    }
+    // This very binary, also once the package has replaced the file on disk.
+    extract::set_reader(std::path::PathBuf::from("/proc/self/exe"));
     // `--version` carries build facts computed at run time (SQLCipher asks its library).
     let long: &'static str = Box::leak(strongroom::build_info::long_version().into_boxed_str());
     let matches = strongroom::cli::Cli::command()

@@ -97,16 +97,29 @@ fn has_control(s: &str, breaks_too: bool) -> bool {
 
 /// `text` with its control characters dropped, line breaks and tabs kept: stored text that
 /// people read, on a page or a terminal, carries no escape sequence, bell or carriage
-/// return, whatever the file held (a JSON `\u001b` is an escape once decoded).
+/// return, whatever the file held (a JSON `\u001b` is an escape once decoded). The other
+/// ways of ending a line (CR LF, a lone CR of old Mac files, NEL, form and line feeds) become
+/// line breaks, so the words on either side never run together.
 pub fn without_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !has_control(text, false) {
         return std::borrow::Cow::Borrowed(text);
     }
-    std::borrow::Cow::Owned(
-        text.chars()
-            .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
-            .collect(),
-    )
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() != Some(&'\n') {
+                    out.push('\n');
+                }
+            }
+            '\u{85}' | '\u{0b}' | '\u{0c}' => out.push('\n'),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `text` to print on a terminal as one line: line breaks and tabs as spaces, any other
@@ -217,7 +230,12 @@ mod tests {
         let hostile = "pilot \u{1b}]52;c;ZXZpbA==\u{7}\r\nnext\u{85}\u{9b}31m\u{7f}end";
         assert_eq!(
             super::without_controls(hostile),
-            "pilot ]52;c;ZXZpbA==\nnext31mend"
+            "pilot ]52;c;ZXZpbA==\nnext\n31mend"
+        );
+        // Every way of ending a line ends one: old Mac files, form feeds, NEL.
+        assert_eq!(
+            super::without_controls("First line\rSecond\r\nThird\u{c}Fourth\u{b}Fifth"),
+            "First line\nSecond\nThird\nFourth\nFifth"
         );
         assert_eq!(
             super::one_line(hostile),

@@ -1,11 +1,16 @@
 //! The text of files that are not text: HTML by html5ever's tokenizer, the text layer of a PDF by
 //! `pdf-extract` with `lopdf`'s own extraction as the fallback.
 //!
-//! `pdf-extract` panics on some files by design, and a crafted file can keep it busy for a
-//! long time. So a PDF is read on a thread of its own, inside `catch_unwind`, and waited for
-//! no longer than [`PDF_TIME`]. A thread cannot be killed: one that overruns keeps its
-//! place among the [`PDF_WORKERS`] until it ends, so runaway files cannot pile up threads;
-//! a new PDF waits up to [`PDF_TIME`] for a place, and is refused as busy after that.
+//! `pdf-extract` panics on some files by design, and a crafted file can do worse than panic:
+//! a form that draws itself recurses until the stack overflows (which aborts a process; no
+//! `catch_unwind` catches it), streams compressed twice expand to gigabytes, and forms that
+//! draw each other ten times over keep a processor busy for hours. So where the program is
+//! known ([`set_reader`], done by `main`), a PDF is read by a child process of the same
+//! binary (`strongroom __pdf-text`) that limits its own memory and processor time, and is
+//! killed after [`PDF_TIME`]: whatever the file does, it does to the child. Where it is not
+//! (the library inside another program), a PDF is read on a thread of its own inside
+//! `catch_unwind`. At most [`PDF_WORKERS`] are read at once; a new PDF waits up to
+//! [`PDF_TIME`] for a place and is refused as busy after that.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -165,8 +170,168 @@ pub fn pdf(bytes: &[u8]) -> Result<String, Unreadable> {
             "the content is not a PDF (no %PDF- header)",
         ));
     }
-    quiet_panics();
     let place = Place::take().ok_or(Unreadable::Busy)?;
+    match READER.get() {
+        Some(program) => {
+            let read = in_child(program, bytes);
+            drop(place);
+            read
+        }
+        None => on_thread(place, bytes),
+    }
+}
+
+/// The program that reads PDFs in a child process: this binary, set once by `main`.
+static READER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The first argument that makes the binary a PDF reader: the bytes on standard input, the
+/// answer on standard output (see [`serve_reader`]). Not a command of the CLI.
+pub const READER_ARG: &str = "__pdf-text";
+
+/// Reads PDFs with `program READER_ARG` from now on. The first call wins.
+pub fn set_reader(program: std::path::PathBuf) {
+    let _ = READER.set(program);
+}
+
+/// Most memory a reading child may have: enough for any PDF within the upload limit whose
+/// text is within [`MAX_TEXT`], far from what a decompression bomb asks for.
+const READER_MEMORY: u64 = 1024 * 1024 * 1024;
+
+/// Most bytes a child's answer may have: its text is at most [`MAX_TEXT`], and JSON escapes
+/// each byte into at most six.
+const MAX_ANSWER: u64 = 6 * MAX_TEXT as u64 + 4096;
+
+/// The exit code of a child that could not limit itself (a system call filter that refuses
+/// `setrlimit`, say): it reads nothing.
+const UNLIMITED: u8 = 3;
+
+/// What a reading child answers, as JSON on its standard output.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Answer {
+    Text(String),
+    Broken(String),
+}
+
+/// Reads `bytes` in a child process, killed after [`PDF_TIME`]. A child that dies (its
+/// stack overflowed, it ran out of memory or processor time) leaves a damaged file.
+fn in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, Unreadable> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let damaged = || Unreadable::Broken("the file is damaged or not a PDF that can be read".into());
+    let mut child = Command::new(program)
+        .arg(READER_ARG)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot start the PDF reader");
+            Unreadable::Busy
+        })?;
+    let started = std::time::Instant::now();
+    // Written and read on threads of their own, so neither pipe can stall the other and the
+    // wait below stays bounded whatever the child does.
+    let mut stdin = child.stdin.take();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut w) = stdin.take() {
+            let _ = w.write_all(&input);
+        }
+    });
+    let stdout = child.stdout.take();
+    let (tx, rx) = mpsc::sync_channel(1);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(r) = stdout {
+            let _ = r.take(MAX_ANSWER + 1).read_to_end(&mut out);
+        }
+        let _ = tx.send(out);
+    });
+    let answer = rx.recv_timeout(PDF_TIME.saturating_sub(started.elapsed()));
+    let status = match answer {
+        Ok(_) => child.wait().ok(),
+        Err(_) => None,
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = writer.join();
+    let _ = reader.join();
+    let out = match answer {
+        Ok(out) => out,
+        Err(mpsc::RecvTimeoutError::Timeout) => return Err(Unreadable::Slow),
+        Err(mpsc::RecvTimeoutError::Disconnected) => return Err(damaged()),
+    };
+    if status.and_then(|s| s.code()) == Some(i32::from(UNLIMITED)) {
+        tracing::error!("the PDF reader cannot limit its memory and time (setrlimit refused; a service's SystemCallFilter must allow setrlimit and prlimit64)");
+        return Err(Unreadable::Broken(
+            "PDFs cannot be read on this installation; the service's log says why".into(),
+        ));
+    }
+    if !status.is_some_and(|s| s.success()) || out.len() as u64 > MAX_ANSWER {
+        tracing::warn!(status = ?status, "the PDF reader ended without an answer");
+        return Err(damaged());
+    }
+    match serde_json::from_slice::<Answer>(&out) {
+        Ok(Answer::Text(t)) => Ok(t),
+        Ok(Answer::Broken(m)) => Err(Unreadable::Broken(m)),
+        Err(_) => Err(damaged()),
+    }
+}
+
+/// The child's side: limits itself, reads the PDF on standard input and writes its
+/// [`Answer`]. Exits non-zero only when it cannot answer at all.
+pub fn serve_reader() -> std::process::ExitCode {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    use std::io::{Read, Write};
+    let cpu = PDF_TIME.as_secs() + 5;
+    for (resource, limit) in [
+        (Resource::Data, READER_MEMORY),
+        (Resource::As, 4 * READER_MEMORY),
+        (Resource::Cpu, cpu),
+        (Resource::Fsize, 0),
+        (Resource::Core, 0),
+    ] {
+        let limit = Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        if setrlimit(resource, limit).is_err() {
+            return std::process::ExitCode::from(UNLIMITED);
+        }
+    }
+    // Nothing on stderr (it is closed); a panic is an expected answer.
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut bytes = Vec::new();
+    if std::io::stdin()
+        .take(super::library::MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return std::process::ExitCode::FAILURE;
+    }
+    let answer = match pdf_text(&bytes) {
+        Ok(t) => Answer::Text(t),
+        Err(Unreadable::Broken(m)) => Answer::Broken(m),
+        Err(_) => Answer::Broken("the file is damaged or not a PDF that can be read".into()),
+    };
+    let Ok(json) = serde_json::to_vec(&answer) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let mut out = std::io::stdout().lock();
+    if out.write_all(&json).and_then(|()| out.flush()).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Reads `bytes` on a thread of its own holding `place` until it ends, waited for no longer
+/// than [`PDF_TIME`]. A thread cannot be killed: one that overruns keeps its place.
+fn on_thread(place: Place, bytes: &[u8]) -> Result<String, Unreadable> {
+    quiet_panics();
     let (tx, rx) = mpsc::sync_channel(1);
     let owned = bytes.to_vec();
     let spawned = std::thread::Builder::new()
@@ -362,6 +527,37 @@ pub fn sample_pdf(lines: &[&str], quirky: bool) -> Vec<u8> {
     doc.trailer.set("Root", catalog_id);
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
+    let _ = doc.save_to(&mut out);
+    out
+}
+
+/// A one-page PDF whose page draws a form that draws itself, for tests: `pdf-extract`
+/// follows it until its stack overflows, which no `catch_unwind` catches.
+#[doc(hidden)]
+pub fn self_drawing_pdf() -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let form_id = doc.add_object(Stream::new(
+        dictionary! {"Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 10.into(), 10.into()]},
+        b"/X0 Do".to_vec(),
+    ));
+    let resources_id = doc.add_object(dictionary! {"XObject" => dictionary! {"X0" => form_id}});
+    let content_id = doc.add_object(Stream::new(dictionary! {}, b"/X0 Do".to_vec()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        "Resources" => resources_id,
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
     let _ = doc.save_to(&mut out);
     out
 }

@@ -372,7 +372,13 @@ fn render(
             return Ok((text, spans));
         }
         Kind::Markdown => {
-            let plain = crate::text::without_controls(&markdown_text(text)).into_owned();
+            let plain = markdown_text(text).ok_or_else(|| KnowledgeError::Expands {
+                name: name.to_string(),
+                detail: "its tables have far more cells than the file has characters (short \
+                         rows under a wide header)"
+                    .into(),
+            })?;
+            let plain = crate::text::without_controls(&plain).into_owned();
             if plain.trim().is_empty() {
                 return Err(KnowledgeError::Empty(name.to_string()));
             }
@@ -494,9 +500,14 @@ impl Rows {
 
 /// The prose of a Markdown document: text, code and link texts kept, markup dropped; each
 /// block (heading, paragraph, list item, table row, code block) on lines of its own, so
-/// passages are cut between blocks.
-fn markdown_text(source: &str) -> String {
+/// passages are cut between blocks. `None` when its tables would be far larger than the
+/// file: the parser pads every short row with empty cells up to the header's width, a node
+/// each, so a few bytes of rows under a wide header became gigabytes.
+fn markdown_text(source: &str) -> Option<String> {
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    if table_cells(source) > source.len() + MAX_PADDED_CELLS {
+        return None;
+    }
     let mut out = String::with_capacity(source.len());
     let block_end = |out: &mut String| {
         while out.ends_with([' ', '\n']) {
@@ -528,7 +539,50 @@ fn markdown_text(source: &str) -> String {
             _ => {}
         }
     }
-    out.trim_end().to_string()
+    Some(out.trim_end().to_string())
+}
+
+/// Table cells a Markdown file may have beyond one per byte: a cell written costs at least
+/// a byte, so only padding goes past that.
+const MAX_PADDED_CELLS: usize = 1 << 16;
+
+/// At most how many cells the tables of `source` have once padded: each table's width (the
+/// cells of its delimiter row) times its rows. Counted on lines, after any block-quote
+/// markers and indentation, so a table inside a quote or a list counts too; it may count a
+/// line that is not a table, never miss one that is.
+fn table_cells(source: &str) -> usize {
+    let lines: Vec<&str> = source
+        .lines()
+        .map(|l| l.trim_start_matches(|c: char| c == '>' || c.is_whitespace()))
+        .collect();
+    // The non-blank lines from each line on, counted from the end: one pass, however many
+    // delimiter rows follow each other.
+    let mut run = vec![0usize; lines.len() + 1];
+    for i in (0..lines.len()).rev() {
+        run[i] = if lines[i].trim().is_empty() {
+            0
+        } else {
+            run[i + 1] + 1
+        };
+    }
+    let mut total = 0usize;
+    for (i, line) in lines.iter().enumerate() {
+        let delimiter = line.contains('-')
+            && line.contains('|')
+            && line
+                .chars()
+                .all(|c| matches!(c, '|' | '-' | ':' | ' ' | '\t'));
+        if !delimiter {
+            continue;
+        }
+        let width = line
+            .trim_matches(|c| c == '|' || c == ' ' || c == '\t')
+            .split('|')
+            .count();
+        let rows = 1 + run[i + 1];
+        total = total.saturating_add(width.saturating_mul(rows));
+    }
+    total
 }
 
 fn malformed(name: &str, detail: impl Into<String>) -> KnowledgeError {
@@ -619,6 +673,8 @@ fn json_records(
         emit,
         room: MAX_RENDERED,
     };
+    // Windows tools write a byte order mark before UTF-8 JSON; the parser reads it as junk.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut de = serde_json::Deserializer::from_str(text);
     let shape = de.deserialize_any(&mut records).map_err(bad)?;
     de.end().map_err(bad)?;
@@ -2358,6 +2414,28 @@ mod tests {
             "x\n".repeat(100_000)
         );
         assert!(expands(render("a.csv", Kind::Csv, &csv)));
+        // A byte order mark before JSON is no part of it.
+        let (body, _) = render("b.json", Kind::Json, "\u{feff}[{\"berth\": 7}]").unwrap();
+        assert_eq!(body, "berth: 7\n");
+        // Short rows under a wide Markdown header: each is padded to the header's width.
+        let table = format!(
+            "{}a\n{}-\n{}\n",
+            "a|".repeat(511),
+            "-|".repeat(511),
+            "a\n".repeat(513)
+        );
+        assert!(expands(render("t.md", Kind::Markdown, &table.repeat(40))));
+        // The same inside a quote.
+        let quoted: String = table.lines().map(|l| format!("> {l}\n")).collect();
+        assert!(expands(render("q.md", Kind::Markdown, &quoted.repeat(40))));
+        // A real table of the same shape, written out, is read.
+        let full = format!("{}\n", "a|".repeat(511) + "a");
+        let real = format!("{full}{}-\n{}", "-|".repeat(511), full.repeat(20));
+        let (body, _) = render("r.md", Kind::Markdown, &real).unwrap();
+        assert!(body.contains("a | a | a"), "{}", &body[..100]);
+        // A million delimiter rows in one block are counted in one pass (and refused).
+        let rows = "|-|\n".repeat(1_000_000);
+        assert!(table_cells(&rows) > rows.len());
         // More rows than a file may have, however short.
         let csv = format!(
             "n

@@ -269,12 +269,20 @@ fn html_and_pdf_are_read_for_their_text_and_broken_pdfs_are_named() {
     );
     let broken = write(files.path(), "broken.pdf", b"%PDF-1.7\n1 0 obj <<");
     let renamed = write(files.path(), "notes.pdf", b"just some words");
+    // A form that draws itself overflows the primary extractor's stack, which aborts the
+    // process that reads it: that is a child of the command's, and the command goes on.
+    let recursive = write(
+        files.path(),
+        "recursive.pdf",
+        &strongroom::knowledge::extract::self_drawing_pdf(),
+    );
     let out = env.run(&[
         "knowledge",
         "add",
         "--tenant",
         &t,
         &html,
+        &recursive,
         &pdf,
         &quirky,
         &broken,
@@ -293,6 +301,32 @@ fn html_and_pdf_are_read_for_their_text_and_broken_pdfs_are_named() {
     assert!(
         stderr.contains("notes.pdf: the content is not a PDF"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("recursive.pdf: the file is damaged"),
+        "{stderr}"
+    );
+    // The reader of that file did die: read in the command's own process, it would have
+    // taken the command (or the server) with it.
+    let mut reader = std::process::Command::new(crate::support::BIN)
+        .arg(strongroom::knowledge::extract::READER_ARG)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = reader.stdin.take().unwrap();
+        stdin
+            .write_all(&strongroom::knowledge::extract::self_drawing_pdf())
+            .unwrap();
+    }
+    let died = reader.wait_with_output().unwrap();
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&died.status).is_some(),
+        "{:?}",
+        died.status
     );
     assert!(
         !stderr.contains("panicked") && !stderr.contains("lopdf"),

@@ -28,6 +28,8 @@ fn the_unit_is_hardened() {
         "CapabilityBoundingSet=",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "SystemCallFilter=@system-service",
+        "LogsDirectoryMode=0700",
+        "SystemCallFilter=setrlimit prlimit64",
         "MemoryDenyWriteExecute=yes",
         "LockPersonality=yes",
         "RestrictNamespaces=yes",
