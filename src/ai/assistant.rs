@@ -664,7 +664,7 @@ pub async fn ask(
         "usage": { "input": usage.0, "output": usage.1 },
         "latency_ms": latency_ms,
         "stream": stream,
-        "redacted": redacted,
+        "redacted": super::outgoing::counts_param(&redacted),
         "outcome": outcome.as_str(),
         "error": failure.as_ref().map(ModelError::code),
         "prompt": retained(policy.retention, &prompt.full_text()),

@@ -513,7 +513,7 @@ pub async fn answer(
         "protocol": call.protocol,
         "model": call.model,
         "endpoint": endpoint,
-        "redacted": redacted,
+        "redacted": super::outgoing::counts_param(&redacted),
         "retrieved": retrieved,
         "tools": {
             "offered": offered,

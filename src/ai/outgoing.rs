@@ -12,6 +12,20 @@ use std::collections::BTreeMap;
 /// Values replaced, by kind; `None` when the call was not redacted.
 pub type Redacted = Option<BTreeMap<String, u32>>;
 
+/// The counts of `redacted` as an audit entry keeps them: a list of `{"kind", "count"}`, not
+/// an object keyed by kind, since the journal blanks the value of any key that names a
+/// secret (`API_KEY`, `PRIVATE_KEY`, `URL_PASSWORD`, a tenant's `*_TOKEN` rule): the counts
+/// of the most sensitive kinds were the ones lost.
+pub fn counts_param(redacted: &Redacted) -> serde_json::Value {
+    match redacted {
+        None => serde_json::Value::Null,
+        Some(counts) => counts
+            .iter()
+            .map(|(kind, n)| serde_json::json!({ "kind": kind, "count": n }))
+            .collect(),
+    }
+}
+
 /// Calls `model` with `prompt`, redacted where the tenant's rules say so.
 pub async fn call(
     calls: &super::calls::Calls,
@@ -163,5 +177,43 @@ fn pseudonymise(names: &mut Pseudonyms, detector: &Detector, prompt: &Prompt) ->
             .collect(),
         raw,
         ..prompt.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_of_every_kind_survive_the_journals_secret_scrub() {
+        let counts: BTreeMap<String, u32> = [
+            ("API_KEY", 2),
+            ("PRIVATE_KEY", 1),
+            ("URL_PASSWORD", 3),
+            ("SERVICE_TOKEN", 4),
+            ("EMAIL", 5),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+        // As an object keyed by kind, the scrub blanked four of the five.
+        let mut keyed = serde_json::json!({ "redacted": counts });
+        crate::audit::entry::redact(&mut keyed);
+        assert_eq!(keyed["redacted"]["API_KEY"], "[redacted]");
+        let mut params = serde_json::json!({ "redacted": counts_param(&Some(counts.clone())) });
+        crate::audit::entry::redact(&mut params);
+        let kept: BTreeMap<String, u32> = params["redacted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["kind"].as_str().unwrap().to_string(),
+                    u32::try_from(c["count"].as_u64().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(kept, counts);
+        assert_eq!(counts_param(&None), serde_json::Value::Null);
     }
 }

@@ -151,10 +151,7 @@ fn tool_calls_go_through_each_vendors_sdk_with_their_values_put_back() {
         let p = &e["params"];
         assert_eq!(p["outcome"], "answered", "{e}");
         assert_eq!(p["tools"]["offered"], 1, "{e}");
-        assert!(
-            p["redacted"]["EMAIL"].as_u64().is_some_and(|n| n >= 1),
-            "{e}"
-        );
+        assert!(crate::support::redacted_count(p, "EMAIL") >= 1, "{e}");
         assert_eq!(p["dropped"], serde_json::json!([]), "{e}");
     }
     let called: Vec<&Value> = calls

@@ -596,3 +596,14 @@ pub async fn send_to(
         .unwrap();
     (status, headers, bytes.to_vec())
 }
+
+/// How many values of `kind` an AI entry's parameters say were replaced; 0 when none.
+pub fn redacted_count(params: &serde_json::Value, kind: &str) -> u64 {
+    params["redacted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["kind"] == kind)
+        .and_then(|c| c["count"].as_u64())
+        .unwrap_or(0)
+}
