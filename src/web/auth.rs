@@ -151,6 +151,9 @@ pub struct Auth {
     /// may hold what was just forgotten (a token revoked meanwhile): its finding is used for
     /// its own request, not remembered.
     generation: std::sync::atomic::AtomicU64,
+    /// The data directory whose identity epoch this process replaces after a change of
+    /// power or policy made here, so other servers on the same data forget theirs too.
+    announce_in: Option<std::path::PathBuf>,
 }
 
 impl Auth {
@@ -164,6 +167,27 @@ impl Auth {
             idle_us: i64::try_from(config.session_idle_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
             epoch: std::sync::atomic::AtomicU64::new(0),
             generation: std::sync::atomic::AtomicU64::new(0),
+            announce_in: None,
+        }
+    }
+
+    /// As [`Auth::new`], announcing changes made here to the other servers on `data_dir`.
+    pub fn announcing(config: &crate::config::IdentityConfig, data_dir: &std::path::Path) -> Self {
+        Self {
+            announce_in: Some(data_dir.to_path_buf()),
+            ..Self::new(config)
+        }
+    }
+
+    /// Tells every server on this data (other nodes, behind a load balancer) that people or
+    /// policies changed, as the CLI does: each forgets what it remembers at its next request
+    /// instead of trusting it for up to [`REVALIDATE_US`]. Called after every forgetting a
+    /// change made here, and after an assistant policy change.
+    pub fn announce(&self) {
+        if let Some(dir) = &self.announce_in {
+            if let Err(e) = crate::app::bump_identity_epoch(dir) {
+                tracing::warn!(error = %e, "cannot tell other servers of a change; they follow it within 10 s");
+            }
         }
     }
 
@@ -319,6 +343,7 @@ impl Auth {
         if let Ok(mut map) = self.grants.write() {
             map.retain(|(_, g), _| g != grant);
         }
+        self.announce();
     }
 
     /// A tenant's policy, from memory when read less than [`REVALIDATE_US`] ago.
@@ -333,7 +358,8 @@ impl Auth {
         let now = app.clock().now_us();
         if let Ok(map) = self.policies.read() {
             if let Some((p, at)) = map.get(tenant) {
-                if now - at < REVALIDATE_US {
+                // A clock stepped back makes no old reading new.
+                if (0..REVALIDATE_US).contains(&(now - at)) {
                     return Ok(p.clone());
                 }
             }
@@ -377,6 +403,7 @@ impl Auth {
         if let Ok(mut map) = self.policies.write() {
             map.remove(tenant);
         }
+        self.announce();
     }
 
     /// The idle timeout of sessions of `place`: the installation's, or the tenant's tighter one.
@@ -480,6 +507,7 @@ impl Auth {
         if let Ok(mut map) = self.entries.write() {
             map.retain(|_, e| !f(&e.principal));
         }
+        self.announce();
     }
 
     /// After a session ended.

@@ -94,7 +94,10 @@ impl AppState {
             key_age: Arc::default(),
             exports: Arc::default(),
             accepting: Arc::new(AtomicBool::new(true)),
-            auth: Arc::new(auth::Auth::new(&app.config().identity)),
+            auth: Arc::new(auth::Auth::announcing(
+                &app.config().identity,
+                app.data_dir(),
+            )),
             sso: Arc::new(crate::identity::sso::Sso::new(&app.config().outbound)),
             models: Arc::new(models),
             limits,

@@ -165,7 +165,11 @@ async fn assistant_update(
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => Redirect::to("/settings/assistant?done=saved").into_response(),
+        Ok(_) => {
+            // Other servers on this data keep the tenant's rules for calls otherwise.
+            state.auth.announce();
+            Redirect::to("/settings/assistant?done=saved").into_response()
+        }
         Err(PolicyError::Invalid { key, message }) => {
             let field = match key {
                 "ai.model" => "model",

@@ -409,3 +409,62 @@ async fn a_tenant_may_tighten_the_idle_timeout() {
     site.s.clock.advance_us(121_000_000);
     assert_eq!(site.me(&[("cookie", &owner.cookie)]).await.0, 401);
 }
+
+/// Two servers on one data directory (two nodes behind a load balancer): an address list
+/// saved on one holds on the other at its next request, as does a token revoked on one.
+/// Before, the other trusted what it remembered for up to 10 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_saved_on_one_server_holds_at_once_on_another() {
+    let site = Site::new();
+    let (owner, _) = site.signed_in("net2@acme.example", "owner").await;
+    let token = site.s.env.ok(&[
+        "token",
+        "create",
+        "--tenant",
+        site.tenant.as_str(),
+        "--role",
+        "auditor",
+    ]);
+    let bearer = format!("Bearer {}", token.trim());
+    let other = site.s.node();
+    let me = |peer: &'static str| {
+        let (other, bearer) = (other.clone(), bearer.clone());
+        async move {
+            crate::support::send_to(
+                &other,
+                "GET",
+                "/api/v1/me",
+                &[("authorization", &bearer), ("x-test-peer", peer)],
+                b"",
+            )
+            .await
+            .0
+        }
+    };
+    // The other server has read the tenant's policy and the token, and remembers both.
+    assert_eq!(me("192.0.2.20:1").await, 200);
+    assert_eq!(me("192.0.2.20:1").await, 200);
+    let (st, _, _) = post(
+        &site,
+        &owner,
+        "/settings",
+        &[("two_factor", "off"), ("ip_deny", "192.0.2.20")],
+        &[],
+    )
+    .await;
+    assert_eq!(st, 303);
+    assert_eq!(me("192.0.2.20:1").await, 403);
+    assert_eq!(me("192.0.2.21:1").await, 200);
+    // A token revoked on this server stops working on the other.
+    let listed = site
+        .s
+        .env
+        .ok(&["token", "list", "--tenant", site.tenant.as_str(), "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(&listed).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _, _) = post(&site, &owner, &format!("/tokens/{id}/revoke"), &[], &[]).await;
+    assert_eq!(st, 303);
+    assert_eq!(me("192.0.2.21:1").await, 401);
+}
