@@ -10,6 +10,10 @@ pub struct Args {
     /// Print what was created as JSON.
     #[arg(long)]
     json: bool,
+    /// Create no platform owner (and print no one-time password): for an installer whose
+    /// output goes to logs. Create one later with `user create --platform`.
+    #[arg(long)]
+    no_owner: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
@@ -21,6 +25,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<ExitCode, Failure> {
         print_json(&report)?;
     } else {
         print_report(&report);
+    }
+    if args.no_owner {
+        return Ok(ExitCode::SUCCESS);
     }
     let app = std::sync::Arc::new(App::open(&loaded.config, &dir)?);
     let owner = first_owner(&app, None);

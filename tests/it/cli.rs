@@ -1,6 +1,6 @@
 //! The operator CLI end to end: init, tenants, configuration, and every kind of bad input.
 
-use crate::support::Env;
+use crate::support::{stderr, stdout, Env};
 use std::os::unix::fs::PermissionsExt;
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -31,6 +31,29 @@ fn init_creates_a_locked_down_data_directory_once() {
     assert_eq!(v["ok"], true);
     // system.init and the platform owner's user.create.
     assert_eq!(v["files"][0]["chain"]["entries"], 2);
+
+    // An installer's init makes no account, so no one-time password reaches its logs.
+    let quiet = Env::new();
+    let out = quiet.run(&["init", "--no-owner"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!said.contains("one-time password"), "{said}");
+    let accounts = quiet.ok(&["user", "list", "--platform", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&accounts).unwrap(),
+        serde_json::json!([]),
+        "{accounts}"
+    );
+    let owner = quiet.ok(&[
+        "user",
+        "create",
+        "--platform",
+        "--email",
+        "ops@example.org",
+        "--role",
+        "owner",
+    ]);
+    assert!(!owner.trim().is_empty());
 }
 
 #[test]

@@ -424,9 +424,19 @@ fn the_deb_installs_a_locked_down_service_and_purges_cleanly() {
 fn install_upgrade_purge(deb: &std::path::Path) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let _ = Command::new("dpkg")
+        .env("STRONGROOM_PURGE_DATA", "yes")
         .args(["--purge", "strongroom"])
         .output();
-    run(Command::new("dpkg").arg("-i").arg(deb));
+    let installed = Command::new("dpkg").arg("-i").arg(deb).output().unwrap();
+    assert!(installed.status.success(), "{installed:?}");
+    // No one-time password in what the installer prints (apt keeps it in its logs).
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&installed.stdout),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    assert!(!said.contains("one-time password:"), "{said}");
+    assert!(said.contains("user create --platform"), "{said}");
     let passwd = run(Command::new("getent").args(["passwd", "strongroom"]));
     assert!(
         passwd
@@ -478,10 +488,29 @@ fn install_upgrade_purge(deb: &std::path::Path) {
     assert!(as_service(&["tenant", "list"]).contains(id.trim()));
     as_service(&["audit", "verify"]);
 
-    // Remove keeps the data; purge takes it all.
+    // Remove keeps the data, and so does a plain purge: the data and the only root key are
+    // not configuration. A reinstall finds them as they were.
     run(Command::new("dpkg").args(["-r", "strongroom"]));
     assert!(std::path::Path::new("/var/lib/strongroom/system.db").exists());
-    run(Command::new("dpkg").args(["--purge", "strongroom"]));
+    let purged = Command::new("dpkg")
+        .args(["--purge", "strongroom"])
+        .output()
+        .unwrap();
+    assert!(purged.status.success());
+    assert!(
+        String::from_utf8_lossy(&purged.stderr).contains("STRONGROOM_PURGE_DATA=yes"),
+        "{}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    for kept in ["/var/lib/strongroom/system.db", "/etc/strongroom/root.key"] {
+        assert!(std::path::Path::new(kept).exists(), "{kept} was purged");
+    }
+    run(Command::new("dpkg").arg("-i").arg(deb));
+    assert!(as_service(&["tenant", "list"]).contains(id.trim()));
+    // Asked for in so many words, purge takes it all.
+    run(Command::new("dpkg")
+        .env("STRONGROOM_PURGE_DATA", "yes")
+        .args(["--purge", "strongroom"]));
     for gone in [
         "/var/lib/strongroom",
         "/var/log/strongroom",
