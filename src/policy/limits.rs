@@ -232,6 +232,14 @@ pub fn update_blocking<D: Door>(door: &D, new: &LimitPolicy) -> Result<LimitPoli
         return Err(invalid("policies belong to a tenant"));
     }
     let new = *new;
+    // A burst is the size of a rate's bucket: without the rate it would limit nothing.
+    for (scope, l) in [("tenant", &new.tenant), ("token", &new.token)] {
+        if l.burst.is_some() && l.rps.is_none() {
+            return Err(invalid(format!(
+                "{scope}.burst is set without {scope}.rps, and limits nothing alone; set {scope}.rps too, or {scope}.burst=off"
+            )));
+        }
+    }
     let text = serde_json::to_string(&new).map_err(|e| invalid(e.to_string()))?;
     crate::policy::change(door, move |tx| {
         tx.conn()

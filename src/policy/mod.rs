@@ -185,10 +185,34 @@ impl Policy {
             }
         }
         if let Some(v) = get("ip_deny")? {
-            p.ip_deny = parse_nets("ip_deny", &v).unwrap_or_default();
+            match parse_nets("ip_deny", &v) {
+                Ok(n) => p.ip_deny = n,
+                Err(e) => {
+                    // Fail closed, as for the allow-list: a refusal that cannot be read
+                    // refuses everyone rather than no one.
+                    tracing::warn!(error = %e, "unreadable ip_deny policy; nothing is admitted");
+                    p.ip_deny = ["0.0.0.0/0", "::/0"]
+                        .iter()
+                        .filter_map(|s| s.parse().ok())
+                        .collect();
+                    return Ok(p);
+                }
+            }
         }
-        p.session_idle_secs = get("session_idle_secs")?.and_then(|v| v.parse().ok());
-        p.session_absolute_secs = get("session_absolute_secs")?.and_then(|v| v.parse().ok());
+        // A timeout that cannot be read is the shortest allowed, never the looser default.
+        let timeout = |key, shortest: u64| -> rusqlite::Result<Option<u64>> {
+            Ok(get(key)?.map(|v| {
+                v.parse().unwrap_or_else(|_| {
+                    tracing::warn!(
+                        key,
+                        "unreadable session timeout policy; the shortest allowed applies"
+                    );
+                    shortest
+                })
+            }))
+        };
+        p.session_idle_secs = timeout("session_idle_secs", 60)?;
+        p.session_absolute_secs = timeout("session_absolute_secs", 300)?;
         Ok(p)
     }
 }
@@ -376,6 +400,32 @@ pub fn stored(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Damaged rows (a newer build's, a bad write) tighten the rule they held, never loosen it.
+    #[test]
+    fn damaged_rows_fail_closed() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE policy (key TEXT PRIMARY KEY, value TEXT NOT NULL, changed_us INTEGER);
+             INSERT INTO policy VALUES ('ip_deny', '192.0.2.0/24 not-a-range', 0);
+             INSERT INTO policy VALUES ('session_idle_secs', 'forever', 0);
+             INSERT INTO policy VALUES ('session_absolute_secs', '-1', 0);",
+        )
+        .unwrap();
+        let p = Policy::read(&c).unwrap();
+        assert!(!p.admits(Some("198.51.100.7".parse().unwrap())));
+        assert!(!p.admits(Some("2001:db8::1".parse().unwrap())));
+        c.execute(
+            "UPDATE policy SET value = '192.0.2.0/24' WHERE key = 'ip_deny'",
+            [],
+        )
+        .unwrap();
+        let p = Policy::read(&c).unwrap();
+        assert!(p.admits(Some("198.51.100.7".parse().unwrap())));
+        assert!(!p.admits(Some("192.0.2.9".parse().unwrap())));
+        assert_eq!(p.session_idle_secs, Some(60));
+        assert_eq!(p.session_absolute_secs, Some(300));
+    }
 
     #[test]
     fn address_lists_parse_and_broken_ones_name_the_entry() {

@@ -381,6 +381,16 @@ async fn limits_refuse_with_retry_after_and_refill_with_time() {
         "team.rps=1",
     ]);
     assert!(e.contains("unknown scope"), "{e}");
+    // A burst without a rate limits nothing: refused, naming what is missing.
+    let e = ai.s.env.fails(&[
+        "assistant",
+        "limits",
+        "--tenant",
+        &tenant,
+        "--set",
+        "tenant.burst=5",
+    ]);
+    assert!(e.contains("tenant.burst is set without tenant.rps"), "{e}");
     let shown: Value = serde_json::from_str(&set(&["token.rps=0.5", "token.burst=2"])).unwrap();
     assert_eq!(shown["token"]["rps"], 0.5);
     // The change is in the journal with its values, the per-token ones too.
