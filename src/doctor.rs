@@ -276,12 +276,16 @@ fn disk_space(dir: &Path) -> Check {
 }
 
 fn certificate(ev: &Evidence, now_secs: i64) -> Check {
-    let path = ev
-        .config()
-        .server
-        .tls_cert
-        .clone()
-        .unwrap_or_else(|| crate::web::tls::default_cert_paths(ev.data_dir()).0);
+    let server = &ev.config().server;
+    let (path, key) = match (&server.tls_cert, &server.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => crate::web::tls::default_cert_paths(ev.data_dir()),
+    };
+    // What the server does at start: a key that is missing, unreadable or not the
+    // certificate's keeps it from serving, however far off the expiry is.
+    if let Err(e) = crate::web::tls::server_config(&path, &key) {
+        return check("certificate", Status::Fail, e.to_string());
+    }
     match crate::web::tls::not_after(&path) {
         Ok(not_after) => {
             let days = (not_after - now_secs) / 86_400;

@@ -140,6 +140,15 @@ fn db(e: rusqlite::Error) -> AssistantError {
     AssistantError::Store(StoreError::from_sqlite("assistant", 0, &e))
 }
 
+impl Turn {
+    /// The tokens the turn used, as the model counted them (0 where it did not say).
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.output_tokens.unwrap_or(0))
+    }
+}
+
 /// The configured model endpoints, by name.
 #[derive(Default, Clone)]
 pub struct Models {

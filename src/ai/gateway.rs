@@ -300,6 +300,14 @@ pub struct Admitted {
     _held: Held,
 }
 
+impl Admitted {
+    /// Counts `tokens` of an admitted call that did not go through [`answer`] (an
+    /// assistant turn) against the day's budgets.
+    pub async fn spend(&self, limiter: &CallLimiter, tokens: u64) {
+        limiter.spend(self.now_us, &self.scopes, tokens).await;
+    }
+}
+
 /// Lets a call of the caller in, or refuses it, by its tenant's limits on `limiter` (this
 /// node's, or shared through Redis) at `now_us`. A refused call reaches no model and writes
 /// no `gateway.call` entry (the web layer counts it in a `gateway.refused` entry, see

@@ -80,11 +80,14 @@ pub fn read_key(path: &Path) -> Result<ApiKey, String> {
     Ok(ApiKey(Zeroizing::new(key.to_string())))
 }
 
-/// A URL that keeps failing is not called until `open_until`.
+/// A URL that keeps failing is not called until `open_until`; after that it is half open:
+/// one call at a time tries it (until `trial_until`), and the others keep away until that
+/// trial ends, so a recovering provider is not met by every waiting call at once.
 #[derive(Default)]
 struct Breaker {
     failures: u64,
     open_until: Option<Instant>,
+    trial_until: Option<Instant>,
 }
 
 /// One configured endpoint.
@@ -253,23 +256,28 @@ impl HttpModel {
         Ok(client)
     }
 
-    /// The breaker of URL `i` allows a call now (a half-open breaker allows one).
+    /// The breaker of URL `i` allows a call now; a half-open breaker allows one trial at a
+    /// time (a trial that never reports back is over after the call's total timeout).
     fn admits(&self, i: usize) -> Result<(), u64> {
         let Ok(mut b) = self.breakers[i].lock() else {
             return Ok(());
         };
+        let now = Instant::now();
         match b.open_until {
-            Some(t) if t > Instant::now() => Err((t - Instant::now()).as_secs().max(1)),
-            Some(_) => {
-                // Half open: one trial; another failure opens it again at once.
-                b.open_until = None;
-                b.failures = self.cfg.breaker_failures.saturating_sub(1);
-                Ok(())
-            }
+            Some(t) if t > now => Err((t - now).as_secs().max(1)),
+            Some(_) => match b.trial_until {
+                Some(t) if t > now => Err(1),
+                _ => {
+                    b.trial_until = Some(now + Duration::from_millis(self.cfg.total_timeout_ms));
+                    Ok(())
+                }
+            },
             None => Ok(()),
         }
     }
 
+    /// The end of a call to URL `i`: a success closes its breaker; a failure counts, and
+    /// opens it at the threshold or when it was the half-open breaker's trial.
     fn record(&self, i: usize, ok: bool) {
         let Ok(mut b) = self.breakers[i].lock() else {
             return;
@@ -279,9 +287,18 @@ impl HttpModel {
             return;
         }
         b.failures += 1;
-        if b.failures >= self.cfg.breaker_failures {
+        if b.failures >= self.cfg.breaker_failures || b.open_until.is_some() {
             b.open_until = Some(Instant::now() + Duration::from_secs(self.cfg.breaker_open_secs));
+            b.trial_until = None;
             tracing::warn!(endpoint = %self.cfg.name, url = %self.urls[i], "model endpoint failing; paused");
+        }
+    }
+
+    /// The end of a call to URL `i` that tells nothing of its health (the request's own
+    /// fault): a half-open breaker's trial is over, and the next call may try.
+    fn release(&self, i: usize) {
+        if let Ok(mut b) = self.breakers[i].lock() {
+            b.trial_until = None;
         }
     }
 
@@ -622,11 +639,21 @@ impl HttpModel {
                 }
                 Err(e) => e,
             };
-            if e.transient() {
+            // A URL that answers as no such endpoint would (no such path, not the API's
+            // shape) is misconfigured or not the provider: the next URL may be right.
+            let wrong_url = matches!(e, ModelError::Status(404 | 405) | ModelError::Malformed(_));
+            if e.transient() || wrong_url {
                 self.record(i, false);
+            } else {
+                self.release(i);
             }
             tracing::warn!(endpoint = %self.cfg.name, attempt, code = e.code(), error = %e, "model call failed");
             let out_of_time = Instant::now() >= deadline;
+            if wrong_url && !passed_on && !out_of_time && attempt + 1 < n as u64 {
+                last = Some(e);
+                attempt += 1;
+                continue;
+            }
             if !e.transient() || passed_on || attempt >= self.cfg.retries || out_of_time {
                 return Err(e);
             }
@@ -793,6 +820,40 @@ pub fn models(config: &crate::config::Config) -> Result<super::assistant::Models
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A half-open breaker lets one trial through at a time; a failed trial opens it again,
+    /// a trial that tells nothing frees the next, a success closes it.
+    #[tokio::test]
+    async fn a_half_open_breaker_admits_one_trial_at_a_time() {
+        let cfg: EndpointConfig = toml::from_str(
+            "name = \"m\"\nprotocol = \"openai\"\nurls = [\"http://127.0.0.1:9\"]\nmodel = \"m\"\nbreaker_failures = 1\nbreaker_open_secs = 0\n",
+        )
+        .unwrap();
+        let m = HttpModel::new(
+            &cfg,
+            &crate::config::OutboundConfig::default(),
+            Arc::new(Resolver::new()),
+        )
+        .unwrap();
+        assert!(
+            m.admits(0).is_ok() && m.admits(0).is_ok(),
+            "closed: all pass"
+        );
+        m.record(0, false);
+        // Opened for no time: half open at once.
+        assert!(m.admits(0).is_ok(), "the trial");
+        assert_eq!(m.admits(0), Err(1), "others wait for the trial");
+        m.record(0, false);
+        assert!(m.admits(0).is_ok(), "a new trial after the failed one");
+        assert_eq!(m.admits(0), Err(1));
+        m.release(0);
+        assert!(
+            m.admits(0).is_ok(),
+            "a trial that told nothing frees the next"
+        );
+        m.record(0, true);
+        assert!(m.admits(0).is_ok() && m.admits(0).is_ok(), "closed again");
+    }
 
     /// An upstream that never ends an event, a byte at a time: each byte is looked at a
     /// bounded number of times (counted, not timed).

@@ -1523,9 +1523,12 @@ fn ranked(
     let mut rows = st
         .query(params![
             expr,
+            // Newest first, ranked here: at most the newest RANKED_NEWEST that pass, since each
+            // is read whole and ranked in memory (all of them was every passage of a phrase
+            // that filters left, however many).
             match order {
                 Order::Rank => limit as i64,
-                Order::Newest(_) => -1,
+                Order::Newest(_) => RANKED_NEWEST,
             },
             filter.document.as_ref().map(DocumentId::as_str),
             filter.kind.map(Kind::as_str),
@@ -1992,6 +1995,67 @@ mod tests {
         let hits = search_in(&c, "beacon", &only_old, 5).unwrap();
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert_eq!(hits[0].text, "beacon beacon beacon beacon");
+    }
+
+    /// A phrase whose newest matches all fail the filters makes the index hand over every
+    /// match; of those that pass, only the newest RANKED_NEWEST are read and ranked.
+    #[test]
+    fn a_filtered_phrase_search_reads_a_bounded_number_of_passages() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for step in SCHEMA.steps {
+            c.execute_batch(step).unwrap();
+        }
+        let (text, csv) = (
+            "00000000000000000000000000000001",
+            "00000000000000000000000000000002",
+        );
+        let passing = usize::try_from(RANKED_NEWEST).unwrap() + 100;
+        // Oldest first: the passage that says it most, then the other text ones, then
+        // newer CSV rows that the filter leaves out.
+        let mut bodies = vec![(text, "beacon beacon beacon beacon".to_string())];
+        bodies.extend((1..passing).map(|i| (text, format!("beacon {i} of a longer line"))));
+        bodies.extend((0..500).map(|i| (csv, format!("beacon row {i}"))));
+        for (id, name, kind) in [(text, "t.txt", "text"), (csv, "c.csv", "csv")] {
+            c.execute(
+                "INSERT INTO documents VALUES (?1, ?2, ?3, 1)",
+                params![id, name, kind],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1, 1, 1, 1)",
+                params![id],
+            )
+            .unwrap();
+        }
+        for (at, (id, b)) in bodies.iter().enumerate() {
+            c.execute(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, 1, ?2, ?2 + 1, ?3)",
+                params![id, at as i64, b],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
+                params![INDEX_BASE - c.last_insert_rowid(), b],
+            )
+            .unwrap();
+        }
+        let rank = PhraseRank {
+            phrases: vec![vec!["beacon".to_string()]],
+            loose: Vec::new(),
+            total: bodies.len() as i64,
+        };
+        let only_text = Filter {
+            kind: Some(Kind::Text),
+            ..Filter::default()
+        };
+        let (hits, matched) =
+            ranked(&c, "\"beacon\"", &only_text, 5, -1, Order::Newest(&rank)).unwrap();
+        assert_eq!(matched, bodies.len());
+        assert_eq!(hits.len(), 5);
+        // The oldest passing passage lies past the newest that are read: not among them.
+        assert!(hits.iter().all(|h| h.text != bodies[0].1), "{hits:?}");
+        assert!(hits.iter().all(|h| h.document_id.as_str() == text));
     }
 
     #[test]

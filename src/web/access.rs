@@ -407,7 +407,7 @@ async fn multipart_csrf_holds(
 
 /// Journals a refused request in the caller's realm: a missing CSRF token (a forged form),
 /// or a change the caller's role does not allow.
-async fn record_refusal(
+pub(crate) async fn record_refusal(
     state: &AppState,
     p: &Principal,
     action: &'static str,

@@ -237,17 +237,40 @@ async fn thread_ask(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let asked = async {
+    let ready = async {
         let thread = ThreadId::parse(&id)?;
-        let ctx = tenant_of(&state, &p, form.ip).await?;
-        let models = state.models.clone();
         let question = form.field("question");
+        assistant::check_question(&question)?;
+        let ctx = tenant_of(&state, &p, form.ip).await?;
+        Ok::<_, AssistantError>((thread, question, ctx))
+    }
+    .await;
+    let (thread, question, ctx) = match ready {
+        Ok(r) => r,
+        Err(e @ (AssistantError::EmptyQuestion | AssistantError::QuestionTooLong)) => {
+            let errors = FieldError::new("question", super::ui::capitalise(&e.to_string()));
+            return thread_page(&state, &p, &id, StatusCode::BAD_REQUEST, errors).await;
+        }
+        Err(e) => return error_page(&state, Some(&p), e).await,
+    };
+    // The tenant's limits hold for people as for tokens.
+    let admitted = match super::gateway::admit_turn(&state, &ctx).await {
+        Ok(a) => a,
+        Err(e) => return error_page(&state, Some(&p), e).await,
+    };
+    let asked = async {
+        let (models, limits) = (state.models.clone(), state.limits.clone());
         // On a task of its own: a browser that goes away does not cut an audited turn.
         state
             .models
             .calls()
             .run(async move {
-                assistant::ask(&ctx, &models, &thread, &question, false, &mut |_| {}).await
+                let turn =
+                    assistant::ask(&ctx, &models, &thread, &question, false, &mut |_| {}).await;
+                if let Ok(t) = &turn {
+                    admitted.spend(&limits, t.tokens()).await;
+                }
+                turn
             })
             .await
             .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()))

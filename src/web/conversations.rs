@@ -271,22 +271,36 @@ async fn ask(
     req: Request,
 ) -> Response {
     let ip = client_ip(req.extensions());
-    let answered = async {
+    let ready = async {
         let id = ThreadId::parse(&id)?;
         let q: Question = body(&bytes_of(req).await?)?;
+        assistant::check_question(&q.question)?;
         let ctx = tenant_of(&state, &p, ip).await?;
-        let models = state.models.clone();
-        // On a task of its own: a client that goes away does not cut an audited turn.
-        state
-            .models
-            .calls()
-            .run(async move {
-                assistant::ask(&ctx, &models, &id, &q.question, false, &mut |_| {}).await
-            })
-            .await
-            .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()))
+        Ok::<_, AssistantError>((id, q, ctx))
     }
     .await;
+    let (id, q, ctx) = match ready {
+        Ok(r) => r,
+        Err(e) => return api_error(e),
+    };
+    let admitted = match super::gateway::admit_turn(&state, &ctx).await {
+        Ok(a) => a,
+        Err(e) => return super::gateway::turn_refused(e),
+    };
+    let (models, limits) = (state.models.clone(), state.limits.clone());
+    // On a task of its own: a client that goes away does not cut an audited turn.
+    let answered = state
+        .models
+        .calls()
+        .run(async move {
+            let turn = assistant::ask(&ctx, &models, &id, &q.question, false, &mut |_| {}).await;
+            if let Ok(t) = &turn {
+                admitted.spend(&limits, t.tokens()).await;
+            }
+            turn
+        })
+        .await
+        .unwrap_or_else(|| Err(crate::ai::model::ModelError::Internal.into()));
     match answered {
         Ok(turn) => Json(turn).into_response(),
         Err(e) => api_error(e),
@@ -337,8 +351,13 @@ async fn stream(
         Ok(r) => r,
         Err(e) => return api_error(e),
     };
+    // Refused with its own status (429, 503), before the stream starts.
+    let admitted = match super::gateway::admit_turn(&state, &ctx).await {
+        Ok(a) => a,
+        Err(e) => return super::gateway::turn_refused(e),
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
-    let models = state.models.clone();
+    let (models, limits) = (state.models.clone(), state.limits.clone());
     // The turn runs to its end (stored and audited) even if the client goes away.
     state.models.calls().spawn(async move {
         let deltas = tx.clone();
@@ -346,7 +365,10 @@ async fn stream(
             let _ = deltas.send(Piece::Delta(t.to_string()));
         };
         let piece = match assistant::ask(&ctx, &models, &id, &q.question, true, &mut send).await {
-            Ok(turn) => Piece::Done(Box::new(turn)),
+            Ok(turn) => {
+                admitted.spend(&limits, turn.tokens()).await;
+                Piece::Done(Box::new(turn))
+            }
             Err(e) => Piece::Failed(e),
         };
         let _ = tx.send(piece);

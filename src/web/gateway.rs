@@ -183,6 +183,10 @@ pub async fn guard(state: AppState, access: Access, mut req: Request, next: Next
     match state.auth.policy(&state.app, tenant).await {
         Ok(policy) if policy.admits(ip) => {}
         Ok(_) => {
+            // Journaled as the pages' guard does: a key used from a refused address (a
+            // stolen one, say) leaves its trace.
+            let path = req.uri().path().to_string();
+            super::access::record_refusal(&state, &p, "auth.address_refused", &path, ip).await;
             return vendor.error(
                 StatusCode::FORBIDDEN,
                 "requests from this address are not allowed by your organisation's policy",
@@ -612,6 +616,35 @@ fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
     format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Lets an assistant turn in under the tenant's limits, as a gateway call: the limits are
+/// for each token or signed-in person, whichever way they reach a model. A refusal is
+/// counted in the journal as the gateway's are, and answered with its status and
+/// `Retry-After`.
+pub(crate) async fn admit_turn(
+    state: &AppState,
+    ctx: &door::TenantCtx,
+) -> Result<gateway::Admitted, GatewayError> {
+    let admitted = gateway::admit(ctx, &state.limits, &state.rules, now(state)).await;
+    if let Err(e) = &admitted {
+        journal_refusal(state, ctx, e).await;
+    }
+    admitted
+}
+
+/// The JSON answer of an API turn that [`admit_turn`] refused, with `Retry-After`.
+pub(crate) fn turn_refused(e: GatewayError) -> Response {
+    let retry = match &e {
+        GatewayError::Limited(r) => Some(r.retry_after()),
+        GatewayError::LimitsUnavailable => Some(1),
+        _ => None,
+    };
+    let mut res = super::error::api_error(e);
+    if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// The clock, and the identity epoch the guard's authentication just looked at (no second

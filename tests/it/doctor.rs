@@ -64,6 +64,26 @@ fn each_kind_of_damage_fails_its_check() {
     let id = env.create_tenant("Damaged");
     let file = env.dir.join(format!("tenants/{id}.db"));
 
+    // A certificate whose key is another's, or gone, keeps the server from starting: the
+    // check fails however far off the expiry is.
+    let key = env.dir.join("tls/key.pem");
+    let own = std::fs::read(&key).unwrap();
+    let other = Env::init();
+    std::fs::write(&key, std::fs::read(other.dir.join("tls/key.pem")).unwrap()).unwrap();
+    let (ok, v) = doctor(&env, &["--quick"]);
+    assert!(!ok);
+    let (s, d) = status(&v, "certificate");
+    assert_eq!(s, "fail", "{v}");
+    assert!(d.contains("does not match"), "{d}");
+    std::fs::remove_file(&key).unwrap();
+    assert_eq!(
+        status(&doctor(&env, &["--quick"]).1, "certificate").0,
+        "fail"
+    );
+    std::fs::write(&key, own).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(status(&doctor(&env, &["--quick"]).1, "certificate").0, "ok");
+
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (ok, v) = doctor(&env, &["--quick"]);
     assert!(!ok);

@@ -365,11 +365,29 @@ async fn address_lists_apply_to_every_request_of_users_and_tokens() {
         .await;
     assert_eq!(st, 403);
     assert!(page.contains("not allowed by your organisation"), "{page}");
-    let refused = journal(&site)
-        .iter()
+    // The model gateway's own guard refuses the address too, in the vendor's shape, and
+    // journals it like the pages' guard.
+    let (st, _, b) = site
+        .s
+        .send(
+            "GET",
+            "/v1/models",
+            &[("authorization", bearer.as_str()), from("203.0.113.1:1")],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 403);
+    assert!(
+        text(&b).contains("not allowed by your organisation"),
+        "{}",
+        text(&b)
+    );
+    let refused: Vec<_> = journal(&site)
+        .into_iter()
         .filter(|e| e["action"] == "auth.address_refused")
-        .count();
-    assert_eq!(refused, 3);
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert_eq!(refused[3]["target"], "/v1/models", "{}", refused[3]);
     let saved = journal(&site)
         .into_iter()
         .rev()

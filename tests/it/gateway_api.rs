@@ -830,3 +830,35 @@ async fn a_models_odd_tool_calls_and_impossible_token_counts_end_cleanly() {
     assert!(done, "{raw}");
     assert_eq!(usage.unwrap()["total_tokens"], 2 * bound);
 }
+
+/// The limits are for each token or person however they reach a model: assistant turns are
+/// admitted like gateway calls, and a refused one gets 429 with `Retry-After`, plain and
+/// streamed, before any model is asked. Before, the assistant reached models unlimited.
+#[tokio::test(flavor = "multi_thread")]
+async fn assistant_turns_are_held_to_the_same_limits() {
+    let ai = Ai::new("");
+    ai.s.env.limit_token_calls(ai.tenant.as_str(), 1);
+    ai.upload(&[("pilotage.md", crate::models::PILOTAGE)]).await;
+    let thread = ai.thread().await;
+    let (st, turn) = ai.ask(&thread, "Where does the pilot board?").await;
+    assert_eq!(st, 200, "{turn}");
+    let turns = ai.turns().len();
+    for path in ["ask", "stream"] {
+        let (st, headers, b) =
+            ai.s.send(
+                "POST",
+                &format!("/api/v1/conversations/{thread}/{path}"),
+                &[
+                    ("authorization", &ai.op),
+                    ("content-type", "application/json"),
+                ],
+                br#"{"question":"And the fees?"}"#,
+            )
+            .await;
+        let body = String::from_utf8_lossy(&b);
+        assert_eq!(st, 429, "{path}: {body}");
+        assert!(body.contains("GW-0003"), "{path}: {body}");
+        assert!(headers.get("retry-after").is_some(), "{path}");
+    }
+    assert_eq!(ai.turns().len(), turns, "a refused turn asks no model");
+}

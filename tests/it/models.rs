@@ -411,6 +411,9 @@ async fn every_fault_is_a_clear_bounded_error_with_an_audit_entry() {
         "echo",
         "",
     ));
+    // A first URL that is no such endpoint (404): the next one is tried.
+    let wrong = format!("{u}/nothing");
+    config.push_str(&endpoint("wrongurl", "openai", &[&wrong, u], "echo", ""));
     config.push_str(
         &endpoint("breaker", "openai", &[u], "status-503", "").replace(
             "retries = 2",
@@ -491,6 +494,14 @@ async fn every_fault_is_a_clear_bounded_error_with_an_audit_entry() {
     assert_eq!(st, 200, "{turn}");
     assert!(
         turn["endpoint"].as_str().unwrap().contains(u),
+        "the second URL answered: {turn}"
+    );
+
+    ai.use_model("wrongurl");
+    let (st, turn) = ai.ask(&thread, q).await;
+    assert_eq!(st, 200, "{turn}");
+    assert!(
+        !turn["endpoint"].as_str().unwrap().contains("/nothing"),
         "the second URL answered: {turn}"
     );
 
