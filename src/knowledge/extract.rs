@@ -487,7 +487,7 @@ fn tidy(text: &str) -> String {
 #[doc(hidden)]
 pub fn sample_pdf(lines: &[&str], quirky: bool) -> Vec<u8> {
     use lopdf::content::{Content, Operation};
-    use lopdf::{dictionary, Document, Object, Stream};
+    use lopdf::{dictionary, Document, Object};
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
     let font = if quirky {
@@ -512,14 +512,26 @@ pub fn sample_pdf(lines: &[&str], quirky: bool) -> Vec<u8> {
     }
     operations.push(Operation::new("ET", vec![]));
     let content = Content { operations }.encode().unwrap_or_default();
+    one_page(doc, pages_id, content, resources_id)
+}
+
+/// `doc` made a one-page PDF: the page draws `content` with `resources`.
+fn one_page(
+    mut doc: lopdf::Document,
+    pages_id: lopdf::ObjectId,
+    content: Vec<u8>,
+    resources_id: lopdf::ObjectId,
+) -> Vec<u8> {
+    use lopdf::{dictionary, Object, Stream};
     let content_id = doc.add_object(Stream::new(dictionary! {}, content));
-    let page_id = doc
-        .add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content_id});
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        "Resources" => resources_id,
+    });
     doc.objects.insert(
         pages_id,
         Object::Dictionary(dictionary! {
             "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
-            "Resources" => resources_id,
             "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
         }),
     );
@@ -535,7 +547,7 @@ pub fn sample_pdf(lines: &[&str], quirky: bool) -> Vec<u8> {
 /// follows it until its stack overflows, which no `catch_unwind` catches.
 #[doc(hidden)]
 pub fn self_drawing_pdf() -> Vec<u8> {
-    use lopdf::{dictionary, Document, Object, Stream};
+    use lopdf::{dictionary, Document, Stream};
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
     let form_id = doc.add_object(Stream::new(
@@ -543,23 +555,7 @@ pub fn self_drawing_pdf() -> Vec<u8> {
         b"/X0 Do".to_vec(),
     ));
     let resources_id = doc.add_object(dictionary! {"XObject" => dictionary! {"X0" => form_id}});
-    let content_id = doc.add_object(Stream::new(dictionary! {}, b"/X0 Do".to_vec()));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-        "Resources" => resources_id,
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
-    doc.trailer.set("Root", catalog_id);
-    let mut out = Vec::new();
-    let _ = doc.save_to(&mut out);
-    out
+    one_page(doc, pages_id, b"/X0 Do".to_vec(), resources_id)
 }
 
 #[cfg(test)]

@@ -155,6 +155,15 @@ impl Policy {
         self.ip_allow.is_empty() || self.ip_allow.iter().any(|n| n.contains(&ip))
     }
 
+    /// This policy with every address refused.
+    fn admitting_nobody(mut self) -> Self {
+        self.ip_deny = ["0.0.0.0/0", "::/0"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        self
+    }
+
     /// The policy stored in a tenant file. A value this build cannot read is ignored with a
     /// warning, so a damaged row weakens nothing silently: the rule it held is logged.
     ///
@@ -176,11 +185,7 @@ impl Policy {
                 Err(e) => {
                     // Fail closed: an allow-list that cannot be read admits nobody.
                     tracing::warn!(error = %e, "unreadable ip_allow policy; nothing is admitted");
-                    p.ip_deny = ["0.0.0.0/0", "::/0"]
-                        .iter()
-                        .filter_map(|s| s.parse().ok())
-                        .collect();
-                    return Ok(p);
+                    return Ok(p.admitting_nobody());
                 }
             }
         }
@@ -191,11 +196,7 @@ impl Policy {
                     // Fail closed, as for the allow-list: a refusal that cannot be read
                     // refuses everyone rather than no one.
                     tracing::warn!(error = %e, "unreadable ip_deny policy; nothing is admitted");
-                    p.ip_deny = ["0.0.0.0/0", "::/0"]
-                        .iter()
-                        .filter_map(|s| s.parse().ok())
-                        .collect();
-                    return Ok(p);
+                    return Ok(p.admitting_nobody());
                 }
             }
         }

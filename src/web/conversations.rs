@@ -270,22 +270,9 @@ async fn ask(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let ready = async {
-        let id = ThreadId::parse(&id)?;
-        let q: Question = body(&bytes_of(req).await?)?;
-        assistant::check_question(&q.question)?;
-        let ctx = tenant_of(&state, &p, ip).await?;
-        Ok::<_, AssistantError>((id, q, ctx))
-    }
-    .await;
-    let (id, q, ctx) = match ready {
+    let (id, q, ctx, admitted) = match ready_turn(&state, &p, &id, req).await {
         Ok(r) => r,
-        Err(e) => return api_error(e),
-    };
-    let admitted = match super::gateway::admit_turn(&state, &ctx).await {
-        Ok(a) => a,
-        Err(e) => return super::gateway::turn_refused(e),
+        Err(refused) => return refused,
     };
     let (models, limits) = (state.models.clone(), state.limits.clone());
     // On a task of its own: a client that goes away does not cut an audited turn.
@@ -305,6 +292,31 @@ async fn ask(
         Ok(turn) => Json(turn).into_response(),
         Err(e) => api_error(e),
     }
+}
+
+/// A turn that may start: its thread, its question and the tenant, admitted under the
+/// tenant's limits. Everything that can be refused at once is refused here, with a plain
+/// JSON error of its own status (400, 404, 429 with `Retry-After`): before a stream starts.
+async fn ready_turn(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    req: Request,
+) -> Result<(ThreadId, Question, TenantCtx, crate::ai::gateway::Admitted), Response> {
+    let ip = client_ip(req.extensions());
+    let ready = async {
+        let id = ThreadId::parse(id)?;
+        let q: Question = body(&bytes_of(req).await?)?;
+        assistant::check_question(&q.question)?;
+        let ctx = tenant_of(state, p, ip).await?;
+        Ok::<_, AssistantError>((id, q, ctx))
+    }
+    .await;
+    let (id, q, ctx) = ready.map_err(api_error)?;
+    let admitted = super::gateway::admit_turn(state, &ctx)
+        .await
+        .map_err(super::gateway::turn_refused)?;
+    Ok((id, q, ctx, admitted))
 }
 
 /// What the stream's task reports.
@@ -336,25 +348,9 @@ async fn stream(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    // Everything that can be refused at once is refused with a plain JSON error.
-    let ready = async {
-        let id = ThreadId::parse(&id)?;
-        let q: Question = body(&bytes_of(req).await?)?;
-        // Refused with a status, before the stream starts.
-        assistant::check_question(&q.question)?;
-        let ctx = tenant_of(&state, &p, ip).await?;
-        Ok::<_, AssistantError>((id, q, ctx))
-    }
-    .await;
-    let (id, q, ctx) = match ready {
+    let (id, q, ctx, admitted) = match ready_turn(&state, &p, &id, req).await {
         Ok(r) => r,
-        Err(e) => return api_error(e),
-    };
-    // Refused with its own status (429, 503), before the stream starts.
-    let admitted = match super::gateway::admit_turn(&state, &ctx).await {
-        Ok(a) => a,
-        Err(e) => return super::gateway::turn_refused(e),
+        Err(refused) => return refused,
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
     let (models, limits) = (state.models.clone(), state.limits.clone());
