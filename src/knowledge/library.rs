@@ -124,6 +124,9 @@ const TWO_OF_MAX: usize = 4;
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 /// Most documents a tenant holds.
 pub const MAX_DOCUMENTS: i64 = 10_000;
+/// Most versions a document keeps: each is a full copy of its text, kept until the
+/// document is removed, so a file added again and again must not grow the tenant forever.
+pub const MAX_VERSIONS: i64 = 100;
 /// Most results a search returns.
 pub const MAX_LIMIT: usize = 100;
 /// The index numbers passage `id` as `INDEX_BASE - id`, newest first (see the schema step
@@ -156,6 +159,8 @@ pub enum KnowledgeError {
     BadName(String),
     #[error("the tenant already holds {MAX_DOCUMENTS} documents; remove some first")]
     TooMany,
+    #[error("{0}: the document already has {MAX_VERSIONS} versions; remove it (its versions go with it) and add it again")]
+    TooManyVersions(String),
     #[error("no document {0}")]
     NotFound(String),
     #[error(transparent)]
@@ -184,6 +189,7 @@ impl KnowledgeError {
             Self::Busy => "KNW-0014",
             Self::BadFilter(_) => "KNW-0015",
             Self::Expands { .. } => "KNW-0016",
+            Self::TooManyVersions(_) => "KNW-0017",
             Self::InvalidId(e) => e.code(),
             Self::Denied(_) => "KNW-0008",
             Self::Store(e) => e.code(),
@@ -207,7 +213,7 @@ crate::domain_error!(KnowledgeError, |e| {
         | KnowledgeError::BadFilter(_)
         | KnowledgeError::InvalidId(_) => ErrorKind::Invalid,
         KnowledgeError::Busy => ErrorKind::Busy,
-        KnowledgeError::TooMany => ErrorKind::Conflict,
+        KnowledgeError::TooMany | KnowledgeError::TooManyVersions(_) => ErrorKind::Conflict,
         KnowledgeError::NotFound(_) => ErrorKind::NotFound,
         KnowledgeError::Denied(_) => ErrorKind::Forbidden,
         KnowledgeError::Store(e) => crate::error::DomainError::kind(e),
@@ -517,11 +523,22 @@ fn markdown_text(source: &str) -> Option<String> {
             out.push_str("\n\n");
         }
     };
+    // An HTML block's lines, read together as a page once it ends (a `<script>` over many
+    // lines is skipped whole, as on any page).
+    let mut html = String::new();
     for event in Parser::new_ext(
         source,
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
     ) {
         match event {
+            Event::Html(t) => html.push_str(&t),
+            Event::End(TagEnd::HtmlBlock) => {
+                if let Ok(text) = super::extract::html(html.as_bytes()) {
+                    out.push_str(&text);
+                }
+                html.clear();
+                block_end(&mut out);
+            }
             Event::Text(t) | Event::Code(t) => out.push_str(&t),
             Event::SoftBreak => out.push(' '),
             Event::HardBreak => out.push('\n'),
@@ -880,13 +897,40 @@ pub fn add_blocking<D: Door>(door: &D, name: &str, bytes: &[u8]) -> Result<Added
                 fresh_id.clone()
             }
         };
-        let version: i64 = c
+        let latest: Option<(i64, String, i64)> = c
             .query_row(
-                "SELECT coalesce(max(version), 0) + 1 FROM versions WHERE document_id = ?1",
+                "SELECT version, sha256, passages FROM versions WHERE document_id = ?1 \
+                 ORDER BY version DESC LIMIT 1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        // The same bytes again are the latest version already: no copy of them is kept.
+        if let Some((version, _, passages)) = latest.as_ref().filter(|l| l.1 == sha) {
+            let added = Added {
+                id: id.clone(),
+                name: name.clone(),
+                version: *version,
+                passages: usize::try_from(*passages).unwrap_or(0),
+            };
+            let audit = Audit::new("knowledge.add", id.as_str()).params(serde_json::json!({
+                "name": name, "kind": kind.as_str(), "version": version, "sha256": sha,
+                "unchanged": true,
+            }));
+            return Ok((added, audit));
+        }
+        let versions: i64 = c
+            .query_row(
+                "SELECT count(*) FROM versions WHERE document_id = ?1",
                 [id.as_str()],
                 |r| r.get(0),
             )
             .map_err(db)?;
+        if versions >= MAX_VERSIONS {
+            return Err(KnowledgeError::TooManyVersions(name.clone()));
+        }
+        let version = latest.map_or(1, |l| l.0 + 1);
         let run = put_passages(c, &id, version, &text, &spans).map_err(db)?;
         c.execute(
             "INSERT INTO versions (document_id, version, sha256, bytes, created_us, \
@@ -2478,6 +2522,15 @@ mod tests {
             "x\n".repeat(100_000)
         );
         assert!(expands(render("a.csv", Kind::Csv, &csv)));
+        // The text inside an HTML block is read as a page's; its scripts are not.
+        let (body, _) = render(
+            "h.md",
+            Kind::Markdown,
+            "# Restore\n\n<details>\n<summary>Restore</summary>\nRun restore --verify first.\n<script>\nvar k = 1;\n</script>\n</details>\n\nAfter.\n",
+        )
+        .unwrap();
+        assert!(body.contains("Run restore --verify first."), "{body}");
+        assert!(body.contains("After.") && !body.contains("var k"), "{body}");
         // A byte order mark before JSON is no part of it.
         let (body, _) = render("b.json", Kind::Json, "\u{feff}[{\"berth\": 7}]").unwrap();
         assert_eq!(body, "berth: 7\n");

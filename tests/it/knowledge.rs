@@ -94,6 +94,19 @@ fn documents_are_added_versioned_searched_and_removed() {
     assert_eq!(listed.len(), 2);
     let p = listed.iter().find(|d| d["name"] == "pilotage.md").unwrap();
     assert_eq!(p["versions"], 2);
+    // The same bytes again are the latest version already, not a third copy.
+    let same = env.ok(&["knowledge", "add", "--tenant", &t, &pilot2, "--json"]);
+    let same: serde_json::Value = serde_json::from_str(same.trim()).unwrap();
+    assert_eq!(same["version"], 2, "{same}");
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["knowledge", "list", "--tenant", &t, "--json"])).unwrap();
+    let p = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "pilotage.md")
+        .unwrap();
+    assert_eq!(p["versions"], 2);
 
     // Removed: gone from search and list, in one step with its audit entry.
     env.ok(&["knowledge", "remove", "--tenant", &t, ids[0]]);
@@ -101,7 +114,9 @@ fn documents_are_added_versioned_searched_and_removed() {
     let list = env.ok(&["knowledge", "list", "--tenant", &t, "--json"]);
     assert!(!list.contains("pilotage.md"), "{list}");
     let journal = env.ok(&["audit", "export", "--tenant", &t]);
-    assert_eq!(journal.matches("\"knowledge.add\"").count(), 3);
+    // Three adds, and the unchanged one, journaled as such.
+    assert_eq!(journal.matches("\"knowledge.add\"").count(), 4);
+    assert_eq!(journal.matches("\"unchanged\":true").count(), 1);
     assert_eq!(journal.matches("\"knowledge.remove\"").count(), 1);
     let again = env.fails(&["knowledge", "remove", "--tenant", &t, ids[0]]);
     assert!(
@@ -489,4 +504,39 @@ fn quoted_phrases_are_found_as_written() {
     assert!(notes("\"the log of\"").is_empty());
     // An unclosed quote is a character: the words are searched as words.
     assert_eq!(notes("\"harbour pilot").len(), 3);
+}
+
+/// A document keeps at most 100 versions: the file added for the 101st time is refused,
+/// naming the limit, and the others stay.
+#[test]
+fn a_document_keeps_a_bounded_number_of_versions() {
+    let env = Env::init();
+    let t = env.create_tenant("acme");
+    let files = tempfile::tempdir().unwrap();
+    let paths: Vec<String> = (0..101)
+        .map(|i| {
+            let dir = files.path().join(i.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            write(
+                &dir,
+                "log.md",
+                format!("Entry {i} of the harbour log.\n").as_bytes(),
+            )
+        })
+        .collect();
+    let mut args = vec!["knowledge", "add", "--tenant", t.as_str()];
+    args.extend(paths.iter().map(String::as_str));
+    let out = env.run(&args);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 100);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already has 100 versions") && stderr.contains("[KNW-0017]"),
+        "{stderr}"
+    );
+    let hits = search(&env, &t, "entry harbour");
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("Entry 99"),
+        "{hits:?}"
+    );
 }
