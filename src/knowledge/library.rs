@@ -1980,6 +1980,23 @@ mod tests {
         assert!(passage_in(&c, &doc, 2, 0, 5).unwrap().is_none());
     }
 
+    /// Stores and indexes `bodies` as passages of version 1 of their documents, in order.
+    fn put_bodies(c: &rusqlite::Connection, bodies: &[(&str, String)]) {
+        for (at, (id, b)) in bodies.iter().enumerate() {
+            c.execute(
+                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
+                 VALUES (?1, 1, ?2, ?2 + 1, ?3)",
+                params![id, at as i64, b],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
+                params![INDEX_BASE - c.last_insert_rowid(), b],
+            )
+            .unwrap();
+        }
+    }
+
     #[test]
     fn a_word_in_very_many_passages_is_ranked_among_its_newest_unless_filters_ask_for_more() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
@@ -2006,19 +2023,7 @@ mod tests {
             )
             .unwrap();
         }
-        for (at, (id, b)) in bodies.iter().enumerate() {
-            c.execute(
-                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
-                 VALUES (?1, 1, ?2, ?2 + 1, ?3)",
-                params![id, at as i64, b],
-            )
-            .unwrap();
-            c.execute(
-                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
-                params![INDEX_BASE - c.last_insert_rowid(), b],
-            )
-            .unwrap();
-        }
+        put_bodies(&c, &bodies);
         c.execute(
             "INSERT INTO versions VALUES (?1, 1, 'sha', 1, 1, 1, 1, 1), (?2, 1, 'sha', 1, 1, 2, ?3, ?4)",
             params![old, new, bodies.len() as i64, newer as i64],
@@ -2071,19 +2076,7 @@ mod tests {
             )
             .unwrap();
         }
-        for (at, (id, b)) in bodies.iter().enumerate() {
-            c.execute(
-                "INSERT INTO passages (document_id, version, start_byte, end_byte, body) \
-                 VALUES (?1, 1, ?2, ?2 + 1, ?3)",
-                params![id, at as i64, b],
-            )
-            .unwrap();
-            c.execute(
-                "INSERT INTO passages_fts (rowid, body) VALUES (?1, ?2)",
-                params![INDEX_BASE - c.last_insert_rowid(), b],
-            )
-            .unwrap();
-        }
+        put_bodies(&c, &bodies);
         let rank = PhraseRank {
             phrases: vec![vec!["beacon".to_string()]],
             loose: Vec::new(),
